@@ -1,0 +1,1 @@
+//! Chip card and PSAM emulators of the citizen card profile.
