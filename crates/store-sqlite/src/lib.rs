@@ -1,0 +1,714 @@
+//! The embedded SQLite backend of the storage trait: one database file in WAL mode, one writer
+//! connection (SQLite allows one writer; queuing in-process beats `SQLITE_BUSY`), a few readers.
+//! Write transactions start with `BEGIN IMMEDIATE` so that a second process (the CLI while the
+//! server runs) waits on the busy timeout instead of failing half-way.
+
+use async_trait::async_trait;
+use keys::BlindIndex;
+use resident::{Residency, Source};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+use store::{
+    ApplyCounts, Backend, ChangeRow, CredentialKind, CurrentMacs, FeedRow, FeedTotals,
+    NewCredential, NewFeed, NewOperator, OperatorRow, ResidentRow, Result, Role, SealedFacts,
+    Store, StoreError, StoredDataKeys,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+const READERS_MAX: u32 = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return StoreError::Conflict(d.message().to_string());
+    }
+    StoreError::database(e)
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        Self::open_with(opts).await
+    }
+
+    /// Opens a `sqlite:` URL (e.g. `sqlite::memory:` is refused: readers and writer must share
+    /// one database, so use a file).
+    pub async fn open_url(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(db)?
+            .create_if_missing(true);
+        Self::open_with(opts).await
+    }
+
+    async fn open_with(opts: SqliteConnectOptions) -> Result<Self> {
+        let opts = opts
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true)
+            .pragma("cache_size", "-65536");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .map_err(db)?;
+        MIGRATOR
+            .run(&write)
+            .await
+            .map_err(|e| StoreError::database(e))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(READERS_MAX)
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(db)?;
+        Ok(SqliteStore { write, read })
+    }
+
+    /// The writer pool, for tests that tamper with rows the way an intruder with file access
+    /// would.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.write
+    }
+}
+
+fn blind(row: &SqliteRow, col: &str) -> Result<BlindIndex> {
+    let b: Vec<u8> = row.try_get(col).map_err(db)?;
+    BlindIndex::from_slice(&b).ok_or_else(|| StoreError::Corrupt(format!("{col} length")))
+}
+
+fn opt_blind(row: &SqliteRow, col: &str) -> Result<Option<BlindIndex>> {
+    let b: Option<Vec<u8>> = row.try_get(col).map_err(db)?;
+    match b {
+        None => Ok(None),
+        Some(b) => Ok(Some(BlindIndex::from_slice(&b).ok_or_else(|| {
+            StoreError::Corrupt(format!("{col} length"))
+        })?)),
+    }
+}
+
+fn residency(row: &SqliteRow) -> Result<Option<Residency>> {
+    let r: Option<String> = row.try_get("residency").map_err(db)?;
+    r.map(|r| Residency::parse(&r).ok_or_else(|| StoreError::Corrupt(format!("residency {r}"))))
+        .transpose()
+}
+
+fn hash32(b: Vec<u8>, what: &str) -> Result<audit::Hash> {
+    b.try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+const RESIDENT_COLS: &str = "id, id_blind, id_sealed, birth_date, gender, region_code, \
+    name_sealed, phone_sealed, address_sealed, residency, created_ms, updated_ms, version";
+
+fn resident_row(row: &SqliteRow) -> Result<ResidentRow> {
+    Ok(ResidentRow {
+        id: row.try_get("id").map_err(db)?,
+        id_blind: blind(row, "id_blind")?,
+        id_sealed: row.try_get("id_sealed").map_err(db)?,
+        birth_date: row.try_get("birth_date").map_err(db)?,
+        gender: row.try_get("gender").map_err(db)?,
+        region_code: row.try_get("region_code").map_err(db)?,
+        name_sealed: row.try_get("name_sealed").map_err(db)?,
+        phone_sealed: row.try_get("phone_sealed").map_err(db)?,
+        address_sealed: row.try_get("address_sealed").map_err(db)?,
+        residency: residency(row)?,
+        created_ms: row.try_get("created_ms").map_err(db)?,
+        updated_ms: row.try_get("updated_ms").map_err(db)?,
+        version: row.try_get("version").map_err(db)?,
+    })
+}
+
+fn operator_row(row: &SqliteRow) -> Result<OperatorRow> {
+    let role: String = row.try_get("role").map_err(db)?;
+    let dept: Option<String> = row.try_get("department").map_err(db)?;
+    Ok(OperatorRow {
+        id: row.try_get("id").map_err(db)?,
+        username: row.try_get("username").map_err(db)?,
+        display_name: row.try_get("display_name").map_err(db)?,
+        password_hash: row.try_get("password_hash").map_err(db)?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role}")))?,
+        department: dept
+            .map(|d| Source::parse(&d).ok_or_else(|| StoreError::Corrupt(format!("dept {d}"))))
+            .transpose()?,
+        created_ms: row.try_get("created_ms").map_err(db)?,
+        disabled: row.try_get::<i64, _>("disabled").map_err(db)? != 0,
+    })
+}
+
+fn audit_row(row: &SqliteRow) -> Result<audit::Entry> {
+    Ok(audit::Entry {
+        seq: row.try_get("seq").map_err(db)?,
+        at_ms: row.try_get("at_ms").map_err(db)?,
+        draft: audit::Draft {
+            actor: row.try_get("actor").map_err(db)?,
+            action: row.try_get("action").map_err(db)?,
+            record: row.try_get("record").map_err(db)?,
+            origin: row.try_get("origin").map_err(db)?,
+            detail: row.try_get("detail").map_err(db)?,
+        },
+        prev_hash: hash32(row.try_get("prev_hash").map_err(db)?, "prev_hash")?,
+        hash: hash32(row.try_get("hash").map_err(db)?, "hash")?,
+    })
+}
+
+/// Appends to the audit chain inside the caller's write transaction.
+async fn append_audit(
+    conn: &mut SqliteConnection,
+    draft: audit::Draft,
+    now_ms: i64,
+) -> Result<audit::Entry> {
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+    let seq: i64 = head.try_get("seq").map_err(db)?;
+    let prev = if seq == 0 {
+        None
+    } else {
+        Some((seq, hash32(head.try_get("hash").map_err(db)?, "audit head")?))
+    };
+    let e = audit::chain_next(prev, now_ms, draft);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at_ms, actor, action, record, origin, detail, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.seq)
+    .bind(e.at_ms)
+    .bind(&e.draft.actor)
+    .bind(&e.draft.action)
+    .bind(&e.draft.record)
+    .bind(&e.draft.origin)
+    .bind(&e.draft.detail)
+    .bind(&e.prev_hash[..])
+    .bind(&e.hash[..])
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
+        .bind(e.seq)
+        .bind(&e.hash[..])
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(e)
+}
+
+fn placeholders(n: usize, per_row: usize) -> String {
+    let row = format!("({})", vec!["?"; per_row].join(", "));
+    vec![row; n].join(", ")
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn data_keys(&self, purpose: &str) -> Result<Option<StoredDataKeys>> {
+        let row = sqlx::query("SELECT purpose, kek_id, wrapped FROM data_keys WHERE purpose = ?")
+            .bind(purpose)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(db)?;
+        row.map(|r| {
+            Ok(StoredDataKeys {
+                purpose: r.try_get("purpose").map_err(db)?,
+                kek_id: r.try_get("kek_id").map_err(db)?,
+                wrapped: r.try_get("wrapped").map_err(db)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn data_keys_insert(&self, k: &StoredDataKeys) -> Result<StoredDataKeys> {
+        sqlx::query(
+            "INSERT INTO data_keys (purpose, kek_id, wrapped) VALUES (?, ?, ?) \
+             ON CONFLICT (purpose) DO NOTHING",
+        )
+        .bind(&k.purpose)
+        .bind(&k.kek_id)
+        .bind(&k.wrapped)
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
+        self.data_keys(&k.purpose)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("data keys vanished after insert".into()))
+    }
+
+    async fn feed_begin(&self, feed: &NewFeed, audit: audit::Draft, now_ms: i64) -> Result<i64> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO feeds (source, channel, digest, started_ms) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(feed.source.as_str())
+        .bind(&feed.channel)
+        .bind(&feed.digest)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut audit = audit;
+        audit.record = format!("feed:{id}");
+        append_audit(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(id)
+    }
+
+    async fn residents_apply(
+        &self,
+        feed_id: i64,
+        rows: &[SealedFacts],
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<ApplyCounts> {
+        if rows.len() > store::APPLY_BATCH_MAX {
+            return Err(StoreError::TooMany {
+                got: rows.len(),
+                max: store::APPLY_BATCH_MAX,
+            });
+        }
+        let mut counts = ApplyCounts::default();
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+
+        // What is stored now for the residents of this batch.
+        let mut current: std::collections::HashMap<BlindIndex, (i64, CurrentMacs)> =
+            std::collections::HashMap::with_capacity(rows.len());
+        for chunk in rows.chunks(500) {
+            let sql = format!(
+                "SELECT id, id_blind, name_mac, phone_mac, address_mac, residency \
+                 FROM residents WHERE id_blind IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q.bind(&r.id_blind.0[..]);
+            }
+            for row in q.fetch_all(&mut *tx).await.map_err(db)? {
+                let macs = CurrentMacs {
+                    name: opt_blind(&row, "name_mac")?,
+                    phone: opt_blind(&row, "phone_mac")?,
+                    address: opt_blind(&row, "address_mac")?,
+                    residency: residency(&row)?,
+                };
+                current.insert(blind(&row, "id_blind")?, (row.try_get("id").map_err(db)?, macs));
+            }
+        }
+
+        let mut new_rows: Vec<&SealedFacts> = Vec::new();
+        // (resident id, mask, sealed values)
+        let mut changes: Vec<(i64, u8, &[u8])> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for r in rows {
+            if !seen.insert(r.id_blind) {
+                return Err(StoreError::Conflict(
+                    "the same resident twice in one batch".into(),
+                ));
+            }
+            match current.get(&r.id_blind) {
+                None => new_rows.push(r),
+                Some((id, macs)) => {
+                    let mask = store::changed_fields(Some(macs), r);
+                    if mask == 0 {
+                        counts.unchanged += 1;
+                        continue;
+                    }
+                    counts.updated += 1;
+                    let f = |field| r.field(field);
+                    use resident::Field::{Address, Name, Phone};
+                    sqlx::query(
+                        "UPDATE residents SET \
+                         name_mac = COALESCE(?, name_mac), name_sealed = COALESCE(?, name_sealed), \
+                         phone_mac = COALESCE(?, phone_mac), phone_sealed = COALESCE(?, phone_sealed), \
+                         address_mac = COALESCE(?, address_mac), address_sealed = COALESCE(?, address_sealed), \
+                         residency = COALESCE(?, residency), updated_ms = ?, version = version + 1 \
+                         WHERE id = ?",
+                    )
+                    .bind(f(Name).map(|s| &s.mac.0[..]))
+                    .bind(f(Name).map(|s| &s.sealed[..]))
+                    .bind(f(Phone).map(|s| &s.mac.0[..]))
+                    .bind(f(Phone).map(|s| &s.sealed[..]))
+                    .bind(f(Address).map(|s| &s.mac.0[..]))
+                    .bind(f(Address).map(|s| &s.sealed[..]))
+                    .bind(r.residency.map(Residency::as_str))
+                    .bind(now_ms)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    changes.push((*id, mask, &r.change_sealed));
+                }
+            }
+        }
+
+        const COLS: usize = 15;
+        for chunk in new_rows.chunks(1000) {
+            let sql = format!(
+                "INSERT INTO residents (id_blind, id_sealed, birth_date, gender, region_code, \
+                 name_mac, name_sealed, phone_mac, phone_sealed, address_mac, address_sealed, \
+                 residency, created_ms, updated_ms, version) VALUES {} RETURNING id, id_blind",
+                placeholders(chunk.len(), COLS)
+            );
+            let mut q = sqlx::query(&sql);
+            use resident::Field::{Address, Name, Phone};
+            for r in chunk {
+                let f = |field| r.field(field);
+                q = q
+                    .bind(&r.id_blind.0[..])
+                    .bind(&r.id_sealed[..])
+                    .bind(&r.birth_date)
+                    .bind(&r.gender)
+                    .bind(&r.region_code)
+                    .bind(f(Name).map(|s| &s.mac.0[..]))
+                    .bind(f(Name).map(|s| &s.sealed[..]))
+                    .bind(f(Phone).map(|s| &s.mac.0[..]))
+                    .bind(f(Phone).map(|s| &s.sealed[..]))
+                    .bind(f(Address).map(|s| &s.mac.0[..]))
+                    .bind(f(Address).map(|s| &s.sealed[..]))
+                    .bind(r.residency.map(Residency::as_str))
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(1i64);
+            }
+            let by_blind: std::collections::HashMap<BlindIndex, &SealedFacts> =
+                chunk.iter().map(|r| (r.id_blind, *r)).collect();
+            for row in q.fetch_all(&mut *tx).await.map_err(db)? {
+                let b = blind(&row, "id_blind")?;
+                let r = by_blind
+                    .get(&b)
+                    .ok_or_else(|| StoreError::Corrupt("inserted an unknown resident".into()))?;
+                changes.push((
+                    row.try_get("id").map_err(db)?,
+                    store::changed_fields(None, r),
+                    &r.change_sealed,
+                ));
+                counts.inserted += 1;
+            }
+        }
+
+        for chunk in changes.chunks(2000) {
+            let sql = format!(
+                "INSERT INTO resident_changes (resident_id, feed_id, fields_mask, values_sealed, at_ms) VALUES {}",
+                placeholders(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, mask, sealed) in chunk {
+                q = q
+                    .bind(*id)
+                    .bind(feed_id)
+                    .bind(i64::from(*mask))
+                    .bind(*sealed)
+                    .bind(now_ms);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+
+        let mut audit = audit;
+        audit.detail = format!(
+            "{} inserted={} updated={} unchanged={}",
+            audit.detail, counts.inserted, counts.updated, counts.unchanged
+        );
+        append_audit(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(counts)
+    }
+
+    async fn feed_finish(&self, feed_id: i64, t: &FeedTotals, now_ms: i64) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE feeds SET finished_ms = ?, rows_total = ?, inserted = ?, updated = ?, \
+             unchanged = ?, rejected = ? WHERE id = ?",
+        )
+        .bind(now_ms)
+        .bind(t.rows as i64)
+        .bind(t.inserted as i64)
+        .bind(t.updated as i64)
+        .bind(t.unchanged as i64)
+        .bind(t.rejected as i64)
+        .bind(feed_id)
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("feed {feed_id}")));
+        }
+        Ok(())
+    }
+
+    async fn feeds_recent(&self, limit: u32) -> Result<Vec<FeedRow>> {
+        let rows = sqlx::query("SELECT * FROM feeds ORDER BY id DESC LIMIT ?")
+            .bind(i64::from(limit.min(store::PAGE_MAX)))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let g = |c: &str| -> Result<u64> {
+                    Ok(r.try_get::<i64, _>(c).map_err(db)?.max(0) as u64)
+                };
+                Ok(FeedRow {
+                    id: r.try_get("id").map_err(db)?,
+                    source: r.try_get("source").map_err(db)?,
+                    channel: r.try_get("channel").map_err(db)?,
+                    digest: r.try_get("digest").map_err(db)?,
+                    started_ms: r.try_get("started_ms").map_err(db)?,
+                    finished_ms: r.try_get("finished_ms").map_err(db)?,
+                    totals: FeedTotals {
+                        rows: g("rows_total")?,
+                        inserted: g("inserted")?,
+                        updated: g("updated")?,
+                        unchanged: g("unchanged")?,
+                        rejected: g("rejected")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn resident_by_blind(&self, id_blind: &BlindIndex) -> Result<Option<ResidentRow>> {
+        let sql = format!("SELECT {RESIDENT_COLS} FROM residents WHERE id_blind = ?");
+        let row = sqlx::query(&sql)
+            .bind(&id_blind.0[..])
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(resident_row).transpose()
+    }
+
+    async fn residents_by_name(
+        &self,
+        name_mac: &BlindIndex,
+        limit: u32,
+    ) -> Result<Vec<ResidentRow>> {
+        let sql =
+            format!("SELECT {RESIDENT_COLS} FROM residents WHERE name_mac = ? ORDER BY id LIMIT ?");
+        let rows = sqlx::query(&sql)
+            .bind(&name_mac.0[..])
+            .bind(i64::from(limit.min(store::PAGE_MAX)))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?;
+        rows.iter().map(resident_row).collect()
+    }
+
+    async fn residents_page(&self, after_id: i64, limit: u32) -> Result<Vec<ResidentRow>> {
+        let sql = format!("SELECT {RESIDENT_COLS} FROM residents WHERE id > ? ORDER BY id LIMIT ?");
+        let rows = sqlx::query(&sql)
+            .bind(after_id)
+            .bind(i64::from(limit.min(store::PAGE_MAX)))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?;
+        rows.iter().map(resident_row).collect()
+    }
+
+    async fn resident_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM residents")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn resident_history(&self, resident_id: i64) -> Result<Vec<ChangeRow>> {
+        let rows = sqlx::query(
+            "SELECT c.feed_id, f.source, f.channel, c.fields_mask, c.values_sealed, c.at_ms \
+             FROM resident_changes c JOIN feeds f ON f.id = c.feed_id \
+             WHERE c.resident_id = ? ORDER BY c.id LIMIT 1000",
+        )
+        .bind(resident_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChangeRow {
+                    feed_id: r.try_get("feed_id").map_err(db)?,
+                    source: r.try_get("source").map_err(db)?,
+                    channel: r.try_get("channel").map_err(db)?,
+                    fields_mask: r.try_get::<i64, _>("fields_mask").map_err(db)? as u8,
+                    values_sealed: r.try_get("values_sealed").map_err(db)?,
+                    at_ms: r.try_get("at_ms").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn operator_create(
+        &self,
+        op: &NewOperator,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<OperatorRow> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let row = sqlx::query(
+            "INSERT INTO operators (username, display_name, password_hash, role, department, created_ms) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(&op.username)
+        .bind(&op.display_name)
+        .bind(&op.password_hash)
+        .bind(op.role.as_str())
+        .bind(op.department.map(Source::as_str))
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match db(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("operator {}", op.username)),
+            e => e,
+        })?;
+        let created = operator_row(&row)?;
+        append_audit(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(created)
+    }
+
+    async fn operator_by_username(&self, username: &str) -> Result<Option<OperatorRow>> {
+        let row = sqlx::query("SELECT * FROM operators WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(operator_row).transpose()
+    }
+
+    async fn operators_list(&self) -> Result<Vec<OperatorRow>> {
+        let rows = sqlx::query("SELECT * FROM operators ORDER BY id LIMIT 10000")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?;
+        rows.iter().map(operator_row).collect()
+    }
+
+    async fn credential_create(
+        &self,
+        c: &NewCredential,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO credentials (token_hash, operator_id, kind, label, created_ms, expires_ms) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.token_hash[..])
+        .bind(c.operator_id)
+        .bind(c.kind.as_str())
+        .bind(&c.label)
+        .bind(now_ms)
+        .bind(c.expires_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        append_audit(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn credential_lookup(
+        &self,
+        token_hash: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<Option<(OperatorRow, CredentialKind)>> {
+        let row = sqlx::query(
+            "SELECT o.*, c.kind AS credential_kind FROM credentials c \
+             JOIN operators o ON o.id = c.operator_id \
+             WHERE c.token_hash = ? AND c.revoked_ms IS NULL AND c.expires_ms > ? AND o.disabled = 0",
+        )
+        .bind(&token_hash[..])
+        .bind(now_ms)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db)?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let kind: String = r.try_get("credential_kind").map_err(db)?;
+                let kind = CredentialKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Corrupt(format!("credential kind {kind}")))?;
+                Ok(Some((operator_row(&r)?, kind)))
+            }
+        }
+    }
+
+    async fn credential_revoke(&self, token_hash: &[u8; 32], now_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE credentials SET revoked_ms = ? WHERE token_hash = ? AND revoked_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(&token_hash[..])
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn audit_append(&self, draft: audit::Draft, now_ms: i64) -> Result<audit::Entry> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let e = append_audit(&mut tx, draft, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(e)
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, audit::Hash)>> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db)?;
+        let seq: i64 = row.try_get("seq").map_err(db)?;
+        if seq == 0 {
+            return Ok(None);
+        }
+        Ok(Some((
+            seq,
+            hash32(row.try_get("hash").map_err(db)?, "audit head")?,
+        )))
+    }
+
+    async fn audit_range(&self, after_seq: i64, limit: u32) -> Result<Vec<audit::Entry>> {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after_seq)
+            .bind(i64::from(limit.min(10_000)))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?;
+        rows.iter().map(audit_row).collect()
+    }
+
+    async fn audit_recent(&self, action: Option<&str>, limit: u32) -> Result<Vec<audit::Entry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE (? IS NULL OR action = ?) ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(action)
+        .bind(action)
+        .bind(i64::from(limit.min(store::PAGE_MAX)))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter().map(audit_row).collect()
+    }
+}

@@ -1,0 +1,311 @@
+//! The conformance suite: behaviour every backend must show, written once against the trait.
+//! A backend's tests expand [`conformance_tests!`](crate::conformance_tests) with a function
+//! that makes a fresh, empty store, so each case runs on its own database.
+
+use crate::*;
+use resident::{Field, Residency, Source};
+
+const NOW: i64 = 1_795_000_000_000;
+
+fn b(tag: &str, n: u32) -> BlindIndex {
+    let mut x = [0u8; 32];
+    x[..tag.len().min(16)].copy_from_slice(&tag.as_bytes()[..tag.len().min(16)]);
+    x[28..].copy_from_slice(&n.to_be_bytes());
+    BlindIndex(x)
+}
+
+fn field(f: Field, value: &str) -> SealedField {
+    SealedField {
+        field: f,
+        mac: b(&format!("{}:{value}", f.as_str()), 0),
+        sealed: format!("sealed-{value}").into_bytes(),
+    }
+}
+
+/// A synthetic row; the "sealed" bytes are opaque to the store, so plain markers do here.
+fn facts(n: u32, name: &str, phone: Option<&str>, address: Option<&str>) -> SealedFacts {
+    let mut fields = vec![field(Field::Name, name)];
+    if let Some(p) = phone {
+        fields.push(field(Field::Phone, p));
+    }
+    if let Some(a) = address {
+        fields.push(field(Field::Address, a));
+    }
+    SealedFacts {
+        id_blind: b("id", n),
+        id_sealed: format!("sealed-id-{n}").into_bytes(),
+        birth_date: "1985-06-15".into(),
+        gender: "male".into(),
+        region_code: "410105".into(),
+        residency: Some(Residency::Resident),
+        fields,
+        change_sealed: format!("change-{n}-{name}").into_bytes(),
+    }
+}
+
+fn draft(action: &str) -> audit::Draft {
+    audit::Draft::new("operator:test", action, "", "test", "")
+}
+
+async fn feed(s: &dyn Store, source: Source) -> i64 {
+    s.feed_begin(
+        &NewFeed {
+            source,
+            channel: "csv:test.csv".into(),
+            digest: "00".into(),
+        },
+        draft("resident.feed"),
+        NOW,
+    )
+    .await
+    .unwrap()
+}
+
+pub async fn residents_apply_is_idempotent(s: &dyn Store) {
+    let f1 = feed(s, Source::Police).await;
+    let rows = vec![
+        facts(1, "a", Some("p1"), Some("addr1")),
+        facts(2, "b", None, Some("addr2")),
+        facts(3, "c", Some("p3"), None),
+    ];
+    let c = s
+        .residents_apply(f1, &rows, draft("resident.import"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        c,
+        ApplyCounts {
+            inserted: 3,
+            updated: 0,
+            unchanged: 0
+        }
+    );
+    // The same rows again change nothing and add no history.
+    let c = s
+        .residents_apply(f1, &rows, draft("resident.import"), NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(c.unchanged, 3);
+    assert_eq!(c.inserted + c.updated, 0);
+    assert_eq!(s.resident_count().await.unwrap(), 3);
+
+    // A second department reports only a phone: the address stays, history grows by one.
+    let f2 = feed(s, Source::HrSocialSecurity).await;
+    let mut phone_only = facts(2, "b", Some("p2"), None);
+    phone_only.residency = None;
+    let c = s
+        .residents_apply(f2, &[phone_only], draft("resident.import"), NOW + 2)
+        .await
+        .unwrap();
+    assert_eq!(c.updated, 1);
+    let r = s.resident_by_blind(&b("id", 2)).await.unwrap().unwrap();
+    assert_eq!(r.address_sealed.as_deref(), Some(&b"sealed-addr2"[..]));
+    assert_eq!(r.phone_sealed.as_deref(), Some(&b"sealed-p2"[..]));
+    assert_eq!(r.residency, Some(Residency::Resident));
+    assert_eq!(r.version, 2);
+    let h = s.resident_history(r.id).await.unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0].source, "police");
+    assert_eq!(
+        h[0].fields_mask,
+        Field::Name.bit() | Field::Address.bit() | Field::Residency.bit()
+    );
+    assert_eq!(h[1].source, "hr_social_security");
+    assert_eq!(h[1].fields_mask, Field::Phone.bit());
+    assert_eq!(h[1].feed_id, f2);
+    assert_eq!(h[1].at_ms, NOW + 2);
+}
+
+pub async fn a_failed_batch_writes_nothing(s: &dyn Store) {
+    let f = feed(s, Source::Police).await;
+    let head_before = s.audit_head().await.unwrap();
+    let rows = vec![facts(1, "a", None, None), facts(1, "a2", None, None)];
+    let err = s
+        .residents_apply(f, &rows, draft("resident.import"), NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(s.resident_count().await.unwrap(), 0);
+    assert_eq!(s.audit_head().await.unwrap(), head_before);
+
+    let too_many: Vec<SealedFacts> = (0..=APPLY_BATCH_MAX as u32)
+        .map(|n| facts(n, "x", None, None))
+        .collect();
+    let err = s
+        .residents_apply(f, &too_many, draft("resident.import"), NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooMany { .. }), "{err:?}");
+    // One below the bound is accepted.
+    let c = s
+        .residents_apply(f, &too_many[..APPLY_BATCH_MAX], draft("resident.import"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(c.inserted, APPLY_BATCH_MAX as u64);
+}
+
+pub async fn residents_lookups_and_pages(s: &dyn Store) {
+    let f = feed(s, Source::Police).await;
+    let rows: Vec<SealedFacts> = (1..=25)
+        .map(|n| facts(n, if n % 5 == 0 { "same" } else { "other" }, None, None))
+        .collect();
+    s.residents_apply(f, &rows, draft("resident.import"), NOW)
+        .await
+        .unwrap();
+    assert!(s.resident_by_blind(&b("id", 99)).await.unwrap().is_none());
+    let r = s.resident_by_blind(&b("id", 7)).await.unwrap().unwrap();
+    assert_eq!(r.id_sealed, b"sealed-id-7");
+    assert_eq!(r.region_code, "410105");
+    let same = s
+        .residents_by_name(&field(Field::Name, "same").mac, 100)
+        .await
+        .unwrap();
+    assert_eq!(same.len(), 5);
+    let limited = s
+        .residents_by_name(&field(Field::Name, "same").mac, 2)
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 2);
+    let p1 = s.residents_page(0, 10).await.unwrap();
+    let p2 = s.residents_page(p1[9].id, 10).await.unwrap();
+    let p3 = s.residents_page(p2[9].id, 10).await.unwrap();
+    assert_eq!((p1.len(), p2.len(), p3.len()), (10, 10, 5));
+    assert!(p1[9].id < p2[0].id);
+
+    s.feed_finish(
+        f,
+        &FeedTotals {
+            rows: 26,
+            inserted: 25,
+            rejected: 1,
+            ..Default::default()
+        },
+        NOW + 5,
+    )
+    .await
+    .unwrap();
+    let feeds = s.feeds_recent(10).await.unwrap();
+    assert_eq!(feeds[0].id, f);
+    assert_eq!(feeds[0].totals.rejected, 1);
+    assert_eq!(feeds[0].finished_ms, Some(NOW + 5));
+    assert!(matches!(
+        s.feed_finish(f + 1000, &FeedTotals::default(), NOW).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn audit_chain_holds_under_concurrency(s: &'static dyn Store) {
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..15 {
+                s.audit_append(
+                    audit::Draft::new(format!("t{t}"), "test.append", format!("{i}"), "test", ""),
+                    NOW + i,
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(audit_verify(s).await.unwrap(), Ok(120));
+    let head = s.audit_head().await.unwrap().unwrap();
+    assert_eq!(head.0, 120);
+    let recent = s.audit_recent(Some("test.append"), 5).await.unwrap();
+    assert_eq!(recent.len(), 5);
+    assert_eq!(recent[0].seq, 120);
+    assert!(s.audit_recent(Some("nothing"), 5).await.unwrap().is_empty());
+}
+
+pub async fn operators_and_credentials(s: &dyn Store) {
+    let op = NewOperator {
+        username: "clerk1".into(),
+        display_name: "Clerk".into(),
+        password_hash: "$argon2id$fake".into(),
+        role: Role::DepartmentOfficer,
+        department: Some(Source::CivilAffairs),
+    };
+    let created = s
+        .operator_create(&op, draft("operator.create"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(created.role, Role::DepartmentOfficer);
+    assert_eq!(created.department, Some(Source::CivilAffairs));
+    let dup = s.operator_create(&op, draft("operator.create"), NOW).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(s.operators_list().await.unwrap().len(), 1);
+    let found = s.operator_by_username("clerk1").await.unwrap().unwrap();
+    assert_eq!(found.id, created.id);
+    assert!(s.operator_by_username("nobody").await.unwrap().is_none());
+
+    let token = [7u8; 32];
+    s.credential_create(
+        &NewCredential {
+            token_hash: token,
+            operator_id: created.id,
+            kind: CredentialKind::ApiToken,
+            label: "dept system".into(),
+            expires_ms: NOW + 1000,
+        },
+        draft("token.create"),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let (who, kind) = s.credential_lookup(&token, NOW).await.unwrap().unwrap();
+    assert_eq!((who.id, kind), (created.id, CredentialKind::ApiToken));
+    assert!(s.credential_lookup(&token, NOW + 1000).await.unwrap().is_none());
+    assert!(s.credential_lookup(&[8u8; 32], NOW).await.unwrap().is_none());
+    s.credential_revoke(&token, NOW + 1).await.unwrap();
+    assert!(s.credential_lookup(&token, NOW + 2).await.unwrap().is_none());
+    // operator.create and token.create were audited; the failed duplicate was not.
+    assert_eq!(audit_verify(s).await.unwrap(), Ok(2));
+}
+
+pub async fn data_keys_first_writer_wins(s: &dyn Store) {
+    assert!(s.data_keys("pii").await.unwrap().is_none());
+    let first = StoredDataKeys {
+        purpose: "pii".into(),
+        kek_id: "kek-1".into(),
+        wrapped: vec![1, 2, 3],
+    };
+    assert_eq!(s.data_keys_insert(&first).await.unwrap(), first);
+    let second = StoredDataKeys {
+        wrapped: vec![9],
+        ..first.clone()
+    };
+    assert_eq!(s.data_keys_insert(&second).await.unwrap(), first);
+    s.ping().await.unwrap();
+}
+
+/// Expands one `#[tokio::test]` per conformance case. `$make` is an expression evaluating to
+/// a future of a fresh store (`impl Store`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            residents_apply_is_idempotent,
+            a_failed_batch_writes_nothing,
+            residents_lookups_and_pages,
+            operators_and_credentials,
+            data_keys_first_writer_wins);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn audit_chain_holds_under_concurrency() {
+            let s: &'static dyn $crate::Store = Box::leak(Box::new($make.await));
+            $crate::conformance::audit_chain_holds_under_concurrency(s).await;
+        }
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let s = $make.await;
+                $crate::conformance::$name(&s).await;
+            }
+        )*
+    };
+}
