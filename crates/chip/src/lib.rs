@@ -1,1 +1,44 @@
-//! Chip card and PSAM emulators of the citizen card profile.
+//! Chip card and PSAM emulators of the citizen card profile, and the terminal and host e-purse flows.
+//!
+//! Pure: no I/O, no clock, no randomness of its own (the card's generator
+//! state is part of its image). The profile is `epurse.md`; the cryptography
+//! is in the `crypto` crate.
+//!
+//! - [`CommandApdu`] / [`ResponseApdu`]: ISO 7816-4 APDUs.
+//! - [`Card`]: the card emulator over a serializable [`CardImage`].
+//! - [`Psam`]: the terminal's secure module.
+//! - [`personalize`]: builds a card from a [`PersonalizationRecord`].
+//! - [`terminal`]: purchase, complex purchase and load flows over a [`CardChannel`].
+//! - [`host`]: load authorization and TAC checks on the platform side.
+
+mod apdu;
+mod bcd;
+mod card;
+mod card_number;
+mod channel;
+pub mod host;
+pub mod image;
+mod personalize;
+mod psam;
+pub mod records;
+mod sw;
+pub mod terminal;
+mod terminal_id;
+
+pub use apdu::{
+    APDU_LEN_MAX, ApduCase, ApduError, CommandApdu, DATA_LEN_MAX, LE_MAX, ResponseApdu,
+    ResponseError,
+};
+pub use bcd::{BcdDate, BcdError, BcdTime};
+pub use card::{BALANCE_MAX_FEN, Card, KEY_INDEX, MAC_FAILURES_MAX, PIN_TRIES_MAX};
+pub use card_number::{CARD_NUMBER_PREFIX, CardNumber, CardNumberError};
+pub use channel::{CardChannel, ChannelError, Recorder};
+pub use image::CardImage;
+pub use personalize::{
+    AppUsage, CHIP_BYTES, PersonalizationRecord, PersonalizeError, SpaceReport, personalize,
+    space_report,
+};
+pub use psam::{Psam, PsamImage};
+pub use records::CardType;
+pub use sw::Sw;
+pub use terminal_id::{TerminalId, TerminalIdError};

@@ -60,8 +60,11 @@ pub fn des_decrypt(key: &Key8, block: &[u8; 8]) -> [u8; 8] {
 
 fn ecb(alg: Algorithm, key: &Key16, data: &[u8], encrypt: bool) -> Result<Vec<u8>, CryptoError> {
     let block = alg.block_len();
-    if data.len() % block != 0 {
-        return Err(CryptoError::NotBlockAligned { block, actual: data.len() });
+    if !data.len().is_multiple_of(block) {
+        return Err(CryptoError::NotBlockAligned {
+            block,
+            actual: data.len(),
+        });
     }
     let mut out = Vec::with_capacity(data.len());
     match alg {
@@ -69,7 +72,11 @@ fn ecb(alg: Algorithm, key: &Key16, data: &[u8], encrypt: bool) -> Result<Vec<u8
             for chunk in data.chunks_exact(8) {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(chunk);
-                let r = if encrypt { tdes_encrypt(key, &b) } else { tdes_decrypt(key, &b) };
+                let r = if encrypt {
+                    tdes_encrypt(key, &b)
+                } else {
+                    tdes_decrypt(key, &b)
+                };
                 out.extend_from_slice(&r);
             }
         }
@@ -77,7 +84,11 @@ fn ecb(alg: Algorithm, key: &Key16, data: &[u8], encrypt: bool) -> Result<Vec<u8
             for chunk in data.chunks_exact(16) {
                 let mut b = [0u8; 16];
                 b.copy_from_slice(chunk);
-                let r = if encrypt { sm4_encrypt(key, &b) } else { sm4_decrypt(key, &b) };
+                let r = if encrypt {
+                    sm4_encrypt(key, &b)
+                } else {
+                    sm4_decrypt(key, &b)
+                };
                 out.extend_from_slice(&r);
             }
         }

@@ -41,7 +41,8 @@ impl<const N: usize> Key<N> {
     /// Parses a key from hex (upper or lower case), as keys appear in specs and
     /// key ceremonies.
     pub fn from_hex(text: &str) -> Result<Self, CryptoError> {
-        let mut bytes = hex::decode(text.trim()).map_err(|_| CryptoError::InvalidHex { what: "key" })?;
+        let mut bytes =
+            hex::decode(text.trim()).map_err(|_| CryptoError::InvalidHex { what: "key" })?;
         let key = Self::from_slice(&bytes);
         bytes.zeroize();
         key
@@ -120,9 +121,16 @@ mod tests {
     fn from_slice_rejects_wrong_length() {
         assert_eq!(
             Key16::from_slice(&[0u8; 15]),
-            Err(CryptoError::InvalidLength { what: "key", expected: 16, actual: 15 })
+            Err(CryptoError::InvalidLength {
+                what: "key",
+                expected: 16,
+                actual: 15
+            })
         );
-        assert!(matches!(Key8::from_hex("zz"), Err(CryptoError::InvalidHex { .. })));
+        assert!(matches!(
+            Key8::from_hex("zz"),
+            Err(CryptoError::InvalidHex { .. })
+        ));
     }
 
     #[test]

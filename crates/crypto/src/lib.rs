@@ -26,9 +26,9 @@ pub use hash::{SM3_LEN, sm3};
 pub use key::{Key, Key8, Key16, Key32};
 pub use mac::{MAC_LEN, MacKey, cbc_mac_des, cbc_mac_sm4, pad_iso9797_m2};
 pub use purse::{
-    DivData, MasterKeys, PurseKeys, TransactionType, diversify,
-    load_mac1, load_mac2, load_session_key, load_tac, purchase_mac1, purchase_mac2,
-    purchase_session_key, purchase_tac, tac_key,
+    DivData, MasterKeys, PurseKeys, TransactionType, diversify, load_mac1, load_mac2,
+    load_session_key, load_tac, purchase_mac1, purchase_mac2, purchase_session_key, purchase_tac,
+    tac_key,
 };
 pub use signature::{
     SM2_DEFAULT_DISTID, SM2_PUBLIC_KEY_LEN, SM2_SIGNATURE_LEN, Sm2PublicKey, Sm2SigningKey,

@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn padding_always_adds_at_least_one_byte() {
         assert_eq!(pad_iso9797_m2(&[], 8), vec![0x80, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(pad_iso9797_m2(&[1; 7], 8), [vec![1; 7], vec![0x80]].concat());
+        assert_eq!(
+            pad_iso9797_m2(&[1; 7], 8),
+            [vec![1; 7], vec![0x80]].concat()
+        );
         let aligned = pad_iso9797_m2(&[1; 8], 8);
         assert_eq!(aligned.len(), 16);
         assert_eq!(aligned[8], 0x80);

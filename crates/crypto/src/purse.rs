@@ -158,7 +158,12 @@ pub fn purchase_session_key(
 
 /// Load session key SESLK from DLK with
 /// `I = random(4) || online counter(2) || 8000`.
-pub fn load_session_key(alg: Algorithm, dlk: &Key16, random: [u8; 4], online_counter: u16) -> MacKey {
+pub fn load_session_key(
+    alg: Algorithm,
+    dlk: &Key16,
+    random: [u8; 4],
+    online_counter: u16,
+) -> MacKey {
     let mut i = [0u8; 8];
     i[..4].copy_from_slice(&random);
     i[4..6].copy_from_slice(&online_counter.to_be_bytes());

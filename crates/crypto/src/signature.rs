@@ -65,7 +65,10 @@ impl Sm2SigningKey {
 
 impl fmt::Debug for Sm2SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Sm2SigningKey").field(&"***").field(&self.public_key()).finish()
+        f.debug_tuple("Sm2SigningKey")
+            .field(&"***")
+            .field(&self.public_key())
+            .finish()
     }
 }
 
@@ -126,6 +129,10 @@ fn parse_signature(signature: &[u8]) -> Result<Signature, CryptoError> {
 
 impl fmt::Debug for Sm2PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sm2PublicKey({})", hex::encode_upper(self.to_compressed()))
+        write!(
+            f,
+            "Sm2PublicKey({})",
+            hex::encode_upper(self.to_compressed())
+        )
     }
 }

@@ -658,6 +658,20 @@ impl Store for PgStore {
         Ok(e)
     }
 
+    async fn audit_append_batch(
+        &self,
+        drafts: Vec<audit::Draft>,
+        now_ms: i64,
+    ) -> Result<Vec<audit::Entry>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut out = Vec::with_capacity(drafts.len());
+        for d in drafts {
+            out.push(append_audit(&mut tx, d, now_ms).await?);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
     async fn audit_head(&self) -> Result<Option<(i64, audit::Hash)>> {
         let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_one(&self.pool)

@@ -105,6 +105,13 @@ pub trait Store: Send + Sync + 'static {
     /// Appends one entry at the head of the chain.
     async fn audit_append(&self, draft: audit::Draft, now_ms: i64) -> Result<audit::Entry>;
 
+    /// Appends several entries in one transaction (group commit), in the order given.
+    async fn audit_append_batch(
+        &self,
+        drafts: Vec<audit::Draft>,
+        now_ms: i64,
+    ) -> Result<Vec<audit::Entry>>;
+
     /// The last sequence number and hash, as recorded alongside the chain.
     async fn audit_head(&self) -> Result<Option<(i64, audit::Hash)>>;
 
