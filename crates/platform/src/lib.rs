@@ -1,0 +1,93 @@
+//! The platform's services, shared by the HTTP server and the command line: opening storage
+//! and keys, the resident base database (import, lookup, provenance), operators and their
+//! credentials, the audit log, and the synthetic demo city.
+//!
+//! Domain rules live in the pure crates (`resident`, `audit`); this crate orchestrates them
+//! with the store and the vault, and is where the clock is read.
+
+pub mod audit_writer;
+pub mod clock;
+pub mod demo;
+mod error;
+pub mod open;
+pub mod operators;
+pub mod residents;
+
+pub use error::{FieldProblem, PlatformError};
+pub use open::{KeySource, StorageTarget};
+
+use clock::Clock;
+use keys::Vault;
+use std::sync::Arc;
+use store::{Role, Store};
+
+pub type Result<T, E = PlatformError> = std::result::Result<T, E>;
+
+/// Everything a request handler or command needs, cheap to clone.
+#[derive(Clone)]
+pub struct Platform {
+    pub store: Arc<dyn Store>,
+    vault: Arc<Vault>,
+    pub clock: Arc<dyn Clock>,
+    audit: audit_writer::AuditWriter,
+    logins: Arc<operators::LoginThrottle>,
+}
+
+/// Who is acting, as established by authentication (or `system`/`cli` for local commands).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub operator_id: Option<i64>,
+    pub username: String,
+    pub role: Role,
+    pub department: Option<resident::Source>,
+    /// Where the request came from: a client address, `cli`, `demo`.
+    pub origin: String,
+}
+
+impl Caller {
+    /// The local command line, run by whoever holds the data directory and its key store.
+    pub fn cli(origin: &str) -> Self {
+        Caller {
+            operator_id: None,
+            username: "cli".into(),
+            role: Role::Administrator,
+            department: None,
+            origin: origin.into(),
+        }
+    }
+
+    pub fn actor(&self) -> String {
+        match self.operator_id {
+            Some(_) => format!("operator:{}", self.username),
+            None => format!("system:{}", self.username),
+        }
+    }
+
+    pub fn draft(&self, action: &str, record: impl Into<String>, detail: impl Into<String>) -> audit::Draft {
+        audit::Draft::new(self.actor(), action, record, &self.origin, detail)
+    }
+}
+
+impl Platform {
+    pub fn new(store: Arc<dyn Store>, vault: Vault, clock: Arc<dyn Clock>) -> Self {
+        let audit = audit_writer::AuditWriter::start(store.clone(), clock.clone());
+        Platform {
+            store,
+            vault: Arc::new(vault),
+            clock,
+            audit,
+            logins: Arc::new(operators::LoginThrottle::default()),
+        }
+    }
+
+    /// Appends an audit entry (group-committed with concurrent ones) and waits until it is
+    /// durable: data is only returned to a caller after its read is on the record.
+    pub async fn audit(&self, draft: audit::Draft) -> Result<audit::Entry> {
+        self.audit.append(draft).await
+    }
+
+    /// Checks the whole audit chain; the inner error names the first bad entry.
+    pub async fn audit_verify(&self) -> Result<std::result::Result<u64, audit::ChainError>> {
+        Ok(store::audit_verify(&*self.store).await?)
+    }
+}
