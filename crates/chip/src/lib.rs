@@ -7,7 +7,8 @@
 //! - [`CommandApdu`] / [`ResponseApdu`]: ISO 7816-4 APDUs.
 //! - [`Card`]: the card emulator over a serializable [`CardImage`].
 //! - [`Psam`]: the terminal's secure module.
-//! - [`personalize`]: builds a card from a [`PersonalizationRecord`].
+//! - [`personalize`]: builds a card from a [`PersonalizationRecord`];
+//!   [`personalize_transported`] from card keys wrapped under a transport key (HSM path).
 //! - [`terminal`]: purchase, complex purchase and load flows over a [`CardChannel`].
 //! - [`host`]: load authorization and TAC checks on the platform side.
 
@@ -24,6 +25,7 @@ pub mod records;
 mod sw;
 pub mod terminal;
 mod terminal_id;
+mod transported;
 
 pub use apdu::{
     APDU_LEN_MAX, ApduCase, ApduError, CommandApdu, DATA_LEN_MAX, LE_MAX, ResponseApdu,
@@ -42,3 +44,6 @@ pub use psam::{Psam, PsamImage};
 pub use records::CardType;
 pub use sw::Sw;
 pub use terminal_id::{TerminalId, TerminalIdError};
+pub use transported::{
+    TransportError, TransportedKey, TransportedPurseKeys, personalize_transported,
+};

@@ -38,11 +38,11 @@ pub struct KeyInfo {
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Kdf {
-    salt: String,
-    m_kib: u32,
-    t: u32,
-    p: u32,
+pub(crate) struct Kdf {
+    pub(crate) salt: String,
+    pub(crate) m_kib: u32,
+    pub(crate) t: u32,
+    pub(crate) p: u32,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -65,8 +65,8 @@ struct FileFormat {
 const FORMAT: u32 = 1;
 const CHECK_TEXT: &[u8] = b"citycard key store";
 /// Argon2id cost: 19 MiB, 2 passes (OWASP's minimum recommendation for Argon2id).
-const KDF_M_KIB: u32 = 19 * 1024;
-const KDF_T: u32 = 2;
+pub(crate) const KDF_M_KIB: u32 = 19 * 1024;
+pub(crate) const KDF_T: u32 = 2;
 
 pub struct FileKeyStore {
     path: PathBuf,
@@ -83,7 +83,7 @@ impl std::fmt::Debug for FileKeyStore {
     }
 }
 
-fn derive_master(passphrase: &[u8], kdf: &Kdf) -> Result<sm4gcm::Sm4Gcm, KeyError> {
+pub(crate) fn derive_master(passphrase: &[u8], kdf: &Kdf) -> Result<sm4gcm::Sm4Gcm, KeyError> {
     let salt = hex::decode(&kdf.salt).map_err(|_| KeyError::Format("kdf salt".into()))?;
     let params = Params::new(kdf.m_kib, kdf.t, kdf.p, Some(16))
         .map_err(|e| KeyError::Format(format!("kdf parameters: {e}")))?;
@@ -216,8 +216,8 @@ impl FileKeyStore {
 
     /// Writes the file atomically (temporary file, fsync, rename) with owner-only permissions.
     fn save(&self) -> Result<(), KeyError> {
-        let text =
-            serde_json::to_string_pretty(&self.file).map_err(|e| KeyError::Format(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&self.file)
+            .map_err(|e| KeyError::Format(e.to_string()))?;
         let tmp = self.path.with_extension("tmp");
         {
             let mut opts = std::fs::OpenOptions::new();
@@ -250,12 +250,7 @@ impl KeyStore for FileKeyStore {
         sm4gcm::seal(&sm4gcm::cipher(key.expose()), plaintext, aad)
     }
 
-    fn unwrap_secret(
-        &self,
-        key_id: &str,
-        wrapped: &[u8],
-        aad: &[u8],
-    ) -> Result<Secret, KeyError> {
+    fn unwrap_secret(&self, key_id: &str, wrapped: &[u8], aad: &[u8]) -> Result<Secret, KeyError> {
         let key = self.key(key_id)?;
         Ok(Secret::new(sm4gcm::open(
             &sm4gcm::cipher(key.expose()),

@@ -5,6 +5,7 @@
 //! bytes, blind indexes or check values; nothing here returns or prints a key.
 
 mod file_store;
+pub mod master;
 mod secret;
 mod sm4gcm;
 mod vault;
@@ -45,8 +46,7 @@ pub trait KeyStore: Send + Sync {
     /// Decrypts what `wrap` produced. Crate-private in effect: the result only feeds other
     /// key objects of this crate (see [`Vault::open`]).
     #[doc(hidden)]
-    fn unwrap_secret(&self, key_id: &str, wrapped: &[u8], aad: &[u8])
-    -> Result<Secret, KeyError>;
+    fn unwrap_secret(&self, key_id: &str, wrapped: &[u8], aad: &[u8]) -> Result<Secret, KeyError>;
 }
 
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {

@@ -8,15 +8,15 @@ use std::sync::Arc;
 use time::{Date, Duration};
 
 const SURNAMES: &[&str] = &[
-    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡",
-    "郭", "何", "高", "林", "罗", "郑", "梁", "谢", "宋", "唐", "许", "韩", "冯", "邓", "曹",
-    "彭", "曾", "肖", "田", "董", "袁", "潘", "于", "蒋", "蔡", "余", "杜", "叶", "程", "苏",
-    "魏", "吕", "丁", "任", "沈", "欧阳", "司马",
+    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭",
+    "何", "高", "林", "罗", "郑", "梁", "谢", "宋", "唐", "许", "韩", "冯", "邓", "曹", "彭", "曾",
+    "肖", "田", "董", "袁", "潘", "于", "蒋", "蔡", "余", "杜", "叶", "程", "苏", "魏", "吕", "丁",
+    "任", "沈", "欧阳", "司马",
 ];
 const GIVEN: &[&str] = &[
-    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛",
-    "明", "超", "秀", "霞", "平", "刚", "桂", "英", "华", "建", "国", "文", "辉", "玲", "宇",
-    "浩", "鑫", "晨", "欣", "怡", "博", "思", "雨", "子", "佳", "梓", "睿", "豪", "一", "诺",
+    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明",
+    "超", "秀", "霞", "平", "刚", "桂", "英", "华", "建", "国", "文", "辉", "玲", "宇", "浩", "鑫",
+    "晨", "欣", "怡", "博", "思", "雨", "子", "佳", "梓", "睿", "豪", "一", "诺",
 ];
 /// Zhengzhou's districts and county-level cities (GB/T 2260), with their names.
 const DISTRICTS: &[(&str, &str)] = &[
@@ -33,11 +33,28 @@ const DISTRICTS: &[(&str, &str)] = &[
     ("410184", "新郑市"),
     ("410185", "登封市"),
 ];
-/// Birthplaces of non-residents (another city's social security card holders).
-const ELSEWHERE: &[&str] = &["110105", "320102", "420102", "430102", "610113", "370102"];
+/// Birthplaces of non-residents (another city's social security card holders): one per
+/// district slot, so the slot scheme below keeps their ID numbers unique too.
+const ELSEWHERE: &[&str] = &[
+    "110105", "320102", "420102", "430102", "610113", "370102", "310104", "440106", "510104",
+    "330106", "340102", "130102",
+];
 const ROADS: &[&str] = &[
-    "花园路", "文化路", "经三路", "农业路", "金水路", "中原路", "建设路", "大学路", "商都路",
-    "郑汴路", "嵩山路", "航海路", "紫荆山路", "东风路", "北三环",
+    "花园路",
+    "文化路",
+    "经三路",
+    "农业路",
+    "金水路",
+    "中原路",
+    "建设路",
+    "大学路",
+    "商都路",
+    "郑汴路",
+    "嵩山路",
+    "航海路",
+    "紫荆山路",
+    "东风路",
+    "北三环",
 ];
 
 /// SplitMix64: a tiny, well-mixed generator keyed by (seed, index), so any row can be rebuilt
@@ -59,16 +76,16 @@ fn pick<'a>(list: &[&'a str], r: u64) -> &'a str {
 pub fn id_number(i: u64, seed: u64, today: Date) -> ResidentId {
     let non_resident = mix(seed, i, 1) % 20 == 0;
     let regions = DISTRICTS.len() as u64;
+    let slot = (i % regions) as usize;
     let region = if non_resident {
-        pick(ELSEWHERE, mix(seed, i, 2)).to_string()
+        ELSEWHERE[slot].to_string()
     } else {
-        DISTRICTS[(i % regions) as usize].0.to_string()
+        DISTRICTS[slot].0.to_string()
     };
     // (region slot, day, sequence) is injective in i: 7919 is coprime with 36500.
     let sequence = ((i / regions) % 1000) as u16;
     let day = ((i / regions / 1000) * 7919 + seed) % 36_500;
     let birth = today - Duration::days(day as i64 + 1);
-    // Non-residents reuse the slot scheme with their own region, so they stay unique too.
     ResidentId::from_parts(&region, birth, sequence)
 }
 
@@ -95,8 +112,18 @@ pub fn resident_row(i: u64, seed: u64, today: Date, version: u64) -> [String; 5]
         (a >> 32) % 6 + 1,
         (a >> 40) % 30 * 100 + 101,
     );
-    let residency = if non_resident { "non_resident" } else { "resident" };
-    [id.as_str().to_string(), name, phone, address, residency.to_string()]
+    let residency = if non_resident {
+        "non_resident"
+    } else {
+        "resident"
+    };
+    [
+        id.as_str().to_string(),
+        name,
+        phone,
+        address,
+        residency.to_string(),
+    ]
 }
 
 /// Writes a feed CSV (with header) of residents `range`, at `version`.
@@ -172,8 +199,18 @@ pub async fn run(
         ("admin", "系统管理员", Role::Administrator, None),
         ("clerk", "柜员", Role::CounterClerk, None),
         ("clearing", "清算员", Role::ClearingOfficer, None),
-        ("police", "公安经办", Role::DepartmentOfficer, Some(Source::Police)),
-        ("hrss", "人社经办", Role::DepartmentOfficer, Some(Source::HrSocialSecurity)),
+        (
+            "police",
+            "公安经办",
+            Role::DepartmentOfficer,
+            Some(Source::Police),
+        ),
+        (
+            "hrss",
+            "人社经办",
+            Role::DepartmentOfficer,
+            Some(Source::HrSocialSecurity),
+        ),
         ("auditor", "审计员", Role::Auditor, None),
     ];
     for (username, display, role, department) in ops {
@@ -213,14 +250,29 @@ pub async fn run(
         let mut buf = Vec::new();
         write_feed(&mut buf, hr.into_iter(), seed, today, u64::from(day))
             .map_err(|e| crate::PlatformError::Unexpected(e.to_string()))?;
-        let r = import(p, &cli, Source::HrSocialSecurity, buf, format!("demo:hrss-day{day}")).await?;
+        let r = import(
+            p,
+            &cli,
+            Source::HrSocialSecurity,
+            buf,
+            format!("demo:hrss-day{day}"),
+        )
+        .await?;
         s.feeds += 1;
         s.rows_updated += r.totals.updated;
         // The tax bureau's feed carries a few broken rows, which are reported, not imported.
         let mut buf = Vec::new();
-        write_feed(&mut buf, (start..residents).step_by(500), seed, today, u64::from(day))
-            .map_err(|e| crate::PlatformError::Unexpected(e.to_string()))?;
-        buf.extend_from_slice("110105194912310021,错号,,,\n410105198506151234,,,,resident\n".as_bytes());
+        write_feed(
+            &mut buf,
+            (start..residents).step_by(500),
+            seed,
+            today,
+            u64::from(day),
+        )
+        .map_err(|e| crate::PlatformError::Unexpected(e.to_string()))?;
+        buf.extend_from_slice(
+            "110105194912310021,错号,,,\n410105198506151234,,,,resident\n".as_bytes(),
+        );
         let r = import(p, &cli, Source::Tax, buf, format!("demo:tax-day{day}")).await?;
         s.feeds += 1;
         s.rows_updated += r.totals.updated;
@@ -242,16 +294,20 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for i in 0..50_000 {
             let row = resident_row(i, 7, today, 0);
-            let parsed = resident::parse_row(
-                &row.iter().map(String::as_str).collect::<Vec<_>>(),
-                today,
-            );
+            let parsed =
+                resident::parse_row(&row.iter().map(String::as_str).collect::<Vec<_>>(), today);
             assert!(parsed.is_ok(), "row {i}: {row:?}: {parsed:?}");
             assert!(seen.insert(row[0].clone()), "duplicate id at {i}");
         }
         // Deterministic for a seed, different across seeds and versions.
         assert_eq!(resident_row(5, 7, today, 0), resident_row(5, 7, today, 0));
-        assert_ne!(resident_row(5, 7, today, 0)[0], resident_row(5, 8, today, 0)[0]);
-        assert_ne!(resident_row(5, 7, today, 0)[2], resident_row(5, 7, today, 1)[2]);
+        assert_ne!(
+            resident_row(5, 7, today, 0)[0],
+            resident_row(5, 8, today, 0)[0]
+        );
+        assert_ne!(
+            resident_row(5, 7, today, 0)[2],
+            resident_row(5, 7, today, 1)[2]
+        );
     }
 }

@@ -1,0 +1,300 @@
+//! Benchmarks, each run beside its baseline in the same command so the ratio survives a noisy
+//! machine. Results are printed as Markdown rows for `docs/benchmarks.md`.
+
+use crate::config::Config;
+use anyhow::Context;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use platform::clock::SystemClock;
+use platform::{Caller, KeySource, StorageTarget};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Resident import (rows/s) and ID lookups over HTTP (requests/s, p50, p99), on the
+    /// backend chosen by --database-url (a scratch schema) or a scratch SQLite file.
+    Residents {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 50_000)]
+        lookups: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+}
+
+struct Scratch {
+    target: StorageTarget,
+    _dir: tempfile::TempDir,
+    pg_cleanup: Option<(String, String)>,
+}
+
+async fn scratch(cfg: &Config) -> anyhow::Result<Scratch> {
+    let dir = tempfile::tempdir()?;
+    match &cfg.database_url {
+        None => Ok(Scratch {
+            target: StorageTarget::Sqlite(dir.path().join("bench.db")),
+            _dir: dir,
+            pg_cleanup: None,
+        }),
+        Some(url) => {
+            let schema = format!("bench_{}", std::process::id());
+            let pool = sqlx::PgPool::connect(url).await.context("connecting to PostgreSQL")?;
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+                .execute(&pool)
+                .await?;
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+            Ok(Scratch {
+                target: StorageTarget::Postgres(scoped),
+                _dir: dir,
+                pg_cleanup: Some((url.clone(), schema)),
+            })
+        }
+    }
+}
+
+/// The baseline: the same CSV rows parsed and inserted as plain text, 1,000 per transaction,
+/// with no validation, encryption, provenance or audit. It is the storage engine's floor.
+async fn baseline_import(target: &StorageTarget, csv_path: &std::path::Path) -> anyhow::Result<f64> {
+    let mut reader = csv::Reader::from_path(csv_path)?;
+    let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>()?;
+    let start = Instant::now();
+    match target {
+        StorageTarget::Sqlite(path) => {
+            let url = format!("sqlite://{}", path.with_extension("baseline.db").display());
+            let opts: sqlx::sqlite::SqliteConnectOptions = url.parse::<sqlx::sqlite::SqliteConnectOptions>()?
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
+            let pool = sqlx::SqlitePool::connect_with(opts).await?;
+            sqlx::query("CREATE TABLE plain (id_number TEXT PRIMARY KEY, name TEXT, phone TEXT, address TEXT, residency TEXT)")
+                .execute(&pool)
+                .await?;
+            for chunk in rows.chunks(1000) {
+                let mut tx = pool.begin().await?;
+                let sql = format!(
+                    "INSERT INTO plain VALUES {}",
+                    vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+                );
+                let mut q = sqlx::query(&sql);
+                for r in chunk {
+                    for c in r.iter() {
+                        q = q.bind(c.to_string());
+                    }
+                }
+                q.execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+        }
+        StorageTarget::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await?;
+            sqlx::query("CREATE TABLE plain (id_number TEXT PRIMARY KEY, name TEXT, phone TEXT, address TEXT, residency TEXT)")
+                .execute(&pool)
+                .await?;
+            for chunk in rows.chunks(1000) {
+                let mut tx = pool.begin().await?;
+                let cells: Vec<String> = (0..chunk.len())
+                    .map(|i| {
+                        let b = i * 5;
+                        format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+                    })
+                    .collect();
+                let sql = format!("INSERT INTO plain VALUES {}", cells.join(", "));
+                let mut q = sqlx::query(&sql);
+                for r in chunk {
+                    for c in r.iter() {
+                        q = q.bind(c.to_string());
+                    }
+                }
+                q.execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+        }
+    }
+    Ok(rows.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+struct LoadResult {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+/// Sends `total` GET requests from `concurrency` keep-alive clients and measures each.
+async fn load(base: &str, paths: Arc<Vec<String>>, token: &str, total: u64, concurrency: usize) -> LoadResult {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(concurrency)
+        .build_http();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next, paths) = (client.clone(), next.clone(), paths.clone());
+        let (base, token) = (base.to_string(), token.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let uri = format!("{base}{}", paths[(i as usize) % paths.len()]);
+                let req = hyper::Request::get(uri)
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(Empty::new())
+                    .expect("valid request");
+                let t = Instant::now();
+                match client.request(req).await {
+                    Ok(resp) => {
+                        let ok = resp.status().is_success();
+                        let _ = resp.into_body().collect().await;
+                        if !ok {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+                lat.push(t.elapsed());
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all: Vec<Duration> = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
+        all[i].as_secs_f64() * 1000.0
+    };
+    LoadResult {
+        rps: all.len() as f64 / secs,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    }
+}
+
+pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
+    let BenchCommand::Residents { rows, lookups, concurrency, seed } = cmd;
+    let s = scratch(cfg).await?;
+    let today = platform::clock::Clock::today(&SystemClock);
+    let backend = match &s.target {
+        StorageTarget::Sqlite(_) => "sqlite",
+        StorageTarget::Postgres(_) => "postgres",
+    };
+    eprintln!("bench residents on {backend}: {rows} rows, {lookups} lookups, concurrency {concurrency}");
+
+    let csv_path = s._dir.path().join("feed.csv");
+    {
+        let pb = crate::bar(rows, "writing csv");
+        let f = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
+        let pb2 = pb.clone();
+        platform::demo::write_feed(f, (0..rows).inspect(move |i| if i % 10_000 == 0 { pb2.set_position(*i) }), seed, today, 0)?;
+        pb.finish_and_clear();
+    }
+
+    eprintln!("baseline: plain INSERT of the same rows …");
+    let baseline_rps = baseline_import(&s.target, &csv_path).await?;
+
+    let key_dir = s._dir.path().join("keys");
+    let p = platform::open::open_platform(
+        &s.target,
+        &key_dir,
+        &KeySource::Passphrase("bench".into()),
+        false,
+        Arc::new(SystemClock),
+    )
+    .await?;
+    let bytes = std::fs::metadata(&csv_path)?.len();
+    let pb = crate::bar(bytes, "importing");
+    let pb2 = pb.clone();
+    let start = Instant::now();
+    let report = p
+        .import_residents(
+            &Caller::cli("bench"),
+            resident::Source::Police,
+            "bench",
+            "bench".into(),
+            Box::new(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&csv_path)?)),
+            Arc::new(move |b| pb2.set_position(b)),
+        )
+        .await?;
+    let import_secs = start.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    anyhow::ensure!(report.totals.inserted == rows, "imported {} of {rows}", report.totals.inserted);
+    let import_rps = rows as f64 / import_secs;
+
+    // Lookups over HTTP against an in-process server.
+    let admin = p
+        .create_operator(
+            &Caller::cli("bench"),
+            platform::operators::OperatorRequest {
+                username: "bench".into(),
+                display_name: "bench".into(),
+                password: "bench-password-1".into(),
+                role: store::Role::Administrator,
+                department: None,
+            },
+        )
+        .await?;
+    let token = p.create_api_token(&Caller::cli("bench"), &admin.username, "bench", 1).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, p.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    let base = format!("http://{addr}");
+    let ids: Vec<String> = (0..rows.min(100_000))
+        .map(|i| {
+            let i = (i * 7919) % rows;
+            format!("/api/v1/residents/{}", platform::demo::id_number(i, seed, today).as_str())
+        })
+        .collect();
+    let health = Arc::new(vec!["/healthz".to_string()]);
+    eprintln!("baseline: GET /healthz …");
+    let warm = load(&base, health.clone(), &token, 2_000, concurrency).await;
+    let _ = warm;
+    let hb = load(&base, health, &token, lookups, concurrency).await;
+    eprintln!("lookups …");
+    let lk = load(&base, Arc::new(ids), &token, lookups, concurrency).await;
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    if let Some((url, schema)) = &s.pg_cleanup {
+        let pool = sqlx::PgPool::connect(url).await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await?;
+    }
+
+    println!("| benchmark ({backend}) | result | baseline (same run) | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| import {rows} residents (validate, seal 4 fields, blind-index, provenance, audit) | {:.0} rows/s | plain INSERT of the same CSV: {:.0} rows/s | {:.2} |",
+        import_rps,
+        baseline_rps,
+        import_rps / baseline_rps
+    );
+    println!(
+        "| GET /api/v1/residents/{{id}} ×{lookups}, {concurrency} clients (auth, blind index, decrypt, audit) | {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {} | GET /healthz: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms | {:.2} |",
+        lk.rps, lk.p50_ms, lk.p99_ms, lk.errors, hb.rps, hb.p50_ms, hb.p99_ms, lk.rps / hb.rps
+    );
+    anyhow::ensure!(lk.errors == 0, "{} lookups failed", lk.errors);
+    Ok(())
+}

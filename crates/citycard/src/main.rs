@@ -1,0 +1,353 @@
+//! `citycard`: one binary for the whole platform. Serves the API and console, imports
+//! department feeds, verifies the audit log, builds the demo city and runs the benchmarks.
+
+mod bench;
+mod config;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use config::{Config, GlobalArgs};
+use indicatif::{ProgressBar, ProgressStyle};
+use platform::clock::SystemClock;
+use platform::{Caller, Platform};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "citycard",
+    version,
+    about = "City citizen card platform (市民卡平台)",
+    long_about = "City citizen card platform (市民卡平台).\n\nData lives in an embedded SQLite \
+database under --data-dir (default ./citycard-data), or in PostgreSQL with --database-url. \
+Settings come from defaults, then a TOML config file, then CITYCARD_* environment variables, \
+then flags."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the JSON API, the operator console, health checks and metrics.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "CITYCARD_LISTEN")]
+        listen: Option<String>,
+        /// Build the demo city first when the data directory holds no residents.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// The resident base database.
+    #[command(subcommand)]
+    Residents(ResidentsCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Operator accounts and API tokens.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Build a synthetic city in the data directory and simulate days of activity.
+    Demo {
+        #[arg(long, default_value_t = 3000)]
+        residents: u64,
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        #[arg(long, default_value_t = 2021)]
+        seed: u64,
+    },
+    /// Benchmarks (results go to docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum ResidentsCommand {
+    /// Import a department feed: CSV with header id_number,name,phone,address,residency.
+    Import {
+        file: PathBuf,
+        /// The reporting department: police, hr_social_security, health, medical_insurance,
+        /// civil_affairs, education, tax.
+        #[arg(long)]
+        source: String,
+        /// Write every rejected row as `row,reason` to this CSV file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit 0 when intact, non-zero naming the first bad entry.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an operator. The password is read from CITYCARD_NEW_PASSWORD or, if unset, from
+    /// the first line of standard input.
+    CreateUser {
+        #[arg(long)]
+        username: String,
+        /// administrator, counter_clerk, clearing_officer, department_officer, auditor
+        #[arg(long, default_value = "administrator")]
+        role: String,
+        /// For department officers: the department.
+        #[arg(long)]
+        department: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Issue an API token for a machine client acting as an operator.
+    Token {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        label: String,
+        #[arg(long, default_value_t = 90)]
+        ttl_days: u32,
+    },
+}
+
+fn init_tracing(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CITYCARD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub async fn open(cfg: &Config) -> anyhow::Result<Platform> {
+    platform::open::open_platform(
+        &cfg.storage()?,
+        &cfg.key_dir(),
+        &cfg.key_source(),
+        cfg.production,
+        Arc::new(SystemClock),
+    )
+    .await
+    .with_context(|| format!("opening {}", cfg.storage().map(|s| s.describe()).unwrap_or_default()))
+}
+
+pub fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>14} [{bar:40}] {percent:>3}% {pos}/{len} {elapsed_precise} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn parse_source(s: &str) -> anyhow::Result<resident::Source> {
+    resident::Source::parse(s).with_context(|| {
+        format!(
+            "unknown department {s:?}; one of {}",
+            resident::Source::ALL.map(|d| d.as_str()).join(", ")
+        )
+    })
+}
+
+async fn run_demo(p: &Platform, residents: u64, days: u32, seed: u64) -> anyhow::Result<()> {
+    let pb = bar(residents, "demo");
+    let pb2 = pb.clone();
+    let summary = platform::demo::run(
+        p,
+        residents,
+        days,
+        seed,
+        Arc::new(move |stage, done, total| {
+            pb2.set_message(stage.to_string());
+            pb2.set_length(total);
+            pb2.set_position(done);
+        }),
+    )
+    .await?;
+    pb.finish_and_clear();
+    println!("demo city ready:");
+    println!("  residents           {}", summary.residents);
+    println!("  simulated days      {}", summary.days);
+    println!("  department feeds    {}", summary.feeds);
+    println!("  rows imported       {}", summary.rows_imported);
+    println!("  rows updated        {}", summary.rows_updated);
+    println!("  rows rejected       {} (deliberately broken rows, reported)", summary.rows_rejected);
+    println!("  operators           {} (password {:?}: admin, clerk, clearing, police, hrss, auditor)", summary.operators, platform::demo::DEMO_PASSWORD);
+    println!("  audit entries       {}", summary.audit_entries);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let cfg = match Config::load(&cli.global) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_tracing(&cfg);
+    match run(cli.command, cfg).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match command {
+        Command::Serve { listen, demo } => {
+            let listen = listen.or(cfg.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
+            let p = open(&cfg).await?;
+            if demo && p.resident_count().await? == 0 {
+                run_demo(&p, 3000, 7, 2021).await?;
+            }
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            let addr = listener.local_addr()?;
+            println!("citycard serving on http://{addr}/console/ (API under /api/, OpenAPI at /api/openapi.json)");
+            tracing::info!(%addr, storage = %cfg.storage()?.describe(), "serving");
+            server::serve(listener, p, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            open(&cfg).await?;
+            println!("migrations applied to {}", cfg.storage()?.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Residents(ResidentsCommand::Import { file, source, report }) => {
+            let source = parse_source(&source)?;
+            let bytes_total = std::fs::metadata(&file)
+                .with_context(|| format!("reading {}", file.display()))?
+                .len();
+            let digest = {
+                let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                platform::residents::digest(&bytes)
+            };
+            let p = open(&cfg).await?;
+            let reader = std::fs::File::open(&file)?;
+            let pb = bar(bytes_total, "importing");
+            let pb2 = pb.clone();
+            let channel = format!(
+                "csv:{}",
+                file.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default()
+            );
+            let r = p
+                .import_residents(
+                    &Caller::cli("cli"),
+                    source,
+                    &channel,
+                    digest,
+                    Box::new(std::io::BufReader::with_capacity(1 << 20, reader)),
+                    Arc::new(move |b| pb2.set_position(b)),
+                )
+                .await?;
+            pb.finish_and_clear();
+            if let Some(path) = report {
+                let mut w = csv::Writer::from_path(&path)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                w.write_record(["row", "reason"])?;
+                for x in &r.rejects {
+                    w.write_record([x.row.to_string(), x.reason.clone()])?;
+                }
+                w.flush()?;
+            }
+            println!(
+                "feed {} from {}: {} rows, {} new, {} updated, {} unchanged, {} rejected{}",
+                r.feed_id,
+                source.as_str(),
+                r.totals.rows,
+                r.totals.inserted,
+                r.totals.updated,
+                r.totals.unchanged,
+                r.totals.rejected,
+                if r.rejects_truncated { " (report truncated)" } else { "" }
+            );
+            for x in r.rejects.iter().take(10) {
+                println!("  rejected line {}: {}", x.row, x.reason);
+            }
+            if r.rejects.len() > 10 {
+                println!("  … {} more rejected rows (use --report FILE)", r.totals.rejected - 10);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let p = open(&cfg).await?;
+            match p.audit_verify().await? {
+                Ok(n) => {
+                    println!("audit chain intact: {n} entries");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("audit chain broken: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Admin(AdminCommand::CreateUser { username, role, department, display_name }) => {
+            let role = store::Role::parse(&role).with_context(|| {
+                format!("unknown role {role:?}; one of {}", store::Role::ALL.map(|r| r.as_str()).join(", "))
+            })?;
+            let department = department.as_deref().map(parse_source).transpose()?;
+            let password = match std::env::var("CITYCARD_NEW_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    eprintln!("password for {username} (one line on standard input):");
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            if password.is_empty() {
+                bail!("no password given (set CITYCARD_NEW_PASSWORD or type one line)");
+            }
+            let p = open(&cfg).await?;
+            let op = p
+                .create_operator(
+                    &Caller::cli("cli"),
+                    platform::operators::OperatorRequest {
+                        display_name: display_name.unwrap_or_else(|| username.clone()),
+                        username,
+                        password,
+                        role,
+                        department,
+                    },
+                )
+                .await?;
+            println!("created operator {} ({})", op.username, op.role.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin(AdminCommand::Token { username, label, ttl_days }) => {
+            let p = open(&cfg).await?;
+            let token = p.create_api_token(&Caller::cli("cli"), &username, &label, ttl_days).await?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { residents, days, seed } => {
+            let p = open(&cfg).await?;
+            run_demo(&p, residents, days, seed).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(b) => {
+            bench::run(b, &cfg).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Authentication and the role table. Every route of the server is listed in [`PERMISSIONS`]
+//! with the roles it admits; one middleware looks the matched route up and refuses what the
+//! table does not allow. A route missing from the table is refused (fail closed), and a test
+//! walks the whole table for every role.
+
+use crate::AppState;
+use crate::error::problem_response;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use platform::{Caller, PlatformError};
+use std::net::SocketAddr;
+use store::Role;
+
+pub const SESSION_COOKIE: &str = "citycard_session";
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy)]
+pub enum Access {
+    /// Anyone, signed in or not (health, metrics, sign-in, the OpenAPI document).
+    Public,
+    /// Signed-in operators with one of these roles.
+    Roles(&'static [Role]),
+}
+
+pub struct Permission {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+use Role::{Administrator as ADM, Auditor as AUD, ClearingOfficer as CLR, CounterClerk as CLK, DepartmentOfficer as DEP};
+
+const ALL: &[Role] = &[ADM, CLK, CLR, DEP, AUD];
+const RESIDENT_READERS: &[Role] = &[ADM, CLK, DEP, AUD];
+const FEEDERS: &[Role] = &[ADM, DEP];
+const ADMINS: &[Role] = &[ADM];
+const OVERSIGHT: &[Role] = &[ADM, AUD];
+const FEED_READERS: &[Role] = &[ADM, DEP, AUD];
+
+macro_rules! perm {
+    ($m:ident $p:literal $a:expr) => {
+        Permission {
+            method: Method::$m,
+            path: $p,
+            access: $a,
+        }
+    };
+}
+
+/// The whole table: method, route pattern (as axum matches it), who may call.
+pub static PERMISSIONS: &[Permission] = &[
+    perm!(GET "/healthz" Access::Public),
+    perm!(GET "/readyz" Access::Public),
+    perm!(GET "/metrics" Access::Public),
+    perm!(GET "/api/openapi.json" Access::Public),
+    perm!(POST "/api/v1/sessions" Access::Public),
+    perm!(DELETE "/api/v1/sessions/current" Access::Roles(ALL)),
+    perm!(GET "/api/v1/me" Access::Roles(ALL)),
+    perm!(GET "/api/v1/residents" Access::Roles(RESIDENT_READERS)),
+    perm!(GET "/api/v1/residents/{id_number}" Access::Roles(RESIDENT_READERS)),
+    perm!(GET "/api/v1/residents/{id_number}/history" Access::Roles(RESIDENT_READERS)),
+    perm!(POST "/api/v1/residents/import" Access::Roles(FEEDERS)),
+    perm!(GET "/api/v1/feeds" Access::Roles(FEED_READERS)),
+    perm!(GET "/api/v1/operators" Access::Roles(OVERSIGHT)),
+    perm!(POST "/api/v1/operators" Access::Roles(ADMINS)),
+    perm!(POST "/api/v1/tokens" Access::Roles(ADMINS)),
+    perm!(GET "/api/v1/audit" Access::Roles(OVERSIGHT)),
+    perm!(GET "/api/v1/audit/verify" Access::Roles(OVERSIGHT)),
+    perm!(GET "/console/login" Access::Public),
+    perm!(POST "/console/login" Access::Public),
+    perm!(GET "/console/assets/console.css" Access::Public),
+    perm!(POST "/console/logout" Access::Roles(ALL)),
+    perm!(GET "/console/" Access::Roles(ALL)),
+    perm!(GET "/console/residents" Access::Roles(RESIDENT_READERS)),
+    perm!(GET "/console/audit" Access::Roles(OVERSIGHT)),
+];
+
+pub fn lookup(method: &Method, path: &str) -> Option<&'static Permission> {
+    PERMISSIONS
+        .iter()
+        .find(|p| p.method == *method && p.path == path)
+}
+
+fn bearer(req: &Request) -> Option<String> {
+    let h = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    h.strip_prefix("Bearer ").map(|t| t.trim().to_string())
+}
+
+pub fn cookie(req_headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    req_headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The presented credential: the bearer token, or the console session cookie.
+pub fn presented_token(req: &Request) -> Option<String> {
+    bearer(req).or_else(|| cookie(req.headers(), SESSION_COOKIE))
+}
+
+pub fn origin_of(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The token a request was authenticated with, for sign-out.
+#[derive(Clone)]
+pub struct PresentedToken(pub String);
+
+pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let console = req.uri().path().starts_with("/console");
+    let Some(path) = path else {
+        // No route matched: let the router answer 404/405.
+        return next.run(req).await;
+    };
+    let Some(perm) = lookup(req.method(), &path) else {
+        tracing::error!(%path, method = %req.method(), "route missing from the permission table");
+        return problem_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this route is not open to anyone".into(),
+            vec![],
+        );
+    };
+    let roles = match perm.access {
+        Access::Public => return next.run(req).await,
+        Access::Roles(r) => r,
+    };
+    let origin = origin_of(&req);
+    let token = presented_token(&req);
+    let caller = match &token {
+        None => Err(PlatformError::Unauthenticated),
+        Some(t) => state.platform.authenticate(t, &origin).await.map(|(c, _)| c),
+    };
+    let caller: Caller = match caller {
+        Ok(c) => c,
+        Err(PlatformError::Unauthenticated) if console => {
+            return Redirect::to("/console/login").into_response();
+        }
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    if !roles.contains(&caller.role) {
+        return problem_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the {} role may not {} {}", caller.role.as_str(), perm.method, perm.path),
+            vec![],
+        );
+    }
+    if let Some(t) = token {
+        req.extensions_mut().insert(PresentedToken(t));
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}

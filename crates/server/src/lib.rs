@@ -1,0 +1,173 @@
+//! The HTTP edge of the platform: routing, authentication and the role table, wire types,
+//! the OpenAPI document, the operator console, health checks and Prometheus metrics.
+//!
+//! This is the only crate that knows HTTP and JSON. Handlers are thin: they parse, call the
+//! platform, and convert the answer into wire types by hand.
+
+pub mod api;
+pub mod auth;
+pub mod console;
+pub mod error;
+mod extract;
+mod i18n;
+pub mod openapi;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use platform::Platform;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Request bodies of ordinary endpoints; the feed upload has its own, larger, limit.
+pub const BODY_MAX: usize = 1024 * 1024;
+/// How long one request may take before the client gets a 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub platform: Platform,
+    pub metrics: PrometheusHandle,
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every server in a process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0])
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed in tests; ours still renders.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    match s.platform.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    if let Ok(n) = s.platform.resident_count().await {
+        metrics::gauge!("citycard_residents").set(n as f64);
+    }
+    let mut r = s.metrics.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+async fn not_found() -> Response {
+    error::problem_response(StatusCode::NOT_FOUND, "not-found", "no such resource".into(), vec![])
+}
+
+/// The whole application.
+pub fn router(platform: Platform) -> Router {
+    let state = AppState {
+        platform,
+        metrics: metrics_handle(),
+    };
+    let import = post(api::residents_import)
+        .layer(axum::extract::DefaultBodyLimit::max(api::IMPORT_BODY_MAX));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/api/v1/sessions", post(api::sign_in))
+        .route("/api/v1/sessions/current", axum::routing::delete(api::sign_out))
+        .route("/api/v1/me", get(api::me))
+        .route("/api/v1/residents", get(api::residents_search))
+        .route("/api/v1/residents/import", import)
+        .route("/api/v1/residents/{id_number}", get(api::resident_get))
+        .route("/api/v1/residents/{id_number}/history", get(api::resident_history))
+        .route("/api/v1/feeds", get(api::feeds))
+        .route("/api/v1/operators", get(api::operators_list).post(api::operators_create))
+        .route("/api/v1/tokens", post(api::tokens_create))
+        .route("/api/v1/audit", get(api::audit_list))
+        .route("/api/v1/audit/verify", get(api::audit_verify))
+        .merge(console::routes())
+        .fallback(not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
+        .route_layer(middleware::from_fn(track))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            error::problem_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred; it has been logged".into(),
+                vec![],
+            )
+        }))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    platform: Platform,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(platform).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
