@@ -116,7 +116,9 @@ pub enum ChainError {
     Broken { seq: i64, expected_prev: i64 },
     #[error("entry {seq}: expected sequence number {expected} (an entry is missing or moved)")]
     Sequence { seq: i64, expected: i64 },
-    #[error("the chain ends at entry {last} but its head says {head} (entries removed from the end)")]
+    #[error(
+        "the chain ends at entry {last} but its head says {head} (entries removed from the end)"
+    )]
     Truncated { last: i64, head: i64 },
 }
 

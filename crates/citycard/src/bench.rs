@@ -44,10 +44,14 @@ async fn scratch(cfg: &Config) -> anyhow::Result<Scratch> {
         }),
         Some(url) => {
             let schema = format!("bench_{}", std::process::id());
-            let pool = sqlx::PgPool::connect(url).await.context("connecting to PostgreSQL")?;
-            sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
-                .execute(&pool)
-                .await?;
+            let pool = sqlx::PgPool::connect(url)
+                .await
+                .context("connecting to PostgreSQL")?;
+            sqlx::query(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .execute(&pool)
+            .await?;
             let sep = if url.contains('?') { '&' } else { '?' };
             let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
             Ok(Scratch {
@@ -61,14 +65,18 @@ async fn scratch(cfg: &Config) -> anyhow::Result<Scratch> {
 
 /// The baseline: the same CSV rows parsed and inserted as plain text, 1,000 per transaction,
 /// with no validation, encryption, provenance or audit. It is the storage engine's floor.
-async fn baseline_import(target: &StorageTarget, csv_path: &std::path::Path) -> anyhow::Result<f64> {
+async fn baseline_import(
+    target: &StorageTarget,
+    csv_path: &std::path::Path,
+) -> anyhow::Result<f64> {
     let mut reader = csv::Reader::from_path(csv_path)?;
     let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>()?;
     let start = Instant::now();
     match target {
         StorageTarget::Sqlite(path) => {
             let url = format!("sqlite://{}", path.with_extension("baseline.db").display());
-            let opts: sqlx::sqlite::SqliteConnectOptions = url.parse::<sqlx::sqlite::SqliteConnectOptions>()?
+            let opts: sqlx::sqlite::SqliteConnectOptions = url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()?
                 .create_if_missing(true)
                 .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
@@ -102,7 +110,14 @@ async fn baseline_import(target: &StorageTarget, csv_path: &std::path::Path) -> 
                 let cells: Vec<String> = (0..chunk.len())
                     .map(|i| {
                         let b = i * 5;
-                        format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${})",
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5
+                        )
                     })
                     .collect();
                 let sql = format!("INSERT INTO plain VALUES {}", cells.join(", "));
@@ -128,7 +143,13 @@ struct LoadResult {
 }
 
 /// Sends `total` GET requests from `concurrency` keep-alive clients and measures each.
-async fn load(base: &str, paths: Arc<Vec<String>>, token: &str, total: u64, concurrency: usize) -> LoadResult {
+async fn load(
+    base: &str,
+    paths: Arc<Vec<String>>,
+    token: &str,
+    total: u64,
+    concurrency: usize,
+) -> LoadResult {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(concurrency)
         .build_http();
@@ -193,21 +214,38 @@ async fn load(base: &str, paths: Arc<Vec<String>>, token: &str, total: u64, conc
 }
 
 pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
-    let BenchCommand::Residents { rows, lookups, concurrency, seed } = cmd;
+    let BenchCommand::Residents {
+        rows,
+        lookups,
+        concurrency,
+        seed,
+    } = cmd;
     let s = scratch(cfg).await?;
     let today = platform::clock::Clock::today(&SystemClock);
     let backend = match &s.target {
         StorageTarget::Sqlite(_) => "sqlite",
         StorageTarget::Postgres(_) => "postgres",
     };
-    eprintln!("bench residents on {backend}: {rows} rows, {lookups} lookups, concurrency {concurrency}");
+    eprintln!(
+        "bench residents on {backend}: {rows} rows, {lookups} lookups, concurrency {concurrency}"
+    );
 
     let csv_path = s._dir.path().join("feed.csv");
     {
         let pb = crate::bar(rows, "writing csv");
         let f = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
         let pb2 = pb.clone();
-        platform::demo::write_feed(f, (0..rows).inspect(move |i| if i % 10_000 == 0 { pb2.set_position(*i) }), seed, today, 0)?;
+        platform::demo::write_feed(
+            f,
+            (0..rows).inspect(move |i| {
+                if i % 10_000 == 0 {
+                    pb2.set_position(*i)
+                }
+            }),
+            seed,
+            today,
+            0,
+        )?;
         pb.finish_and_clear();
     }
 
@@ -233,13 +271,20 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
             resident::Source::Police,
             "bench",
             "bench".into(),
-            Box::new(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&csv_path)?)),
+            Box::new(std::io::BufReader::with_capacity(
+                1 << 20,
+                std::fs::File::open(&csv_path)?,
+            )),
             Arc::new(move |b| pb2.set_position(b)),
         )
         .await?;
     let import_secs = start.elapsed().as_secs_f64();
     pb.finish_and_clear();
-    anyhow::ensure!(report.totals.inserted == rows, "imported {} of {rows}", report.totals.inserted);
+    anyhow::ensure!(
+        report.totals.inserted == rows,
+        "imported {} of {rows}",
+        report.totals.inserted
+    );
     let import_rps = rows as f64 / import_secs;
 
     // Lookups over HTTP against an in-process server.
@@ -255,7 +300,9 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
             },
         )
         .await?;
-    let token = p.create_api_token(&Caller::cli("bench"), &admin.username, "bench", 1).await?;
+    let token = p
+        .create_api_token(&Caller::cli("bench"), &admin.username, "bench", 1)
+        .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -266,7 +313,10 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
     let ids: Vec<String> = (0..rows.min(100_000))
         .map(|i| {
             let i = (i * 7919) % rows;
-            format!("/api/v1/residents/{}", platform::demo::id_number(i, seed, today).as_str())
+            format!(
+                "/api/v1/residents/{}",
+                platform::demo::id_number(i, seed, today).as_str()
+            )
         })
         .collect();
     let health = Arc::new(vec!["/healthz".to_string()]);
@@ -280,7 +330,9 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
     let _ = server.await;
     if let Some((url, schema)) = &s.pg_cleanup {
         let pool = sqlx::PgPool::connect(url).await?;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&pool)
+            .await?;
     }
 
     println!("| benchmark ({backend}) | result | baseline (same run) | ratio |");
@@ -293,7 +345,14 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
     );
     println!(
         "| GET /api/v1/residents/{{id}} ×{lookups}, {concurrency} clients (auth, blind index, decrypt, audit) | {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {} | GET /healthz: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms | {:.2} |",
-        lk.rps, lk.p50_ms, lk.p99_ms, lk.errors, hb.rps, hb.p50_ms, hb.p99_ms, lk.rps / hb.rps
+        lk.rps,
+        lk.p50_ms,
+        lk.p99_ms,
+        lk.errors,
+        hb.rps,
+        hb.p50_ms,
+        hb.p99_ms,
+        lk.rps / hb.rps
     );
     anyhow::ensure!(lk.errors == 0, "{} lookups failed", lk.errors);
     Ok(())

@@ -47,7 +47,11 @@ impl Config {
     pub fn load(args: &GlobalArgs) -> anyhow::Result<Config> {
         let default_dir = PathBuf::from("./citycard-data");
         let file_path = args.config.clone().or_else(|| {
-            let p = args.data_dir.clone().unwrap_or(default_dir.clone()).join("citycard.toml");
+            let p = args
+                .data_dir
+                .clone()
+                .unwrap_or(default_dir.clone())
+                .join("citycard.toml");
             p.exists().then_some(p)
         });
         let file: FileConfig = match &file_path {
@@ -67,7 +71,11 @@ impl Config {
             anyhow::bail!("log format must be text or json, not {log_format:?}");
         }
         Ok(Config {
-            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or(default_dir),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or(default_dir),
             database_url: args.database_url.clone().or(file.database_url),
             listen: file.listen,
             production: args.production || file.production.unwrap_or(false),
@@ -76,7 +84,10 @@ impl Config {
     }
 
     pub fn storage(&self) -> anyhow::Result<StorageTarget> {
-        Ok(StorageTarget::from_config(&self.data_dir, self.database_url.as_deref())?)
+        Ok(StorageTarget::from_config(
+            &self.data_dir,
+            self.database_url.as_deref(),
+        )?)
     }
 
     pub fn key_dir(&self) -> PathBuf {

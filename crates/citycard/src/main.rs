@@ -118,7 +118,9 @@ fn init_tracing(cfg: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("CITYCARD_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if cfg.log_format == "json" {
         builder.json().init();
     } else {
@@ -135,15 +137,22 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Platform> {
         Arc::new(SystemClock),
     )
     .await
-    .with_context(|| format!("opening {}", cfg.storage().map(|s| s.describe()).unwrap_or_default()))
+    .with_context(|| {
+        format!(
+            "opening {}",
+            cfg.storage().map(|s| s.describe()).unwrap_or_default()
+        )
+    })
 }
 
 pub fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template("{msg:>14} [{bar:40}] {percent:>3}% {pos}/{len} {elapsed_precise} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:>14} [{bar:40}] {percent:>3}% {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     pb
@@ -180,8 +189,15 @@ async fn run_demo(p: &Platform, residents: u64, days: u32, seed: u64) -> anyhow:
     println!("  department feeds    {}", summary.feeds);
     println!("  rows imported       {}", summary.rows_imported);
     println!("  rows updated        {}", summary.rows_updated);
-    println!("  rows rejected       {} (deliberately broken rows, reported)", summary.rows_rejected);
-    println!("  operators           {} (password {:?}: admin, clerk, clearing, police, hrss, auditor)", summary.operators, platform::demo::DEMO_PASSWORD);
+    println!(
+        "  rows rejected       {} (deliberately broken rows, reported)",
+        summary.rows_rejected
+    );
+    println!(
+        "  operators           {} (password {:?}: admin, clerk, clearing, police, hrss, auditor)",
+        summary.operators,
+        platform::demo::DEMO_PASSWORD
+    );
     println!("  audit entries       {}", summary.audit_entries);
     Ok(())
 }
@@ -210,7 +226,9 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
     use std::process::ExitCode;
     match command {
         Command::Serve { listen, demo } => {
-            let listen = listen.or(cfg.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
+            let listen = listen
+                .or(cfg.listen.clone())
+                .unwrap_or_else(|| "127.0.0.1:8080".into());
             let p = open(&cfg).await?;
             if demo && p.resident_count().await? == 0 {
                 run_demo(&p, 3000, 7, 2021).await?;
@@ -219,7 +237,9 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
             let addr = listener.local_addr()?;
-            println!("citycard serving on http://{addr}/console/ (API under /api/, OpenAPI at /api/openapi.json)");
+            println!(
+                "citycard serving on http://{addr}/console/ (API under /api/, OpenAPI at /api/openapi.json)"
+            );
             tracing::info!(%addr, storage = %cfg.storage()?.describe(), "serving");
             server::serve(listener, p, async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -232,13 +252,18 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             println!("migrations applied to {}", cfg.storage()?.describe());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Residents(ResidentsCommand::Import { file, source, report }) => {
+        Command::Residents(ResidentsCommand::Import {
+            file,
+            source,
+            report,
+        }) => {
             let source = parse_source(&source)?;
             let bytes_total = std::fs::metadata(&file)
                 .with_context(|| format!("reading {}", file.display()))?
                 .len();
             let digest = {
-                let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
                 platform::residents::digest(&bytes)
             };
             let p = open(&cfg).await?;
@@ -247,7 +272,9 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             let pb2 = pb.clone();
             let channel = format!(
                 "csv:{}",
-                file.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default()
+                file.file_name()
+                    .map(|f| f.to_string_lossy().to_string())
+                    .unwrap_or_default()
             );
             let r = p
                 .import_residents(
@@ -278,13 +305,20 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
                 r.totals.updated,
                 r.totals.unchanged,
                 r.totals.rejected,
-                if r.rejects_truncated { " (report truncated)" } else { "" }
+                if r.rejects_truncated {
+                    " (report truncated)"
+                } else {
+                    ""
+                }
             );
             for x in r.rejects.iter().take(10) {
                 println!("  rejected line {}: {}", x.row, x.reason);
             }
             if r.rejects.len() > 10 {
-                println!("  … {} more rejected rows (use --report FILE)", r.totals.rejected - 10);
+                println!(
+                    "  … {} more rejected rows (use --report FILE)",
+                    r.totals.rejected - 10
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -301,9 +335,17 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
                 }
             }
         }
-        Command::Admin(AdminCommand::CreateUser { username, role, department, display_name }) => {
+        Command::Admin(AdminCommand::CreateUser {
+            username,
+            role,
+            department,
+            display_name,
+        }) => {
             let role = store::Role::parse(&role).with_context(|| {
-                format!("unknown role {role:?}; one of {}", store::Role::ALL.map(|r| r.as_str()).join(", "))
+                format!(
+                    "unknown role {role:?}; one of {}",
+                    store::Role::ALL.map(|r| r.as_str()).join(", ")
+                )
             })?;
             let department = department.as_deref().map(parse_source).transpose()?;
             let password = match std::env::var("CITYCARD_NEW_PASSWORD") {
@@ -334,13 +376,23 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             println!("created operator {} ({})", op.username, op.role.as_str());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Admin(AdminCommand::Token { username, label, ttl_days }) => {
+        Command::Admin(AdminCommand::Token {
+            username,
+            label,
+            ttl_days,
+        }) => {
             let p = open(&cfg).await?;
-            let token = p.create_api_token(&Caller::cli("cli"), &username, &label, ttl_days).await?;
+            let token = p
+                .create_api_token(&Caller::cli("cli"), &username, &label, ttl_days)
+                .await?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { residents, days, seed } => {
+        Command::Demo {
+            residents,
+            days,
+            seed,
+        } => {
             let p = open(&cfg).await?;
             run_demo(&p, residents, days, seed).await?;
             Ok(ExitCode::SUCCESS)

@@ -27,7 +27,8 @@ impl AuditWriter {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH_MAX);
             while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
-                let (drafts, replies): (Vec<_>, Vec<_>) = std::mem::take(&mut batch).into_iter().unzip();
+                let (drafts, replies): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut batch).into_iter().unzip();
                 match store.audit_append_batch(drafts, clock.now_ms()).await {
                     Ok(entries) => {
                         for (reply, e) in replies.into_iter().zip(entries) {

@@ -74,7 +74,7 @@ fn pick<'a>(list: &[&'a str], r: u64) -> &'a str {
 
 /// The ID number of synthetic resident `i`: unique for every `i` below 438 million.
 pub fn id_number(i: u64, seed: u64, today: Date) -> ResidentId {
-    let non_resident = mix(seed, i, 1) % 20 == 0;
+    let non_resident = mix(seed, i, 1).is_multiple_of(20);
     let regions = DISTRICTS.len() as u64;
     let slot = (i % regions) as usize;
     let region = if non_resident {
@@ -97,7 +97,7 @@ pub fn resident_row(i: u64, seed: u64, today: Date, version: u64) -> [String; 5]
     let r = mix(seed, i, 3);
     let mut name = pick(SURNAMES, r).to_string();
     name.push_str(pick(GIVEN, r >> 8));
-    if (r >> 16) % 3 != 0 {
+    if !(r >> 16).is_multiple_of(3) {
         name.push_str(pick(GIVEN, r >> 24));
     }
     let p = mix(seed, i, 10 + version);
@@ -137,10 +137,13 @@ pub fn write_feed(
     let mut csv = csv::Writer::from_writer(w);
     csv.write_record(crate::residents::CSV_HEADER)?;
     for i in range {
-        csv.write_record(&resident_row(i, seed, today, version))?;
+        csv.write_record(resident_row(i, seed, today, version))?;
     }
     csv.flush()
 }
+
+/// Told the stage, the steps done and the steps in all, as the demo goes.
+pub type Progress = Arc<dyn Fn(&str, u64, u64) + Send + Sync>;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DemoSummary {
@@ -184,7 +187,7 @@ pub async fn run(
     residents: u64,
     days: u32,
     seed: u64,
-    progress: Arc<dyn Fn(&str, u64, u64) + Send + Sync>,
+    progress: Progress,
 ) -> Result<DemoSummary> {
     let cli = Caller::cli("demo");
     let mut s = DemoSummary {

@@ -12,6 +12,8 @@ mod error;
 pub mod open;
 pub mod operators;
 pub mod residents;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{FieldProblem, PlatformError};
 pub use open::{KeySource, StorageTarget};
@@ -63,7 +65,12 @@ impl Caller {
         }
     }
 
-    pub fn draft(&self, action: &str, record: impl Into<String>, detail: impl Into<String>) -> audit::Draft {
+    pub fn draft(
+        &self,
+        action: &str,
+        record: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> audit::Draft {
         audit::Draft::new(self.actor(), action, record, &self.origin, detail)
     }
 }

@@ -24,7 +24,9 @@ impl StorageTarget {
                 Ok(StorageTarget::Postgres(u.to_string()))
             }
             Some(u) if u.starts_with("sqlite:") => {
-                let path = u.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+                let path = u
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
                 Ok(StorageTarget::Sqlite(PathBuf::from(path)))
             }
             Some(_) => Err(PlatformError::invalid(
@@ -92,7 +94,8 @@ pub fn open_keystore(key_dir: &Path, source: &KeySource, production: bool) -> Re
                 Ok(p) => p.trim().to_string(),
                 Err(_) => {
                     let mut b = [0u8; 24];
-                    getrandom::fill(&mut b).map_err(|_| PlatformError::Unexpected("random".into()))?;
+                    getrandom::fill(&mut b)
+                        .map_err(|_| PlatformError::Unexpected("random".into()))?;
                     let p = hex::encode(b);
                     write_private(&file, p.as_bytes())?;
                     tracing::warn!(
@@ -105,7 +108,10 @@ pub fn open_keystore(key_dir: &Path, source: &KeySource, production: bool) -> Re
             }
         }
     };
-    Ok(FileKeyStore::open_or_create(&key_dir.join("keystore.json"), passphrase.as_bytes())?)
+    Ok(FileKeyStore::open_or_create(
+        &key_dir.join("keystore.json"),
+        passphrase.as_bytes(),
+    )?)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {

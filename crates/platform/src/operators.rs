@@ -3,9 +3,9 @@
 //! into a [`Caller`].
 
 use crate::{Caller, Platform, PlatformError, Result};
+use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
 use resident::Source;
 use sm3::{Digest, Sm3};
 use std::collections::HashMap;
@@ -82,7 +82,11 @@ fn dummy_hash() -> String {
 
 fn verify_password(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -153,9 +157,15 @@ fn caller_of(op: &OperatorRow, origin: &str) -> Caller {
 }
 
 impl Platform {
-    pub async fn create_operator(&self, caller: &Caller, req: OperatorRequest) -> Result<OperatorRow> {
+    pub async fn create_operator(
+        &self,
+        caller: &Caller,
+        req: OperatorRequest,
+    ) -> Result<OperatorRow> {
         if caller.role != Role::Administrator {
-            return Err(PlatformError::Forbidden("only administrators create operators".into()));
+            return Err(PlatformError::Forbidden(
+                "only administrators create operators".into(),
+            ));
         }
         validate(&req)?;
         let password_hash = hash_password(&req.password)?;
@@ -174,7 +184,11 @@ impl Platform {
         self.store
             .operator_create(
                 &op,
-                caller.draft("operator.create", format!("operator:{}", req.username), detail),
+                caller.draft(
+                    "operator.create",
+                    format!("operator:{}", req.username),
+                    detail,
+                ),
                 self.clock.now_ms(),
             )
             .await
@@ -193,7 +207,12 @@ impl Platform {
     /// Signs an operator in and returns a console session token. Unknown users and wrong
     /// passwords get the same answer and take the same time; repeated failures lock the account
     /// for a while.
-    pub async fn sign_in(&self, username: &str, password: &str, origin: &str) -> Result<(String, Caller)> {
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        origin: &str,
+    ) -> Result<(String, Caller)> {
         let now = self.clock.now_ms();
         self.logins.check(username, now)?;
         let op = self.store.operator_by_username(username).await?;
@@ -247,7 +266,9 @@ impl Platform {
         ttl_days: u32,
     ) -> Result<String> {
         if caller.role != Role::Administrator {
-            return Err(PlatformError::Forbidden("only administrators issue API tokens".into()));
+            return Err(PlatformError::Forbidden(
+                "only administrators issue API tokens".into(),
+            ));
         }
         if !(1..=API_TOKEN_TTL_DAYS_MAX).contains(&ttl_days) {
             return Err(PlatformError::invalid(
@@ -282,7 +303,11 @@ impl Platform {
     }
 
     /// The caller behind a presented session or API token.
-    pub async fn authenticate(&self, token: &str, origin: &str) -> Result<(Caller, CredentialKind)> {
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        origin: &str,
+    ) -> Result<(Caller, CredentialKind)> {
         if token.len() > 128 {
             return Err(PlatformError::Unauthenticated);
         }

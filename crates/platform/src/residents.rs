@@ -22,7 +22,11 @@ pub const SEARCH_RESULTS_MAX: u32 = 50;
 pub const CSV_HEADER: [&str; 5] = ["id_number", "name", "phone", "address", "residency"];
 
 /// Roles that may see personal data unmasked.
-pub const UNMASK_ROLES: [Role; 3] = [Role::Administrator, Role::CounterClerk, Role::DepartmentOfficer];
+pub const UNMASK_ROLES: [Role; 3] = [
+    Role::Administrator,
+    Role::CounterClerk,
+    Role::DepartmentOfficer,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Reject {
@@ -161,7 +165,12 @@ fn produce(
             .map_err(|e| PlatformError::invalid("file", format!("not readable as CSV: {e}")))?;
         let header: Vec<String> = record
             .iter()
-            .map(|c| String::from_utf8_lossy(c).trim().trim_start_matches('\u{feff}').to_string())
+            .map(|c| {
+                String::from_utf8_lossy(c)
+                    .trim()
+                    .trim_start_matches('\u{feff}')
+                    .to_string()
+            })
             .collect();
         if !header_ok || header != CSV_HEADER {
             return Err(PlatformError::invalid(
@@ -202,7 +211,7 @@ fn produce(
                 });
             }
             let line = record.position().map(|p| p.line()).unwrap_or(rows + 1);
-            if rows % 4096 == 0 {
+            if rows.is_multiple_of(4096) {
                 progress(record.position().map(|p| p.byte()).unwrap_or(0));
             }
             let cells: std::result::Result<Vec<&str>, _> =
@@ -290,7 +299,11 @@ impl Platform {
                     channel: channel.into(),
                     digest: digest.clone(),
                 },
-                caller.draft("resident.feed.begin", "", format!("source={} digest={digest}", source.as_str())),
+                caller.draft(
+                    "resident.feed.begin",
+                    "",
+                    format!("source={} digest={digest}", source.as_str()),
+                ),
                 self.clock.now_ms(),
             )
             .await?;
@@ -383,7 +396,11 @@ impl Platform {
         let id = self.parse_id(id_number)?;
         let blind = self.vault.blind("id_number", id.as_str());
         let row = self.store.resident_by_blind(&blind).await?;
-        let action = if unmask { "resident.unmask" } else { "resident.read" };
+        let action = if unmask {
+            "resident.unmask"
+        } else {
+            "resident.read"
+        };
         match row {
             None => {
                 self.audit(caller.draft(action, "resident:none", "lookup by id_number: no match"))
@@ -391,8 +408,12 @@ impl Platform {
                 Err(PlatformError::NotFound("resident".into()))
             }
             Some(row) => {
-                self.audit(caller.draft(action, format!("resident:{}", row.id), "lookup by id_number"))
-                    .await?;
+                self.audit(caller.draft(
+                    action,
+                    format!("resident:{}", row.id),
+                    "lookup by id_number",
+                ))
+                .await?;
                 self.view(row, unmask).await
             }
         }
@@ -408,13 +429,23 @@ impl Platform {
         Self::may_read(caller, unmask)?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > resident::NAME_CHARS_MAX {
-            return Err(PlatformError::invalid("name", "give a name of 1 to 50 characters"));
+            return Err(PlatformError::invalid(
+                "name",
+                "give a name of 1 to 50 characters",
+            ));
         }
         let mac = self.vault.blind(Field::Name.as_str(), name);
-        let rows = self.store.residents_by_name(&mac, SEARCH_RESULTS_MAX).await?;
+        let rows = self
+            .store
+            .residents_by_name(&mac, SEARCH_RESULTS_MAX)
+            .await?;
         let ids: Vec<String> = rows.iter().map(|r| r.id.to_string()).collect();
         self.audit(caller.draft(
-            if unmask { "resident.unmask" } else { "resident.read" },
+            if unmask {
+                "resident.unmask"
+            } else {
+                "resident.read"
+            },
             format!("resident:{}", ids.join(",")),
             format!("search by name: {} match(es)", rows.len()),
         ))
@@ -427,9 +458,17 @@ impl Platform {
     }
 
     /// A page of residents, masked, for browsing.
-    pub async fn residents_page(&self, caller: &Caller, after_id: i64, limit: u32) -> Result<Vec<ResidentView>> {
+    pub async fn residents_page(
+        &self,
+        caller: &Caller,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<ResidentView>> {
         Self::may_read(caller, false)?;
-        let rows = self.store.residents_page(after_id, limit.min(store::PAGE_MAX)).await?;
+        let rows = self
+            .store
+            .residents_page(after_id, limit.min(store::PAGE_MAX))
+            .await?;
         self.audit(caller.draft(
             "resident.read",
             format!("residents:after:{after_id}"),
@@ -459,7 +498,11 @@ impl Platform {
             .await?
             .ok_or_else(|| PlatformError::NotFound("resident".into()))?;
         self.audit(caller.draft(
-            if unmask { "resident.unmask" } else { "resident.read" },
+            if unmask {
+                "resident.unmask"
+            } else {
+                "resident.read"
+            },
             format!("resident:{}", row.id),
             "history",
         ))
@@ -468,7 +511,9 @@ impl Platform {
         changes
             .into_iter()
             .map(|c| {
-                let text = self.vault.open_string(&change_ctx(&blind), &c.values_sealed)?;
+                let text = self
+                    .vault
+                    .open_string(&change_ctx(&blind), &c.values_sealed)?;
                 let mut values: serde_json::Value = serde_json::from_str(&text)
                     .map_err(|e| PlatformError::Unexpected(format!("history row: {e}")))?;
                 if !unmask && let Some(obj) = values.as_object_mut() {
@@ -499,7 +544,9 @@ impl Platform {
                 .transpose()
                 .map_err(PlatformError::from)
         };
-        let id_number = self.vault.open_string(&ctx(&b, "id_number"), &row.id_sealed)?;
+        let id_number = self
+            .vault
+            .open_string(&ctx(&b, "id_number"), &row.id_sealed)?;
         let mut name = open("name", &row.name_sealed)?;
         let mut phone = open("phone", &row.phone_sealed)?;
         let mut address = open("address", &row.address_sealed)?;

@@ -154,7 +154,9 @@ pub enum FieldError {
     NameTooLong,
     #[error("{0} contains control characters")]
     Control(&'static str),
-    #[error("phone {0:?} is not an 11-digit mainland mobile number or a landline like 0371-12345678")]
+    #[error(
+        "phone {0:?} is not an 11-digit mainland mobile number or a landline like 0371-12345678"
+    )]
     Phone(String),
     #[error("address is longer than {ADDRESS_CHARS_MAX} characters")]
     AddressTooLong,
@@ -192,7 +194,10 @@ fn parse_phone(s: &str) -> Result<String, FieldError> {
             (3..=4).contains(&area.len())
                 && area.starts_with('0')
                 && (7..=8).contains(&local.len())
-                && area.bytes().chain(local.bytes()).all(|c| c.is_ascii_digit())
+                && area
+                    .bytes()
+                    .chain(local.bytes())
+                    .all(|c| c.is_ascii_digit())
         }
         None => false,
     };
@@ -253,7 +258,9 @@ mod tests {
     const TODAY: Date = date!(2026 - 11 - 26);
 
     fn check(cells: &[&str], expect: Result<(), &str>) {
-        let got = parse_row(cells, TODAY).map(|_| ()).map_err(|e| e.to_string());
+        let got = parse_row(cells, TODAY)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         match expect {
             Ok(()) => assert!(got.is_ok(), "{cells:?}: {got:?}"),
             Err(part) => {
@@ -273,7 +280,10 @@ mod tests {
         check(&[id, "张三", "", "", "tourist"], Err("residency"));
         check(&[id, "张\u{7}三", "", "", ""], Err("control"));
         check(&[id, "张三"], Err("expected 5 columns"));
-        check(&["11010519491231002Y", "张三", "", "", ""], Err("id_number"));
+        check(
+            &["11010519491231002Y", "张三", "", "", ""],
+            Err("id_number"),
+        );
         let long = "长".repeat(201);
         check(&[id, "张三", "", &long, ""], Err("address is longer"));
     }

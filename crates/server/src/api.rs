@@ -448,7 +448,12 @@ pub async fn residents_import(
 #[utoipa::path(get, path = "/api/v1/feeds", tag = "residents", security(("bearer" = [])),
     responses((status = 200, body = [FeedDto])))]
 pub async fn feeds(State(s): State<AppState>) -> ApiResult<axum::Json<Vec<FeedDto>>> {
-    let rows = s.platform.store.feeds_recent(100).await.map_err(platform::PlatformError::from)?;
+    let rows = s
+        .platform
+        .store
+        .feeds_recent(100)
+        .await
+        .map_err(platform::PlatformError::from)?;
     Ok(axum::Json(
         rows.into_iter()
             .map(|f| FeedDto {

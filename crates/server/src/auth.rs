@@ -30,7 +30,10 @@ pub struct Permission {
     pub access: Access,
 }
 
-use Role::{Administrator as ADM, Auditor as AUD, ClearingOfficer as CLR, CounterClerk as CLK, DepartmentOfficer as DEP};
+use Role::{
+    Administrator as ADM, Auditor as AUD, ClearingOfficer as CLR, CounterClerk as CLK,
+    DepartmentOfficer as DEP,
+};
 
 const ALL: &[Role] = &[ADM, CLK, CLR, DEP, AUD];
 const RESIDENT_READERS: &[Role] = &[ADM, CLK, DEP, AUD];
@@ -142,7 +145,11 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     let token = presented_token(&req);
     let caller = match &token {
         None => Err(PlatformError::Unauthenticated),
-        Some(t) => state.platform.authenticate(t, &origin).await.map(|(c, _)| c),
+        Some(t) => state
+            .platform
+            .authenticate(t, &origin)
+            .await
+            .map(|(c, _)| c),
     };
     let caller: Caller = match caller {
         Ok(c) => c,
@@ -155,7 +162,12 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         return problem_response(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("the {} role may not {} {}", caller.role.as_str(), perm.method, perm.path),
+            format!(
+                "the {} role may not {} {}",
+                caller.role.as_str(),
+                perm.method,
+                perm.path
+            ),
             vec![],
         );
     }

@@ -35,7 +35,10 @@ fn language(headers: &HeaderMap, param: &Option<String>) -> (&'static Texts, Opt
     match param.as_deref() {
         Some(l @ ("en" | "zh")) => (
             texts(l),
-            HeaderValue::from_str(&format!("lang={l}; Path=/console; SameSite=Strict; Max-Age=31536000")).ok(),
+            HeaderValue::from_str(&format!(
+                "lang={l}; Path=/console; SameSite=Strict; Max-Age=31536000"
+            ))
+            .ok(),
         ),
         _ => (texts(&cookie(headers, "lang").unwrap_or_default()), None),
     }
@@ -54,7 +57,10 @@ fn page(tpl: impl Template, set_lang: Option<HeaderValue>) -> ApiResult<Response
 
 async fn css() -> Response {
     (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")],
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
         include_str!("../assets/console.css"),
     )
         .into_response()
@@ -95,7 +101,11 @@ async fn login_submit(
     Form(f): Form<LoginForm>,
 ) -> ApiResult<Response> {
     let (t, _) = language(&headers, &None);
-    match s.platform.sign_in(&f.username, &f.password, &addr.ip().to_string()).await {
+    match s
+        .platform
+        .sign_in(&f.username, &f.password, &addr.ip().to_string())
+        .await
+    {
         Ok((token, _)) => {
             let mut r = Redirect::to("/console/").into_response();
             let c = format!(
@@ -179,7 +189,13 @@ async fn dashboard(
         .map(|f| FeedRow {
             id: f.id,
             source: resident::Source::parse(&f.source)
-                .map(|d| if t.lang == "en" { d.as_str().to_string() } else { d.name_zh().to_string() })
+                .map(|d| {
+                    if t.lang == "en" {
+                        d.as_str().to_string()
+                    } else {
+                        d.name_zh().to_string()
+                    }
+                })
                 .unwrap_or(f.source),
             time: format_ms(f.started_ms),
             rows: f.totals.rows,
@@ -266,7 +282,10 @@ async fn residents(
             name: v.name.unwrap_or_default(),
             phone: v.phone.unwrap_or_default(),
             address: v.address.unwrap_or_default(),
-            residency: v.residency.map(|r| r.as_str().to_string()).unwrap_or_default(),
+            residency: v
+                .residency
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_default(),
             birth_date: v.birth_date,
             region: v.region,
             sources: v

@@ -60,7 +60,12 @@ impl ApiError {
                     vec![],
                 ),
                 P::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", e.to_string(), vec![]),
-                P::Locked(_) => (StatusCode::TOO_MANY_REQUESTS, "locked", e.to_string(), vec![]),
+                P::Locked(_) => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "locked",
+                    e.to_string(),
+                    vec![],
+                ),
                 P::TooLarge { .. } => (
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too-large",
@@ -92,7 +97,12 @@ impl ApiError {
     }
 }
 
-pub fn problem_response(status: StatusCode, kind: &str, detail: String, fields: Vec<FieldProblem>) -> Response {
+pub fn problem_response(
+    status: StatusCode,
+    kind: &str,
+    detail: String,
+    fields: Vec<FieldProblem>,
+) -> Response {
     let body = Problem {
         kind: format!("https://citycard.example/problems/{kind}"),
         title: status.canonical_reason().unwrap_or("error").to_string(),

@@ -12,9 +12,10 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Json<T> 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(JsonRejection::BytesRejection(e)) => {
-                Err(ApiError::PayloadTooLarge(format!("request body: {}", e.body_text())))
-            }
+            Err(JsonRejection::BytesRejection(e)) => Err(ApiError::PayloadTooLarge(format!(
+                "request body: {}",
+                e.body_text()
+            ))),
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
     }

@@ -98,7 +98,12 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
 }
 
 async fn not_found() -> Response {
-    error::problem_response(StatusCode::NOT_FOUND, "not-found", "no such resource".into(), vec![])
+    error::problem_response(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no such resource".into(),
+        vec![],
+    )
 }
 
 /// The whole application.

@@ -50,6 +50,19 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    /// Runs one statement on a short-lived connection to `url` (creating a schema for a test
+    /// or a benchmark), without applying migrations there.
+    pub async fn admin_execute(url: &str, sql: &str) -> Result<()> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .map_err(db)?;
+        sqlx::query(sql).execute(&pool).await.map_err(db)?;
+        pool.close().await;
+        Ok(())
+    }
+
     /// The pool, for tests that tamper with rows the way an intruder with database access would.
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -65,9 +78,11 @@ fn opt_blind(row: &PgRow, col: &str) -> Result<Option<BlindIndex>> {
     let b: Option<Vec<u8>> = row.try_get(col).map_err(db)?;
     match b {
         None => Ok(None),
-        Some(b) => Ok(Some(BlindIndex::from_slice(&b).ok_or_else(|| {
-            StoreError::Corrupt(format!("{col} length"))
-        })?)),
+        Some(b) => {
+            Ok(Some(BlindIndex::from_slice(&b).ok_or_else(|| {
+                StoreError::Corrupt(format!("{col} length"))
+            })?))
+        }
     }
 }
 
@@ -146,7 +161,10 @@ async fn lock_head(conn: &mut PgConnection) -> Result<Option<(i64, audit::Hash)>
     if seq == 0 {
         return Ok(None);
     }
-    Ok(Some((seq, hash32(head.try_get("hash").map_err(db)?, "audit head")?)))
+    Ok(Some((
+        seq,
+        hash32(head.try_get("hash").map_err(db)?, "audit head")?,
+    )))
 }
 
 /// Appends to the audit chain inside the caller's transaction.
@@ -298,7 +316,10 @@ impl Store for PgStore {
                 address: opt_blind(&row, "address_mac")?,
                 residency: residency(&row)?,
             };
-            current.insert(blind(&row, "id_blind")?, (row.try_get("id").map_err(db)?, macs));
+            current.insert(
+                blind(&row, "id_blind")?,
+                (row.try_get("id").map_err(db)?, macs),
+            );
         }
 
         let mut new_rows: Vec<&SealedFacts> = Vec::new();

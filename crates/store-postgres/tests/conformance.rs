@@ -83,5 +83,8 @@ async fn audit_reordering_is_detected() {
     .await
     .unwrap();
     let r = store::audit_verify(&s).await.unwrap();
-    assert!(matches!(r, Err(audit::ChainError::Altered { seq: 2 })), "{r:?}");
+    assert!(
+        matches!(r, Err(audit::ChainError::Altered { seq: 2 })),
+        "{r:?}"
+    );
 }

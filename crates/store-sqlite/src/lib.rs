@@ -69,10 +69,7 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(db)?;
-        MIGRATOR
-            .run(&write)
-            .await
-            .map_err(|e| StoreError::database(e))?;
+        MIGRATOR.run(&write).await.map_err(StoreError::database)?;
         let read = SqlitePoolOptions::new()
             .max_connections(READERS_MAX)
             .connect_with(opts.read_only(true))
@@ -97,9 +94,11 @@ fn opt_blind(row: &SqliteRow, col: &str) -> Result<Option<BlindIndex>> {
     let b: Option<Vec<u8>> = row.try_get(col).map_err(db)?;
     match b {
         None => Ok(None),
-        Some(b) => Ok(Some(BlindIndex::from_slice(&b).ok_or_else(|| {
-            StoreError::Corrupt(format!("{col} length"))
-        })?)),
+        Some(b) => {
+            Ok(Some(BlindIndex::from_slice(&b).ok_or_else(|| {
+                StoreError::Corrupt(format!("{col} length"))
+            })?))
+        }
     }
 }
 
@@ -182,7 +181,10 @@ async fn append_audit(
     let prev = if seq == 0 {
         None
     } else {
-        Some((seq, hash32(head.try_get("hash").map_err(db)?, "audit head")?))
+        Some((
+            seq,
+            hash32(head.try_get("hash").map_err(db)?, "audit head")?,
+        ))
     };
     let e = audit::chain_next(prev, now_ms, draft);
     sqlx::query(
@@ -316,7 +318,10 @@ impl Store for SqliteStore {
                     address: opt_blind(&row, "address_mac")?,
                     residency: residency(&row)?,
                 };
-                current.insert(blind(&row, "id_blind")?, (row.try_get("id").map_err(db)?, macs));
+                current.insert(
+                    blind(&row, "id_blind")?,
+                    (row.try_get("id").map_err(db)?, macs),
+                );
             }
         }
 

@@ -138,7 +138,12 @@ pub async fn a_failed_batch_writes_nothing(s: &dyn Store) {
     assert!(matches!(err, StoreError::TooMany { .. }), "{err:?}");
     // One below the bound is accepted.
     let c = s
-        .residents_apply(f, &too_many[..APPLY_BATCH_MAX], draft("resident.import"), NOW)
+        .residents_apply(
+            f,
+            &too_many[..APPLY_BATCH_MAX],
+            draft("resident.import"),
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(c.inserted, APPLY_BATCH_MAX as u64);
@@ -257,10 +262,25 @@ pub async fn operators_and_credentials(s: &dyn Store) {
     .unwrap();
     let (who, kind) = s.credential_lookup(&token, NOW).await.unwrap().unwrap();
     assert_eq!((who.id, kind), (created.id, CredentialKind::ApiToken));
-    assert!(s.credential_lookup(&token, NOW + 1000).await.unwrap().is_none());
-    assert!(s.credential_lookup(&[8u8; 32], NOW).await.unwrap().is_none());
+    assert!(
+        s.credential_lookup(&token, NOW + 1000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.credential_lookup(&[8u8; 32], NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
     s.credential_revoke(&token, NOW + 1).await.unwrap();
-    assert!(s.credential_lookup(&token, NOW + 2).await.unwrap().is_none());
+    assert!(
+        s.credential_lookup(&token, NOW + 2)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // operator.create and token.create were audited; the failed duplicate was not.
     assert_eq!(audit_verify(s).await.unwrap(), Ok(2));
 }

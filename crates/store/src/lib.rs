@@ -63,8 +63,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn resident_by_blind(&self, id_blind: &BlindIndex) -> Result<Option<ResidentRow>>;
 
-    async fn residents_by_name(&self, name_mac: &BlindIndex, limit: u32)
-    -> Result<Vec<ResidentRow>>;
+    async fn residents_by_name(
+        &self,
+        name_mac: &BlindIndex,
+        limit: u32,
+    ) -> Result<Vec<ResidentRow>>;
 
     /// Residents in insertion order after `after_id`, for paging.
     async fn residents_page(&self, after_id: i64, limit: u32) -> Result<Vec<ResidentRow>>;
@@ -88,8 +91,12 @@ pub trait Store: Send + Sync + 'static {
     async fn operators_list(&self) -> Result<Vec<OperatorRow>>;
 
     /// Stores a credential (console session or API token) by the hash of its secret.
-    async fn credential_create(&self, c: &NewCredential, audit: audit::Draft, now_ms: i64)
-    -> Result<()>;
+    async fn credential_create(
+        &self,
+        c: &NewCredential,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<()>;
 
     /// The operator behind a live credential; expired or revoked ones give `None`.
     async fn credential_lookup(
@@ -124,7 +131,9 @@ pub trait Store: Send + Sync + 'static {
 
 /// Walks the whole audit chain in pages and checks it against the stored head. The outer
 /// error is a storage failure; the inner one names the first bad entry.
-pub async fn audit_verify(store: &dyn Store) -> Result<std::result::Result<u64, audit::ChainError>> {
+pub async fn audit_verify(
+    store: &dyn Store,
+) -> Result<std::result::Result<u64, audit::ChainError>> {
     const PAGE: u32 = 5_000;
     let head = store.audit_head().await?;
     let mut v = audit::Verifier::new();

@@ -1,0 +1,13 @@
+//! The platform's services end to end, each case on a fresh SQLite file and on a fresh
+//! PostgreSQL schema: feed import, encryption at rest, masking and audit of reads, operators
+//! and sign-in, the demo city, and reopening the vault.
+
+mod fixture;
+
+mod at_rest;
+mod concurrency;
+mod demo;
+mod import;
+mod lookup;
+mod operators;
+mod vault;

@@ -1,0 +1,375 @@
+//! The HTTP API end to end on a real socket, on SQLite and on PostgreSQL: the role matrix,
+//! problem details for bad input, the OpenAPI document, health and metrics.
+
+mod common;
+
+use common::{App, start};
+use platform::testing::Backend;
+use server::auth::{Access, PERMISSIONS};
+use store::Role;
+
+fn concrete(path: &str) -> String {
+    path.replace("{id_number}", &common::seeded_id(3))
+}
+
+/// Walks every route of the permission table with every role and without a credential.
+async fn role_matrix(backend: Backend) {
+    let app = start(backend).await;
+    let mut checked = 0;
+    for perm in PERMISSIONS {
+        let path = concrete(perm.path);
+        let method = perm.method.as_str();
+        // Anonymous.
+        let r = app.send(method, &path, None, None).await;
+        match perm.access {
+            Access::Public => assert!(
+                r.status != 401 && r.status != 403 && r.status < 500,
+                "{method} {path} anonymous: {} {}",
+                r.status,
+                r.body
+            ),
+            Access::Roles(_) if path.starts_with("/console") => assert_eq!(
+                (
+                    r.status,
+                    r.headers
+                        .get("location")
+                        .map(|v| v.to_str().unwrap().to_string())
+                ),
+                (303, Some("/console/login".to_string())),
+                "{method} {path} anonymous should be sent to sign in"
+            ),
+            Access::Roles(_) => {
+                assert_eq!(r.status, 401, "{method} {path} anonymous: {}", r.body);
+                assert_eq!(r.json()["status"], 401);
+            }
+        }
+        for role in Role::ALL {
+            // A fresh token each time: sign-out routes revoke the one they are called with.
+            let token = app.token(role).await;
+            let r = app.send(method, &path, Some(&token), None).await;
+            let allowed = match perm.access {
+                Access::Public => true,
+                Access::Roles(roles) => roles.contains(&role),
+            };
+            if allowed {
+                assert!(
+                    r.status != 401 && r.status != 403 && r.status < 500,
+                    "{method} {path} as {role:?} should be allowed: {} {}",
+                    r.status,
+                    r.body
+                );
+            } else {
+                assert_eq!(r.status, 403, "{method} {path} as {role:?}: {}", r.body);
+                assert!(r.json()["detail"].as_str().unwrap().contains(role.as_str()));
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, PERMISSIONS.len() * Role::ALL.len());
+}
+
+/// Every documented path is in the role table and every table entry under /api is documented.
+async fn openapi_matches_the_role_table(backend: Backend) {
+    let app = start(backend).await;
+    let doc = app.get("/api/openapi.json", None).await.json();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = Vec::new();
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let m: axum::http::Method = method.to_uppercase().parse().unwrap();
+            assert!(
+                server::auth::lookup(&m, path).is_some(),
+                "{method} {path} is documented but has no role entry"
+            );
+            documented.push((m, path.clone()));
+        }
+    }
+    for p in PERMISSIONS.iter().filter(|p| p.path.starts_with("/api/v1")) {
+        assert!(
+            documented
+                .iter()
+                .any(|(m, path)| *m == p.method && path == p.path),
+            "{} {} is not in the OpenAPI document",
+            p.method,
+            p.path
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+async fn bad_input_gets_problem_details(backend: Backend) {
+    let app = start(backend).await;
+    let admin = app.token(Role::Administrator).await;
+    let problem = |r: &common::Resp, status: u16| {
+        assert_eq!(r.status, status, "{}", r.body);
+        assert_eq!(
+            r.headers.get("content-type").unwrap().to_str().unwrap(),
+            "application/problem+json"
+        );
+        let j = r.json();
+        assert_eq!(j["status"], status);
+        assert!(!j["detail"].as_str().unwrap().is_empty());
+        j
+    };
+    // A wrong ID checksum names the problem and the field.
+    let mut bad = common::seeded_id(1);
+    let last = bad.pop().unwrap();
+    bad.push(if last == '0' { '1' } else { '0' });
+    let j = problem(
+        &app.get(&format!("/api/v1/residents/{bad}"), Some(&admin))
+            .await,
+        422,
+    );
+    assert_eq!(j["errors"][0]["field"], "id_number");
+    assert!(
+        j["detail"].as_str().unwrap().contains("check character"),
+        "{j}"
+    );
+    // Malformed JSON, a missing field, a wrong query type.
+    problem(
+        &app.send(
+            "POST",
+            "/api/v1/operators",
+            Some(&admin),
+            Some(("application/json", b"{not json".to_vec())),
+        )
+        .await,
+        400,
+    );
+    problem(
+        &app.post_json(
+            "/api/v1/operators",
+            Some(&admin),
+            serde_json::json!({"username": "x"}),
+        )
+        .await,
+        400,
+    );
+    problem(
+        &app.get("/api/v1/audit?limit=many", Some(&admin)).await,
+        400,
+    );
+    // Validation errors name the field.
+    let j = problem(
+        &app.post_json(
+            "/api/v1/operators",
+            Some(&admin),
+            serde_json::json!({"username": "ok-name", "display_name": "x", "password": "short", "role": "auditor"}),
+        )
+        .await,
+        422,
+    );
+    assert_eq!(j["errors"][0]["field"], "password");
+    problem(
+        &app.post_json(
+            "/api/v1/operators",
+            Some(&admin),
+            serde_json::json!({"username": "ok-name", "display_name": "x", "password": "long-enough-1", "role": "king"}),
+        )
+        .await,
+        422,
+    );
+    // Unknown routes and oversized bodies.
+    problem(&app.get("/api/v1/nothing-here", Some(&admin)).await, 404);
+    let big = vec![b'a'; server::BODY_MAX + 10];
+    problem(
+        &app.send(
+            "POST",
+            "/api/v1/operators",
+            Some(&admin),
+            Some(("application/json", big)),
+        )
+        .await,
+        413,
+    );
+    // A forged or garbage token is simply not a credential.
+    problem(&app.get("/api/v1/me", Some("ct_0000")).await, 401);
+    problem(&app.get("/api/v1/me", Some(&"x".repeat(4000))).await, 401);
+    // A duplicate operator is a conflict, not a 500.
+    let body = serde_json::json!({"username": "twin", "display_name": "t", "password": "long-enough-1", "role": "auditor"});
+    assert_eq!(
+        app.post_json("/api/v1/operators", Some(&admin), body.clone())
+            .await
+            .status,
+        201
+    );
+    problem(
+        &app.post_json("/api/v1/operators", Some(&admin), body).await,
+        409,
+    );
+    // Every response carries a request id.
+    assert!(
+        app.get("/healthz", None)
+            .await
+            .headers
+            .get("x-request-id")
+            .is_some()
+    );
+}
+
+async fn sign_in_masking_import_and_audit_over_http(backend: Backend) {
+    let app = start(backend).await;
+    // Sign in with a password; wrong passwords lock the account after five tries.
+    let ok = app
+        .post_json(
+            "/api/v1/sessions",
+            None,
+            serde_json::json!({"username": "counter-clerk", "password": common::PASSWORD}),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    let clerk = ok.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.get("/api/v1/me", Some(&clerk)).await.json()["role"],
+        "counter_clerk"
+    );
+    for _ in 0..5 {
+        let r = app
+            .post_json(
+                "/api/v1/sessions",
+                None,
+                serde_json::json!({"username": "auditor", "password": "wrong-password"}),
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let locked = app
+        .post_json(
+            "/api/v1/sessions",
+            None,
+            serde_json::json!({"username": "auditor", "password": common::PASSWORD}),
+        )
+        .await;
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    assert!(
+        locked.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("try again")
+    );
+
+    // Masked by default, unmasked for the clerk, refused for the auditor.
+    let id = common::seeded_id(4);
+    let masked = app
+        .get(&format!("/api/v1/residents/{id}"), Some(&clerk))
+        .await
+        .json();
+    assert_eq!(masked["unmasked"], false);
+    assert_ne!(masked["id_number"], id.as_str());
+    assert!(masked["id_number"].as_str().unwrap().contains("*****"));
+    let plain = app
+        .get(&format!("/api/v1/residents/{id}?unmask=true"), Some(&clerk))
+        .await
+        .json();
+    assert_eq!(plain["id_number"], id.as_str());
+    assert_eq!(plain["provenance"][0]["source"], "police");
+    let auditor = app.token(Role::Auditor).await;
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/residents/{id}?unmask=true"),
+            Some(&auditor)
+        )
+        .await
+        .status,
+        403
+    );
+    let unmasks = app
+        .get("/api/v1/audit?action=resident.unmask", Some(&auditor))
+        .await
+        .json();
+    assert_eq!(unmasks.as_array().unwrap().len(), 1, "{unmasks}");
+    assert_eq!(unmasks[0]["actor"], "operator:counter-clerk");
+    assert!(
+        !unmasks.to_string().contains(&id),
+        "the audit log must not hold the ID number"
+    );
+
+    // A department officer imports its own department's feed, not another's.
+    let police = app.token(Role::DepartmentOfficer).await;
+    let csv = format!(
+        "id_number,name,phone,address,residency\n{},张新名,13900000001,,\nbad,x,,,\n",
+        common::seeded_id(5)
+    );
+    let r = app
+        .send(
+            "POST",
+            "/api/v1/residents/import?source=police",
+            Some(&police),
+            Some(("text/csv", csv.clone().into_bytes())),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert_eq!(
+        (j["updated"].as_u64(), j["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(j["rejects"][0]["row"], 3);
+    let r = app
+        .send(
+            "POST",
+            "/api/v1/residents/import?source=tax",
+            Some(&police),
+            Some(("text/csv", csv.into_bytes())),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = app
+        .send(
+            "POST",
+            "/api/v1/residents/import?source=nowhere",
+            Some(&police),
+            Some(("text/csv", b"x".to_vec())),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = app
+        .send(
+            "POST",
+            "/api/v1/residents/import?source=police",
+            Some(&police),
+            Some(("text/csv", b"wrong,header\n".to_vec())),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.json()["detail"].as_str().unwrap().contains("header"));
+
+    // The chain verifies over HTTP.
+    let v = app.get("/api/v1/audit/verify", Some(&auditor)).await.json();
+    assert_eq!(v["intact"], true, "{v}");
+    assert!(v["entries"].as_u64().unwrap() > 10);
+}
+
+async fn health_and_metrics(backend: Backend) {
+    let app = start(backend).await;
+    assert_eq!(app.get("/healthz", None).await.body, "ok");
+    assert_eq!(app.get("/readyz", None).await.status, 200);
+    let _ = app.get("/api/v1/me", None).await;
+    let m = app.get("/metrics", None).await;
+    assert_eq!(m.status, 200);
+    assert!(m.body.contains("http_requests_total"), "{}", m.body);
+    assert!(m.body.contains("citycard_residents"), "{}", m.body);
+}
+
+both_backends!(
+    role_matrix,
+    openapi_matches_the_role_table,
+    bad_input_gets_problem_details,
+    sign_in_masking_import_and_audit_over_http,
+    health_and_metrics,
+);
+
+#[test]
+fn every_table_entry_is_unique() {
+    for (i, a) in PERMISSIONS.iter().enumerate() {
+        for b in &PERMISSIONS[i + 1..] {
+            assert!(
+                !(a.method == b.method && a.path == b.path),
+                "{} {} twice",
+                a.method,
+                a.path
+            );
+        }
+    }
+    let _ = App::username(Role::Auditor);
+}

@@ -1,0 +1,181 @@
+//! A running server on a free loopback port over a fresh platform, and a small HTTP client.
+
+#![allow(dead_code)]
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use platform::testing::{Backend, TestPlatform};
+use platform::{Caller, operators::OperatorRequest};
+use resident::Source;
+use std::sync::Arc;
+use store::Role;
+
+pub struct App {
+    pub base: String,
+    pub tp: TestPlatform,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// The ID numbers the fixture's residents have (from the demo generator, seed 1).
+pub fn seeded_id(i: u64) -> String {
+    platform::demo::id_number(i, 1, time::macros::date!(2026 - 11 - 26))
+        .as_str()
+        .to_string()
+}
+
+pub const PASSWORD: &str = "test-password-1";
+
+pub async fn start(backend: Backend) -> App {
+    let tp = platform::testing::fresh(backend).await;
+    let p = &tp.platform;
+    // Ten residents, so lookups have something to find.
+    let mut csv = Vec::new();
+    platform::demo::write_feed(&mut csv, 0..10, 1, p.clock.today(), 0).unwrap();
+    p.import_residents(
+        &Caller::cli("test"),
+        Source::Police,
+        "test",
+        "0".into(),
+        Box::new(std::io::Cursor::new(csv)),
+        Arc::new(|_| {}),
+    )
+    .await
+    .unwrap();
+    for role in Role::ALL {
+        p.create_operator(
+            &Caller::cli("test"),
+            OperatorRequest {
+                username: role.as_str().replace('_', "-"),
+                display_name: role.name_zh().into(),
+                password: PASSWORD.into(),
+                role,
+                department: (role == Role::DepartmentOfficer).then_some(Source::Police),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, tp.platform.clone(), async {
+        let _ = rx.await;
+    }));
+    App {
+        base,
+        tp,
+        stop: Some(tx),
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl App {
+    pub fn username(role: Role) -> String {
+        role.as_str().replace('_', "-")
+    }
+
+    /// A fresh API token for the fixture's operator of `role`.
+    pub async fn token(&self, role: Role) -> String {
+        self.tp
+            .platform
+            .create_api_token(&Caller::cli("test"), &Self::username(role), "test", 1)
+            .await
+            .unwrap()
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Resp {
+        let mut b = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some((ctype, bytes)) => {
+                b = b.header("content-type", ctype);
+                Full::new(Bytes::from(bytes))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let resp = self.client.request(b.body(body).unwrap()).await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.send("GET", path, token, None).await
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        json: serde_json::Value,
+    ) -> Resp {
+        self.send(
+            "POST",
+            path,
+            token,
+            Some(("application/json", json.to_string().into_bytes())),
+        )
+        .await
+    }
+}
+
+/// Expands each listed async test function `name(backend)` into one test per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(platform::testing::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(platform::testing::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
