@@ -77,6 +77,7 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/console/logout" Access::Roles(ALL)),
     perm!(GET "/console/" Access::Roles(ALL)),
     perm!(GET "/console/residents" Access::Roles(RESIDENT_READERS)),
+    perm!(POST "/console/residents" Access::Roles(RESIDENT_READERS)),
     perm!(GET "/console/audit" Access::Roles(OVERSIGHT)),
 ];
 

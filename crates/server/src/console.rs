@@ -20,7 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/login", get(login_page).post(login_submit))
         .route("/console/logout", post(logout))
         .route("/console/", get(dashboard))
-        .route("/console/residents", get(residents))
+        .route("/console/residents", get(residents).post(residents_search))
         .route("/console/audit", get(audit))
         .route("/console/assets/console.css", get(css))
 }
@@ -238,22 +238,55 @@ struct ResidentsPage {
     error: Option<String>,
 }
 
+/// A search is posted, not put in the address: ID numbers stay out of URLs, browser history
+/// and proxy logs.
 #[derive(serde::Deserialize)]
-pub struct ResidentsQuery {
+pub struct ResidentsForm {
     #[serde(default)]
     q: String,
     #[serde(default)]
     unmask: Option<String>,
-    lang: Option<String>,
 }
 
+/// Browsing: the first residents, masked.
 async fn residents(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
     headers: HeaderMap,
-    Query(p): Query<ResidentsQuery>,
+    Query(l): Query<LangParam>,
 ) -> ApiResult<Response> {
-    let (t, set) = language(&headers, &p.lang);
+    let (t, set) = language(&headers, &l.lang);
+    render_residents(
+        &s,
+        &c,
+        t,
+        set,
+        ResidentsForm {
+            q: String::new(),
+            unmask: None,
+        },
+    )
+    .await
+}
+
+async fn residents_search(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    headers: HeaderMap,
+    Form(f): Form<ResidentsForm>,
+) -> ApiResult<Response> {
+    let (t, set) = language(&headers, &None);
+    render_residents(&s, &c, t, set, f).await
+}
+
+async fn render_residents(
+    s: &AppState,
+    c: &Caller,
+    t: &'static Texts,
+    set: Option<HeaderValue>,
+    p: ResidentsForm,
+) -> ApiResult<Response> {
+    let c = c.clone();
     let q = p.q.trim().to_string();
     let unmask = matches!(p.unmask.as_deref(), Some("1" | "true")) && !q.is_empty();
     let looks_like_id = q.len() == 18 && q.bytes().take(17).all(|b| b.is_ascii_digit());

@@ -142,13 +142,20 @@ pub fn router(platform: Platform) -> Router {
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
+            // The span names the route pattern, never the concrete path: a path may carry an
+            // ID number, which must not reach a log.
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let id = req
                     .headers()
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|m| m.as_str())
+                    .unwrap_or("unmatched");
+                tracing::info_span!("request", method = %req.method(), route = %route, request_id = %id)
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
