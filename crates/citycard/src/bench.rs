@@ -47,11 +47,12 @@ async fn scratch(cfg: &Config) -> anyhow::Result<Scratch> {
             let pool = sqlx::PgPool::connect(url)
                 .await
                 .context("connecting to PostgreSQL")?;
-            sqlx::query(&format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-            ))
-            .execute(&pool)
-            .await?;
+            for sql in [
+                format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+                format!("CREATE SCHEMA {schema}"),
+            ] {
+                sqlx::query(&sql).execute(&pool).await?;
+            }
             let sep = if url.contains('?') { '&' } else { '?' };
             let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
             Ok(Scratch {

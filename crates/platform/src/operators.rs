@@ -214,7 +214,18 @@ impl Platform {
         origin: &str,
     ) -> Result<(String, Caller)> {
         let now = self.clock.now_ms();
-        self.logins.check(username, now)?;
+        if let Err(e) = self.logins.check(username, now) {
+            let name: String = username.chars().take(32).collect();
+            self.audit(audit::Draft::new(
+                format!("anonymous:{name}"),
+                "auth.sign_in.locked",
+                format!("operator:{name}"),
+                origin,
+                "",
+            ))
+            .await?;
+            return Err(e);
+        }
         let op = self.store.operator_by_username(username).await?;
         // Verify against a real hash even when the user is unknown, so timing does not tell.
         let (hash, op) = match op {

@@ -351,7 +351,20 @@ impl Platform {
         producer
             .await
             .map_err(|e| PlatformError::Unexpected(format!("import reader: {e}")))?;
-        let (rejects, rejected) = result?;
+        let (rejects, rejected) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // The feed stays unfinished; the log says why. Batches already applied stay:
+                // each was whole, and importing the corrected file converges.
+                self.audit(caller.draft(
+                    "resident.feed.failed",
+                    format!("feed:{feed_id}"),
+                    e.to_string(),
+                ))
+                .await?;
+                return Err(e);
+            }
+        };
         self.store
             .feed_finish(feed_id, &totals, self.clock.now_ms())
             .await?;
@@ -379,6 +392,16 @@ impl Platform {
         Ok(())
     }
 
+    /// Checks the caller may read (and unmask); a refusal is itself put on the audit log.
+    async fn check_read(&self, caller: &Caller, unmask: bool) -> Result<()> {
+        if let Err(e) = Self::may_read(caller, unmask) {
+            self.audit(caller.draft("resident.read.denied", "", e.to_string()))
+                .await?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     fn parse_id(&self, id_number: &str) -> Result<ResidentId> {
         ResidentId::parse(id_number, self.clock.today())
             .map_err(|e| PlatformError::invalid("id_number", e.to_string()))
@@ -392,7 +415,7 @@ impl Platform {
         id_number: &str,
         unmask: bool,
     ) -> Result<ResidentView> {
-        Self::may_read(caller, unmask)?;
+        self.check_read(caller, unmask).await?;
         let id = self.parse_id(id_number)?;
         let blind = self.vault.blind("id_number", id.as_str());
         let row = self.store.resident_by_blind(&blind).await?;
@@ -426,7 +449,7 @@ impl Platform {
         name: &str,
         unmask: bool,
     ) -> Result<Vec<ResidentView>> {
-        Self::may_read(caller, unmask)?;
+        self.check_read(caller, unmask).await?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > resident::NAME_CHARS_MAX {
             return Err(PlatformError::invalid(
@@ -464,7 +487,7 @@ impl Platform {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<ResidentView>> {
-        Self::may_read(caller, false)?;
+        self.check_read(caller, false).await?;
         let rows = self
             .store
             .residents_page(after_id, limit.min(store::PAGE_MAX))
@@ -489,7 +512,7 @@ impl Platform {
         id_number: &str,
         unmask: bool,
     ) -> Result<Vec<ChangeView>> {
-        Self::may_read(caller, unmask)?;
+        self.check_read(caller, unmask).await?;
         let id = self.parse_id(id_number)?;
         let blind = self.vault.blind("id_number", id.as_str());
         let row = self

@@ -315,10 +315,11 @@ async fn render_residents(
             name: v.name.unwrap_or_default(),
             phone: v.phone.unwrap_or_default(),
             address: v.address.unwrap_or_default(),
-            residency: v
-                .residency
-                .map(|r| r.as_str().to_string())
-                .unwrap_or_default(),
+            residency: match v.residency {
+                Some(resident::Residency::Resident) => t.resident_local.to_string(),
+                Some(resident::Residency::NonResident) => t.resident_elsewhere.to_string(),
+                None => String::new(),
+            },
             birth_date: v.birth_date,
             region: v.region,
             sources: v

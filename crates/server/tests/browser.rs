@@ -49,11 +49,11 @@ async fn shot(c: &fantoccini::Client, name: &str) {
     std::fs::write(artifacts().join(format!("{name}.png")), png).unwrap();
 }
 
-/// The text of the first element matching `css`, waiting (up to 5 s) for a page that is
-/// still loading after a click.
+/// The text of the first element matching `css`, waiting (up to 20 s, for a loaded CI
+/// machine) for a page that is still loading after a click.
 async fn text_of(c: &fantoccini::Client, css: &str) -> String {
     let mut last = String::new();
-    for _ in 0..50 {
+    for _ in 0..200 {
         match c.find(Locator::Css(css)).await {
             Ok(e) => match e.text().await {
                 Ok(t) => return t,
@@ -63,7 +63,8 @@ async fn text_of(c: &fantoccini::Client, css: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{css}: {last}")
+    let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+    panic!("{css} not found on {url}: {last}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

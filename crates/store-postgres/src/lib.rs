@@ -173,31 +173,56 @@ async fn append_audit(
     draft: audit::Draft,
     now_ms: i64,
 ) -> Result<audit::Entry> {
+    let mut v = append_audit_many(conn, vec![draft], now_ms).await?;
+    v.pop()
+        .ok_or_else(|| StoreError::Corrupt("audit append returned nothing".into()))
+}
+
+/// Appends several entries in order with one multi-row insert (group commit).
+async fn append_audit_many(
+    conn: &mut PgConnection,
+    drafts: Vec<audit::Draft>,
+    now_ms: i64,
+) -> Result<Vec<audit::Entry>> {
     let prev = lock_head(conn).await?;
-    let e = audit::chain_next(prev, now_ms, draft);
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at_ms, actor, action, record, origin, detail, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(e.seq)
-    .bind(e.at_ms)
-    .bind(&e.draft.actor)
-    .bind(&e.draft.action)
-    .bind(&e.draft.record)
-    .bind(&e.draft.origin)
-    .bind(&e.draft.detail)
-    .bind(&e.prev_hash[..])
-    .bind(&e.hash[..])
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    let mut entries: Vec<audit::Entry> = Vec::with_capacity(drafts.len());
+    let mut last = prev;
+    for d in drafts {
+        let e = audit::chain_next(last, now_ms, d);
+        last = Some((e.seq, e.hash));
+        entries.push(e);
+    }
+    let Some(tail) = entries.last() else {
+        return Ok(entries);
+    };
+    let (tail_seq, tail_hash) = (tail.seq, tail.hash);
+    for chunk in entries.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO audit_log (seq, at_ms, actor, action, record, origin, detail, prev_hash, hash) VALUES {}",
+            placeholders(chunk.len(), 9)
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(e.seq)
+                .bind(e.at_ms)
+                .bind(&e.draft.actor)
+                .bind(&e.draft.action)
+                .bind(&e.draft.record)
+                .bind(&e.draft.origin)
+                .bind(&e.draft.detail)
+                .bind(&e.prev_hash[..])
+                .bind(&e.hash[..]);
+        }
+        q.execute(&mut *conn).await.map_err(db)?;
+    }
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(e.seq)
-        .bind(&e.hash[..])
+        .bind(tail_seq)
+        .bind(&tail_hash[..])
         .execute(&mut *conn)
         .await
         .map_err(db)?;
-    Ok(e)
+    Ok(entries)
 }
 
 /// `($1, $2, $3), ($4, $5, $6)` for `n` rows of `per_row` values.
@@ -685,10 +710,7 @@ impl Store for PgStore {
         now_ms: i64,
     ) -> Result<Vec<audit::Entry>> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let mut out = Vec::with_capacity(drafts.len());
-        for d in drafts {
-            out.push(append_audit(&mut tx, d, now_ms).await?);
-        }
+        let out = append_audit_many(&mut tx, drafts, now_ms).await?;
         tx.commit().await.map_err(db)?;
         Ok(out)
     }
