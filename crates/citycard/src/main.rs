@@ -2,7 +2,10 @@
 //! department feeds, verifies the audit log, builds the demo city and runs the benchmarks.
 
 mod bench;
+mod card;
 mod config;
+mod keys_cmd;
+mod terminal;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -64,6 +67,19 @@ enum Command {
     /// Benchmarks (results go to docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Card images: personalize a card, drive it by APDUs, put it in the vpcd reader.
+    #[command(subcommand)]
+    Card(card::CardCommand),
+    /// PSAM images (the terminal's secure module): create one, drive it by APDUs.
+    #[command(subcommand)]
+    Psam(card::PsamCommand),
+    /// Tap a card at a terminal: a purchase (消费) in process; prints the upload record.
+    Tap(terminal::TapArgs),
+    /// Load (圈存) a card, authorized by the host; prints the result.
+    Load(terminal::LoadArgs),
+    /// Master keys of the card company (key ceremony): generate, import, list.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
 }
 
 #[derive(Subcommand)]
@@ -229,6 +245,7 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             let listen = listen
                 .or(cfg.listen.clone())
                 .unwrap_or_else(|| "127.0.0.1:8080".into());
+            keys_cmd::refuse_test_keys_in_production(&cfg)?;
             let p = open(&cfg).await?;
             if demo && p.resident_count().await? == 0 {
                 run_demo(&p, 3000, 7, 2021).await?;
@@ -401,5 +418,10 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             bench::run(b, &cfg).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Card(c) => card::run_card(c).await,
+        Command::Psam(c) => card::run_psam(c),
+        Command::Tap(a) => terminal::tap(a),
+        Command::Load(a) => terminal::load(a, &cfg),
+        Command::Keys(c) => keys_cmd::run(c, &cfg),
     }
 }

@@ -199,6 +199,26 @@ fn read_frame(
     Ok(Some(payload))
 }
 
+/// Asks the kernel to acknowledge received data at once instead of delaying the ACK (Linux
+/// `TCP_QUICKACK`, which the kernel clears again on its own, so it is re-armed after every
+/// read).
+///
+/// Why: the vpcd driver (vsmartcard `vpcd.c`, `sendToVICC`) writes each frame as two `send`
+/// calls — the 2-byte length, then the payload — on a socket without `TCP_NODELAY`. Nagle's
+/// algorithm holds the payload until the length segment is acknowledged, and Linux delays
+/// that ACK by up to 40 ms: every APDU (and every presence poll by pcscd) paid ~40 ms, a
+/// five-APDU purchase ~230 ms. An immediate ACK releases the payload within microseconds.
+/// Elsewhere this is a no-op (the delay is then whatever the platform's delayed ACK is).
+fn quick_ack(stream: &TcpStream) {
+    #[cfg(target_os = "linux")]
+    {
+        // Best effort: a failure only costs latency, never correctness.
+        let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
+}
+
 /// Fills `buf`, waking every [`POLL_MS`] to check `stop`. `false`: stopped or closed.
 fn read_full(stream: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> Result<bool, VpcdError> {
     let mut filled = 0;
@@ -208,7 +228,10 @@ fn read_full(stream: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> Resul
         }
         match stream.read(&mut buf[filled..]) {
             Ok(0) => return Ok(false),
-            Ok(n) => filled += n,
+            Ok(n) => {
+                filled += n;
+                quick_ack(stream);
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e.into()),
@@ -238,6 +261,7 @@ pub fn serve(
 ) -> Result<(), VpcdError> {
     stream.set_read_timeout(Some(Duration::from_millis(POLL_MS)))?;
     stream.set_nodelay(true)?;
+    quick_ack(stream);
     while let Some(frame) = read_frame(stream, config.frame_len_max, stop)? {
         if let FrameReply::Send(reply) = card.handle(&frame)? {
             write_frame(stream, &reply)?;
@@ -367,6 +391,11 @@ mod tests {
         // A frame one byte over the bound.
         driver.write_all(&301u16.to_be_bytes()).unwrap();
         driver.write_all(&[0u8; 301]).unwrap();
+        // Wait for the card side to end the link on its own (the socket closes; with unread
+        // bytes it may reset) before stopping: raising the stop flag at once could win the
+        // race against reading the length and end the link as a requested stop.
+        let mut rest = [0u8; 1];
+        assert_eq!(driver.read(&mut rest).unwrap_or(0), 0);
         let (_, result) = handle.stop();
         assert!(
             matches!(result, Err(VpcdError::FrameTooLong { len: 301, max: 300 })),

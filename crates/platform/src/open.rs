@@ -75,39 +75,41 @@ pub enum KeySource {
 pub const PII_KEYS: &str = "pii";
 pub const PII_KEK: &str = "kek-pii";
 
-/// Opens (creating on first use) the file key store under `key_dir`.
-pub fn open_keystore(key_dir: &Path, source: &KeySource, production: bool) -> Result<FileKeyStore> {
-    std::fs::create_dir_all(key_dir)
-        .map_err(|e| PlatformError::Unexpected(format!("create {}: {e}", key_dir.display())))?;
-    let passphrase = match source {
-        KeySource::Passphrase(p) => p.clone(),
-        KeySource::DevelopmentFile if production => {
-            return Err(PlatformError::Forbidden(
-                "production start needs CITYCARD_KEYSTORE_PASSPHRASE; the development \
-                 passphrase file is refused"
-                    .into(),
-            ));
-        }
+/// The key store passphrase: the operator's, or (development only) the one in a file beside
+/// the key store, created on first use. Every store under `key_dir` uses this one function.
+pub fn keystore_passphrase(key_dir: &Path, source: &KeySource, production: bool) -> Result<String> {
+    match source {
+        KeySource::Passphrase(p) => Ok(p.clone()),
+        KeySource::DevelopmentFile if production => Err(PlatformError::Forbidden(
+            "production start needs CITYCARD_KEYSTORE_PASSPHRASE; the development \
+             passphrase file is refused"
+                .into(),
+        )),
         KeySource::DevelopmentFile => {
             let file = key_dir.join("dev-passphrase");
-            match std::fs::read_to_string(&file) {
-                Ok(p) => p.trim().to_string(),
-                Err(_) => {
-                    let mut b = [0u8; 24];
-                    getrandom::fill(&mut b)
-                        .map_err(|_| PlatformError::Unexpected("random".into()))?;
-                    let p = hex::encode(b);
-                    write_private(&file, p.as_bytes())?;
-                    tracing::warn!(
-                        "created a development key-store passphrase in {}; production must set \
-                         CITYCARD_KEYSTORE_PASSPHRASE",
-                        file.display()
-                    );
-                    p
-                }
+            if let Ok(p) = std::fs::read_to_string(&file) {
+                return Ok(p.trim().to_string());
             }
+            std::fs::create_dir_all(key_dir).map_err(|e| {
+                PlatformError::Unexpected(format!("create {}: {e}", key_dir.display()))
+            })?;
+            let mut b = [0u8; 24];
+            getrandom::fill(&mut b).map_err(|_| PlatformError::Unexpected("random".into()))?;
+            let p = hex::encode(b);
+            write_private(&file, p.as_bytes())?;
+            tracing::warn!(
+                "created a development key-store passphrase in {}; production must set \
+                 CITYCARD_KEYSTORE_PASSPHRASE",
+                file.display()
+            );
+            Ok(p)
         }
-    };
+    }
+}
+
+/// Opens (creating on first use) the file key store under `key_dir`.
+pub fn open_keystore(key_dir: &Path, source: &KeySource, production: bool) -> Result<FileKeyStore> {
+    let passphrase = keystore_passphrase(key_dir, source, production)?;
     Ok(FileKeyStore::open_or_create(
         &key_dir.join("keystore.json"),
         passphrase.as_bytes(),

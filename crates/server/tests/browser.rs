@@ -63,7 +63,11 @@ async fn text_of(c: &fantoccini::Client, css: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+    let url = c
+        .current_url()
+        .await
+        .map(|u| u.to_string())
+        .unwrap_or_default();
     panic!("{css} not found on {url}: {last}")
 }
 

@@ -298,6 +298,12 @@ pub enum MasterKeyError {
     /// The backend (HSM, PKCS#11 library) failed; the text names the call, not data.
     #[error("key backend: {0}")]
     Backend(String),
+    /// A production start found keys of the development key set (`epurse.md` §4).
+    #[error(
+        "the {backend} master-key store holds keys of the development test key set \
+         (epurse.md §4); production refuses to start with them"
+    )]
+    TestKeySetInProduction { backend: &'static str },
 }
 
 /// The purse cap of `epurse.md` §2 (1,000 yuan): no MAC2 for a load past it.
@@ -439,6 +445,17 @@ pub trait MasterKeyStore: Send + Sync {
         let mac = self.card_mac(tac_master, alg, div, &input)?;
         Ok(mac_eq(&mac, tac))
     }
+}
+
+/// The production start check: refuses a store that holds any key of the development key set
+/// ([`MasterKeyStore::test_key_set_present`]). Servers call it before serving in production.
+pub fn refuse_test_key_set(store: &dyn MasterKeyStore) -> Result<(), MasterKeyError> {
+    if store.test_key_set_present()? {
+        return Err(MasterKeyError::TestKeySetInProduction {
+            backend: store.backend(),
+        });
+    }
+    Ok(())
 }
 
 fn expect_purpose(key: &KeyRef, expected: MasterPurpose) -> Result<(), MasterKeyError> {

@@ -162,3 +162,19 @@ fn trait_is_object_safe_and_shareable() {
     let shared: std::sync::Arc<dyn MasterKeyStore> = std::sync::Arc::new(store);
     assert_eq!(shared.backend(), "file");
 }
+
+#[test]
+fn production_check_refuses_the_test_key_set_only() {
+    let (_dir, store) = store();
+    store
+        .generate(&KeyRef::transit(MasterPurpose::Tac, 1))
+        .unwrap();
+    assert!(refuse_test_key_set(&store).is_ok());
+    store.load_test_key_set("transit2").unwrap();
+    let err = refuse_test_key_set(&store).unwrap_err();
+    assert!(matches!(
+        err,
+        MasterKeyError::TestKeySetInProduction { backend: "file" }
+    ));
+    assert!(err.to_string().contains("test key set"), "{err}");
+}
