@@ -33,6 +33,7 @@ pub struct Platform {
     pub clock: Arc<dyn Clock>,
     audit: audit_writer::AuditWriter,
     logins: Arc<operators::LoginThrottle>,
+    credentials: Arc<operators::CredentialCache>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -84,6 +85,7 @@ impl Platform {
             clock,
             audit,
             logins: Arc::new(operators::LoginThrottle::default()),
+            credentials: Arc::new(operators::CredentialCache::default()),
         }
     }
 

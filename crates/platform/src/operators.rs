@@ -21,6 +21,43 @@ pub const SIGN_IN_FAILURES_MAX: u32 = 5;
 pub const SIGN_IN_WINDOW_MS: i64 = 15 * 60 * 1000;
 /// Accounts tracked by the throttle at once; the oldest entries are dropped beyond it.
 pub const THROTTLE_TRACKED_MAX: usize = 100_000;
+/// How long a checked credential is trusted without asking the store again. A revocation in
+/// this process takes effect at once; one made by another process within this time.
+pub const CREDENTIAL_CACHE_TTL_MS: i64 = 5_000;
+pub const CREDENTIAL_CACHE_MAX: usize = 10_000;
+
+/// Recently checked credentials, by the hash of their secret.
+#[derive(Debug, Default)]
+pub struct CredentialCache {
+    /// Caller, kind, and until when the entry may be used (the earlier of the cache time
+    /// limit and the credential's own expiry).
+    entries: Mutex<HashMap<[u8; 32], (Caller, CredentialKind, i64)>>,
+}
+
+impl CredentialCache {
+    fn get(&self, hash: &[u8; 32], now_ms: i64) -> Option<(Caller, CredentialKind)> {
+        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(hash) {
+            Some((c, k, until)) if now_ms < *until => Some((c.clone(), *k)),
+            _ => None,
+        }
+    }
+
+    fn put(&self, hash: [u8; 32], caller: &Caller, kind: CredentialKind, until_ms: i64) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CREDENTIAL_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(hash, (caller.clone(), kind, until_ms));
+    }
+
+    fn forget(&self, hash: &[u8; 32]) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(hash);
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
@@ -322,17 +359,25 @@ impl Platform {
         if token.len() > 128 {
             return Err(PlatformError::Unauthenticated);
         }
-        let found = self
-            .store
-            .credential_lookup(&token_hash(token), self.clock.now_ms())
-            .await?;
-        let (op, kind) = found.ok_or(PlatformError::Unauthenticated)?;
-        Ok((caller_of(&op, origin), kind))
+        let hash = token_hash(token);
+        let now = self.clock.now_ms();
+        if let Some((mut caller, kind)) = self.credentials.get(&hash, now) {
+            caller.origin = origin.into();
+            return Ok((caller, kind));
+        }
+        let found = self.store.credential_lookup(&hash, now).await?;
+        let (op, kind, expires_ms) = found.ok_or(PlatformError::Unauthenticated)?;
+        let caller = caller_of(&op, origin);
+        let until = expires_ms.min(now.saturating_add(CREDENTIAL_CACHE_TTL_MS));
+        self.credentials.put(hash, &caller, kind, until);
+        Ok((caller, kind))
     }
 
     pub async fn sign_out(&self, caller: &Caller, token: &str) -> Result<()> {
+        let hash = token_hash(token);
+        self.credentials.forget(&hash);
         self.store
-            .credential_revoke(&token_hash(token), self.clock.now_ms())
+            .credential_revoke(&hash, self.clock.now_ms())
             .await?;
         self.audit(caller.draft("auth.sign_out", format!("operator:{}", caller.username), ""))
             .await?;

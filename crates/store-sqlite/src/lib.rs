@@ -669,9 +669,9 @@ impl Store for SqliteStore {
         &self,
         token_hash: &[u8; 32],
         now_ms: i64,
-    ) -> Result<Option<(OperatorRow, CredentialKind)>> {
+    ) -> Result<Option<(OperatorRow, CredentialKind, i64)>> {
         let row = sqlx::query(
-            "SELECT o.*, c.kind AS credential_kind FROM credentials c \
+            "SELECT o.*, c.kind AS credential_kind, c.expires_ms AS credential_expires_ms FROM credentials c \
              JOIN operators o ON o.id = c.operator_id \
              WHERE c.token_hash = ? AND c.revoked_ms IS NULL AND c.expires_ms > ? AND o.disabled = 0",
         )
@@ -686,7 +686,8 @@ impl Store for SqliteStore {
                 let kind: String = r.try_get("credential_kind").map_err(db)?;
                 let kind = CredentialKind::parse(&kind)
                     .ok_or_else(|| StoreError::Corrupt(format!("credential kind {kind}")))?;
-                Ok(Some((operator_row(&r)?, kind)))
+                let expires: i64 = r.try_get("credential_expires_ms").map_err(db)?;
+                Ok(Some((operator_row(&r)?, kind, expires)))
             }
         }
     }

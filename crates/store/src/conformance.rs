@@ -260,8 +260,11 @@ pub async fn operators_and_credentials(s: &dyn Store) {
     )
     .await
     .unwrap();
-    let (who, kind) = s.credential_lookup(&token, NOW).await.unwrap().unwrap();
-    assert_eq!((who.id, kind), (created.id, CredentialKind::ApiToken));
+    let (who, kind, expires) = s.credential_lookup(&token, NOW).await.unwrap().unwrap();
+    assert_eq!(
+        (who.id, kind, expires),
+        (created.id, CredentialKind::ApiToken, NOW + 1000)
+    );
     assert!(
         s.credential_lookup(&token, NOW + 1000)
             .await

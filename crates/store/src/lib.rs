@@ -98,12 +98,13 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<()>;
 
-    /// The operator behind a live credential; expired or revoked ones give `None`.
+    /// The operator behind a live credential, its kind and when it expires; expired or
+    /// revoked ones give `None`.
     async fn credential_lookup(
         &self,
         token_hash: &[u8; 32],
         now_ms: i64,
-    ) -> Result<Option<(OperatorRow, CredentialKind)>>;
+    ) -> Result<Option<(OperatorRow, CredentialKind, i64)>>;
 
     async fn credential_revoke(&self, token_hash: &[u8; 32], now_ms: i64) -> Result<()>;
 
