@@ -11,7 +11,7 @@ use std::sync::Arc;
 use store::{FeedTotals, NewFeed, ResidentRow, Role, SealedFacts, SealedField};
 
 /// Rows per storage transaction during an import.
-pub const IMPORT_BATCH: usize = 1_000;
+pub const IMPORT_BATCH: usize = 5_000;
 /// Rejected rows kept in memory for the report; beyond this only the count grows.
 pub const REJECTS_KEPT_MAX: usize = 100_000;
 /// Rows in one import file.

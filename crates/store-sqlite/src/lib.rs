@@ -69,7 +69,7 @@ impl SqliteStore {
             .pragma("temp_store", "MEMORY")
             .pragma("mmap_size", "1073741824")
             // Fewer, larger checkpoints during bulk feeds.
-            .pragma("wal_autocheckpoint", "8192");
+            .pragma("wal_autocheckpoint", "32768");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts.clone())

@@ -21,7 +21,7 @@ use keys::BlindIndex;
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Bounds on what one call may carry.
-pub const APPLY_BATCH_MAX: usize = 2_000;
+pub const APPLY_BATCH_MAX: usize = 10_000;
 pub const PAGE_MAX: u32 = 500;
 
 #[async_trait]
