@@ -34,12 +34,17 @@ fn feed(range: std::ops::Range<u64>, version: u64) -> Vec<u8> {
 }
 
 async fn overlapping_feeds_and_reads_at_once(f: Fixture) {
-    // Police: residents 0..1500 (two batches) and one broken row at the end.
-    let mut police = feed(0..1500, 0);
+    // Batch-relative sizes, so the feeds span two batches whatever the batch size.
+    let b = IMPORT_BATCH as u64;
+    let (police_n, overlap) = (b + b / 2, b / 2);
+    // Police: residents 0..1.5 batches and one broken row at the end.
+    let mut police = feed(0..police_n, 0);
     police.extend_from_slice("410105198502301230,坏号,,,\n".as_bytes());
-    // Human resources: residents 1000..2500 with newer phones and addresses.
-    let hr = feed(1000..2500, 1);
-    const { assert!(1500 > IMPORT_BATCH, "the feeds must span batches") };
+    // Human resources: 1.5 batches, the first `overlap` of them shared with the police feed,
+    // with newer phones and addresses.
+    let hr_start = police_n - overlap;
+    let hr = feed(hr_start..hr_start + police_n, 1);
+    let total = hr_start + police_n;
 
     let before = audit_seq(&f.p).await;
     let p1 = f.p.clone();
@@ -53,7 +58,7 @@ async fn overlapping_feeds_and_reads_at_once(f: Fixture) {
     let mut readers = Vec::new();
     for n in 0..40u64 {
         let p = f.p.clone();
-        let id = id_of(n * 60);
+        let id = id_of(n * (total / 40));
         readers.push(tokio::spawn(async move {
             let c = crate::fixture::caller("clerk", Role::CounterClerk, None);
             match p.resident_by_id_number(&c, &id, n % 2 == 0).await {
@@ -68,28 +73,28 @@ async fn overlapping_feeds_and_reads_at_once(f: Fixture) {
         r.await.unwrap();
     }
 
-    assert_eq!(police.totals.rows, 1501);
+    assert_eq!(police.totals.rows, police_n + 1);
     assert_eq!(police.totals.rejected, 1, "{:#?}", police.rejects);
-    assert_eq!(police.rejects[0].row, 1502, "{:?}", police.rejects);
-    assert_eq!(hr.totals.rows, 1500);
+    assert_eq!(police.rejects[0].row, police_n + 2, "{:?}", police.rejects);
+    assert_eq!(hr.totals.rows, police_n);
     assert_eq!(hr.totals.rejected, 0);
-    // Each resident was inserted by exactly one feed; each of the 500 shared ones was changed
+    // Each resident was inserted by exactly one feed; each of the shared ones was changed
     // by whichever feed came second.
     assert_eq!(
         police.totals.inserted + hr.totals.inserted,
-        2500,
+        total,
         "{police:?} {hr:?}"
     );
     assert_eq!(
         police.totals.updated + hr.totals.updated,
-        500,
+        overlap,
         "{police:?} {hr:?}"
     );
     assert_eq!(police.totals.unchanged + hr.totals.unchanged, 0);
-    assert_eq!(f.p.resident_count().await.unwrap(), 2500);
+    assert_eq!(f.p.resident_count().await.unwrap(), total);
 
     // An overlapping resident shows the values of the feed applied last, per its history.
-    let shared = id_of(1200);
+    let shared = id_of(hr_start + overlap / 2);
     let h = f.p.resident_history(&admin(), &shared, true).await.unwrap();
     assert_eq!(h.len(), 2, "{h:?}");
     let v =
