@@ -105,21 +105,50 @@ fn kcv_sm4(key: &[u8]) -> String {
     hex::encode_upper(&block[..3])
 }
 
+/// Writes a key file atomically (temporary file, fsync, rename) with owner-only permissions,
+/// so a crash leaves the old file or the new one, never half of either.
+pub(crate) fn write_private_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+/// A fresh passphrase-derived master key for a new store file: its KDF parameters (random
+/// salt, the store's cost), the key, and `check_text` sealed under it, which proves the
+/// passphrase when the file is opened.
+pub(crate) fn new_master(
+    passphrase: &[u8],
+    check_text: &[u8],
+) -> Result<(Kdf, sm4gcm::Sm4Gcm, String), KeyError> {
+    let salt: [u8; 16] = crate::random_bytes()?;
+    let kdf = Kdf {
+        salt: hex::encode(salt),
+        m_kib: KDF_M_KIB,
+        t: KDF_T,
+        p: 1,
+    };
+    let master = derive_master(passphrase, &kdf)?;
+    let check = hex::encode(sm4gcm::seal(&master, check_text, b"check")?);
+    Ok((kdf, master, check))
+}
+
 impl FileKeyStore {
     /// Creates a new, empty key store file. Refuses to overwrite one.
     pub fn create(path: &Path, passphrase: &[u8]) -> Result<Self, KeyError> {
         if path.exists() {
             return Err(KeyError::Exists(path.display().to_string()));
         }
-        let salt: [u8; 16] = crate::random_bytes()?;
-        let kdf = Kdf {
-            salt: hex::encode(salt),
-            m_kib: KDF_M_KIB,
-            t: KDF_T,
-            p: 1,
-        };
-        let master = derive_master(passphrase, &kdf)?;
-        let check = hex::encode(sm4gcm::seal(&master, CHECK_TEXT, b"check")?);
+        let (kdf, master, check) = new_master(passphrase, CHECK_TEXT)?;
         let store = FileKeyStore {
             path: path.to_path_buf(),
             master,
@@ -214,25 +243,10 @@ impl FileKeyStore {
         )?))
     }
 
-    /// Writes the file atomically (temporary file, fsync, rename) with owner-only permissions.
     fn save(&self) -> Result<(), KeyError> {
         let text = serde_json::to_string_pretty(&self.file)
             .map_err(|e| KeyError::Format(e.to_string()))?;
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        Ok(())
+        Ok(write_private_atomic(&self.path, text.as_bytes())?)
     }
 }
 

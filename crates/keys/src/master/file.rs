@@ -5,7 +5,6 @@
 //! For development, tests and demos. Production runs the `hsm` backend; a file store that
 //! holds the test key set says so through [`MasterKeyStore::test_key_set_present`].
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -15,7 +14,7 @@ use super::{
     KeyComponent, KeyOrigin, KeyRef, MacInput, MasterKeyError, MasterKeyInfo, MasterKeyStore,
     MasterPurpose, combine_components, expect_card_master, expect_transport, input, wrap_card_key,
 };
-use crate::file_store::{KDF_M_KIB, KDF_T, Kdf, derive_master};
+use crate::file_store::{Kdf, derive_master, new_master, write_private_atomic};
 use crate::{KeyError, sm4gcm};
 
 const FORMAT: u32 = 1;
@@ -76,15 +75,7 @@ impl FileMasterKeyStore {
         if path.exists() {
             return Err(KeyError::Exists(path.display().to_string()).into());
         }
-        let salt: [u8; 16] = crate::random_bytes()?;
-        let kdf = Kdf {
-            salt: hex::encode(salt),
-            m_kib: KDF_M_KIB,
-            t: KDF_T,
-            p: 1,
-        };
-        let master = derive_master(passphrase, &kdf)?;
-        let check = hex::encode(sm4gcm::seal(&master, CHECK_TEXT, b"check")?);
+        let (kdf, master, check) = new_master(passphrase, CHECK_TEXT)?;
         let inner = Inner {
             path: path.to_path_buf(),
             master,
@@ -210,25 +201,10 @@ impl Inner {
         Ok(key?)
     }
 
-    /// Writes the file atomically (temporary file, fsync, rename) with owner-only permissions.
     fn save(&self) -> Result<(), MasterKeyError> {
         let text = serde_json::to_string_pretty(&self.file)
             .map_err(|e| KeyError::Format(e.to_string()))?;
-        let tmp = self.path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        };
-        write().map_err(|e| KeyError::Io(e).into())
+        write_private_atomic(&self.path, text.as_bytes()).map_err(|e| KeyError::Io(e).into())
     }
 }
 
