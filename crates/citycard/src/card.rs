@@ -225,7 +225,7 @@ pub fn save_psam(path: &Path, psam: &Psam) -> anyhow::Result<()> {
 
 /// Today's date in China Standard Time.
 pub fn today() -> BcdDate {
-    let now = time::OffsetDateTime::now_utc().to_offset(platform::clock::CST);
+    let now = platform::clock::now_in_city();
     BcdDate::new(now.year() as u16, u8::from(now.month()), now.day())
         .expect("the clock gives a valid date")
 }

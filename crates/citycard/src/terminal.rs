@@ -88,7 +88,7 @@ pub struct LoadArgs {
 fn date_time(at: Option<&str>) -> anyhow::Result<(BcdDate, BcdTime)> {
     match at {
         None => {
-            let now = time::OffsetDateTime::now_utc().to_offset(platform::clock::CST);
+            let now = platform::clock::now_in_city();
             Ok((
                 crate::card::today(),
                 BcdTime::new(now.hour(), now.minute(), now.second())?,

@@ -29,6 +29,13 @@ impl Clock for SystemClock {
     }
 }
 
+/// The current wall-clock time in the city, for commands that default a time to "now".
+pub fn now_in_city() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(SystemClock.now_ms()) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .to_offset(CST)
+}
+
 /// A clock that stands still until moved: tests and the demo's simulated days.
 #[derive(Debug)]
 pub struct ManualClock(AtomicI64);

@@ -229,7 +229,6 @@ async fn console_in_chromium() {
     // The clerk may not open the audit page; the auditor may, and sees the unmasking there.
     c.goto(&url("/console/audit")).await.unwrap();
     assert!(c.source().await.unwrap().contains("forbidden"));
-    c.find(Locator::Css("header button")).await.ok();
     c.goto(&url("/console/login")).await.unwrap();
     let auditor = common::App::username(Role::Auditor);
     c.find(Locator::Id("username"))
@@ -250,6 +249,8 @@ async fn console_in_chromium() {
         .click()
         .await
         .unwrap();
+    // Wait for the signed-in page before navigating, or the redirect may land after the goto.
+    assert_eq!(text_of(&c, "#current-user").await, auditor);
     c.goto(&url("/console/audit")).await.unwrap();
     assert!(
         text_of(&c, "#chain-state")
@@ -271,6 +272,7 @@ async fn console_in_chromium() {
         .click()
         .await
         .unwrap();
+    assert_eq!(text_of(&c, "#sign-in").await, "Sign in");
     c.goto(&url("/console/")).await.unwrap();
     assert!(
         c.current_url()
