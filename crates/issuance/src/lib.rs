@@ -10,6 +10,7 @@
 pub mod allocator;
 pub mod denylist;
 pub mod lifecycle;
+pub mod production;
 pub mod registry;
 pub mod time;
 

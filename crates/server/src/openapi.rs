@@ -18,6 +18,69 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Every operation can fail with problem details: declare the failures the edge produces for
+/// any route (bad request, authentication, role, size, validation, throttling, internal), and
+/// give every problem response its real media type, `application/problem+json`.
+struct ProblemResponses;
+
+impl utoipa::Modify for ProblemResponses {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        const MEDIA: &str = "application/problem+json";
+        let problem = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build()
+        };
+        let common: [(&str, &str); 8] = [
+            ("400", "The request is malformed (body, query or path)"),
+            ("401", "No valid credential"),
+            ("403", "The caller's role may not do this"),
+            ("404", "Not found"),
+            ("413", "The request body is too large"),
+            ("422", "A field is invalid; `errors` names it"),
+            ("429", "Too many failed sign-ins"),
+            ("500", "Internal error (logged; no details returned)"),
+        ];
+        for item in doc.paths.paths.values_mut() {
+            let ops = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                for (_, resp) in op.responses.responses.iter_mut() {
+                    if let RefOr::T(r) = resp
+                        && let Some(c) = r.content.shift_remove("application/json")
+                    {
+                        let is_problem = matches!(&c.schema, Some(RefOr::Ref(x)) if x.ref_location.ends_with("/Problem"));
+                        if is_problem {
+                            r.content.insert(MEDIA.to_string(), c);
+                        } else {
+                            r.content.insert("application/json".to_string(), c);
+                        }
+                    }
+                }
+                for (code, text) in common {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| {
+                            RefOr::T(
+                                ResponseBuilder::new()
+                                    .description(text)
+                                    .content(MEDIA, problem())
+                                    .build(),
+                            )
+                        });
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "citycard", description = "City citizen card platform API (市民卡平台接口)"),
@@ -28,7 +91,7 @@ impl utoipa::Modify for BearerAuth {
         api::audit_list, api::audit_verify,
     ),
     components(schemas(Problem, ProblemField)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemResponses),
     tags(
         (name = "auth", description = "Sign-in and credentials"),
         (name = "residents", description = "Resident base database (一库)"),

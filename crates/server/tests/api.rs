@@ -95,6 +95,18 @@ async fn openapi_matches_the_role_table(backend: Backend) {
         );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Every operation documents its failures as problem details, with their media type.
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            for code in ["400", "401", "403", "422", "500"] {
+                let r = &op["responses"][code];
+                assert!(
+                    r["content"]["application/problem+json"].is_object(),
+                    "{method} {path} {code}: {r}"
+                );
+            }
+        }
+    }
 }
 
 async fn bad_input_gets_problem_details(backend: Backend) {
