@@ -10,9 +10,10 @@ use sqlx::{PgPool, Row};
 use std::str::FromStr;
 use std::time::Duration;
 use store::{
-    ApplyCounts, Backend, ChangeRow, CredentialKind, CurrentMacs, FeedRow, FeedTotals,
-    NewCredential, NewFeed, NewOperator, OperatorRow, ResidentRow, Result, Role, SealedFacts,
-    Store, StoreError, StoredDataKeys,
+    ApplyCounts, Backend, BalanceMoveRow, CardChange, CardEventRow, CardRow, ChangeRow,
+    CredentialKind, CurrentMacs, DenyChangeRow, DenyOp, FeedRow, FeedTotals, NewCredential,
+    NewFeed, NewOperator, OperatorRow, ResidentRow, Result, Role, SealedFacts, Store, StoreError,
+    StoredDataKeys,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -236,6 +237,64 @@ fn placeholders(n: usize, per_row: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn card_row(row: &PgRow) -> Result<CardRow> {
+    Ok(CardRow {
+        number: row.try_get("number").map_err(db)?,
+        resident_id: row.try_get("resident_id").map_err(db)?,
+        state: row.try_get("state").map_err(db)?,
+        state_json: row.try_get("state_json").map_err(db)?,
+        card_type: row.try_get("card_type").map_err(db)?,
+        valid_until_s: row.try_get("valid_until_s").map_err(db)?,
+        version: row.try_get("version").map_err(db)?,
+        created_ms: row.try_get("created_ms").map_err(db)?,
+        updated_ms: row.try_get("updated_ms").map_err(db)?,
+    })
+}
+
+async fn insert_card(conn: &mut PgConnection, c: &CardRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO cards (number, resident_id, state, state_json, card_type, valid_until_s, \
+         version, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&c.number)
+    .bind(c.resident_id)
+    .bind(&c.state)
+    .bind(&c.state_json)
+    .bind(&c.card_type)
+    .bind(c.valid_until_s)
+    .bind(c.version)
+    .bind(c.created_ms)
+    .bind(c.updated_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| match db(e) {
+        StoreError::Conflict(m) if m.contains("number") || m.contains("pkey") => {
+            StoreError::Conflict(format!("card {}", c.number))
+        }
+        StoreError::Conflict(_) => StoreError::Conflict("a live card for this resident".into()),
+        e => e,
+    })?;
+    Ok(())
+}
+
+async fn insert_event(conn: &mut PgConnection, e: &CardEventRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO card_events (number, from_state, to_state, action, reason, actor, at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&e.number)
+    .bind(&e.from_state)
+    .bind(&e.to_state)
+    .bind(&e.action)
+    .bind(&e.reason)
+    .bind(&e.actor)
+    .bind(e.at_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -696,6 +755,212 @@ impl Store for PgStore {
         .await
         .map_err(db)?;
         Ok(())
+    }
+
+    async fn card_sequence_next(&self) -> Result<u32> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let n: i64 = sqlx::query_scalar(
+            "UPDATE card_sequence SET next = next + 1 WHERE id = 1 RETURNING next - 1",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("card sequence {n}")))
+    }
+
+    async fn card_insert(
+        &self,
+        card: &CardRow,
+        event: &CardEventRow,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_head(&mut tx).await?;
+        insert_card(&mut tx, card).await?;
+        insert_event(&mut tx, event).await?;
+        append_audit(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn card_apply(
+        &self,
+        change: &CardChange,
+        audit: Vec<audit::Draft>,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_head(&mut tx).await?;
+        let c = &change.card;
+        let updated = sqlx::query(
+            "UPDATE cards SET state = $1, state_json = $2, card_type = $3, valid_until_s = $4, \
+             version = $5, updated_ms = $6 WHERE number = $7 AND version = $8",
+        )
+        .bind(&c.state)
+        .bind(&c.state_json)
+        .bind(&c.card_type)
+        .bind(c.valid_until_s)
+        .bind(c.version)
+        .bind(c.updated_ms)
+        .bind(&c.number)
+        .bind(c.version - 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "card {} changed meanwhile (expected version {})",
+                c.number,
+                c.version - 1
+            )));
+        }
+        if let Some(s) = &change.successor {
+            insert_card(&mut tx, s).await?;
+        }
+        for e in &change.events {
+            insert_event(&mut tx, e).await?;
+        }
+        for (number, op) in &change.deny {
+            sqlx::query("INSERT INTO deny_list (number, op, at_ms) VALUES ($1, $2, $3)")
+                .bind(number)
+                .bind(op.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        for m in &change.moves {
+            sqlx::query(
+                "INSERT INTO balance_moves (from_number, to_number, not_before_s, created_ms) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&m.from_number)
+            .bind(&m.to_number)
+            .bind(m.not_before_s)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        append_audit_many(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn card_by_number(&self, number: &str) -> Result<Option<CardRow>> {
+        let row = sqlx::query("SELECT * FROM cards WHERE number = $1")
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(card_row).transpose()
+    }
+
+    async fn cards_of_resident(&self, resident_id: i64) -> Result<Vec<CardRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM cards WHERE resident_id = $1 ORDER BY created_ms, number LIMIT 1000",
+        )
+        .bind(resident_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(card_row).collect()
+    }
+
+    async fn cards_page(
+        &self,
+        state: Option<&str>,
+        after_number: &str,
+        limit: u32,
+    ) -> Result<Vec<CardRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM cards WHERE (CAST($1 AS TEXT) IS NULL OR state = $1) AND number > $2 \
+             ORDER BY number LIMIT $3",
+        )
+        .bind(state)
+        .bind(after_number)
+        .bind(i64::from(limit.min(store::PAGE_MAX)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(card_row).collect()
+    }
+
+    async fn card_events(&self, number: &str) -> Result<Vec<CardEventRow>> {
+        let rows =
+            sqlx::query("SELECT * FROM card_events WHERE number = $1 ORDER BY id LIMIT 10000")
+                .bind(number)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(CardEventRow {
+                    number: r.try_get("number").map_err(db)?,
+                    from_state: r.try_get("from_state").map_err(db)?,
+                    to_state: r.try_get("to_state").map_err(db)?,
+                    action: r.try_get("action").map_err(db)?,
+                    reason: r.try_get("reason").map_err(db)?,
+                    actor: r.try_get("actor").map_err(db)?,
+                    at_ms: r.try_get("at_ms").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn deny_list_version(&self) -> Result<i64> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM deny_list")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn deny_list_changes(
+        &self,
+        after_version: i64,
+        limit: u32,
+    ) -> Result<Vec<DenyChangeRow>> {
+        let rows =
+            sqlx::query("SELECT * FROM deny_list WHERE version > $1 ORDER BY version LIMIT $2")
+                .bind(after_version)
+                .bind(i64::from(limit.min(1_000_000)))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let op: String = r.try_get("op").map_err(db)?;
+                Ok(DenyChangeRow {
+                    version: r.try_get("version").map_err(db)?,
+                    number: r.try_get("number").map_err(db)?,
+                    op: DenyOp::parse(&op)
+                        .ok_or_else(|| StoreError::Corrupt(format!("deny op {op}")))?,
+                    at_ms: r.try_get("at_ms").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn balance_moves_pending(&self, limit: u32) -> Result<Vec<BalanceMoveRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM balance_moves WHERE released_ms IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit.min(store::PAGE_MAX)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(BalanceMoveRow {
+                    from_number: r.try_get("from_number").map_err(db)?,
+                    to_number: r.try_get("to_number").map_err(db)?,
+                    not_before_s: r.try_get("not_before_s").map_err(db)?,
+                })
+            })
+            .collect()
     }
 
     async fn audit_append(&self, draft: audit::Draft, now_ms: i64) -> Result<audit::Entry> {

@@ -304,6 +304,166 @@ pub async fn data_keys_first_writer_wins(s: &dyn Store) {
     s.ping().await.unwrap();
 }
 
+fn card(number: &str, resident_id: i64, state: &str, version: i64) -> CardRow {
+    CardRow {
+        number: number.into(),
+        resident_id,
+        state: state.into(),
+        state_json: format!("\"{state}\""),
+        card_type: "ordinary".into(),
+        valid_until_s: None,
+        version,
+        created_ms: NOW,
+        updated_ms: NOW,
+    }
+}
+
+fn event(number: &str, from: &str, to: &str) -> CardEventRow {
+    CardEventRow {
+        number: number.into(),
+        from_state: from.into(),
+        to_state: to.into(),
+        action: "test".into(),
+        reason: "routine".into(),
+        actor: "system".into(),
+        at_ms: NOW,
+    }
+}
+
+pub async fn card_sequence_never_repeats(s: &dyn Store) {
+    let mut last = 0;
+    for _ in 0..20 {
+        let n = s.card_sequence_next().await.unwrap();
+        assert!(n > last, "{n} after {last}");
+        last = n;
+    }
+    assert_eq!(last, 20);
+}
+
+pub async fn cards_keep_one_live_card_and_change_atomically(s: &dyn Store) {
+    let f = feed(s, Source::Police).await;
+    s.residents_apply(
+        f,
+        &[facts(1, "a", None, None), facts(2, "b", None, None)],
+        draft("resident.import"),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let r1 = s.resident_by_blind(&b("id", 1)).await.unwrap().unwrap().id;
+    let r2 = s.resident_by_blind(&b("id", 2)).await.unwrap().unwrap().id;
+    let (a, bb, c) = ("4101000000000018", "4101000000000026", "4101000000000034");
+    s.card_insert(
+        &card(a, r1, "active", 1),
+        &event(a, "-", "applied"),
+        draft("card.apply"),
+        NOW,
+    )
+    .await
+    .unwrap();
+    // A second live card for the same resident is refused by the database.
+    let dup = s
+        .card_insert(
+            &card(bb, r1, "applied", 1),
+            &event(bb, "-", "applied"),
+            draft("card.apply"),
+            NOW,
+        )
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert!(s.card_by_number(bb).await.unwrap().is_none());
+    // The same number twice is refused too.
+    let again = s
+        .card_insert(
+            &card(a, r2, "applied", 1),
+            &event(a, "-", "applied"),
+            draft("card.apply"),
+            NOW,
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+
+    // Replacement: the old card is replaced, the successor inserted, the old one denied and
+    // its balance scheduled to move — in one transaction.
+    let head = s.audit_head().await.unwrap().unwrap().0;
+    let change = CardChange {
+        card: card(a, r1, "replaced", 2),
+        successor: Some(card(bb, r1, "approved", 1)),
+        events: vec![event(a, "active", "replaced"), event(bb, "-", "approved")],
+        deny: vec![(a.to_string(), DenyOp::Add)],
+        moves: vec![BalanceMoveRow {
+            from_number: a.into(),
+            to_number: Some(bb.into()),
+            not_before_s: NOW / 1000 + 7 * 86_400,
+        }],
+    };
+    s.card_apply(
+        &change,
+        vec![draft("card.replace"), draft("card.create")],
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.audit_head().await.unwrap().unwrap().0, head + 2);
+    assert_eq!(
+        s.card_by_number(a).await.unwrap().unwrap().state,
+        "replaced"
+    );
+    assert_eq!(s.card_by_number(bb).await.unwrap().unwrap().version, 1);
+    let cards = s.cards_of_resident(r1).await.unwrap();
+    assert_eq!(cards.len(), 2);
+    assert_eq!(s.card_events(a).await.unwrap().len(), 2);
+    assert_eq!(s.deny_list_version().await.unwrap(), 1);
+    let changes = s.deny_list_changes(0, 100).await.unwrap();
+    assert_eq!(
+        (changes.len(), changes[0].op, changes[0].number.as_str()),
+        (1, DenyOp::Add, a)
+    );
+    assert!(s.deny_list_changes(1, 100).await.unwrap().is_empty());
+    assert_eq!(s.balance_moves_pending(10).await.unwrap(), change.moves);
+
+    // A stale version is a conflict and writes nothing: no event, no deny change, no audit.
+    let stale = CardChange {
+        card: card(a, r1, "cancelled", 2),
+        successor: None,
+        events: vec![event(a, "replaced", "cancelled")],
+        deny: vec![(a.to_string(), DenyOp::Remove)],
+        moves: vec![],
+    };
+    let r = s.card_apply(&stale, vec![draft("card.cancel")], NOW).await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    assert_eq!(s.deny_list_version().await.unwrap(), 1);
+    assert_eq!(s.card_events(a).await.unwrap().len(), 2);
+    assert_eq!(s.audit_head().await.unwrap().unwrap().0, head + 2);
+
+    // A successor that would be a second live card is refused with everything else.
+    s.card_insert(
+        &card(c, r2, "active", 1),
+        &event(c, "-", "active"),
+        draft("card.apply"),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let bad = CardChange {
+        card: card(c, r2, "frozen", 2),
+        successor: Some(card("4101000000000042", r2, "approved", 1)),
+        events: vec![],
+        deny: vec![(c.to_string(), DenyOp::Add)],
+        moves: vec![],
+    };
+    let r = s.card_apply(&bad, vec![], NOW).await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    assert_eq!(s.card_by_number(c).await.unwrap().unwrap().state, "active");
+    assert_eq!(s.deny_list_version().await.unwrap(), 1);
+
+    let replaced = s.cards_page(Some("replaced"), "", 10).await.unwrap();
+    assert_eq!(replaced.len(), 1);
+    assert_eq!(s.cards_page(None, "", 10).await.unwrap().len(), 3);
+    assert_eq!(s.cards_page(None, a, 10).await.unwrap().len(), 2);
+    assert_eq!(audit_verify(s).await.unwrap().map(|n| n > 0), Ok(true));
+}
+
 /// Expands one `#[tokio::test]` per conformance case. `$make` is an expression evaluating to
 /// a future of a fresh store (`impl Store`).
 #[macro_export]
@@ -314,7 +474,9 @@ macro_rules! conformance_tests {
             a_failed_batch_writes_nothing,
             residents_lookups_and_pages,
             operators_and_credentials,
-            data_keys_first_writer_wins);
+            data_keys_first_writer_wins,
+            card_sequence_never_repeats,
+            cards_keep_one_live_card_and_change_atomically);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn audit_chain_holds_under_concurrency() {

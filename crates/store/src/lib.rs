@@ -108,6 +108,56 @@ pub trait Store: Send + Sync + 'static {
 
     async fn credential_revoke(&self, token_hash: &[u8; 32], now_ms: i64) -> Result<()>;
 
+    // -- cards (issuance) ----------------------------------------------------------------
+
+    /// The next card sequence number, never handed out twice (also across restarts).
+    async fn card_sequence_next(&self) -> Result<u32>;
+
+    /// Stores a new card (an application) with its first event. Refused with `Conflict` when
+    /// the resident already has a live card or the number exists.
+    async fn card_insert(
+        &self,
+        card: &CardRow,
+        event: &CardEventRow,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<()>;
+
+    /// Applies one transition: updates the card if it is still at `change.card.version - 1`
+    /// (else `Conflict`: someone else changed it), inserts a successor, events, deny-list
+    /// changes and balance moves, and appends the audit entries — all or nothing.
+    async fn card_apply(
+        &self,
+        change: &CardChange,
+        audit: Vec<audit::Draft>,
+        now_ms: i64,
+    ) -> Result<()>;
+
+    async fn card_by_number(&self, number: &str) -> Result<Option<CardRow>>;
+
+    /// Every card of a resident, oldest first.
+    async fn cards_of_resident(&self, resident_id: i64) -> Result<Vec<CardRow>>;
+
+    /// Cards in number order after `after_number`, optionally in one state.
+    async fn cards_page(
+        &self,
+        state: Option<&str>,
+        after_number: &str,
+        limit: u32,
+    ) -> Result<Vec<CardRow>>;
+
+    async fn card_events(&self, number: &str) -> Result<Vec<CardEventRow>>;
+
+    /// The deny-list's current version (0 when it never changed).
+    async fn deny_list_version(&self) -> Result<i64>;
+
+    /// Changes after `after_version`, ascending, at most `limit`.
+    async fn deny_list_changes(&self, after_version: i64, limit: u32)
+    -> Result<Vec<DenyChangeRow>>;
+
+    /// Balance moves waiting for release, oldest first.
+    async fn balance_moves_pending(&self, limit: u32) -> Result<Vec<BalanceMoveRow>>;
+
     // -- audit ---------------------------------------------------------------------------
 
     /// Appends one entry at the head of the chain.

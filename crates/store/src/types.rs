@@ -271,3 +271,89 @@ pub struct NewCredential {
     pub label: String,
     pub expires_ms: i64,
 }
+
+/// A card as stored. The life-cycle state is kept both as its name (to filter and to enforce
+/// one live card per resident in the database) and whole, as JSON of `issuance::CardState`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRow {
+    /// 16 digits (`chip::CardNumber`); not personal data.
+    pub number: String,
+    pub resident_id: i64,
+    /// `issuance::StateName::as_str`.
+    pub state: String,
+    pub state_json: String,
+    /// `ordinary`, `student`, `senior`, `disabled`, `employee`, `temporary`.
+    pub card_type: String,
+    pub valid_until_s: Option<i64>,
+    pub version: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// The states in which a card no longer counts as the resident's live card.
+pub const CARD_STATES_NOT_LIVE: [&str; 4] = ["replaced", "cancelled", "expired", "withdrawn"];
+
+/// One transition of one card, as the card's history shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardEventRow {
+    pub number: String,
+    pub from_state: String,
+    pub to_state: String,
+    pub action: String,
+    pub reason: String,
+    pub actor: String,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyOp {
+    Add,
+    Remove,
+}
+
+impl DenyOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyOp::Add => "add",
+            DenyOp::Remove => "remove",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "add" => Some(DenyOp::Add),
+            "remove" => Some(DenyOp::Remove),
+            _ => None,
+        }
+    }
+}
+
+/// One change of the deny-list; its version is its place in the list's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyChangeRow {
+    pub version: i64,
+    pub number: String,
+    pub op: DenyOp,
+    pub at_ms: i64,
+}
+
+/// Money to move off a card that stopped being live, once its cooling-off has passed:
+/// to `to_number` (replacement, renewal) or, when that is `None`, back to the holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceMoveRow {
+    pub from_number: String,
+    pub to_number: Option<String>,
+    pub not_before_s: i64,
+}
+
+/// Everything one card transition writes, in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardChange {
+    /// The card after the transition; its `version` must be one more than the stored one.
+    pub card: CardRow,
+    /// A successor created by the transition (replacement, renewal), inserted after `card` is
+    /// updated so that the one-live-card rule holds at every step.
+    pub successor: Option<CardRow>,
+    pub events: Vec<CardEventRow>,
+    pub deny: Vec<(String, DenyOp)>,
+    pub moves: Vec<BalanceMoveRow>,
+}
