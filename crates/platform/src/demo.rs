@@ -72,7 +72,8 @@ fn pick<'a>(list: &[&'a str], r: u64) -> &'a str {
     list[(r % list.len() as u64) as usize]
 }
 
-/// The ID number of synthetic resident `i`: unique for every `i` below 438 million.
+/// The ID number of synthetic resident `i`: unique for every `i` below 438 million, birth
+/// dates spread over a hundred years.
 pub fn id_number(i: u64, seed: u64, today: Date) -> ResidentId {
     let non_resident = mix(seed, i, 1).is_multiple_of(20);
     let regions = DISTRICTS.len() as u64;
@@ -82,9 +83,13 @@ pub fn id_number(i: u64, seed: u64, today: Date) -> ResidentId {
     } else {
         DISTRICTS[slot].0.to_string()
     };
-    // (region slot, day, sequence) is injective in i: 7919 is coprime with 36500.
-    let sequence = ((i / regions) % 1000) as u16;
-    let day = ((i / regions / 1000) * 7919 + seed) % 36_500;
+    // j numbers the residents of one region slot. Within each block of 36,500 consecutive j
+    // the birth day j * 7919 mod 36500 is a bijection (7919 is coprime with 36,500) and the
+    // sequence number is the block, so (slot, day, sequence) is injective in i, and ages spread
+    // over a century (the offset makes the first resident of each slot an adult).
+    let j = i / regions;
+    let day = (j * 7919 + seed + 9000) % 36_500;
+    let sequence = ((j / 36_500) % 1000) as u16;
     let birth = today - Duration::days(day as i64 + 1);
     ResidentId::from_parts(&region, birth, sequence)
 }

@@ -6,6 +6,7 @@
 //! with the store and the vault, and is where the clock is read.
 
 pub mod audit_writer;
+pub mod cards;
 pub mod clock;
 pub mod demo;
 mod error;

@@ -558,6 +558,21 @@ impl Platform {
         Ok(self.store.resident_count().await?)
     }
 
+    /// A resident's name and ID number, masked, for pages about something else (a card).
+    pub(crate) fn resident_view_masked(&self, row: ResidentRow) -> Result<(String, String)> {
+        let b = row.id_blind;
+        let id = self
+            .vault
+            .open_string(&ctx(&b, "id_number"), &row.id_sealed)?;
+        let name = row
+            .name_sealed
+            .as_ref()
+            .map(|s| self.vault.open_string(&ctx(&b, "name"), s))
+            .transpose()?
+            .unwrap_or_default();
+        Ok((resident::mask_name(&name), resident::mask_id_number(&id)))
+    }
+
     async fn view(&self, row: ResidentRow, unmask: bool) -> Result<ResidentView> {
         let b = row.id_blind;
         let open = |field: &str, sealed: &Option<Vec<u8>>| -> Result<Option<String>> {

@@ -41,6 +41,9 @@ const FEEDERS: &[Role] = &[ADM, DEP];
 const ADMINS: &[Role] = &[ADM];
 const OVERSIGHT: &[Role] = &[ADM, AUD];
 const FEED_READERS: &[Role] = &[ADM, DEP, AUD];
+const CARD_WORKERS: &[Role] = &[ADM, CLK];
+const CARD_READERS: &[Role] = &[ADM, CLK, AUD];
+const DENY_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
 
 macro_rules! perm {
     ($m:ident $p:literal $a:expr) => {
@@ -71,6 +74,12 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/api/v1/tokens" Access::Roles(ADMINS)),
     perm!(GET "/api/v1/audit" Access::Roles(OVERSIGHT)),
     perm!(GET "/api/v1/audit/verify" Access::Roles(OVERSIGHT)),
+    perm!(GET "/api/v1/cards" Access::Roles(CARD_READERS)),
+    perm!(POST "/api/v1/cards" Access::Roles(CARD_WORKERS)),
+    perm!(GET "/api/v1/cards/{number}" Access::Roles(CARD_READERS)),
+    perm!(POST "/api/v1/cards/{number}/actions" Access::Roles(CARD_WORKERS)),
+    perm!(GET "/api/v1/cards/{number}/events" Access::Roles(CARD_READERS)),
+    perm!(GET "/api/v1/denylist/changes" Access::Roles(DENY_READERS)),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),

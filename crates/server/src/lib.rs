@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cards_api;
 pub mod console;
 pub mod error;
 mod extract;
@@ -131,6 +132,11 @@ pub fn router(platform: Platform) -> Router {
         .route("/api/v1/tokens", post(api::tokens_create))
         .route("/api/v1/audit", get(api::audit_list))
         .route("/api/v1/audit/verify", get(api::audit_verify))
+        .route("/api/v1/cards", get(cards_api::list).post(cards_api::apply))
+        .route("/api/v1/cards/{number}", get(cards_api::get))
+        .route("/api/v1/cards/{number}/actions", post(cards_api::act))
+        .route("/api/v1/cards/{number}/events", get(cards_api::events))
+        .route("/api/v1/denylist/changes", get(cards_api::deny_changes))
         .merge(console::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))

@@ -89,6 +89,8 @@ impl utoipa::Modify for ProblemResponses {
         api::residents_search, api::resident_get, api::resident_history, api::residents_import,
         api::feeds, api::operators_list, api::operators_create, api::tokens_create,
         api::audit_list, api::audit_verify,
+        crate::cards_api::apply, crate::cards_api::list, crate::cards_api::get,
+        crate::cards_api::act, crate::cards_api::events, crate::cards_api::deny_changes,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -97,6 +99,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "residents", description = "Resident base database (一库)"),
         (name = "operators", description = "Operators and API tokens"),
         (name = "audit", description = "The hash-chained audit log"),
+        (name = "cards", description = "Card applications, life cycle and deny-list (发行管理)"),
     )
 )]
 pub struct ApiDoc;

@@ -584,6 +584,16 @@ impl Store for PgStore {
         row.as_ref().map(resident_row).transpose()
     }
 
+    async fn resident_by_id(&self, id: i64) -> Result<Option<ResidentRow>> {
+        let sql = format!("SELECT {RESIDENT_COLS} FROM residents WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(resident_row).transpose()
+    }
+
     async fn residents_by_name(
         &self,
         name_mac: &BlindIndex,

@@ -63,6 +63,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn resident_by_blind(&self, id_blind: &BlindIndex) -> Result<Option<ResidentRow>>;
 
+    async fn resident_by_id(&self, id: i64) -> Result<Option<ResidentRow>>;
+
     async fn residents_by_name(
         &self,
         name_mac: &BlindIndex,

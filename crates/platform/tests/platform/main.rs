@@ -5,6 +5,7 @@
 mod fixture;
 
 mod at_rest;
+mod cards;
 mod concurrency;
 mod demo;
 mod import;

@@ -1,0 +1,495 @@
+//! Cards (issue 4, first slice): applying for a card with eligibility from the resident base
+//! database, card numbers from a sequence that never repeats, and every life-cycle action
+//! through `issuance::transition`, whose effects (audit, deny-list, successor card, balance
+//! moves) are written in one transaction.
+
+use crate::{Caller, Platform, PlatformError, Result};
+use chip::CardNumber;
+use issuance::{
+    Action, Actor, Card, CardState, ClerkId, Command, Effect, LifecyclePolicy, OfficerId, OutletId,
+    Reason, ResidentKey, Timestamp, transition,
+};
+use resident::{Residency, ResidentId};
+use store::{BalanceMoveRow, CardChange, CardEventRow, CardRow, DenyOp, Role};
+
+/// Card types of the chip profile (EF15 byte 28).
+pub const CARD_TYPES: [&str; 6] = [
+    "ordinary",
+    "student",
+    "senior",
+    "disabled",
+    "employee",
+    "temporary",
+];
+/// A resident younger than this applies with a guardian.
+pub const ADULT_AGE: u32 = 16;
+/// Validity of a produced card (EF15: start + 10 years).
+pub const VALIDITY_S: i64 = 10 * 365 * 86_400 + 2 * 86_400;
+
+/// What an operator asks of a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardRequest {
+    Approve,
+    Reject,
+    Withdraw,
+    SendToProduction,
+    ProductionDone,
+    ProductionFailed,
+    DeliverToOutlet(u32),
+    Post,
+    HandOver,
+    Activate,
+    ReportLost,
+    UndoLost,
+    Freeze,
+    Unfreeze,
+    Replace,
+    Renew,
+    Cancel,
+    Expire,
+}
+
+impl CardRequest {
+    /// Parses the API's action name (`report_lost`, `deliver_to_outlet` with an outlet, …).
+    pub fn parse(name: &str, outlet: Option<u32>) -> Result<Self> {
+        use CardRequest::*;
+        Ok(match name {
+            "approve" => Approve,
+            "reject" => Reject,
+            "withdraw" => Withdraw,
+            "send_to_production" => SendToProduction,
+            "production_done" => ProductionDone,
+            "production_failed" => ProductionFailed,
+            "deliver_to_outlet" => DeliverToOutlet(outlet.ok_or_else(|| {
+                PlatformError::invalid("outlet", "deliver_to_outlet needs an outlet number")
+            })?),
+            "post" => Post,
+            "hand_over" => HandOver,
+            "activate" => Activate,
+            "report_lost" => ReportLost,
+            "undo_lost" => UndoLost,
+            "freeze" => Freeze,
+            "unfreeze" => Unfreeze,
+            "replace" => Replace,
+            "renew" => Renew,
+            "cancel" => Cancel,
+            "expire" => Expire,
+            other => {
+                return Err(PlatformError::invalid(
+                    "action",
+                    format!("unknown card action {other:?}"),
+                ));
+            }
+        })
+    }
+}
+
+/// Reasons by their API name (`lost`, `holder_request`, …).
+pub fn parse_reason(name: &str) -> Result<Reason> {
+    let pascal: String = name
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    serde_json::from_value(serde_json::Value::String(pascal))
+        .map_err(|_| PlatformError::invalid("reason", format!("unknown reason {name:?}")))
+}
+
+fn snake(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A card as an operator sees it: the holder masked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CardView {
+    pub number: String,
+    pub state: String,
+    pub card_type: String,
+    pub valid_until_s: Option<i64>,
+    pub version: i64,
+    pub holder_name: String,
+    pub holder_id_number: String,
+    pub updated_ms: i64,
+}
+
+fn actor_of(caller: &Caller) -> Result<Actor> {
+    match (caller.role, caller.operator_id) {
+        (_, None) => Ok(Actor::System),
+        (Role::CounterClerk, Some(id)) => Ok(Actor::Clerk(ClerkId(id as u32))),
+        (Role::Administrator, Some(id)) => Ok(Actor::Officer(OfficerId(id as u32))),
+        _ => Err(PlatformError::Forbidden(format!(
+            "the {} role does not act on cards",
+            caller.role.as_str()
+        ))),
+    }
+}
+
+fn row_to_card(row: &CardRow) -> Result<Card> {
+    let number = CardNumber::parse(&row.number)
+        .map_err(|e| PlatformError::Unexpected(format!("stored card number: {e}")))?;
+    let state: CardState = serde_json::from_str(&row.state_json)
+        .map_err(|e| PlatformError::Unexpected(format!("stored card state: {e}")))?;
+    Ok(Card {
+        number,
+        holder: ResidentKey(row.resident_id as u64),
+        state,
+        valid_until: row.valid_until_s.map(Timestamp),
+    })
+}
+
+fn state_json(state: &CardState) -> Result<String> {
+    serde_json::to_string(state).map_err(|e| PlatformError::Unexpected(e.to_string()))
+}
+
+impl Platform {
+    fn now_s(&self) -> i64 {
+        self.clock.now_ms().div_euclid(1000)
+    }
+
+    async fn new_card_number(&self) -> Result<CardNumber> {
+        let seq = self.store.card_sequence_next().await?;
+        CardNumber::from_sequence(seq)
+            .map_err(|e| PlatformError::Unexpected(format!("card number sequence: {e}")))
+    }
+
+    /// A resident applies for a card (at a counter, or online later). Eligibility comes from
+    /// the resident base database: a registered resident of the city, one live card per
+    /// person, minors with a registered adult guardian. Non-residents are refused a city card
+    /// with a reason (they enrol for services with their own city's card).
+    pub async fn apply_for_card(
+        &self,
+        caller: &Caller,
+        id_number: &str,
+        card_type: &str,
+        guardian_id_number: Option<&str>,
+    ) -> Result<CardView> {
+        if !matches!(caller.role, Role::Administrator | Role::CounterClerk) {
+            return Err(PlatformError::Forbidden(
+                "only counter clerks and administrators take card applications".into(),
+            ));
+        }
+        if !CARD_TYPES.contains(&card_type) {
+            return Err(PlatformError::invalid(
+                "card_type",
+                format!("one of {}", CARD_TYPES.join(", ")),
+            ));
+        }
+        let today = self.clock.today();
+        let id = ResidentId::parse(id_number, today)
+            .map_err(|e| PlatformError::invalid("id_number", e.to_string()))?;
+        let row = self
+            .store
+            .resident_by_blind(&self.vault.blind("id_number", id.as_str()))
+            .await?
+            .ok_or_else(|| {
+                PlatformError::invalid("id_number", "not in the resident base database")
+            })?;
+        if row.residency != Some(Residency::Resident) {
+            return Err(PlatformError::Conflict(
+                "not a registered resident of the city: a holder of another city's \
+                 social security card enrols for services with that card instead"
+                    .into(),
+            ));
+        }
+        if id.age_on(today) < ADULT_AGE {
+            let g = guardian_id_number.ok_or_else(|| {
+                PlatformError::invalid("guardian_id_number", "a minor applies with a guardian")
+            })?;
+            let gid = ResidentId::parse(g, today)
+                .map_err(|e| PlatformError::invalid("guardian_id_number", e.to_string()))?;
+            let grow = self
+                .store
+                .resident_by_blind(&self.vault.blind("id_number", gid.as_str()))
+                .await?;
+            if grow.is_none() || gid.age_on(today) < 18 {
+                return Err(PlatformError::invalid(
+                    "guardian_id_number",
+                    "the guardian must be an adult in the resident base database",
+                ));
+            }
+        }
+        let number = self.new_card_number().await?;
+        let now = self.clock.now_ms();
+        let card = CardRow {
+            number: number.to_string(),
+            resident_id: row.id,
+            state: issuance::StateName::Applied.as_str().into(),
+            state_json: state_json(&CardState::Applied)?,
+            card_type: card_type.into(),
+            valid_until_s: None,
+            version: 1,
+            created_ms: now,
+            updated_ms: now,
+        };
+        let event = CardEventRow {
+            number: card.number.clone(),
+            from_state: "-".into(),
+            to_state: card.state.clone(),
+            action: "apply".into(),
+            reason: "holder_request".into(),
+            actor: caller.actor(),
+            at_ms: now,
+        };
+        self.store
+            .card_insert(
+                &card,
+                &event,
+                caller.draft(
+                    "card.apply",
+                    format!("card:{}", card.number),
+                    format!("resident:{} type={card_type}", row.id),
+                ),
+                now,
+            )
+            .await
+            .map_err(|e| match e {
+                store::StoreError::Conflict(m) if m.contains("live card") => {
+                    PlatformError::Conflict("this resident already has a live card".into())
+                }
+                e => e.into(),
+            })?;
+        self.card_view(caller, card).await
+    }
+
+    /// Applies one life-cycle action. Any transition the state machine refuses is refused here
+    /// with its reason; an accepted one is written with all its effects at once.
+    pub async fn card_action(
+        &self,
+        caller: &Caller,
+        number: &str,
+        request: CardRequest,
+        reason: Reason,
+    ) -> Result<CardView> {
+        let actor = actor_of(caller)?;
+        let number = CardNumber::parse(number)
+            .map_err(|e| PlatformError::invalid("number", e.to_string()))?;
+        let row = self
+            .store
+            .card_by_number(&number.to_string())
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("card {number}")))?;
+        let card = row_to_card(&row)?;
+        let now_s = self.now_s();
+        let action = match request {
+            CardRequest::Approve => Action::Approve,
+            CardRequest::Reject => Action::Reject,
+            CardRequest::Withdraw => Action::Withdraw,
+            CardRequest::SendToProduction => Action::SendToProduction,
+            CardRequest::ProductionDone => Action::ProductionDone {
+                valid_until: Timestamp(now_s + VALIDITY_S),
+            },
+            CardRequest::ProductionFailed => Action::ProductionFailed,
+            CardRequest::DeliverToOutlet(o) => Action::DeliverToOutlet(OutletId(o)),
+            CardRequest::Post => Action::Post,
+            CardRequest::HandOver => Action::HandOver,
+            CardRequest::Activate => Action::Activate,
+            CardRequest::ReportLost => Action::ReportLost,
+            CardRequest::UndoLost => Action::UndoLost,
+            CardRequest::Freeze => Action::Freeze,
+            CardRequest::Unfreeze => Action::Unfreeze,
+            CardRequest::Cancel => Action::Cancel,
+            CardRequest::Expire => Action::Expire,
+            // The successor's number is taken only when the state machine would accept; a
+            // refused replacement burns a number, which is allowed (numbers are never reused).
+            CardRequest::Replace => Action::Replace {
+                successor: self.new_card_number().await?,
+            },
+            CardRequest::Renew => Action::Renew {
+                successor: self.new_card_number().await?,
+            },
+        };
+        let t = transition(
+            &card,
+            &Command::new(action, reason, actor),
+            Timestamp(now_s),
+            &LifecyclePolicy::default(),
+        )
+        .map_err(|e| PlatformError::Conflict(format!("card {number}: {e}")))?;
+
+        let now = self.clock.now_ms();
+        let mut updated = row.clone();
+        updated.state = t.card.state.name().as_str().into();
+        updated.state_json = state_json(&t.card.state)?;
+        updated.valid_until_s = t.card.valid_until.map(|v| v.0);
+        updated.version = row.version + 1;
+        updated.updated_ms = now;
+        let mut change = CardChange {
+            card: updated,
+            successor: None,
+            events: Vec::new(),
+            deny: Vec::new(),
+            moves: Vec::new(),
+        };
+        let mut drafts = Vec::new();
+        for e in &t.effects {
+            match *e {
+                Effect::Audit(a) => {
+                    let action = snake(&format!("{:?}", a.action));
+                    change.events.push(CardEventRow {
+                        number: a.card.to_string(),
+                        from_state: a.from.as_str().into(),
+                        to_state: a.to.as_str().into(),
+                        action: action.clone(),
+                        reason: snake(&format!("{:?}", a.reason)),
+                        actor: caller.actor(),
+                        at_ms: now,
+                    });
+                    drafts.push(caller.draft(
+                        &format!("card.{action}"),
+                        format!("card:{}", a.card),
+                        format!(
+                            "{} -> {} reason={:?}",
+                            a.from.as_str(),
+                            a.to.as_str(),
+                            a.reason
+                        ),
+                    ));
+                }
+                Effect::DenyAdd(n) => change.deny.push((n.to_string(), DenyOp::Add)),
+                Effect::DenyRemove(n) => change.deny.push((n.to_string(), DenyOp::Remove)),
+                Effect::CreateSuccessor { number: s, .. } => {
+                    change.successor = Some(CardRow {
+                        number: s.to_string(),
+                        resident_id: row.resident_id,
+                        state: issuance::StateName::Approved.as_str().into(),
+                        state_json: state_json(&CardState::Approved)?,
+                        card_type: row.card_type.clone(),
+                        valid_until_s: None,
+                        version: 1,
+                        created_ms: now,
+                        updated_ms: now,
+                    });
+                    change.events.push(CardEventRow {
+                        number: s.to_string(),
+                        from_state: "-".into(),
+                        to_state: "approved".into(),
+                        action: "create_successor".into(),
+                        reason: snake(&format!("{reason:?}")),
+                        actor: caller.actor(),
+                        at_ms: now,
+                    });
+                }
+                Effect::MoveBalancesAfter {
+                    from,
+                    to,
+                    not_before,
+                } => change.moves.push(BalanceMoveRow {
+                    from_number: from.to_string(),
+                    to_number: Some(to.to_string()),
+                    not_before_s: not_before.0,
+                }),
+                Effect::RefundAfter {
+                    card, not_before, ..
+                } => change.moves.push(BalanceMoveRow {
+                    from_number: card.to_string(),
+                    to_number: None,
+                    not_before_s: not_before.0,
+                }),
+                // Notices go out through the notification outbox, which is not built yet.
+                Effect::Notify { .. } => {}
+            }
+        }
+        let view_row = change.card.clone();
+        self.store.card_apply(&change, drafts, now).await?;
+        self.card_view(caller, view_row).await
+    }
+
+    pub async fn card(&self, caller: &Caller, number: &str) -> Result<CardView> {
+        let row = self
+            .store
+            .card_by_number(number)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("card {number}")))?;
+        self.card_view(caller, row).await
+    }
+
+    /// Cards in number order, optionally in one state, holders masked. One audit entry covers
+    /// the masked holder data the page shows.
+    pub async fn cards(
+        &self,
+        caller: &Caller,
+        state: Option<&str>,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<CardView>> {
+        if let Some(s) = state
+            && !ALL_STATES.contains(&s)
+        {
+            return Err(PlatformError::invalid(
+                "state",
+                format!("one of {}", ALL_STATES.join(", ")),
+            ));
+        }
+        let rows = self.store.cards_page(state, after, limit).await?;
+        self.audit(caller.draft(
+            "card.list",
+            "cards",
+            format!("{} card(s), holders masked", rows.len()),
+        ))
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(self.masked_view(r).await?);
+        }
+        Ok(out)
+    }
+
+    async fn card_view(&self, caller: &Caller, row: CardRow) -> Result<CardView> {
+        self.audit(caller.draft("card.read", format!("card:{}", row.number), "holder masked"))
+            .await?;
+        self.masked_view(row).await
+    }
+
+    async fn masked_view(&self, row: CardRow) -> Result<CardView> {
+        let resident = self
+            .store
+            .resident_by_id(row.resident_id)
+            .await?
+            .ok_or_else(|| {
+                PlatformError::Unexpected(format!("card {} has no resident", row.number))
+            })?;
+        let view = self.resident_view_masked(resident)?;
+        Ok(CardView {
+            number: row.number,
+            state: row.state,
+            card_type: row.card_type,
+            valid_until_s: row.valid_until_s,
+            version: row.version,
+            holder_name: view.0,
+            holder_id_number: view.1,
+            updated_ms: row.updated_ms,
+        })
+    }
+}
+
+/// Every state name, for filters.
+pub const ALL_STATES: [&str; 13] = [
+    "applied",
+    "approved",
+    "in_production",
+    "produced",
+    "at_outlet",
+    "issued",
+    "active",
+    "reported_lost",
+    "frozen",
+    "replaced",
+    "cancelled",
+    "expired",
+    "withdrawn",
+];

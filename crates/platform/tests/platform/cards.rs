@@ -1,0 +1,195 @@
+//! Cards through the platform on both backends: eligibility, one live card per resident, the
+//! life cycle from application to replacement, refused transitions, the deny-list and the
+//! balance move a replacement schedules.
+
+use crate::fixture::{Fixture, admin, caller, id, import};
+use crate::on_both_backends;
+use platform::PlatformError;
+use platform::cards::{CardRequest, parse_reason};
+use resident::Source;
+use store::{DenyOp, Role};
+
+on_both_backends!(a_card_from_application_to_replacement);
+
+async fn a_card_from_application_to_replacement(f: Fixture) {
+    let adult = id("410105", 1980, 5, 1, 11);
+    let minor = id("410105", 2016, 3, 1, 12);
+    let visitor = id("320102", 1990, 1, 1, 13);
+    let csv = format!(
+        "id_number,name,phone,address,residency\n{adult},张成年,,,resident\n{minor},张小,,,resident\n{visitor},李外地,,,non_resident\n"
+    );
+    import(&f.p, &admin(), Source::Police, "csv:t", csv.as_bytes())
+        .await
+        .unwrap();
+    let clerk = caller("clerk", Role::CounterClerk, None);
+    let officer = caller("officer", Role::Administrator, None);
+    let system = admin();
+    let p = &f.p;
+
+    // Eligibility, with reasons.
+    let card = p
+        .apply_for_card(&clerk, &adult, "ordinary", None)
+        .await
+        .unwrap();
+    assert_eq!((card.state.as_str(), card.version), ("applied", 1));
+    assert!(chip::CardNumber::parse(&card.number).is_ok());
+    assert_eq!(card.holder_name, "张*年");
+    assert!(card.holder_id_number.contains("****"));
+    let again = p.apply_for_card(&clerk, &adult, "ordinary", None).await;
+    assert!(
+        matches!(&again, Err(PlatformError::Conflict(m)) if m.contains("live card")),
+        "{again:?}"
+    );
+    let r = p.apply_for_card(&clerk, &visitor, "ordinary", None).await;
+    assert!(
+        matches!(&r, Err(PlatformError::Conflict(m)) if m.contains("not a registered resident")),
+        "{r:?}"
+    );
+    let r = p.apply_for_card(&clerk, &minor, "student", None).await;
+    assert!(
+        matches!(&r, Err(PlatformError::Invalid { message, .. }) if message.contains("guardian")),
+        "{r:?}"
+    );
+    let kid = p
+        .apply_for_card(&clerk, &minor, "student", Some(&adult))
+        .await
+        .unwrap();
+    assert_ne!(kid.number, card.number);
+    let r = p.apply_for_card(&clerk, &adult, "platinum", None).await;
+    assert!(matches!(r, Err(PlatformError::Invalid { .. })), "{r:?}");
+    let r = p
+        .apply_for_card(
+            &caller("c", Role::ClearingOfficer, None),
+            &adult,
+            "ordinary",
+            None,
+        )
+        .await;
+    assert!(matches!(r, Err(PlatformError::Forbidden(_))), "{r:?}");
+
+    // Through production and the counter to active.
+    let n = card.number.clone();
+    let routine = parse_reason("routine").unwrap();
+    let steps: [(&platform::Caller, CardRequest, &str, &str); 6] = [
+        (&clerk, CardRequest::Approve, "routine", "approved"),
+        (
+            &officer,
+            CardRequest::SendToProduction,
+            "routine",
+            "in_production",
+        ),
+        (&system, CardRequest::ProductionDone, "routine", "produced"),
+        (
+            &clerk,
+            CardRequest::DeliverToOutlet(3),
+            "routine",
+            "at_outlet",
+        ),
+        (&clerk, CardRequest::HandOver, "routine", "issued"),
+        (&clerk, CardRequest::Activate, "holder_request", "active"),
+    ];
+    for (who, req, reason, state) in steps {
+        let v = p
+            .card_action(who, &n, req, parse_reason(reason).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(v.state, state, "{req:?}");
+    }
+    let active = p.card(&clerk, &n).await.unwrap();
+    assert_eq!(active.version, 7);
+    assert!(active.valid_until_s.is_some());
+
+    // Any other transition is refused with the state named, and changes nothing.
+    let r = p
+        .card_action(
+            &clerk,
+            &n,
+            CardRequest::Activate,
+            parse_reason("holder_request").unwrap(),
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(PlatformError::Conflict(m)) if m.contains("active")),
+        "{r:?}"
+    );
+    let r = p
+        .card_action(&clerk, &n, CardRequest::Approve, routine)
+        .await;
+    assert!(matches!(r, Err(PlatformError::Conflict(_))), "{r:?}");
+    assert_eq!(p.card(&clerk, &n).await.unwrap().version, 7);
+    let r = p
+        .card_action(
+            &caller("a", Role::Auditor, None),
+            &n,
+            CardRequest::ReportLost,
+            parse_reason("lost").unwrap(),
+        )
+        .await;
+    assert!(matches!(r, Err(PlatformError::Forbidden(_))), "{r:?}");
+    assert!(parse_reason("bored").is_err());
+    assert!(CardRequest::parse("fly", None).is_err());
+    assert!(CardRequest::parse("deliver_to_outlet", None).is_err());
+
+    // Lost: the card goes on the deny-list.
+    assert_eq!(p.store.deny_list_version().await.unwrap(), 0);
+    let lost = p
+        .card_action(
+            &clerk,
+            &n,
+            CardRequest::ReportLost,
+            parse_reason("lost").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(lost.state, "reported_lost");
+    let d = p.store.deny_list_changes(0, 10).await.unwrap();
+    assert_eq!(
+        (d.len(), d[0].number.as_str(), d[0].op),
+        (1, n.as_str(), DenyOp::Add)
+    );
+
+    // Replacement: the old card is replaced, a successor approved, the money scheduled to move.
+    let replaced = p
+        .card_action(
+            &clerk,
+            &n,
+            CardRequest::Replace,
+            parse_reason("lost").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replaced.state, "replaced");
+    let holder = p
+        .store
+        .card_by_number(&n)
+        .await
+        .unwrap()
+        .unwrap()
+        .resident_id;
+    let cards = p.store.cards_of_resident(holder).await.unwrap();
+    assert_eq!(cards.len(), 2);
+    let successor = cards.iter().find(|c| c.number != n).unwrap();
+    assert_eq!(successor.state, "approved");
+    let moves = p.store.balance_moves_pending(10).await.unwrap();
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].from_number, n);
+    assert_eq!(
+        moves[0].to_number.as_deref(),
+        Some(successor.number.as_str())
+    );
+    // Still denied (a replaced card stays on the list), no second add.
+    assert_eq!(p.store.deny_list_version().await.unwrap(), 1);
+    let events = p.store.card_events(&n).await.unwrap();
+    assert_eq!(events.last().unwrap().to_state, "replaced");
+    assert_eq!(events.len(), 9, "{events:?}");
+
+    let listed = p.cards(&clerk, Some("replaced"), "", 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].holder_name, "张*年");
+    assert!(matches!(
+        p.cards(&clerk, Some("lost-ish"), "", 10).await,
+        Err(PlatformError::Invalid { .. })
+    ));
+    assert_eq!(p.cards(&clerk, None, "", 10).await.unwrap().len(), 3);
+    assert!(p.audit_verify().await.unwrap().is_ok());
+}
