@@ -64,6 +64,9 @@ enum Command {
         #[arg(long, default_value_t = 2021)]
         seed: u64,
     },
+    /// Cards (issuance): list them.
+    #[command(subcommand)]
+    Cards(CardsCommand),
     /// Benchmarks (results go to docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -94,6 +97,20 @@ enum ResidentsCommand {
         /// Write every rejected row as `row,reason` to this CSV file.
         #[arg(long)]
         report: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CardsCommand {
+    /// List cards in number order: card number, state, card type, holder (masked).
+    List {
+        /// Only cards in this state: applied, approved, in_production, produced, at_outlet,
+        /// issued, active, reported_lost, frozen, replaced, cancelled, expired, withdrawn.
+        #[arg(long)]
+        state: Option<String>,
+        /// Output format.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+        format: String,
     },
 }
 
@@ -214,6 +231,11 @@ async fn run_demo(p: &Platform, residents: u64, days: u32, seed: u64) -> anyhow:
         summary.operators,
         platform::demo::DEMO_PASSWORD
     );
+    println!(
+        "  cards               {} active, {} reported lost, {} replaced",
+        summary.cards_active, summary.cards_lost, summary.cards_replaced
+    );
+    println!("  deny-list version   {}", summary.deny_list_version);
     println!("  audit entries       {}", summary.audit_entries);
     Ok(())
 }
@@ -412,6 +434,52 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
         } => {
             let p = open(&cfg).await?;
             run_demo(&p, residents, days, seed).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cards(CardsCommand::List { state, format }) => {
+            let p = open(&cfg).await?;
+            let caller = Caller::cli("cli");
+            let mut out = csv::Writer::from_writer(std::io::stdout());
+            if format == "csv" {
+                out.write_record([
+                    "number",
+                    "state",
+                    "card_type",
+                    "holder_name",
+                    "holder_id_number",
+                ])?;
+            }
+            let mut after = String::new();
+            let mut all = Vec::new();
+            loop {
+                let page = p
+                    .cards(&caller, state.as_deref(), &after, store::PAGE_MAX)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = last.number.clone();
+                for c in &page {
+                    if format == "csv" {
+                        out.write_record([
+                            &c.number,
+                            &c.state,
+                            &c.card_type,
+                            &c.holder_name,
+                            &c.holder_id_number,
+                        ])?;
+                    }
+                }
+                let n = page.len();
+                if format == "json" {
+                    all.extend(page);
+                }
+                if n < store::PAGE_MAX as usize {
+                    break;
+                }
+            }
+            out.flush()?;
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(b) => {

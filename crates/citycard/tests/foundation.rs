@@ -201,6 +201,43 @@ fn demo_and_config_layers() {
     let out = text(&o);
     assert!(out.contains("residents           200"), "{out}");
     assert!(out.contains("rows rejected       2"), "{out}");
+    assert!(out.contains(" active, "), "{out}");
+
+    // The demo issued cards: `cards list` shows them with the holder masked.
+    let o = citycard(&data, &["cards", "list"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let listing = String::from_utf8_lossy(&o.stdout).to_string();
+    let mut lines = listing.lines();
+    assert_eq!(
+        lines.next(),
+        Some("number,state,card_type,holder_name,holder_id_number")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert!(!rows.is_empty(), "{listing}");
+    for r in &rows {
+        let cells: Vec<&str> = r.split(',').collect();
+        assert_eq!(cells[0].len(), 16, "{r}");
+        assert!(
+            cells[4].contains("***********"),
+            "holder ID must be masked: {r}"
+        );
+    }
+    let o = citycard(
+        &data,
+        &["cards", "list", "--state", "active", "--format", "json"],
+        &[],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["state"] == "active"),
+        "{json}"
+    );
+    let o = citycard(&data, &["cards", "list", "--state", "bogus"], &[]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("state"), "{}", text(&o));
 
     // The config file names the data directory; a flag overrides it.
     let cfg = dir.path().join("citycard.toml");

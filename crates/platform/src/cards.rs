@@ -5,9 +5,10 @@
 
 use crate::{Caller, Platform, PlatformError, Result};
 use chip::CardNumber;
+pub use issuance::Reason;
 use issuance::{
     Action, Actor, Card, CardState, ClerkId, Command, Effect, LifecyclePolicy, OfficerId, OutletId,
-    Reason, ResidentKey, Timestamp, transition,
+    ResidentKey, Timestamp, transition,
 };
 use resident::{Residency, ResidentId};
 use store::{BalanceMoveRow, CardChange, CardEventRow, CardRow, DenyOp, Role};

@@ -159,7 +159,88 @@ pub struct DemoSummary {
     pub rows_updated: u64,
     pub rows_rejected: u64,
     pub operators: u64,
+    pub cards_active: u64,
+    pub cards_lost: u64,
+    pub cards_replaced: u64,
+    pub deny_list_version: i64,
     pub audit_entries: i64,
+}
+
+/// Issues cards to one resident in twenty (adults of the city), through the whole life cycle;
+/// one in ten of those reports the card lost, and one in three of the lost gets a replacement.
+async fn cards(
+    p: &Platform,
+    residents: u64,
+    seed: u64,
+    today: Date,
+    s: &mut DemoSummary,
+    progress: &Progress,
+) -> Result<()> {
+    use crate::cards::{CardRequest as R, parse_reason};
+    let op = |name: &str| {
+        let name = name.to_string();
+        async move {
+            let o = p
+                .store
+                .operator_by_username(&name)
+                .await?
+                .ok_or_else(|| crate::PlatformError::NotFound(format!("operator {name}")))?;
+            Ok::<Caller, crate::PlatformError>(Caller {
+                operator_id: Some(o.id),
+                username: o.username,
+                role: o.role,
+                department: o.department,
+                origin: "demo".into(),
+            })
+        }
+    };
+    let clerk = op("clerk").await?;
+    let officer = op("admin").await?;
+    let system = Caller::cli("demo");
+    let candidates: Vec<u64> = (0..residents).step_by(20).collect();
+    let total = candidates.len() as u64;
+    for (k, i) in candidates.into_iter().enumerate() {
+        progress("cards", k as u64, total);
+        let row = resident_row(i, seed, today, 0);
+        let id = ResidentId::parse(&row[0], today)
+            .map_err(|e| crate::PlatformError::Unexpected(e.to_string()))?;
+        if row[4] != "resident" || id.age_on(today) < crate::cards::ADULT_AGE {
+            continue;
+        }
+        let card = match p.apply_for_card(&clerk, &row[0], "ordinary", None).await {
+            Ok(c) => c,
+            // Already carded by an earlier demo run in this data directory.
+            Err(crate::PlatformError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        let n = card.number;
+        let routine = parse_reason("routine")?;
+        let steps: [(&Caller, R, crate::cards::Reason); 6] = [
+            (&clerk, R::Approve, routine),
+            (&officer, R::SendToProduction, routine),
+            (&system, R::ProductionDone, routine),
+            (&clerk, R::DeliverToOutlet(1), routine),
+            (&clerk, R::HandOver, routine),
+            (&clerk, R::Activate, parse_reason("holder_request")?),
+        ];
+        for (who, req, reason) in steps {
+            p.card_action(who, &n, req, reason).await?;
+        }
+        s.cards_active += 1;
+        if k % 10 == 3 {
+            p.card_action(&clerk, &n, R::ReportLost, parse_reason("lost")?)
+                .await?;
+            s.cards_lost += 1;
+            if k % 30 == 3 {
+                p.card_action(&clerk, &n, R::Replace, parse_reason("lost")?)
+                    .await?;
+                s.cards_replaced += 1;
+            }
+        }
+    }
+    progress("cards", total, total);
+    s.deny_list_version = p.store.deny_list_version().await?;
+    Ok(())
 }
 
 async fn import(
@@ -287,6 +368,7 @@ pub async fn run(
         s.rows_rejected += r.totals.rejected;
     }
     progress("days", u64::from(days), u64::from(days));
+    cards(p, residents, seed, today, &mut s, &progress).await?;
     s.audit_entries = p.store.audit_head().await?.map(|h| h.0).unwrap_or(0);
     Ok(s)
 }

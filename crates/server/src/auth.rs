@@ -88,6 +88,7 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/console/residents" Access::Roles(RESIDENT_READERS)),
     perm!(POST "/console/residents" Access::Roles(RESIDENT_READERS)),
     perm!(GET "/console/audit" Access::Roles(OVERSIGHT)),
+    perm!(GET "/console/cards" Access::Roles(CARD_READERS)),
 ];
 
 pub fn lookup(method: &Method, path: &str) -> Option<&'static Permission> {

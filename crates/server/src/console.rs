@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/", get(dashboard))
         .route("/console/residents", get(residents).post(residents_search))
         .route("/console/audit", get(audit))
+        .route("/console/cards", get(cards))
         .route("/console/assets/console.css", get(css))
 }
 
@@ -399,6 +400,45 @@ async fn audit(
             intact,
             entries,
             problem,
+            rows,
+        },
+        set,
+    )
+}
+
+#[derive(Template)]
+#[template(path = "cards.html")]
+struct CardsPage {
+    t: &'static Texts,
+    user: Option<String>,
+    states: &'static [&'static str],
+    state: String,
+    rows: Vec<platform::cards::CardView>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct CardsQuery {
+    #[serde(default)]
+    state: String,
+    lang: Option<String>,
+}
+
+async fn cards(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    headers: HeaderMap,
+    Query(q): Query<CardsQuery>,
+) -> ApiResult<Response> {
+    let (t, set) = language(&headers, &q.lang);
+    let state = q.state.trim().to_string();
+    let filter = (!state.is_empty()).then_some(state.as_str());
+    let rows = s.platform.cards(&c, filter, "", 100).await?;
+    page(
+        CardsPage {
+            t,
+            user: Some(c.username.clone()),
+            states: &platform::cards::ALL_STATES,
+            state,
             rows,
         },
         set,

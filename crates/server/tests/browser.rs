@@ -178,6 +178,25 @@ async fn console_in_chromium() {
     assert_eq!(text_of(&c, "#resident-count").await, "10");
     shot(&c, "03-dashboard").await;
 
+    // The issuance page lists a card applied for at the counter, holder masked.
+    let clerk_caller = platform::Caller {
+        operator_id: Some(2),
+        username: user.clone(),
+        role: Role::CounterClerk,
+        department: None,
+        origin: "test".into(),
+    };
+    let card = app
+        .tp
+        .platform
+        .apply_for_card(&clerk_caller, &common::seeded_id(2), "ordinary", None)
+        .await
+        .unwrap();
+    c.goto(&url("/console/cards?state=applied")).await.unwrap();
+    assert_eq!(text_of(&c, "#cards td.card-number").await, card.number);
+    assert_eq!(text_of(&c, "#cards td.state").await, "applied");
+    shot(&c, "035-cards").await;
+
     // Search by ID number: masked by default.
     let id = common::seeded_id(3);
     c.goto(&url("/console/residents")).await.unwrap();

@@ -51,7 +51,19 @@ async fn the_demo_city_has_the_stated_counts(f: Fixture) {
 
     let steps = steps.lock().unwrap().clone();
     assert_eq!(steps.first(), Some(&("police feed".to_string(), 0, 300)));
-    assert_eq!(steps.last(), Some(&("days".to_string(), 2, 2)));
+    assert!(steps.contains(&("days".to_string(), 2, 2)), "{steps:?}");
+    // Cards come last: one resident in twenty is offered one, adults of the city take it.
+    assert_eq!(steps.last(), Some(&("cards".to_string(), 15, 15)));
+    assert!(s.cards_active > 0 && s.cards_active <= 15, "{s:?}");
+    assert!(s.cards_lost >= s.cards_replaced);
+    let active =
+        f.p.store
+            .cards_page(Some("active"), "", 100)
+            .await
+            .unwrap()
+            .len() as u64;
+    assert_eq!(active, s.cards_active - s.cards_lost);
+    assert_eq!(s.deny_list_version, s.cards_lost as i64);
 
     // The demo's operators can sign in with the demo password.
     let (_, c) =
