@@ -7,11 +7,13 @@
 mod file_store;
 pub mod master;
 mod secret;
+mod signer;
 mod sm4gcm;
 mod vault;
 
 pub use file_store::{FileKeyStore, KeyInfo, KeyPurpose};
 pub use secret::Secret;
+pub use signer::Signer;
 pub use vault::{BlindIndex, DATA_KEYS_LEN, Vault, WrappedDataKeys};
 
 #[derive(Debug, thiserror::Error)]

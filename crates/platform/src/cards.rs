@@ -494,3 +494,93 @@ pub const ALL_STATES: [&str; 13] = [
     "expired",
     "withdrawn",
 ];
+
+/// Signs deny-lists with the platform's deny-list key.
+struct DenySigner<'a>(&'a keys::Signer);
+
+impl issuance::DenyListSigner for DenySigner<'_> {
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.0.sign(message).to_vec()
+    }
+}
+
+/// Deny-list changes read per storage call while replaying the log.
+const DENY_REPLAY_PAGE: u32 = 100_000;
+
+impl Platform {
+    /// The card sequences on the deny-list at `version`, replayed from the change log.
+    async fn deny_set_at(&self, version: i64) -> Result<std::collections::BTreeSet<u32>> {
+        let mut set = std::collections::BTreeSet::new();
+        let mut after = 0;
+        'pages: loop {
+            let page = self
+                .store
+                .deny_list_changes(after, DENY_REPLAY_PAGE)
+                .await?;
+            for c in &page {
+                if c.version > version {
+                    break 'pages;
+                }
+                let n = CardNumber::parse(&c.number)
+                    .map_err(|e| PlatformError::Unexpected(format!("deny-list entry: {e}")))?;
+                let seq = issuance::card_sequence(n);
+                match c.op {
+                    DenyOp::Add => set.insert(seq),
+                    DenyOp::Remove => set.remove(&seq),
+                };
+                after = c.version;
+            }
+            if page.len() < DENY_REPLAY_PAGE as usize {
+                break;
+            }
+        }
+        Ok(set)
+    }
+
+    /// The whole deny-list at its current version, in the signed binary format terminals load
+    /// (`issuance::DenyList::encode`), with that version.
+    pub async fn deny_list_full(&self) -> Result<(i64, Vec<u8>)> {
+        let version = self.store.deny_list_version().await?;
+        let set = self.deny_set_at(version).await?;
+        let list = issuance::DenyList::from_sorted_sequences(
+            issuance::DenyListVersion(version as u64),
+            set.into_iter().collect(),
+        )
+        .map_err(|e| PlatformError::Unexpected(format!("deny-list: {e}")))?;
+        Ok((version, list.encode(&DenySigner(&self.denylist_signer))))
+    }
+
+    /// What changed since `since`, signed, for a terminal that holds the list at `since`.
+    pub async fn deny_list_delta(&self, since: i64) -> Result<(i64, Vec<u8>)> {
+        let version = self.store.deny_list_version().await?;
+        if since < 0 || since > version {
+            return Err(PlatformError::invalid(
+                "since",
+                format!("the deny-list is at version {version}"),
+            ));
+        }
+        if since == version {
+            return Err(PlatformError::Conflict(format!(
+                "the deny-list is still at version {version}: nothing changed"
+            )));
+        }
+        let to_list = |v: i64, set: std::collections::BTreeSet<u32>| {
+            issuance::DenyList::from_sorted_sequences(
+                issuance::DenyListVersion(v as u64),
+                set.into_iter().collect(),
+            )
+            .map_err(|e| PlatformError::Unexpected(format!("deny-list: {e}")))
+        };
+        let base = to_list(since, self.deny_set_at(since).await?)?;
+        let now = to_list(version, self.deny_set_at(version).await?)?;
+        let delta = base
+            .delta_to(&now)
+            .map_err(|e| PlatformError::Unexpected(format!("deny-list delta: {e}")))?;
+        Ok((version, delta.encode(&DenySigner(&self.denylist_signer))))
+    }
+
+    /// The SEC1 compressed SM2 public key terminals verify deny-lists with.
+    pub fn deny_list_public_key(&self) -> [u8; 33] {
+        self.denylist_signer.public_key()
+    }
+}

@@ -31,6 +31,7 @@ pub type Result<T, E = PlatformError> = std::result::Result<T, E>;
 pub struct Platform {
     pub store: Arc<dyn Store>,
     vault: Arc<Vault>,
+    denylist_signer: Arc<keys::Signer>,
     pub clock: Arc<dyn Clock>,
     audit: audit_writer::AuditWriter,
     logins: Arc<operators::LoginThrottle>,
@@ -78,11 +79,12 @@ impl Caller {
 }
 
 impl Platform {
-    pub fn new(store: Arc<dyn Store>, vault: Vault, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn Store>, keys: open::PlatformKeys, clock: Arc<dyn Clock>) -> Self {
         let audit = audit_writer::AuditWriter::start(store.clone(), clock.clone());
         Platform {
             store,
-            vault: Arc::new(vault),
+            vault: Arc::new(keys.vault),
+            denylist_signer: Arc::new(keys.denylist),
             clock,
             audit,
             logins: Arc::new(operators::LoginThrottle::default()),

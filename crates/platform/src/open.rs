@@ -3,7 +3,7 @@
 
 use crate::clock::Clock;
 use crate::{Platform, PlatformError, Result};
-use keys::{FileKeyStore, KeyPurpose, KeyStore, Vault, WrappedDataKeys};
+use keys::{FileKeyStore, KeyPurpose, KeyStore, Signer, Vault, WrappedDataKeys};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::{Store, StoredDataKeys};
@@ -162,6 +162,59 @@ pub async fn open_vault(store: &dyn Store, keystore: &mut FileKeyStore) -> Resul
     )?)
 }
 
+/// The deny-list signing key's purpose in the data-keys table.
+pub const DENYLIST_SIGNER: &str = "signer:denylist";
+
+/// An SM2 signing key of the platform, wrapped in the database like the vault's keys and
+/// generated on first start.
+pub async fn open_signer(
+    store: &dyn Store,
+    keystore: &mut FileKeyStore,
+    purpose: &str,
+) -> Result<Signer> {
+    if let Some(k) = store.data_keys(purpose).await? {
+        return Ok(Signer::open(
+            keystore,
+            &WrappedDataKeys {
+                kek_id: k.kek_id,
+                wrapped: k.wrapped,
+            },
+            purpose,
+        )?);
+    }
+    keystore.ensure(PII_KEK, KeyPurpose::KeyEncryption)?;
+    let (_, wrapped) = Signer::generate(keystore, PII_KEK, purpose)?;
+    let stored = store
+        .data_keys_insert(&StoredDataKeys {
+            purpose: purpose.into(),
+            kek_id: wrapped.kek_id,
+            wrapped: wrapped.wrapped,
+        })
+        .await?;
+    Ok(Signer::open(
+        keystore as &dyn KeyStore,
+        &WrappedDataKeys {
+            kek_id: stored.kek_id,
+            wrapped: stored.wrapped,
+        },
+        purpose,
+    )?)
+}
+
+/// The keys a running platform holds, unwrapped: the personal-data vault and the deny-list
+/// signer.
+pub struct PlatformKeys {
+    pub vault: Vault,
+    pub denylist: Signer,
+}
+
+pub async fn open_keys(store: &dyn Store, keystore: &mut FileKeyStore) -> Result<PlatformKeys> {
+    Ok(PlatformKeys {
+        vault: open_vault(store, keystore).await?,
+        denylist: open_signer(store, keystore, DENYLIST_SIGNER).await?,
+    })
+}
+
 /// Opens storage, keys and vault: what every command and the server do first.
 pub async fn open_platform(
     target: &StorageTarget,
@@ -172,6 +225,6 @@ pub async fn open_platform(
 ) -> Result<Platform> {
     let mut keystore = open_keystore(key_dir, keys, production)?;
     let store = target.connect().await?;
-    let vault = open_vault(&*store, &mut keystore).await?;
-    Ok(Platform::new(store, vault, clock))
+    let keys = open_keys(&*store, &mut keystore).await?;
+    Ok(Platform::new(store, keys, clock))
 }

@@ -2,7 +2,7 @@
 //! schema, so every test gets its own database and no test sees another's rows.
 
 use crate::clock::{Clock, ManualClock};
-use crate::open::{KeySource, open_keystore, open_vault};
+use crate::open::{KeySource, open_keys, open_keystore};
 use crate::{Platform, Result};
 use std::sync::Arc;
 
@@ -78,8 +78,8 @@ async fn try_fresh(backend: Backend) -> Result<TestPlatform> {
         &KeySource::Passphrase("test".into()),
         false,
     )?;
-    let vault = open_vault(&*store, &mut ks).await?;
-    let platform = Platform::new(store, vault, clock.clone() as Arc<dyn Clock>);
+    let keys = open_keys(&*store, &mut ks).await?;
+    let platform = Platform::new(store, keys, clock.clone() as Arc<dyn Clock>);
     Ok(TestPlatform {
         platform,
         clock,

@@ -236,3 +236,66 @@ pub async fn deny_changes(
             .collect(),
     }))
 }
+
+/// The header that carries a deny-list download's version.
+pub const DENYLIST_VERSION_HEADER: &str = "x-denylist-version";
+
+fn binary(version: i64, bytes: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_string(),
+            ),
+            (
+                axum::http::HeaderName::from_static(DENYLIST_VERSION_HEADER),
+                version.to_string(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/denylist", tag = "cards", security(("bearer" = [])),
+    responses((status = 200, content_type = "application/octet-stream", body = String,
+        description = "The whole deny-list, SM2-signed (format: issuance::DenyList::encode); \
+        its version in the x-denylist-version header")))]
+pub async fn deny_full(State(s): State<AppState>) -> ApiResult<axum::response::Response> {
+    let (v, bytes) = s.platform.deny_list_full().await?;
+    Ok(binary(v, bytes))
+}
+
+#[derive(serde::Deserialize, IntoParams)]
+pub struct DeltaParams {
+    /// The version the terminal holds.
+    pub since: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/denylist/delta", tag = "cards", security(("bearer" = [])),
+    params(DeltaParams),
+    responses((status = 200, content_type = "application/octet-stream", body = String,
+        description = "Adds and removes since `since`, SM2-signed (issuance::DenyListDelta)"),
+        (status = 409, body = Problem, description = "Nothing changed since `since`")))]
+pub async fn deny_delta(
+    State(s): State<AppState>,
+    Query(q): Query<DeltaParams>,
+) -> ApiResult<axum::response::Response> {
+    let (v, bytes) = s.platform.deny_list_delta(q.since).await?;
+    Ok(binary(v, bytes))
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct DenyKeyDto {
+    /// SEC1 compressed SM2 public key, hex: terminals verify deny-lists with it.
+    pub public_key: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/denylist/key", tag = "cards", security(("bearer" = [])),
+    responses((status = 200, body = DenyKeyDto)))]
+pub async fn deny_key(State(s): State<AppState>) -> axum::Json<DenyKeyDto> {
+    axum::Json(DenyKeyDto {
+        public_key: hex::encode_upper(s.platform.deny_list_public_key()),
+    })
+}

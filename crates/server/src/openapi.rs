@@ -91,6 +91,7 @@ impl utoipa::Modify for ProblemResponses {
         api::audit_list, api::audit_verify,
         crate::cards_api::apply, crate::cards_api::list, crate::cards_api::get,
         crate::cards_api::act, crate::cards_api::events, crate::cards_api::deny_changes,
+        crate::cards_api::deny_full, crate::cards_api::deny_delta, crate::cards_api::deny_key,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),

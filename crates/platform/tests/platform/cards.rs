@@ -183,6 +183,33 @@ async fn a_card_from_application_to_replacement(f: Fixture) {
     assert_eq!(events.last().unwrap().to_state, "replaced");
     assert_eq!(events.len(), 9, "{events:?}");
 
+    // The signed deny-list a terminal downloads holds exactly the denied card, verifies with
+    // the platform's key, and a delta from the empty list gives the same list.
+    let pk = crypto::Sm2PublicKey::from_sec1(&p.deny_list_public_key()).unwrap();
+    let (v, full) = p.deny_list_full().await.unwrap();
+    assert_eq!(v, 1);
+    let list = issuance::DenyList::decode(&full, &pk).unwrap();
+    let lost_card = chip::CardNumber::parse(&n).unwrap();
+    assert!(list.contains(lost_card));
+    assert_eq!(list.len(), 1);
+    let mut forged = full.clone();
+    forged[40] ^= 1;
+    assert!(issuance::DenyList::decode(&forged, &pk).is_err());
+    let (_, delta) = p.deny_list_delta(0).await.unwrap();
+    let delta = issuance::DenyListDelta::decode(&delta, &pk).unwrap();
+    let mut terminal =
+        issuance::DenyList::from_sorted_sequences(issuance::DenyListVersion(0), vec![]).unwrap();
+    terminal.apply(&delta).unwrap();
+    assert_eq!(terminal, list);
+    assert!(matches!(
+        p.deny_list_delta(1).await,
+        Err(PlatformError::Conflict(_))
+    ));
+    assert!(matches!(
+        p.deny_list_delta(5).await,
+        Err(PlatformError::Invalid { .. })
+    ));
+
     let listed = p.cards(&clerk, Some("replaced"), "", 10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].holder_name, "张*年");

@@ -3,7 +3,7 @@
 //! the raw access to each backend that the encryption-at-rest checks need.
 
 use platform::clock::ManualClock;
-use platform::open::{open_keystore, open_vault};
+use platform::open::{open_keys, open_keystore};
 use platform::residents::ImportReport;
 use platform::{Caller, KeySource, Platform};
 use resident::{ResidentId, Source};
@@ -109,9 +109,9 @@ impl Fixture {
             true,
         )
         .unwrap();
-        let vault = open_vault(&*store, &mut keystore).await.unwrap();
+        let keys = open_keys(&*store, &mut keystore).await.unwrap();
         let clock = Arc::new(ManualClock::new(START_MS));
-        let p = Platform::new(store, vault, clock.clone());
+        let p = Platform::new(store, keys, clock.clone());
         Fixture {
             p,
             clock,
@@ -141,8 +141,8 @@ impl Fixture {
     pub async fn reopen(&self, key_dir: &Path, passphrase: &str) -> platform::Result<Platform> {
         let mut keystore = open_keystore(key_dir, &KeySource::Passphrase(passphrase.into()), true)?;
         let store = self.connect_again().await;
-        let vault = open_vault(&*store, &mut keystore).await?;
-        Ok(Platform::new(store, vault, self.clock.clone()))
+        let keys = open_keys(&*store, &mut keystore).await?;
+        Ok(Platform::new(store, keys, self.clock.clone()))
     }
 
     /// Imports `csv` as a feed of `source`.
