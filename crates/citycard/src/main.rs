@@ -112,6 +112,9 @@ enum CardsCommand {
         #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
         format: String,
     },
+    /// The life cycle's scheduled job (run it daily): freeze cards whose lost report can no
+    /// longer be undone, expire cards past their validity. Safe to run any number of times.
+    Sweep,
 }
 
 #[derive(Subcommand)]
@@ -480,6 +483,15 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             if format == "json" {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cards(CardsCommand::Sweep) => {
+            let p = open(&cfg).await?;
+            let r = p.sweep_cards().await?;
+            println!(
+                "cards frozen after the lost period: {}, expired: {}",
+                r.frozen, r.expired
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(b) => {

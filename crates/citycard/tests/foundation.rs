@@ -235,6 +235,9 @@ fn demo_and_config_layers() {
             .all(|c| c["state"] == "active"),
         "{json}"
     );
+    let o = citycard(&data, &["cards", "sweep"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("expired: 0"), "{}", text(&o));
     let o = citycard(&data, &["cards", "list", "--state", "bogus"], &[]);
     assert!(!o.status.success());
     assert!(text(&o).contains("state"), "{}", text(&o));

@@ -584,3 +584,66 @@ impl Platform {
         self.denylist_signer.public_key()
     }
 }
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Lost reports whose undo period ran out: frozen.
+    pub frozen: u64,
+    /// Cards past their validity: expired.
+    pub expired: u64,
+}
+
+/// States whose cards can expire (a card not yet handed over is renewed or withdrawn instead).
+const EXPIRABLE: [&str; 4] = ["active", "reported_lost", "frozen", "issued"];
+
+impl Platform {
+    /// The scheduled job of the life cycle: freezes cards whose lost report can no longer be
+    /// undone, and expires cards past their validity. Each card is one transition through the
+    /// state machine (actor: the system), so the deny-list and balance moves follow as for any
+    /// other action. Safe to run at any time and any number of times.
+    pub async fn sweep_cards(&self) -> Result<SweepReport> {
+        let system = Caller::cli("sweep");
+        let now_s = self.now_s();
+        let policy = LifecyclePolicy::default();
+        let mut report = SweepReport::default();
+        for state in ["reported_lost"].into_iter().chain(EXPIRABLE) {
+            let mut after = String::new();
+            loop {
+                let page = self
+                    .store
+                    .cards_page(Some(state), &after, store::PAGE_MAX)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = last.number.clone();
+                for row in &page {
+                    let card = row_to_card(row)?;
+                    let expired = card.valid_until.is_some_and(|v| v.0 <= now_s);
+                    let lost_over = matches!(card.state, CardState::ReportedLost { reported_at }
+                        if reported_at.0 + policy.lost_undo_period_s as i64 <= now_s);
+                    let (request, reason) = if expired && EXPIRABLE.contains(&state) {
+                        (CardRequest::Expire, Reason::ValidityOver)
+                    } else if lost_over && state == "reported_lost" {
+                        (CardRequest::Freeze, Reason::LostPeriodOver)
+                    } else {
+                        continue;
+                    };
+                    match self
+                        .card_action(&system, &row.number, request, reason)
+                        .await
+                    {
+                        Ok(_) if request == CardRequest::Expire => report.expired += 1,
+                        Ok(_) => report.frozen += 1,
+                        // Changed by someone else meanwhile: the next sweep sees it again.
+                        Err(PlatformError::Conflict(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if page.len() < store::PAGE_MAX as usize {
+                    break;
+                }
+            }
+        }
+        Ok(report)
+    }
+}

@@ -220,3 +220,108 @@ async fn a_card_from_application_to_replacement(f: Fixture) {
     assert_eq!(p.cards(&clerk, None, "", 10).await.unwrap().len(), 3);
     assert!(p.audit_verify().await.unwrap().is_ok());
 }
+
+on_both_backends!(the_sweep_freezes_lost_cards_and_expires_old_ones);
+
+/// Walks a new card of resident `who` to active.
+async fn active_card(f: &Fixture, who: &str) -> String {
+    let clerk = caller("clerk", Role::CounterClerk, None);
+    let officer = caller("officer", Role::Administrator, None);
+    let p = &f.p;
+    let n = p
+        .apply_for_card(&clerk, who, "ordinary", None)
+        .await
+        .unwrap()
+        .number;
+    let routine = parse_reason("routine").unwrap();
+    for (c, r) in [
+        (&clerk, CardRequest::Approve),
+        (&officer, CardRequest::SendToProduction),
+        (&admin(), CardRequest::ProductionDone),
+        (&clerk, CardRequest::Post),
+    ] {
+        p.card_action(c, &n, r, routine).await.unwrap();
+    }
+    p.card_action(
+        &clerk,
+        &n,
+        CardRequest::Activate,
+        parse_reason("holder_request").unwrap(),
+    )
+    .await
+    .unwrap();
+    n
+}
+
+async fn the_sweep_freezes_lost_cards_and_expires_old_ones(f: Fixture) {
+    let a = id("410105", 1970, 1, 1, 21);
+    let b = id("410105", 1971, 1, 1, 22);
+    let csv = format!(
+        "id_number,name,phone,address,residency\n{a},王甲,,,resident\n{b},王乙,,,resident\n"
+    );
+    import(&f.p, &admin(), Source::Police, "csv:t", csv.as_bytes())
+        .await
+        .unwrap();
+    let lost = active_card(&f, &a).await;
+    let kept = active_card(&f, &b).await;
+    let clerk = caller("clerk", Role::CounterClerk, None);
+    f.p.card_action(
+        &clerk,
+        &lost,
+        CardRequest::ReportLost,
+        parse_reason("lost").unwrap(),
+    )
+    .await
+    .unwrap();
+
+    // Within the undo period nothing happens, however often the sweep runs.
+    f.clock.advance_ms(6 * 86_400_000);
+    assert_eq!(
+        f.p.sweep_cards().await.unwrap(),
+        platform::cards::SweepReport::default()
+    );
+    assert_eq!(
+        f.p.card(&clerk, &lost).await.unwrap().state,
+        "reported_lost"
+    );
+
+    // After it, the lost card is frozen, once.
+    f.clock.advance_ms(2 * 86_400_000);
+    let r = f.p.sweep_cards().await.unwrap();
+    assert_eq!((r.frozen, r.expired), (1, 0));
+    assert_eq!(f.p.card(&clerk, &lost).await.unwrap().state, "frozen");
+    assert_eq!(
+        f.p.sweep_cards().await.unwrap(),
+        platform::cards::SweepReport::default()
+    );
+    // The undo is no longer possible.
+    let undo =
+        f.p.card_action(
+            &clerk,
+            &lost,
+            CardRequest::UndoLost,
+            parse_reason("holder_request").unwrap(),
+        )
+        .await;
+    assert!(matches!(undo, Err(PlatformError::Conflict(_))), "{undo:?}");
+
+    // Ten years on, both cards expire; the frozen one leaves the deny-list (the terminal
+    // refuses it by its expiry date anyway), and its money is scheduled back to the holder.
+    f.clock.advance_ms(platform::cards::VALIDITY_S * 1000);
+    let r = f.p.sweep_cards().await.unwrap();
+    assert_eq!((r.frozen, r.expired), (0, 2));
+    assert_eq!(f.p.card(&clerk, &kept).await.unwrap().state, "expired");
+    let changes = f.p.store.deny_list_changes(0, 10).await.unwrap();
+    assert_eq!(
+        changes.last().map(|c| (c.number.as_str(), c.op)),
+        Some((lost.as_str(), DenyOp::Remove))
+    );
+    let refunds = f.p.store.balance_moves_pending(10).await.unwrap();
+    assert!(
+        refunds
+            .iter()
+            .any(|m| m.from_number == kept && m.to_number.is_none()),
+        "{refunds:?}"
+    );
+    assert!(f.p.audit_verify().await.unwrap().is_ok());
+}
