@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use platform::{KeySource, StorageTarget};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalArgs {
@@ -99,10 +99,5 @@ impl Config {
             Ok(p) if !p.is_empty() => KeySource::Passphrase(p),
             _ => KeySource::DevelopmentFile,
         }
-    }
-
-    #[allow(dead_code)]
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
     }
 }

@@ -33,8 +33,6 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     Internal(String),
@@ -80,7 +78,6 @@ impl ApiError {
                 ),
             },
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad-request", m.clone(), vec![]),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not-found", m.clone(), vec![]),
             ApiError::PayloadTooLarge(m) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",

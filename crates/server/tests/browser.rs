@@ -71,6 +71,24 @@ async fn text_of(c: &fantoccini::Client, css: &str) -> String {
     panic!("{css} not found on {url}: {last}")
 }
 
+/// Fills the sign-in form and submits it.
+async fn submit_sign_in(c: &fantoccini::Client, username: &str, password: &str) {
+    for (field, value) in [("username", username), ("password", password)] {
+        c.find(Locator::Id(field))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_chromium() {
     let chromium = which("chromium").unwrap_or_else(|| {
@@ -134,46 +152,12 @@ async fn console_in_chromium() {
 
     // A wrong password is refused with a clear message.
     let user = common::App::username(Role::CounterClerk);
-    c.find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys(&user)
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("not-the-password")
-        .await
-        .unwrap();
-    c.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_sign_in(&c, &user, "not-the-password").await;
     assert_eq!(text_of(&c, "#sign-in-error").await, "用户名或密码错误");
     shot(&c, "02-login-refused").await;
 
     // The right one signs in: the dashboard counts the residents.
-    c.find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys(&user)
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(common::PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_sign_in(&c, &user, common::PASSWORD).await;
     assert_eq!(text_of(&c, "#current-user").await, user);
     assert_eq!(text_of(&c, "#resident-count").await, "10");
     shot(&c, "03-dashboard").await;
@@ -250,24 +234,7 @@ async fn console_in_chromium() {
     assert!(c.source().await.unwrap().contains("forbidden"));
     c.goto(&url("/console/login")).await.unwrap();
     let auditor = common::App::username(Role::Auditor);
-    c.find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys(&auditor)
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(common::PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_sign_in(&c, &auditor, common::PASSWORD).await;
     // Wait for the signed-in page before navigating, or the redirect may land after the goto.
     assert_eq!(text_of(&c, "#current-user").await, auditor);
     c.goto(&url("/console/audit")).await.unwrap();

@@ -290,9 +290,6 @@ pub struct CardRow {
     pub updated_ms: i64,
 }
 
-/// The states in which a card no longer counts as the resident's live card.
-pub const CARD_STATES_NOT_LIVE: [&str; 4] = ["replaced", "cancelled", "expired", "withdrawn"];
-
 /// One transition of one card, as the card's history shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardEventRow {
