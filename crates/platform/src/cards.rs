@@ -3,6 +3,7 @@
 //! through `issuance::transition`, whose effects (audit, deny-list, successor card, balance
 //! moves) are written in one transaction.
 
+use crate::applications::{CardApplicationForm, Delivery};
 use crate::{Caller, Platform, PlatformError, Result};
 use chip::CardNumber;
 pub use issuance::Reason;
@@ -11,7 +12,7 @@ use issuance::{
     ResidentKey, Timestamp, transition,
 };
 use resident::{Residency, ResidentId};
-use store::{BalanceMoveRow, CardChange, CardEventRow, CardRow, DenyOp, Role};
+use store::{ApplicationRow, BalanceMoveRow, CardChange, CardEventRow, CardRow, DenyOp, Role};
 
 /// Card types of the chip profile (EF15 byte 28).
 pub const CARD_TYPES: [&str; 6] = [
@@ -179,6 +180,28 @@ impl Platform {
         card_type: &str,
         guardian_id_number: Option<&str>,
     ) -> Result<CardView> {
+        self.apply_for_card_with(
+            caller,
+            &CardApplicationForm {
+                id_number: id_number.into(),
+                card_type: card_type.into(),
+                guardian_id_number: guardian_id_number.map(Into::into),
+                ..CardApplicationForm::default()
+            },
+        )
+        .await
+    }
+
+    /// [`Platform::apply_for_card`] with the whole form: channel, delivery choice (collect at
+    /// an outlet now or later, or by post) and the photo reference.
+    pub async fn apply_for_card_with(
+        &self,
+        caller: &Caller,
+        form: &CardApplicationForm,
+    ) -> Result<CardView> {
+        let id_number = form.id_number.as_str();
+        let card_type = form.card_type.as_str();
+        let guardian_id_number = form.guardian_id_number.as_deref();
         if !matches!(caller.role, Role::Administrator | Role::CounterClerk) {
             return Err(PlatformError::Forbidden(
                 "only counter clerks and administrators take card applications".into(),
@@ -190,6 +213,7 @@ impl Platform {
                 format!("one of {}", CARD_TYPES.join(", ")),
             ));
         }
+        form.check()?;
         let today = self.clock.today();
         let id = ResidentId::parse(id_number, today)
             .map_err(|e| PlatformError::invalid("id_number", e.to_string()))?;
@@ -203,10 +227,18 @@ impl Platform {
         if row.residency != Some(Residency::Resident) {
             return Err(PlatformError::Conflict(
                 "not a registered resident of the city: a holder of another city's \
-                 social security card enrols for services with that card instead"
+                 social security card enrols for services with that card instead \
+                 (POST /api/v1/enrolments)"
                     .into(),
             ));
         }
+        if form.delivery == Delivery::Post && row.address_sealed.is_none() {
+            return Err(PlatformError::invalid(
+                "delivery",
+                "delivery by post needs an address in the resident base database",
+            ));
+        }
+        let mut guardian_resident_id = None;
         if id.age_on(today) < ADULT_AGE {
             let g = guardian_id_number.ok_or_else(|| {
                 PlatformError::invalid("guardian_id_number", "a minor applies with a guardian")
@@ -217,11 +249,14 @@ impl Platform {
                 .store
                 .resident_by_blind(&self.vault.blind("id_number", gid.as_str()))
                 .await?;
-            if grow.is_none() || gid.age_on(today) < 18 {
-                return Err(PlatformError::invalid(
-                    "guardian_id_number",
-                    "the guardian must be an adult in the resident base database",
-                ));
+            match grow {
+                Some(g) if gid.age_on(today) >= 18 => guardian_resident_id = Some(g.id),
+                _ => {
+                    return Err(PlatformError::invalid(
+                        "guardian_id_number",
+                        "the guardian must be an adult in the resident base database",
+                    ));
+                }
             }
         }
         let number = self.new_card_number().await?;
@@ -246,14 +281,29 @@ impl Platform {
             actor: caller.actor(),
             at_ms: now,
         };
+        let application = ApplicationRow {
+            number: card.number.clone(),
+            channel: form.channel.as_str().into(),
+            delivery: form.delivery.as_str().into(),
+            outlet_code: form.outlet_code.clone(),
+            photo_ref: form.photo_ref.clone(),
+            guardian_resident_id,
+            created_ms: now,
+        };
         self.store
-            .card_insert(
+            .card_insert_application(
                 &card,
                 &event,
+                &application,
                 caller.draft(
                     "card.apply",
                     format!("card:{}", card.number),
-                    format!("resident:{} type={card_type}", row.id),
+                    format!(
+                        "resident:{} type={card_type} channel={} delivery={}",
+                        row.id,
+                        form.channel.as_str(),
+                        form.delivery.as_str()
+                    ),
                 ),
                 now,
             )

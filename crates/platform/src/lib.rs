@@ -5,6 +5,7 @@
 //! Domain rules live in the pure crates (`resident`, `audit`); this crate orchestrates them
 //! with the store and the vault, and is where the clock is read.
 
+pub mod applications;
 pub mod audit_writer;
 pub mod cards;
 pub mod clock;

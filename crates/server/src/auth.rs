@@ -78,6 +78,8 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/api/v1/cards" Access::Roles(CARD_WORKERS)),
     perm!(GET "/api/v1/cards/{number}" Access::Roles(CARD_READERS)),
     perm!(POST "/api/v1/cards/{number}/actions" Access::Roles(CARD_WORKERS)),
+    perm!(POST "/api/v1/enrolments" Access::Roles(CARD_WORKERS)),
+    perm!(GET "/api/v1/residents/{id_number}/enrolments" Access::Roles(CARD_READERS)),
     perm!(GET "/api/v1/cards/{number}/events" Access::Roles(CARD_READERS)),
     perm!(GET "/api/v1/denylist/changes" Access::Roles(DENY_READERS)),
     perm!(GET "/api/v1/denylist" Access::Roles(DENY_READERS)),

@@ -50,6 +50,46 @@ pub struct CardApplication {
     pub card_type: String,
     /// Required for applicants under 16.
     pub guardian_id_number: Option<String>,
+    /// counter (default) or online.
+    pub channel: Option<String>,
+    /// outlet_now (instant issuance), outlet_later (default) or post.
+    pub delivery: Option<String>,
+    /// The outlet that hands the card over; required for outlet_now, optional for outlet_later.
+    pub outlet_code: Option<String>,
+    /// Where the photo is kept: `police:<id>` or `upload:<SM3 hex>`.
+    pub photo_ref: Option<String>,
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+pub struct EnrolmentRequest {
+    /// The non-resident's ID number (in the resident base database as non_resident).
+    pub id_number: String,
+    /// GB/T 2260 code of the city that issued the social security card.
+    pub issuer_region: String,
+    /// That card's number.
+    pub ssc_number: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct EnrolmentDto {
+    pub id: i64,
+    pub issuer_region: String,
+    /// Masked to the last four characters.
+    pub card_number: String,
+    pub created_ms: i64,
+    pub withdrawn: bool,
+}
+
+impl From<platform::applications::EnrolmentView> for EnrolmentDto {
+    fn from(v: platform::applications::EnrolmentView) -> Self {
+        EnrolmentDto {
+            id: v.id,
+            issuer_region: v.issuer_region,
+            card_number: v.card_number,
+            created_ms: v.created_ms,
+            withdrawn: v.withdrawn,
+        }
+    }
 }
 
 #[derive(serde::Deserialize, ToSchema)]
@@ -122,16 +162,58 @@ pub async fn apply(
     Extension(c): Extension<Caller>,
     Json(b): Json<CardApplication>,
 ) -> ApiResult<(StatusCode, axum::Json<CardDto>)> {
+    use platform::applications::{CardApplicationForm, Channel, Delivery};
+    let form = CardApplicationForm {
+        id_number: b.id_number,
+        card_type: b.card_type,
+        guardian_id_number: b.guardian_id_number,
+        channel: b
+            .channel
+            .as_deref()
+            .map(Channel::parse)
+            .transpose()?
+            .unwrap_or_default(),
+        delivery: b
+            .delivery
+            .as_deref()
+            .map(Delivery::parse)
+            .transpose()?
+            .unwrap_or_default(),
+        outlet_code: b.outlet_code,
+        photo_ref: b.photo_ref,
+    };
+    let v = s.platform.apply_for_card_with(&c, &form).await?;
+    Ok((StatusCode::CREATED, axum::Json(v.into())))
+}
+
+#[utoipa::path(post, path = "/api/v1/enrolments", tag = "cards", security(("bearer" = [])),
+    request_body = EnrolmentRequest,
+    responses((status = 201, body = EnrolmentDto), (status = 409, body = Problem)))]
+/// Enrols a non-resident for the city's services with another city's social security card.
+pub async fn enrol(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<EnrolmentRequest>,
+) -> ApiResult<(StatusCode, axum::Json<EnrolmentDto>)> {
     let v = s
         .platform
-        .apply_for_card(
-            &c,
-            &b.id_number,
-            &b.card_type,
-            b.guardian_id_number.as_deref(),
-        )
+        .enrol_non_resident(&c, &b.id_number, &b.issuer_region, &b.ssc_number)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(v.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/residents/{id_number}/enrolments", tag = "cards",
+    security(("bearer" = [])),
+    params(("id_number" = String, Path, description = "18-character ID number")),
+    responses((status = 200, body = [EnrolmentDto]), (status = 404, body = Problem)))]
+/// A resident's service enrolments, card numbers masked.
+pub async fn enrolments(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id_number): Path<String>,
+) -> ApiResult<axum::Json<Vec<EnrolmentDto>>> {
+    let v = s.platform.enrolments(&c, &id_number).await?;
+    Ok(axum::Json(v.into_iter().map(Into::into).collect()))
 }
 
 #[utoipa::path(get, path = "/api/v1/cards", tag = "cards", security(("bearer" = [])),

@@ -140,6 +140,8 @@ pub fn router(platform: Platform) -> Router {
         .route("/api/v1/denylist", get(cards_api::deny_full))
         .route("/api/v1/denylist/delta", get(cards_api::deny_delta))
         .route("/api/v1/denylist/key", get(cards_api::deny_key))
+        .route("/api/v1/enrolments", post(cards_api::enrol))
+        .route("/api/v1/residents/{id_number}/enrolments", get(cards_api::enrolments))
         .merge(console::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))

@@ -92,6 +92,7 @@ impl utoipa::Modify for ProblemResponses {
         crate::cards_api::apply, crate::cards_api::list, crate::cards_api::get,
         crate::cards_api::act, crate::cards_api::events, crate::cards_api::deny_changes,
         crate::cards_api::deny_full, crate::cards_api::deny_delta, crate::cards_api::deny_key,
+        crate::cards_api::enrol, crate::cards_api::enrolments,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),

@@ -394,6 +394,34 @@ async fn cards_over_http(backend: Backend) {
         )
         .await;
     assert_eq!(again.status, 409, "{}", again.body);
+    // A bad delivery choice names the field; nothing is created.
+    let bad = app
+        .post_json(
+            "/api/v1/cards",
+            Some(&clerk),
+            serde_json::json!({"id_number": common::seeded_id(3), "card_type": "ordinary",
+                               "delivery": "drone"}),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.body.contains("delivery"), "{}", bad.body);
+    // A city resident is not enrolled with another city's card: the refusal says why.
+    let r = app
+        .post_json(
+            "/api/v1/enrolments",
+            Some(&clerk),
+            serde_json::json!({"id_number": id, "issuer_region": "320100", "ssc_number": "A1"}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("city card"), "{}", r.body);
+    let r = app
+        .get(
+            &format!("/api/v1/residents/{id}/enrolments"),
+            Some(&auditor),
+        )
+        .await;
+    assert_eq!((r.status, r.body.as_str()), (200, "[]"));
 
     let act = |action: &'static str, reason: &'static str, token: String| {
         let app = &app;

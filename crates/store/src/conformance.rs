@@ -476,7 +476,8 @@ macro_rules! conformance_tests {
             operators_and_credentials,
             data_keys_first_writer_wins,
             card_sequence_never_repeats,
-            cards_keep_one_live_card_and_change_atomically);
+            cards_keep_one_live_card_and_change_atomically,
+            applications_and_enrolments);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn audit_chain_holds_under_concurrency() {
@@ -493,4 +494,83 @@ macro_rules! conformance_tests {
             }
         )*
     };
+}
+
+pub async fn applications_and_enrolments(s: &dyn Store) {
+    let f = feed(s, Source::Police).await;
+    s.residents_apply(
+        f,
+        &[facts(1, "a", None, None), facts(2, "b", None, None)],
+        draft("resident.import"),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let r1 = s.resident_by_blind(&b("id", 1)).await.unwrap().unwrap().id;
+    let r2 = s.resident_by_blind(&b("id", 2)).await.unwrap().unwrap().id;
+    let (a, bb) = ("4101000000000018", "4101000000000026");
+    let app = |number: &str| ApplicationRow {
+        number: number.into(),
+        channel: "online".into(),
+        delivery: "outlet_later".into(),
+        outlet_code: Some("ZZ-1".into()),
+        photo_ref: Some("police:P1".into()),
+        guardian_resident_id: Some(r2),
+        created_ms: NOW,
+    };
+    s.card_insert_application(
+        &card(a, r1, "applied", 1),
+        &event(a, "-", "applied"),
+        &app(a),
+        draft("card.apply"),
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.card_application(a).await.unwrap(), Some(app(a)));
+    // A refused card (second live card) leaves no application row and no audit entry.
+    let head = s.audit_head().await.unwrap().unwrap().0;
+    let dup = s
+        .card_insert_application(
+            &card(bb, r1, "applied", 1),
+            &event(bb, "-", "applied"),
+            &app(bb),
+            draft("card.apply"),
+            NOW,
+        )
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(s.card_application(bb).await.unwrap(), None);
+    assert_eq!(s.audit_head().await.unwrap().unwrap().0, head);
+
+    // One live enrolment per resident and per card.
+    let e = NewEnrolment {
+        resident_id: r2,
+        issuer_region: "320100".into(),
+        card_blind: b("ssc", 1),
+        card_sealed: b"sealed-ssc".to_vec(),
+    };
+    let row = s
+        .enrolment_insert(&e, draft("resident.enrol"), NOW)
+        .await
+        .unwrap();
+    assert_eq!((row.resident_id, row.withdrawn_ms), (r2, None));
+    let same_card = NewEnrolment {
+        resident_id: r1,
+        ..e.clone()
+    };
+    let r = s
+        .enrolment_insert(&same_card, draft("resident.enrol"), NOW)
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    let same_resident = NewEnrolment {
+        card_blind: b("ssc", 2),
+        ..e.clone()
+    };
+    let r = s
+        .enrolment_insert(&same_resident, draft("resident.enrol"), NOW)
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    assert_eq!(s.enrolments_of_resident(r2).await.unwrap(), vec![row]);
+    assert!(s.enrolments_of_resident(r1).await.unwrap().is_empty());
 }
