@@ -26,15 +26,39 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// The deny-list terminals download: full list and delta built from the database's
+    /// change log (replay, SM2 signature, encoding), beside the pure encoder.
+    Denylist {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        #[arg(long, default_value_t = 10_000)]
+        delta: u64,
+        /// Downloads measured: the first is cold (whole log replayed), the rest warm.
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+    },
 }
 
-struct Scratch {
-    target: StorageTarget,
-    _dir: tempfile::TempDir,
+pub(crate) struct Scratch {
+    pub(crate) target: StorageTarget,
+    pub(crate) _dir: tempfile::TempDir,
     pg_cleanup: Option<(String, String)>,
 }
 
-async fn scratch(cfg: &Config) -> anyhow::Result<Scratch> {
+impl Scratch {
+    /// Drops the scratch PostgreSQL schema (the SQLite file goes with the directory).
+    pub(crate) async fn cleanup(&self) -> anyhow::Result<()> {
+        if let Some((url, schema)) = &self.pg_cleanup {
+            let pool = sqlx::PgPool::connect(url).await?;
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .execute(&pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) async fn scratch(cfg: &Config) -> anyhow::Result<Scratch> {
     let dir = tempfile::tempdir()?;
     match &cfg.database_url {
         None => Ok(Scratch {
@@ -215,12 +239,28 @@ async fn load(
 }
 
 pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
-    let BenchCommand::Residents {
-        rows,
-        lookups,
-        concurrency,
-        seed,
-    } = cmd;
+    match cmd {
+        BenchCommand::Residents {
+            rows,
+            lookups,
+            concurrency,
+            seed,
+        } => residents(rows, lookups, concurrency, seed, cfg).await,
+        BenchCommand::Denylist {
+            entries,
+            delta,
+            rounds,
+        } => crate::bench_denylist::run(entries, delta, rounds, cfg).await,
+    }
+}
+
+async fn residents(
+    rows: u64,
+    lookups: u64,
+    concurrency: usize,
+    seed: u64,
+    cfg: &Config,
+) -> anyhow::Result<()> {
     let s = scratch(cfg).await?;
     let today = platform::clock::Clock::today(&SystemClock);
     let backend = match &s.target {
@@ -329,12 +369,7 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
     let lk = load(&base, Arc::new(ids), &token, lookups, concurrency).await;
     let _ = stop_tx.send(());
     let _ = server.await;
-    if let Some((url, schema)) = &s.pg_cleanup {
-        let pool = sqlx::PgPool::connect(url).await?;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .execute(&pool)
-            .await?;
-    }
+    s.cleanup().await?;
 
     println!("| benchmark ({backend}) | result | baseline (same run) | ratio |");
     println!("|---|---|---|---|");

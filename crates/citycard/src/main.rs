@@ -2,6 +2,7 @@
 //! department feeds, verifies the audit log, builds the demo city and runs the benchmarks.
 
 mod bench;
+mod bench_denylist;
 mod card;
 mod config;
 mod keys_cmd;

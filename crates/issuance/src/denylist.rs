@@ -371,6 +371,17 @@ impl DenyListDelta {
         Self::from_parts(base, version, adds, removes)
     }
 
+    /// A delta from sorted, duplicate-free card sequences (the platform folds its change log
+    /// into these); refused like [`DenyListDelta::new`] when a card is both added and removed.
+    pub fn from_sorted_sequences(
+        base: DenyListVersion,
+        version: DenyListVersion,
+        adds: Vec<u32>,
+        removes: Vec<u32>,
+    ) -> Result<Self, DenyListError> {
+        Self::from_parts(base, version, adds, removes)
+    }
+
     fn from_parts(
         base: DenyListVersion,
         version: DenyListVersion,

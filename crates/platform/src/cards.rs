@@ -557,33 +557,66 @@ impl issuance::DenyListSigner for DenySigner<'_> {
 /// Deny-list changes read per storage call while replaying the log.
 const DENY_REPLAY_PAGE: u32 = 100_000;
 
+/// The deny-list's card sequences at the last version this process built, so the next download
+/// replays only the changes since then (a full list of a million cards is then a few
+/// milliseconds of encoding, not a replay of the whole log).
+#[derive(Default)]
+pub(crate) struct DenyCache(tokio::sync::Mutex<Option<(i64, std::collections::BTreeSet<u32>)>>);
+
+fn deny_sequence(number: &str) -> Result<u32> {
+    let n = CardNumber::parse(number)
+        .map_err(|e| PlatformError::Unexpected(format!("deny-list entry: {e}")))?;
+    Ok(issuance::card_sequence(n))
+}
+
 impl Platform {
-    /// The card sequences on the deny-list at `version`, replayed from the change log.
-    async fn deny_set_at(&self, version: i64) -> Result<std::collections::BTreeSet<u32>> {
-        let mut set = std::collections::BTreeSet::new();
-        let mut after = 0;
-        'pages: loop {
+    /// Calls `f` with every change in `(after, upto]`, oldest first.
+    async fn deny_changes_between(
+        &self,
+        after: i64,
+        upto: i64,
+        mut f: impl FnMut(u32, DenyOp),
+    ) -> Result<()> {
+        let mut after = after;
+        while after < upto {
             let page = self
                 .store
                 .deny_list_changes(after, DENY_REPLAY_PAGE)
                 .await?;
             for c in &page {
-                if c.version > version {
-                    break 'pages;
+                if c.version > upto {
+                    return Ok(());
                 }
-                let n = CardNumber::parse(&c.number)
-                    .map_err(|e| PlatformError::Unexpected(format!("deny-list entry: {e}")))?;
-                let seq = issuance::card_sequence(n);
-                match c.op {
-                    DenyOp::Add => set.insert(seq),
-                    DenyOp::Remove => set.remove(&seq),
-                };
+                f(deny_sequence(&c.number)?, c.op);
                 after = c.version;
             }
             if page.len() < DENY_REPLAY_PAGE as usize {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// The card sequences on the deny-list at `version` (the current one or later than the
+    /// cached one): the cached set brought forward by the changes since, or the whole log
+    /// replayed once.
+    async fn deny_set_at(&self, version: i64) -> Result<std::collections::BTreeSet<u32>> {
+        let mut cache = self.deny_cache.0.lock().await;
+        let (from, mut set) = match cache.take() {
+            Some((v, set)) if v <= version => (v, set),
+            _ => (0, std::collections::BTreeSet::new()),
+        };
+        let result = self
+            .deny_changes_between(from, version, |seq, op| {
+                match op {
+                    DenyOp::Add => set.insert(seq),
+                    DenyOp::Remove => set.remove(&seq),
+                };
+            })
+            .await;
+        // A failed read leaves the cache empty, so the next call starts again from the log.
+        result?;
+        *cache = Some((version, set.clone()));
         Ok(set)
     }
 
@@ -601,6 +634,8 @@ impl Platform {
     }
 
     /// What changed since `since`, signed, for a terminal that holds the list at `since`.
+    /// Folds only the changes after `since`, so its cost is proportional to them: a card's
+    /// first change after `since` says whether it was listed then, its last whether it is now.
     pub async fn deny_list_delta(&self, since: i64) -> Result<(i64, Vec<u8>)> {
         let version = self.store.deny_list_version().await?;
         if since < 0 || since > version {
@@ -614,18 +649,30 @@ impl Platform {
                 "the deny-list is still at version {version}: nothing changed"
             )));
         }
-        let to_list = |v: i64, set: std::collections::BTreeSet<u32>| {
-            issuance::DenyList::from_sorted_sequences(
-                issuance::DenyListVersion(v as u64),
-                set.into_iter().collect(),
-            )
-            .map_err(|e| PlatformError::Unexpected(format!("deny-list: {e}")))
-        };
-        let base = to_list(since, self.deny_set_at(since).await?)?;
-        let now = to_list(version, self.deny_set_at(version).await?)?;
-        let delta = base
-            .delta_to(&now)
-            .map_err(|e| PlatformError::Unexpected(format!("deny-list delta: {e}")))?;
+        // sequence → (listed at `since`, listed now)
+        let mut net: std::collections::BTreeMap<u32, (bool, bool)> = Default::default();
+        self.deny_changes_between(since, version, |seq, op| {
+            let now = op == DenyOp::Add;
+            net.entry(seq)
+                .and_modify(|e| e.1 = now)
+                .or_insert((!now, now));
+        })
+        .await?;
+        let (mut adds, mut removes) = (Vec::new(), Vec::new());
+        for (seq, (before, after)) in net {
+            match (before, after) {
+                (false, true) => adds.push(seq),
+                (true, false) => removes.push(seq),
+                _ => {}
+            }
+        }
+        let delta = issuance::DenyListDelta::from_sorted_sequences(
+            issuance::DenyListVersion(since as u64),
+            issuance::DenyListVersion(version as u64),
+            adds,
+            removes,
+        )
+        .map_err(|e| PlatformError::Unexpected(format!("deny-list delta: {e}")))?;
         Ok((version, delta.encode(&DenySigner(&self.denylist_signer))))
     }
 

@@ -37,6 +37,7 @@ pub struct Platform {
     audit: audit_writer::AuditWriter,
     logins: Arc<operators::LoginThrottle>,
     credentials: Arc<operators::CredentialCache>,
+    deny_cache: Arc<cards::DenyCache>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -90,6 +91,7 @@ impl Platform {
             audit,
             logins: Arc::new(operators::LoginThrottle::default()),
             credentials: Arc::new(operators::CredentialCache::default()),
+            deny_cache: Arc::new(cards::DenyCache::default()),
         }
     }
 
