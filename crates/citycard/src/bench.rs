@@ -26,15 +26,31 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// E-code certificate issuance and online verification (per second) through the platform,
+    /// offline verification with the terminal's Verifier, beside raw SM2 sign and verify.
+    Ecode(crate::ecode_cmd::BenchArgs),
 }
 
-struct Scratch {
-    target: StorageTarget,
-    _dir: tempfile::TempDir,
+pub(crate) struct Scratch {
+    pub(crate) target: StorageTarget,
+    pub(crate) _dir: tempfile::TempDir,
     pg_cleanup: Option<(String, String)>,
 }
 
-async fn scratch(cfg: &Config) -> anyhow::Result<Scratch> {
+impl Scratch {
+    /// Drops the PostgreSQL scratch schema (the SQLite file goes with the directory).
+    pub(crate) async fn cleanup(&self) -> anyhow::Result<()> {
+        if let Some((url, schema)) = &self.pg_cleanup {
+            let pool = sqlx::PgPool::connect(url).await?;
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .execute(&pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) async fn scratch(cfg: &Config) -> anyhow::Result<Scratch> {
     let dir = tempfile::tempdir()?;
     match &cfg.database_url {
         None => Ok(Scratch {
@@ -215,12 +231,15 @@ async fn load(
 }
 
 pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
-    let BenchCommand::Residents {
-        rows,
-        lookups,
-        concurrency,
-        seed,
-    } = cmd;
+    let (rows, lookups, concurrency, seed) = match cmd {
+        BenchCommand::Residents {
+            rows,
+            lookups,
+            concurrency,
+            seed,
+        } => (rows, lookups, concurrency, seed),
+        BenchCommand::Ecode(args) => return crate::ecode_cmd::bench(args, cfg).await,
+    };
     let s = scratch(cfg).await?;
     let today = platform::clock::Clock::today(&SystemClock);
     let backend = match &s.target {
@@ -329,12 +348,7 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
     let lk = load(&base, Arc::new(ids), &token, lookups, concurrency).await;
     let _ = stop_tx.send(());
     let _ = server.await;
-    if let Some((url, schema)) = &s.pg_cleanup {
-        let pool = sqlx::PgPool::connect(url).await?;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .execute(&pool)
-            .await?;
-    }
+    s.cleanup().await?;
 
     println!("| benchmark ({backend}) | result | baseline (same run) | ratio |");
     println!("|---|---|---|---|");

@@ -9,6 +9,7 @@ pub mod audit_writer;
 pub mod cards;
 pub mod clock;
 pub mod demo;
+pub mod ecode;
 mod error;
 pub mod open;
 pub mod operators;
@@ -36,6 +37,7 @@ pub struct Platform {
     audit: audit_writer::AuditWriter,
     logins: Arc<operators::LoginThrottle>,
     credentials: Arc<operators::CredentialCache>,
+    ecode: Arc<crate::ecode::EcodeState>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -89,6 +91,7 @@ impl Platform {
             audit,
             logins: Arc::new(operators::LoginThrottle::default()),
             credentials: Arc::new(operators::CredentialCache::default()),
+            ecode: Arc::default(),
         }
     }
 
