@@ -37,6 +37,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         rounds: usize,
     },
+    /// E-code certificate issuance and online verification (per second) through the platform,
+    /// offline verification with the terminal's Verifier, beside raw SM2 sign and verify.
+    Ecode(crate::ecode_cmd::BenchArgs),
 }
 
 pub(crate) struct Scratch {
@@ -251,6 +254,7 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
             delta,
             rounds,
         } => crate::bench_denylist::run(entries, delta, rounds, cfg).await,
+        BenchCommand::Ecode(args) => crate::ecode_cmd::bench(args, cfg).await,
     }
 }
 

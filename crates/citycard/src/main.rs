@@ -5,6 +5,7 @@ mod bench;
 mod bench_denylist;
 mod card;
 mod config;
+mod ecode_cmd;
 mod keys_cmd;
 mod terminal;
 
@@ -84,6 +85,10 @@ enum Command {
     /// Master keys of the card company (key ceremony): generate, import, list.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
+    /// The electronic citizen card (电子市民卡): device files, enrolment, certificates, codes
+    /// as text and QR, offline verification, root keys.
+    #[command(subcommand)]
+    Ecode(ecode_cmd::EcodeCommand),
 }
 
 #[derive(Subcommand)]
@@ -504,5 +509,6 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
         Command::Tap(a) => terminal::tap(a),
         Command::Load(a) => terminal::load(a, &cfg),
         Command::Keys(c) => keys_cmd::run(c, &cfg),
+        Command::Ecode(c) => ecode_cmd::run(c, &cfg).await,
     }
 }

@@ -118,6 +118,17 @@ impl Certificate {
         fields: CertificateFields,
         root_key: &Sm2SigningKey,
     ) -> Certificate {
+        Certificate::sign_with(root_key_id, fields, |message| root_key.sign(message))
+    }
+
+    /// Builds the certificate and has `sign` make the root signature (SM2 with SM3 and the
+    /// default identifier, raw `r || s`) over bytes `0..59`: for a root key held by a key
+    /// store, whose secret never comes out.
+    pub fn sign_with(
+        root_key_id: RootKeyId,
+        fields: CertificateFields,
+        sign: impl FnOnce(&[u8]) -> [u8; SM2_SIGNATURE_LEN],
+    ) -> Certificate {
         let mut bytes = [0u8; CERTIFICATE_LEN];
         bytes[AT_VERSION] = CERTIFICATE_VERSION;
         bytes[AT_ROOT_KEY_ID..AT_CARD_NUMBER].copy_from_slice(&root_key_id.0.to_be_bytes());
@@ -128,7 +139,7 @@ impl Certificate {
         bytes[AT_NOT_AFTER..AT_OFFLINE_LIMIT].copy_from_slice(&fields.not_after.to_be_bytes());
         bytes[AT_OFFLINE_LIMIT..AT_USES].copy_from_slice(&fields.offline_limit_fen.to_be_bytes());
         bytes[AT_USES] = fields.uses.bits();
-        let signature = root_key.sign(&bytes[..CERTIFICATE_SIGNED_LEN]);
+        let signature = sign(&bytes[..CERTIFICATE_SIGNED_LEN]);
         bytes[AT_ROOT_SIGNATURE..].copy_from_slice(&signature);
         Certificate {
             root_key_id,

@@ -17,7 +17,11 @@ mod device;
 mod error;
 mod ledger;
 mod pem;
+mod phone;
+#[cfg(feature = "qr")]
+pub mod qr;
 mod replay;
+mod request;
 mod roots;
 mod verify;
 
@@ -28,7 +32,11 @@ pub use device::{Device, DeviceError};
 pub use error::FormatError;
 pub use ledger::SPEND_LEDGER_ENTRIES_MAX;
 pub use pem::{PemError, SPKI_DER_LEN, spki_der_from_public_key, spki_der_to_public_key};
+pub use phone::{Phone, PhoneError};
 pub use replay::REPLAY_ENTRIES_MAX;
+pub use request::{
+    CERTIFICATE_REQUEST_CONTEXT, CertificateRequest, DEVICE_ID_LEN_MAX, DeviceId, DeviceIdError,
+};
 pub use roots::{ROOT_KEYS_MAX, RingError, RootKeyRing, RootKeys, TrustError};
 pub use verify::{
     Accepted, ConfigError, FRESHNESS_WINDOW_S_DEFAULT, FRESHNESS_WINDOW_S_MAX, Purpose, Refusal,

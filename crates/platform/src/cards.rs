@@ -455,6 +455,12 @@ impl Platform {
                 Effect::Notify { .. } => {}
             }
         }
+        // Phones enrolled on a card that leaves `active` are revoked by the storage in this
+        // same transaction; their audit entries go with it.
+        drafts.extend(
+            self.ecode_devices_leaving(caller, &row.state, &change.card)
+                .await?,
+        );
         let view_row = change.card.clone();
         self.store.card_apply(&change, drafts, now).await?;
         self.card_view(caller, view_row).await

@@ -10,6 +10,7 @@ pub mod audit_writer;
 pub mod cards;
 pub mod clock;
 pub mod demo;
+pub mod ecode;
 mod error;
 pub mod open;
 pub mod operators;
@@ -38,6 +39,7 @@ pub struct Platform {
     logins: Arc<operators::LoginThrottle>,
     credentials: Arc<operators::CredentialCache>,
     deny_cache: Arc<cards::DenyCache>,
+    ecode: Arc<crate::ecode::EcodeState>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -92,6 +94,7 @@ impl Platform {
             logins: Arc::new(operators::LoginThrottle::default()),
             credentials: Arc::new(operators::CredentialCache::default()),
             deny_cache: Arc::new(cards::DenyCache::default()),
+            ecode: Arc::default(),
         }
     }
 

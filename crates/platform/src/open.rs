@@ -226,5 +226,7 @@ pub async fn open_platform(
     let mut keystore = open_keystore(key_dir, keys, production)?;
     let store = target.connect().await?;
     let keys = open_keys(&*store, &mut keystore).await?;
-    Ok(Platform::new(store, keys, clock))
+    let platform = Platform::new(store, keys, clock);
+    platform.attach_keystore(Arc::new(keystore));
+    Ok(platform)
 }

@@ -80,6 +80,7 @@ async fn try_fresh(backend: Backend) -> Result<TestPlatform> {
     )?;
     let keys = open_keys(&*store, &mut ks).await?;
     let platform = Platform::new(store, keys, clock.clone() as Arc<dyn Clock>);
+    platform.attach_keystore(Arc::new(ks));
     Ok(TestPlatform {
         platform,
         clock,

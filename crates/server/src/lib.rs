@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod cards_api;
 pub mod console;
+pub mod ecode_api;
 pub mod error;
 mod extract;
 mod i18n;
@@ -142,6 +143,19 @@ pub fn router(platform: Platform) -> Router {
         .route("/api/v1/denylist/key", get(cards_api::deny_key))
         .route("/api/v1/enrolments", post(cards_api::enrol))
         .route("/api/v1/residents/{id_number}/enrolments", get(cards_api::enrolments))
+        .route(
+            "/api/v1/cards/{number}/devices",
+            get(ecode_api::devices).post(ecode_api::enrol),
+        )
+        .route("/api/v1/ecode/devices/{id}/revoke", post(ecode_api::revoke))
+        .route("/api/v1/ecode/certificates", post(ecode_api::certify))
+        .route(
+            "/api/v1/ecode/roots",
+            get(ecode_api::roots_pem).post(ecode_api::root_generate),
+        )
+        .route("/api/v1/ecode/roots/{key_id}/rotate", post(ecode_api::root_rotate))
+        .route("/api/v1/ecode/roots/{key_id}/withdraw", post(ecode_api::root_withdraw))
+        .route("/api/v1/ecode/verify", post(ecode_api::verify))
         .merge(console::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))

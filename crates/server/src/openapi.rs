@@ -93,6 +93,9 @@ impl utoipa::Modify for ProblemResponses {
         crate::cards_api::act, crate::cards_api::events, crate::cards_api::deny_changes,
         crate::cards_api::deny_full, crate::cards_api::deny_delta, crate::cards_api::deny_key,
         crate::cards_api::enrol, crate::cards_api::enrolments,
+        crate::ecode_api::enrol, crate::ecode_api::devices, crate::ecode_api::revoke,
+        crate::ecode_api::certify, crate::ecode_api::roots_pem, crate::ecode_api::root_generate,
+        crate::ecode_api::root_rotate, crate::ecode_api::root_withdraw, crate::ecode_api::verify,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -102,6 +105,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "operators", description = "Operators and API tokens"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "cards", description = "Card applications, life cycle and deny-list (发行管理)"),
+        (name = "ecode", description = "Electronic citizen card: phones, root keys, certificates, verification (电子市民卡)"),
     )
 )]
 pub struct ApiDoc;

@@ -5,6 +5,9 @@
 use crate::*;
 use resident::{Field, Residency, Source};
 
+mod ecode;
+pub use ecode::ecode_devices_roots_and_certificates;
+
 const NOW: i64 = 1_795_000_000_000;
 
 fn b(tag: &str, n: u32) -> BlindIndex {
@@ -477,7 +480,8 @@ macro_rules! conformance_tests {
             data_keys_first_writer_wins,
             card_sequence_never_repeats,
             cards_keep_one_live_card_and_change_atomically,
-            applications_and_enrolments);
+            applications_and_enrolments,
+            ecode_devices_roots_and_certificates);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn audit_chain_holds_under_concurrency() {

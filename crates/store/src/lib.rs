@@ -7,6 +7,7 @@
 //! name or ID number in clear.
 
 mod applications;
+mod ecode;
 mod error;
 mod types;
 
@@ -14,6 +15,7 @@ mod types;
 pub mod conformance;
 
 pub use applications::*;
+pub use ecode::*;
 pub use error::StoreError;
 pub use types::*;
 
@@ -27,7 +29,7 @@ pub const APPLY_BATCH_MAX: usize = 10_000;
 pub const PAGE_MAX: u32 = 500;
 
 #[async_trait]
-pub trait Store: ApplicationStore + Send + Sync + 'static {
+pub trait Store: ApplicationStore + EcodeStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// A trivial round trip, for readiness checks.

@@ -112,6 +112,7 @@ impl Fixture {
         let keys = open_keys(&*store, &mut keystore).await.unwrap();
         let clock = Arc::new(ManualClock::new(START_MS));
         let p = Platform::new(store, keys, clock.clone());
+        p.attach_keystore(Arc::new(keystore));
         Fixture {
             p,
             clock,

@@ -9,6 +9,7 @@ mod at_rest;
 mod cards;
 mod concurrency;
 mod demo;
+mod ecode;
 mod import;
 mod lookup;
 mod operators;

@@ -1,0 +1,220 @@
+//! The e-code over HTTP on both backends: a clerk enrols the holder's phone, the phone gets a
+//! certificate by a signed request, a terminal loads the root PEM and verifies offline, a
+//! connected counter verifies online, and a lost card's phone is refused.
+
+mod common;
+
+use common::{App, start};
+use ecode::{CardNumber, Certificate, DeviceId, Phone, RootKeys, Verifier, VerifierConfig};
+use platform::Caller;
+use platform::cards::{CardRequest, parse_reason};
+use platform::clock::Clock;
+use platform::testing::Backend;
+use store::Role;
+
+async fn active_card(app: &App, clerk: &str) -> String {
+    let r = app
+        .post_json(
+            "/api/v1/cards",
+            Some(clerk),
+            serde_json::json!({"id_number": common::seeded_id(2), "card_type": "ordinary"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let number = r.json()["number"].as_str().unwrap().to_string();
+    // Production is the system's part (no HTTP actor may do it): through the platform.
+    let p = &app.tp.platform;
+    let counter = Caller {
+        operator_id: Some(1),
+        username: "clerk".into(),
+        role: Role::CounterClerk,
+        department: None,
+        origin: "test".into(),
+    };
+    let system = Caller::cli("test");
+    for (who, req, reason) in [
+        (&counter, CardRequest::Approve, "routine"),
+        (&system, CardRequest::SendToProduction, "routine"),
+        (&system, CardRequest::ProductionDone, "routine"),
+        (&counter, CardRequest::DeliverToOutlet(7), "routine"),
+        (&counter, CardRequest::HandOver, "routine"),
+        (&counter, CardRequest::Activate, "holder_request"),
+    ] {
+        p.card_action(who, &number, req, parse_reason(reason).unwrap())
+            .await
+            .unwrap();
+    }
+    number
+}
+
+fn request_body(phone: &Phone, card: &str, time: u32) -> serde_json::Value {
+    let r = phone.certificate_request(CardNumber::parse(card).unwrap(), time);
+    serde_json::json!({
+        "card_number": card,
+        "device_id": r.device_id.as_str(),
+        "public_key": hex::encode_upper(r.device_public_key.to_compressed()),
+        "time": r.time,
+        "signature": hex::encode_upper(r.signature),
+    })
+}
+
+async fn ecode_over_http(backend: Backend) {
+    let app = start(backend).await;
+    let clerk = app.token(Role::CounterClerk).await;
+    let admin = app.token(Role::Administrator).await;
+    let auditor = app.token(Role::Auditor).await;
+    let card = active_card(&app, &clerk).await;
+    let now = (app.tp.clock.now_ms() / 1000) as u32;
+
+    // Only an administrator makes root keys; the roots PEM is for terminals.
+    assert_eq!(
+        app.post_json("/api/v1/ecode/roots", Some(&clerk), serde_json::json!({}))
+            .await
+            .status,
+        403
+    );
+    let r = app
+        .send("POST", "/api/v1/ecode/roots", Some(&admin), None)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        (r.json()["key_id"].as_u64(), r.json()["state"].as_str()),
+        (Some(1), Some("current"))
+    );
+    let pem = app.get("/api/v1/ecode/roots", Some(&clerk)).await;
+    assert_eq!(pem.status, 200);
+    assert!(
+        pem.body
+            .starts_with("# key-id: 1\n-----BEGIN PUBLIC KEY-----"),
+        "{}",
+        pem.body
+    );
+    let roots = RootKeys::from_pem(&pem.body).unwrap();
+
+    // Enrol the holder's phone at the counter, then the phone asks for its certificate.
+    let mut phone = Phone::new(
+        DeviceId::parse("app-0001").unwrap(),
+        &crypto::Key32::from_bytes([0x42; 32]),
+    )
+    .unwrap();
+    let key = hex::encode_upper(phone.public_key().to_compressed());
+    let r = app
+        .post_json(
+            &format!("/api/v1/cards/{card}/devices"),
+            Some(&clerk),
+            serde_json::json!({"device_id": "app-0001", "public_key": key}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let enrolment = r.json()["id"].as_i64().unwrap();
+    let r = app
+        .post_json(
+            &format!("/api/v1/cards/{card}/devices"),
+            Some(&clerk),
+            serde_json::json!({"device_id": "app-0001", "public_key": "02AB"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+
+    let r = app
+        .post_json(
+            "/api/v1/ecode/certificates",
+            Some(&clerk),
+            request_body(&phone, &card, now),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = r.json();
+    assert_eq!(c["offline_limit_fen"], 20_000);
+    assert_eq!(c["uses"], serde_json::json!(["pay", "identity", "transit"]));
+    assert_eq!(c["not_after"].as_u64(), Some(u64::from(now) + 7 * 86_400));
+    let cert =
+        Certificate::parse(&hex::decode(c["certificate"].as_str().unwrap()).unwrap()).unwrap();
+    phone.install_certificate(cert).unwrap();
+    let r = app
+        .post_json(
+            "/api/v1/ecode/certificates",
+            Some(&clerk),
+            request_body(&phone, &card, now - 3600),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    // A gate offline, and a connected counter online; a second scan online is a replay.
+    let code = phone.make_code(now).unwrap();
+    let mut gate = Verifier::new(roots, VerifierConfig::default()).unwrap();
+    gate.verify_text(&code.to_text(), now + 5, ecode::Purpose::Transit)
+        .unwrap();
+    let verify = |text: String, token: String| {
+        let app = &app;
+        async move {
+            app.post_json(
+                "/api/v1/ecode/verify",
+                Some(&token),
+                serde_json::json!({"text": text, "purpose": "pay", "amount_fen": 300}),
+            )
+            .await
+        }
+    };
+    let r = verify(code.to_text(), clerk.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["accepted"], true, "{}", r.body);
+    assert_eq!(r.json()["offline_remaining_fen"], 19_700);
+    let r = verify(code.to_text(), clerk.clone()).await.json();
+    assert_eq!(
+        (r["accepted"].clone(), r["reason"].clone()),
+        (false.into(), "replay".into())
+    );
+    assert_eq!(r["step"], 7);
+    let r = verify("ZZC1:XYZ".into(), clerk.clone()).await.json();
+    assert_eq!(r["reason"], "format");
+    assert_eq!(verify(code.to_text(), auditor.clone()).await.status, 403);
+
+    // The card is reported lost: its phone goes with it; no certificate; codes refused.
+    let r = app
+        .post_json(
+            &format!("/api/v1/cards/{card}/actions"),
+            Some(&clerk),
+            serde_json::json!({"action": "report_lost", "reason": "lost"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let devices = app
+        .get(&format!("/api/v1/cards/{card}/devices"), Some(&auditor))
+        .await
+        .json();
+    assert_eq!(devices[0]["id"].as_i64(), Some(enrolment));
+    assert_eq!(devices[0]["state"], "revoked");
+    assert_eq!(devices[0]["revoked_reason"], "card_reported_lost");
+    let r = app
+        .post_json(
+            "/api/v1/ecode/certificates",
+            Some(&clerk),
+            request_body(&phone, &card, now),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reported_lost"),
+        "{}",
+        r.body
+    );
+    let r = verify(phone.make_code(now + 1).unwrap().to_text(), clerk.clone())
+        .await
+        .json();
+    assert_eq!(r["reason"], "deny_listed");
+    let r = app
+        .post_json(
+            &format!("/api/v1/ecode/devices/{enrolment}/revoke"),
+            Some(&clerk),
+            serde_json::json!({"reason": "holder_request"}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+}
+
+both_backends!(ecode_over_http);
