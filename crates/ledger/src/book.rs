@@ -104,11 +104,12 @@ pub fn apply<'a>(
     let mut net: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     let mut found: BTreeMap<i64, &'a mut Balance> = BTreeMap::new();
     for p in postings {
-        if !found.contains_key(&p.account) {
-            let b = get(p.account).ok_or(BookError::UnknownAccount(p.account))?;
-            found.insert(p.account, b);
-        }
-        let b = &found[&p.account];
+        let b: &Balance = match found.entry(p.account) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(get(p.account).ok_or(BookError::UnknownAccount(p.account))?)
+            }
+        };
         if b.unit != p.unit {
             return Err(BookError::UnitMismatch {
                 account: p.account,

@@ -16,6 +16,8 @@ use store::{
     StoredDataKeys,
 };
 
+mod ledger;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 const CONNECTIONS_MAX: u32 = 16;

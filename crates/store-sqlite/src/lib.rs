@@ -21,6 +21,8 @@ use store::{
     StoredDataKeys,
 };
 
+mod ledger;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 const READERS_MAX: u32 = 4;

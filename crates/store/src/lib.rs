@@ -7,12 +7,14 @@
 //! name or ID number in clear.
 
 mod error;
+pub mod ledger;
 mod types;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
 pub use error::StoreError;
+pub use ledger::LedgerStore;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -25,7 +27,7 @@ pub const APPLY_BATCH_MAX: usize = 10_000;
 pub const PAGE_MAX: u32 = 500;
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: LedgerStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// A trivial round trip, for readiness checks.
