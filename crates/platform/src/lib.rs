@@ -10,6 +10,7 @@ pub mod cards;
 pub mod clock;
 pub mod demo;
 mod error;
+pub mod ledger;
 pub mod open;
 pub mod operators;
 pub mod residents;

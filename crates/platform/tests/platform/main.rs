@@ -9,6 +9,7 @@ mod cards;
 mod concurrency;
 mod demo;
 mod import;
+mod ledger;
 mod lookup;
 mod operators;
 mod vault;
