@@ -92,6 +92,7 @@ impl utoipa::Modify for ProblemResponses {
         crate::cards_api::apply, crate::cards_api::list, crate::cards_api::get,
         crate::cards_api::act, crate::cards_api::events, crate::cards_api::deny_changes,
         crate::cards_api::deny_full, crate::cards_api::deny_delta, crate::cards_api::deny_key,
+        crate::ledger_api::card_balances, crate::ledger_api::check,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -101,6 +102,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "operators", description = "Operators and API tokens"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "cards", description = "Card applications, life cycle and deny-list (发行管理)"),
+        (name = "ledger", description = "The double-entry ledger: balances and the books' check (支付清算)"),
     )
 )]
 pub struct ApiDoc;
