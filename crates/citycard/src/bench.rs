@@ -26,6 +26,24 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Ledger transfers posted in batches on SQLite and (with --database-url) PostgreSQL,
+    /// beside a naive baseline of one SQL transaction per transfer.
+    Ledger {
+        #[arg(long, default_value_t = 200_000)]
+        transfers: u64,
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
+        /// E-purse accounts the purchases are spread over.
+        #[arg(long, default_value_t = 50_000)]
+        accounts: u64,
+        #[arg(long, default_value_t = 20)]
+        merchants: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Transfers per naive round (it is slow).
+        #[arg(long, default_value_t = 5_000)]
+        naive: u64,
+    },
 }
 
 struct Scratch {
@@ -215,12 +233,35 @@ async fn load(
 }
 
 pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
-    let BenchCommand::Residents {
-        rows,
-        lookups,
-        concurrency,
-        seed,
-    } = cmd;
+    let (rows, lookups, concurrency, seed) = match cmd {
+        BenchCommand::Residents {
+            rows,
+            lookups,
+            concurrency,
+            seed,
+        } => (rows, lookups, concurrency, seed),
+        BenchCommand::Ledger {
+            transfers,
+            batch,
+            accounts,
+            merchants,
+            rounds,
+            naive,
+        } => {
+            return crate::bench_ledger::run(
+                crate::bench_ledger::Args {
+                    transfers,
+                    batch,
+                    accounts,
+                    merchants,
+                    rounds,
+                    naive,
+                },
+                cfg,
+            )
+            .await;
+        }
+    };
     let s = scratch(cfg).await?;
     let today = platform::clock::Clock::today(&SystemClock);
     let backend = match &s.target {
