@@ -562,7 +562,7 @@ pub async fn balance_moves_release_once(s: &dyn Store) {
     assert_eq!(moved, 4_900 + 700);
     assert_eq!(s.audit_head().await.unwrap().unwrap().0, head + 1);
     let tr = s
-        .ledger_transfer(&release.key().as_str().to_string())
+        .ledger_transfer(release.key().as_str())
         .await
         .unwrap()
         .unwrap();
