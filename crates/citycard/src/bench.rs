@@ -40,6 +40,24 @@ pub enum BenchCommand {
     /// E-code certificate issuance and online verification (per second) through the platform,
     /// offline verification with the terminal's Verifier, beside raw SM2 sign and verify.
     Ecode(crate::ecode_cmd::BenchArgs),
+    /// Ledger transfers posted in batches on SQLite and (with --database-url) PostgreSQL,
+    /// beside a naive baseline of one SQL transaction per transfer.
+    Ledger {
+        #[arg(long, default_value_t = 200_000)]
+        transfers: u64,
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
+        /// E-purse accounts the purchases are spread over.
+        #[arg(long, default_value_t = 50_000)]
+        accounts: u64,
+        #[arg(long, default_value_t = 20)]
+        merchants: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Transfers per naive round (it is slow).
+        #[arg(long, default_value_t = 5_000)]
+        naive: u64,
+    },
 }
 
 pub(crate) struct Scratch {
@@ -255,6 +273,27 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
             rounds,
         } => crate::bench_denylist::run(entries, delta, rounds, cfg).await,
         BenchCommand::Ecode(args) => crate::ecode_cmd::bench(args, cfg).await,
+        BenchCommand::Ledger {
+            transfers,
+            batch,
+            accounts,
+            merchants,
+            rounds,
+            naive,
+        } => {
+            crate::bench_ledger::run(
+                crate::bench_ledger::Args {
+                    transfers,
+                    batch,
+                    accounts,
+                    merchants,
+                    rounds,
+                    naive,
+                },
+                cfg,
+            )
+            .await
+        }
     }
 }
 

@@ -3,10 +3,12 @@
 
 mod bench;
 mod bench_denylist;
+mod bench_ledger;
 mod card;
 mod config;
 mod ecode_cmd;
 mod keys_cmd;
+mod ledger_cmd;
 mod terminal;
 
 use anyhow::{Context, bail};
@@ -69,6 +71,9 @@ enum Command {
     /// Cards (issuance): list them.
     #[command(subcommand)]
     Cards(CardsCommand),
+    /// The double-entry ledger: check the books, balances, Beancount export.
+    #[command(subcommand)]
+    Ledger(ledger_cmd::LedgerCommand),
     /// Benchmarks (results go to docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -495,10 +500,18 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             let p = open(&cfg).await?;
             let r = p.sweep_cards().await?;
             println!(
-                "cards frozen after the lost period: {}, expired: {}",
-                r.frozen, r.expired
+                "cards frozen after the lost period: {}, expired: {}; balance moves released: {} ({} CNY), waiting on pending transfers: {}",
+                r.frozen,
+                r.expired,
+                r.balances.released,
+                ledger::Amount(r.balances.moved_fen).yuan(),
+                r.balances.deferred
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Ledger(cmd) => {
+            let p = open(&cfg).await?;
+            ledger_cmd::run(cmd, &p).await
         }
         Command::Bench(b) => {
             bench::run(b, &cfg).await?;

@@ -695,6 +695,8 @@ pub struct SweepReport {
     pub frozen: u64,
     /// Cards past their validity: expired.
     pub expired: u64,
+    /// Balance moves whose cooling-off had passed (`Platform::release_balance_moves`).
+    pub balances: crate::ledger::ReleaseReport,
 }
 
 /// States whose cards can expire (a card not yet handed over is renewed or withdrawn instead).
@@ -704,7 +706,8 @@ impl Platform {
     /// The scheduled job of the life cycle: freezes cards whose lost report can no longer be
     /// undone, and expires cards past their validity. Each card is one transition through the
     /// state machine (actor: the system), so the deny-list and balance moves follow as for any
-    /// other action. Safe to run at any time and any number of times.
+    /// other action. Then releases the balance moves whose cooling-off has passed. Safe to
+    /// run at any time and any number of times.
     pub async fn sweep_cards(&self) -> Result<SweepReport> {
         let system = Caller::cli("sweep");
         let now_s = self.now_s();
@@ -747,6 +750,7 @@ impl Platform {
                 }
             }
         }
+        report.balances = self.release_balance_moves().await?;
         Ok(report)
     }
 }

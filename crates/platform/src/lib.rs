@@ -12,6 +12,7 @@ pub mod clock;
 pub mod demo;
 pub mod ecode;
 mod error;
+pub mod ledger;
 pub mod open;
 pub mod operators;
 pub mod residents;

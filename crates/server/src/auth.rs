@@ -44,6 +44,7 @@ const FEED_READERS: &[Role] = &[ADM, DEP, AUD];
 const CARD_WORKERS: &[Role] = &[ADM, CLK];
 const CARD_READERS: &[Role] = &[ADM, CLK, AUD];
 const DENY_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
+const LEDGER_CHECKERS: &[Role] = &[ADM, CLR, AUD];
 
 macro_rules! perm {
     ($m:ident $p:literal $a:expr) => {
@@ -81,6 +82,8 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/api/v1/enrolments" Access::Roles(CARD_WORKERS)),
     perm!(GET "/api/v1/residents/{id_number}/enrolments" Access::Roles(CARD_READERS)),
     perm!(GET "/api/v1/cards/{number}/events" Access::Roles(CARD_READERS)),
+    perm!(GET "/api/v1/cards/{number}/balances" Access::Roles(CARD_READERS)),
+    perm!(GET "/api/v1/ledger/check" Access::Roles(LEDGER_CHECKERS)),
     perm!(GET "/api/v1/denylist/changes" Access::Roles(DENY_READERS)),
     perm!(GET "/api/v1/denylist" Access::Roles(DENY_READERS)),
     perm!(GET "/api/v1/denylist/delta" Access::Roles(DENY_READERS)),

@@ -12,6 +12,7 @@ pub mod ecode_api;
 pub mod error;
 mod extract;
 mod i18n;
+pub mod ledger_api;
 pub mod openapi;
 
 use axum::Router;
@@ -137,6 +138,8 @@ pub fn router(platform: Platform) -> Router {
         .route("/api/v1/cards/{number}", get(cards_api::get))
         .route("/api/v1/cards/{number}/actions", post(cards_api::act))
         .route("/api/v1/cards/{number}/events", get(cards_api::events))
+        .route("/api/v1/cards/{number}/balances", get(ledger_api::card_balances))
+        .route("/api/v1/ledger/check", get(ledger_api::check))
         .route("/api/v1/denylist/changes", get(cards_api::deny_changes))
         .route("/api/v1/denylist", get(cards_api::deny_full))
         .route("/api/v1/denylist/delta", get(cards_api::deny_delta))

@@ -96,6 +96,7 @@ impl utoipa::Modify for ProblemResponses {
         crate::ecode_api::enrol, crate::ecode_api::devices, crate::ecode_api::revoke,
         crate::ecode_api::certify, crate::ecode_api::roots_pem, crate::ecode_api::root_generate,
         crate::ecode_api::root_rotate, crate::ecode_api::root_withdraw, crate::ecode_api::verify,
+        crate::ledger_api::card_balances, crate::ledger_api::check,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -106,6 +107,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "audit", description = "The hash-chained audit log"),
         (name = "cards", description = "Card applications, life cycle and deny-list (发行管理)"),
         (name = "ecode", description = "Electronic citizen card: phones, root keys, certificates, verification (电子市民卡)"),
+        (name = "ledger", description = "The double-entry ledger: balances and the books' check (支付清算)"),
     )
 )]
 pub struct ApiDoc;

@@ -480,8 +480,89 @@ async fn cards_over_http(backend: Backend) {
     assert_eq!(deny["version"], 0);
 }
 
+async fn ledger_over_http(backend: Backend) {
+    let app = start(backend).await;
+    let clerk = app.token(Role::CounterClerk).await;
+    let auditor = app.token(Role::Auditor).await;
+    let clearing = app.token(Role::ClearingOfficer).await;
+    let r = app
+        .post_json(
+            "/api/v1/cards",
+            Some(&clerk),
+            serde_json::json!({"id_number": common::seeded_id(2), "card_type": "ordinary"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let number = r.json()["number"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/cards/{number}/balances");
+    // No account opened yet: zero, not an error.
+    let b = app.get(&path, Some(&auditor)).await;
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert_eq!(b.json()["epurse_fen"], 0);
+    let p = &app.tp.platform;
+    let sys = platform::Caller::cli("test");
+    let rows = p
+        .ledger_accounts(
+            &sys,
+            &[
+                ledger::AccountKey::new(
+                    ledger::AccountKind::BankFloat,
+                    ledger::Owner::Bank("ICBC".into()),
+                    ledger::Unit::Cny,
+                )
+                .unwrap(),
+                ledger::AccountKey::epurse_shadow(&number),
+            ],
+        )
+        .await
+        .unwrap();
+    p.transfer(
+        &sys,
+        ledger::Transfer::simple(
+            ledger::IdempotencyKey::parse("load-1").unwrap(),
+            ledger::TransferKind::Load,
+            "",
+            rows[0].id,
+            rows[1].id,
+            ledger::Unit::Cny,
+            ledger::Amount(1_234),
+        ),
+    )
+    .await
+    .unwrap();
+    let b = app.get(&path, Some(&auditor)).await.json();
+    assert_eq!(
+        (b["number"].as_str(), b["epurse_fen"].as_i64()),
+        (Some(number.as_str()), Some(1_234))
+    );
+    assert_eq!(
+        app.get("/api/v1/cards/4101000000000000/balances", Some(&auditor))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.get("/api/v1/cards/12/balances", Some(&auditor))
+            .await
+            .status,
+        422
+    );
+    let c = app.get("/api/v1/ledger/check", Some(&clearing)).await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    let c = c.json();
+    assert_eq!(
+        (c["ok"].as_bool(), c["transfers"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert_eq!(
+        app.get("/api/v1/ledger/check", Some(&clerk)).await.status,
+        403
+    );
+}
+
 both_backends!(
     cards_over_http,
+    ledger_over_http,
     role_matrix,
     openapi_matches_the_role_table,
     bad_input_gets_problem_details,

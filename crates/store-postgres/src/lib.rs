@@ -19,6 +19,7 @@ use store::{
 };
 
 mod applications;
+mod ledger;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -24,6 +24,7 @@ use store::{
 };
 
 mod applications;
+mod ledger;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -2,6 +2,9 @@
 //! A backend's tests expand [`conformance_tests!`](crate::conformance_tests) with a function
 //! that makes a fresh, empty store, so each case runs on its own database.
 
+pub mod ledger;
+
+pub use self::ledger::*;
 use crate::*;
 use resident::{Field, Residency, Source};
 
@@ -481,7 +484,17 @@ macro_rules! conformance_tests {
             card_sequence_never_repeats,
             cards_keep_one_live_card_and_change_atomically,
             applications_and_enrolments,
-            ecode_devices_roots_and_certificates);
+            ecode_devices_roots_and_certificates,
+            ledger_accounts_open_by_natural_key,
+            ledger_batches_answer_each_transfer,
+            ledger_pending_reserves_then_posts_or_voids,
+            balance_moves_release_once);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn ledger_floors_hold_under_concurrency() {
+            let s: &'static dyn $crate::Store = Box::leak(Box::new($make.await));
+            $crate::conformance::ledger_floors_hold_under_concurrency(s).await;
+        }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn audit_chain_holds_under_concurrency() {

@@ -9,6 +9,7 @@
 mod applications;
 mod ecode;
 mod error;
+pub mod ledger;
 mod types;
 
 #[cfg(feature = "conformance")]
@@ -17,6 +18,7 @@ pub mod conformance;
 pub use applications::*;
 pub use ecode::*;
 pub use error::StoreError;
+pub use ledger::LedgerStore;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -29,7 +31,7 @@ pub const APPLY_BATCH_MAX: usize = 10_000;
 pub const PAGE_MAX: u32 = 500;
 
 #[async_trait]
-pub trait Store: ApplicationStore + EcodeStore + Send + Sync + 'static {
+pub trait Store: ApplicationStore + EcodeStore + LedgerStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// A trivial round trip, for readiness checks.

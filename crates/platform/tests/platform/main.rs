@@ -11,6 +11,7 @@ mod concurrency;
 mod demo;
 mod ecode;
 mod import;
+mod ledger;
 mod lookup;
 mod operators;
 mod vault;
