@@ -12,6 +12,7 @@ pub mod demo;
 mod error;
 pub mod open;
 pub mod operators;
+pub mod production;
 pub mod residents;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -36,6 +37,8 @@ pub struct Platform {
     audit: audit_writer::AuditWriter,
     logins: Arc<operators::LoginThrottle>,
     credentials: Arc<operators::CredentialCache>,
+    /// The card company's master-key store, when this process holds one (`with_master_keys`).
+    master_keys: Option<Arc<dyn keys::master::MasterKeyStore>>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -89,6 +92,7 @@ impl Platform {
             audit,
             logins: Arc::new(operators::LoginThrottle::default()),
             credentials: Arc::new(operators::CredentialCache::default()),
+            master_keys: None,
         }
     }
 

@@ -477,6 +477,7 @@ macro_rules! conformance_tests {
             data_keys_first_writer_wins,
             card_sequence_never_repeats,
             cards_keep_one_live_card_and_change_atomically);
+        $crate::production_conformance_tests!($make);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn audit_chain_holds_under_concurrency() {

@@ -7,12 +7,16 @@
 //! name or ID number in clear.
 
 mod error;
+mod production;
 mod types;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "conformance")]
+pub mod conformance_production;
 
 pub use error::StoreError;
+pub use production::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -25,7 +29,7 @@ pub const APPLY_BATCH_MAX: usize = 10_000;
 pub const PAGE_MAX: u32 = 500;
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ProductionStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// A trivial round trip, for readiness checks.

@@ -11,4 +11,5 @@ mod demo;
 mod import;
 mod lookup;
 mod operators;
+mod production;
 mod vault;
