@@ -26,15 +26,24 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Production of personalization data through the platform (batch creation in storage,
+    /// export with key diversification and wrapping) beside the pure library's `write_batch`
+    /// on the same cards, on the backend chosen by --database-url or a scratch SQLite file.
+    Production {
+        #[arg(long, default_value_t = 100_000)]
+        cards: u32,
+        #[arg(long, value_enum, default_value = "sm4")]
+        alg: crate::card::AlgArg,
+    },
 }
 
-struct Scratch {
-    target: StorageTarget,
-    _dir: tempfile::TempDir,
-    pg_cleanup: Option<(String, String)>,
+pub(crate) struct Scratch {
+    pub(crate) target: StorageTarget,
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) pg_cleanup: Option<(String, String)>,
 }
 
-async fn scratch(cfg: &Config) -> anyhow::Result<Scratch> {
+pub(crate) async fn scratch(cfg: &Config) -> anyhow::Result<Scratch> {
     let dir = tempfile::tempdir()?;
     match &cfg.database_url {
         None => Ok(Scratch {
@@ -215,12 +224,17 @@ async fn load(
 }
 
 pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
-    let BenchCommand::Residents {
-        rows,
-        lookups,
-        concurrency,
-        seed,
-    } = cmd;
+    let (rows, lookups, concurrency, seed) = match cmd {
+        BenchCommand::Residents {
+            rows,
+            lookups,
+            concurrency,
+            seed,
+        } => (rows, lookups, concurrency, seed),
+        BenchCommand::Production { cards, alg } => {
+            return crate::bench_production::run(cards, alg, cfg).await;
+        }
+    };
     let s = scratch(cfg).await?;
     let today = platform::clock::Clock::today(&SystemClock);
     let backend = match &s.target {

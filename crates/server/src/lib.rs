@@ -12,6 +12,8 @@ pub mod error;
 mod extract;
 mod i18n;
 pub mod openapi;
+pub mod production_api;
+mod production_console;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -141,6 +143,8 @@ pub fn router(platform: Platform) -> Router {
         .route("/api/v1/denylist/delta", get(cards_api::deny_delta))
         .route("/api/v1/denylist/key", get(cards_api::deny_key))
         .merge(console::routes())
+        .merge(production_api::routes())
+        .merge(production_console::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .route_layer(middleware::from_fn(track))

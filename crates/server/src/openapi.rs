@@ -92,6 +92,14 @@ impl utoipa::Modify for ProblemResponses {
         crate::cards_api::apply, crate::cards_api::list, crate::cards_api::get,
         crate::cards_api::act, crate::cards_api::events, crate::cards_api::deny_changes,
         crate::cards_api::deny_full, crate::cards_api::deny_delta, crate::cards_api::deny_key,
+        crate::production_api::outlets, crate::production_api::outlet_create,
+        crate::production_api::clerk_assign, crate::production_api::stock,
+        crate::production_api::journal, crate::production_api::close_day,
+        crate::production_api::hand_over, crate::production_api::report_lost,
+        crate::production_api::replace, crate::production_api::batches,
+        crate::production_api::batch_create, crate::production_api::batch,
+        crate::production_api::export, crate::production_api::import,
+        crate::production_api::distribute,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -101,6 +109,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "operators", description = "Operators and API tokens"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "cards", description = "Card applications, life cycle and deny-list (发行管理)"),
+        (name = "production", description = "Production batches, service outlets and counter work (制卡与网点)"),
     )
 )]
 pub struct ApiDoc;
