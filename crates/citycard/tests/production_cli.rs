@@ -77,7 +77,6 @@ fn approved_cards(dir: &Path) -> Vec<String> {
         )
         .await
         .unwrap();
-        let today = platform::clock::Clock::today(&platform::clock::SystemClock);
         let mut csv = String::from("id_number,name,phone,address,residency\n");
         let ids: Vec<String> = (0..3u16)
             .map(|i| {
@@ -92,7 +91,6 @@ fn approved_cards(dir: &Path) -> Vec<String> {
         for (i, id) in ids.iter().enumerate() {
             csv.push_str(&format!("{id},李{i}明,,,resident\n"));
         }
-        let _ = today;
         let cli = platform::Caller::cli("test");
         p.import_residents(
             &cli,
