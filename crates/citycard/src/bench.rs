@@ -58,12 +58,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5_000)]
         naive: u64,
     },
+    /// Production of personalization data through the platform (batch creation in storage,
+    /// export with key diversification and wrapping) beside the pure library's `write_batch`
+    /// on the same cards, on the backend chosen by --database-url or a scratch SQLite file.
+    Production {
+        #[arg(long, default_value_t = 100_000)]
+        cards: u32,
+        #[arg(long, value_enum, default_value = "sm4")]
+        alg: crate::card::AlgArg,
+    },
 }
 
 pub(crate) struct Scratch {
     pub(crate) target: StorageTarget,
     pub(crate) _dir: tempfile::TempDir,
-    pg_cleanup: Option<(String, String)>,
+    pub(crate) pg_cleanup: Option<(String, String)>,
 }
 
 impl Scratch {
@@ -293,6 +302,9 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
                 cfg,
             )
             .await
+        }
+        BenchCommand::Production { cards, alg } => {
+            crate::bench_production::run(cards, alg, cfg).await
         }
     }
 }

@@ -24,7 +24,7 @@ pub const MASTER_KEYS_FILE: &str = "master-keys.json";
 pub const HSM_PIN_ENV: &str = "CITYCARD_HSM_PIN";
 
 /// Which master-key store: the file under DATA_DIR/keys, or a PKCS#11 token.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct StoreArgs {
     /// PKCS#11 module of the HSM (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so); the user PIN
     /// comes from CITYCARD_HSM_PIN. Without it, the sealed file DATA_DIR/keys/master-keys.json

@@ -4,11 +4,13 @@
 mod bench;
 mod bench_denylist;
 mod bench_ledger;
+mod bench_production;
 mod card;
 mod config;
 mod ecode_cmd;
 mod keys_cmd;
 mod ledger_cmd;
+mod production_cmd;
 mod terminal;
 
 use anyhow::{Context, bail};
@@ -94,6 +96,19 @@ enum Command {
     /// as text and QR, offline verification, root keys.
     #[command(subcommand)]
     Ecode(ecode_cmd::EcodeCommand),
+    /// Service outlets (服务网点) and their clerks, stock per outlet.
+    #[command(subcommand)]
+    Outlets(production_cmd::OutletsCommand),
+    /// Production batches: create, export the personalization file, import results, distribute.
+    #[command(subcommand)]
+    Batches(production_cmd::BatchesCommand),
+    /// The card bureau (制卡厂), emulated.
+    #[command(subcommand)]
+    Bureau(production_cmd::BureauCommand),
+    /// Counter work at an outlet: hand-over, lost report, replacement, instant issuance,
+    /// the daily journal and its closing.
+    #[command(subcommand)]
+    Counter(production_cmd::CounterCommand),
 }
 
 #[derive(Subcommand)]
@@ -282,7 +297,13 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
                 .or(cfg.listen.clone())
                 .unwrap_or_else(|| "127.0.0.1:8080".into());
             keys_cmd::refuse_test_keys_in_production(&cfg)?;
-            let p = open(&cfg).await?;
+            let mut p = open(&cfg).await?;
+            // Batch export over the API needs the master-key file store, when there is one.
+            if production_cmd::master_keys_present(&cfg) {
+                let keys: Arc<dyn keys::master::MasterKeyStore> =
+                    Arc::from(keys_cmd::open_store(&keys_cmd::StoreArgs::default(), &cfg)?);
+                p = p.with_master_keys(keys);
+            }
             if demo && p.resident_count().await? == 0 {
                 run_demo(&p, 3000, 7, 2021).await?;
             }
@@ -523,5 +544,15 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
         Command::Load(a) => terminal::load(a, &cfg),
         Command::Keys(c) => keys_cmd::run(c, &cfg),
         Command::Ecode(c) => ecode_cmd::run(c, &cfg).await,
+        Command::Outlets(c) => production_cmd::outlets(c, &cfg)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Batches(c) => production_cmd::batches(c, &cfg)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Bureau(c) => production_cmd::bureau(c).map(|()| ExitCode::SUCCESS),
+        Command::Counter(c) => production_cmd::counter(c, &cfg)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     }
 }

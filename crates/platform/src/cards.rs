@@ -129,7 +129,7 @@ pub struct CardView {
     pub updated_ms: i64,
 }
 
-fn actor_of(caller: &Caller) -> Result<Actor> {
+pub(crate) fn actor_of(caller: &Caller) -> Result<Actor> {
     match (caller.role, caller.operator_id) {
         (_, None) => Ok(Actor::System),
         (Role::CounterClerk, Some(id)) => Ok(Actor::Clerk(ClerkId(id as u32))),
@@ -141,7 +141,7 @@ fn actor_of(caller: &Caller) -> Result<Actor> {
     }
 }
 
-fn row_to_card(row: &CardRow) -> Result<Card> {
+pub(crate) fn row_to_card(row: &CardRow) -> Result<Card> {
     let number = CardNumber::parse(&row.number)
         .map_err(|e| PlatformError::Unexpected(format!("stored card number: {e}")))?;
     let state: CardState = serde_json::from_str(&row.state_json)
@@ -154,12 +154,106 @@ fn row_to_card(row: &CardRow) -> Result<Card> {
     })
 }
 
-fn state_json(state: &CardState) -> Result<String> {
+pub(crate) fn state_json(state: &CardState) -> Result<String> {
     serde_json::to_string(state).map_err(|e| PlatformError::Unexpected(e.to_string()))
 }
 
+/// What one accepted transition writes: the card at its next version, its successor, events,
+/// deny-list changes, balance moves, and one audit entry per transition.
+pub(crate) fn change_of(
+    caller: &Caller,
+    row: &CardRow,
+    t: &issuance::Transition,
+    reason: Reason,
+    now: i64,
+) -> Result<(CardChange, Vec<audit::Draft>)> {
+    let mut updated = row.clone();
+    updated.state = t.card.state.name().as_str().into();
+    updated.state_json = state_json(&t.card.state)?;
+    updated.valid_until_s = t.card.valid_until.map(|v| v.0);
+    updated.version = row.version + 1;
+    updated.updated_ms = now;
+    let mut change = CardChange {
+        card: updated,
+        successor: None,
+        events: Vec::new(),
+        deny: Vec::new(),
+        moves: Vec::new(),
+    };
+    let mut drafts = Vec::new();
+    for e in &t.effects {
+        match *e {
+            Effect::Audit(a) => {
+                let action = snake(&format!("{:?}", a.action));
+                change.events.push(CardEventRow {
+                    number: a.card.to_string(),
+                    from_state: a.from.as_str().into(),
+                    to_state: a.to.as_str().into(),
+                    action: action.clone(),
+                    reason: snake(&format!("{:?}", a.reason)),
+                    actor: caller.actor(),
+                    at_ms: now,
+                });
+                drafts.push(caller.draft(
+                    &format!("card.{action}"),
+                    format!("card:{}", a.card),
+                    format!(
+                        "{} -> {} reason={:?}",
+                        a.from.as_str(),
+                        a.to.as_str(),
+                        a.reason
+                    ),
+                ));
+            }
+            Effect::DenyAdd(n) => change.deny.push((n.to_string(), DenyOp::Add)),
+            Effect::DenyRemove(n) => change.deny.push((n.to_string(), DenyOp::Remove)),
+            Effect::CreateSuccessor { number: s, .. } => {
+                change.successor = Some(CardRow {
+                    number: s.to_string(),
+                    resident_id: row.resident_id,
+                    state: issuance::StateName::Approved.as_str().into(),
+                    state_json: state_json(&CardState::Approved)?,
+                    card_type: row.card_type.clone(),
+                    valid_until_s: None,
+                    version: 1,
+                    created_ms: now,
+                    updated_ms: now,
+                });
+                change.events.push(CardEventRow {
+                    number: s.to_string(),
+                    from_state: "-".into(),
+                    to_state: "approved".into(),
+                    action: "create_successor".into(),
+                    reason: snake(&format!("{reason:?}")),
+                    actor: caller.actor(),
+                    at_ms: now,
+                });
+            }
+            Effect::MoveBalancesAfter {
+                from,
+                to,
+                not_before,
+            } => change.moves.push(BalanceMoveRow {
+                from_number: from.to_string(),
+                to_number: Some(to.to_string()),
+                not_before_s: not_before.0,
+            }),
+            Effect::RefundAfter {
+                card, not_before, ..
+            } => change.moves.push(BalanceMoveRow {
+                from_number: card.to_string(),
+                to_number: None,
+                not_before_s: not_before.0,
+            }),
+            // Notices go out through the notification outbox, which is not built yet.
+            Effect::Notify { .. } => {}
+        }
+    }
+    Ok((change, drafts))
+}
+
 impl Platform {
-    fn now_s(&self) -> i64 {
+    pub(crate) fn now_s(&self) -> i64 {
         self.clock.now_ms().div_euclid(1000)
     }
 
@@ -373,88 +467,7 @@ impl Platform {
         .map_err(|e| PlatformError::Conflict(format!("card {number}: {e}")))?;
 
         let now = self.clock.now_ms();
-        let mut updated = row.clone();
-        updated.state = t.card.state.name().as_str().into();
-        updated.state_json = state_json(&t.card.state)?;
-        updated.valid_until_s = t.card.valid_until.map(|v| v.0);
-        updated.version = row.version + 1;
-        updated.updated_ms = now;
-        let mut change = CardChange {
-            card: updated,
-            successor: None,
-            events: Vec::new(),
-            deny: Vec::new(),
-            moves: Vec::new(),
-        };
-        let mut drafts = Vec::new();
-        for e in &t.effects {
-            match *e {
-                Effect::Audit(a) => {
-                    let action = snake(&format!("{:?}", a.action));
-                    change.events.push(CardEventRow {
-                        number: a.card.to_string(),
-                        from_state: a.from.as_str().into(),
-                        to_state: a.to.as_str().into(),
-                        action: action.clone(),
-                        reason: snake(&format!("{:?}", a.reason)),
-                        actor: caller.actor(),
-                        at_ms: now,
-                    });
-                    drafts.push(caller.draft(
-                        &format!("card.{action}"),
-                        format!("card:{}", a.card),
-                        format!(
-                            "{} -> {} reason={:?}",
-                            a.from.as_str(),
-                            a.to.as_str(),
-                            a.reason
-                        ),
-                    ));
-                }
-                Effect::DenyAdd(n) => change.deny.push((n.to_string(), DenyOp::Add)),
-                Effect::DenyRemove(n) => change.deny.push((n.to_string(), DenyOp::Remove)),
-                Effect::CreateSuccessor { number: s, .. } => {
-                    change.successor = Some(CardRow {
-                        number: s.to_string(),
-                        resident_id: row.resident_id,
-                        state: issuance::StateName::Approved.as_str().into(),
-                        state_json: state_json(&CardState::Approved)?,
-                        card_type: row.card_type.clone(),
-                        valid_until_s: None,
-                        version: 1,
-                        created_ms: now,
-                        updated_ms: now,
-                    });
-                    change.events.push(CardEventRow {
-                        number: s.to_string(),
-                        from_state: "-".into(),
-                        to_state: "approved".into(),
-                        action: "create_successor".into(),
-                        reason: snake(&format!("{reason:?}")),
-                        actor: caller.actor(),
-                        at_ms: now,
-                    });
-                }
-                Effect::MoveBalancesAfter {
-                    from,
-                    to,
-                    not_before,
-                } => change.moves.push(BalanceMoveRow {
-                    from_number: from.to_string(),
-                    to_number: Some(to.to_string()),
-                    not_before_s: not_before.0,
-                }),
-                Effect::RefundAfter {
-                    card, not_before, ..
-                } => change.moves.push(BalanceMoveRow {
-                    from_number: card.to_string(),
-                    to_number: None,
-                    not_before_s: not_before.0,
-                }),
-                // Notices go out through the notification outbox, which is not built yet.
-                Effect::Notify { .. } => {}
-            }
-        }
+        let (change, mut drafts) = change_of(caller, &row, &t, reason, now)?;
         // Phones enrolled on a card that leaves `active` are revoked by the storage in this
         // same transaction; their audit entries go with it.
         drafts.extend(
@@ -512,7 +525,7 @@ impl Platform {
         self.masked_view(row).await
     }
 
-    async fn masked_view(&self, row: CardRow) -> Result<CardView> {
+    pub(crate) async fn masked_view(&self, row: CardRow) -> Result<CardView> {
         let resident = self
             .store
             .resident_by_id(row.resident_id)

@@ -15,6 +15,7 @@ mod error;
 pub mod ledger;
 pub mod open;
 pub mod operators;
+pub mod production;
 pub mod residents;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -41,6 +42,8 @@ pub struct Platform {
     credentials: Arc<operators::CredentialCache>,
     deny_cache: Arc<cards::DenyCache>,
     ecode: Arc<crate::ecode::EcodeState>,
+    /// The card company's master-key store, when this process holds one (`with_master_keys`).
+    master_keys: Option<Arc<dyn keys::master::MasterKeyStore>>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -96,6 +99,7 @@ impl Platform {
             credentials: Arc::new(operators::CredentialCache::default()),
             deny_cache: Arc::new(cards::DenyCache::default()),
             ecode: Arc::default(),
+            master_keys: None,
         }
     }
 

@@ -81,7 +81,7 @@ pub struct ChangeView {
     pub at_ms: i64,
 }
 
-fn ctx(blind: &BlindIndex, field: &str) -> Vec<u8> {
+pub(crate) fn ctx(blind: &BlindIndex, field: &str) -> Vec<u8> {
     format!("resident:{}:{field}", blind.to_hex()).into_bytes()
 }
 

@@ -45,6 +45,8 @@ const CARD_WORKERS: &[Role] = &[ADM, CLK];
 const CARD_READERS: &[Role] = &[ADM, CLK, AUD];
 const DENY_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
 const LEDGER_CHECKERS: &[Role] = &[ADM, CLR, AUD];
+const OUTLET_READERS: &[Role] = &[ADM, CLK, AUD];
+const COUNTER: &[Role] = &[CLK];
 
 macro_rules! perm {
     ($m:ident $p:literal $a:expr) => {
@@ -97,6 +99,21 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/api/v1/ecode/roots/{key_id}/rotate" Access::Roles(ADMINS)),
     perm!(POST "/api/v1/ecode/roots/{key_id}/withdraw" Access::Roles(ADMINS)),
     perm!(POST "/api/v1/ecode/verify" Access::Roles(CARD_WORKERS)),
+    perm!(GET "/api/v1/outlets" Access::Roles(OUTLET_READERS)),
+    perm!(POST "/api/v1/outlets" Access::Roles(ADMINS)),
+    perm!(POST "/api/v1/outlets/{code}/clerks" Access::Roles(ADMINS)),
+    perm!(GET "/api/v1/outlets/{code}/stock" Access::Roles(OUTLET_READERS)),
+    perm!(GET "/api/v1/outlets/{code}/journal" Access::Roles(OUTLET_READERS)),
+    perm!(POST "/api/v1/outlets/{code}/closing" Access::Roles(COUNTER)),
+    perm!(POST "/api/v1/outlets/{code}/hand-over" Access::Roles(COUNTER)),
+    perm!(POST "/api/v1/outlets/{code}/lost-reports" Access::Roles(COUNTER)),
+    perm!(POST "/api/v1/outlets/{code}/replacements" Access::Roles(COUNTER)),
+    perm!(GET "/api/v1/batches" Access::Roles(OVERSIGHT)),
+    perm!(POST "/api/v1/batches" Access::Roles(ADMINS)),
+    perm!(GET "/api/v1/batches/{batch}" Access::Roles(OVERSIGHT)),
+    perm!(GET "/api/v1/batches/{batch}/personalization" Access::Roles(ADMINS)),
+    perm!(POST "/api/v1/batches/{batch}/results" Access::Roles(ADMINS)),
+    perm!(POST "/api/v1/batches/{batch}/distribution" Access::Roles(ADMINS)),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),
@@ -106,6 +123,8 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/console/residents" Access::Roles(RESIDENT_READERS)),
     perm!(GET "/console/audit" Access::Roles(OVERSIGHT)),
     perm!(GET "/console/cards" Access::Roles(CARD_READERS)),
+    perm!(GET "/console/cards/batches" Access::Roles(OVERSIGHT)),
+    perm!(GET "/console/cards/outlets" Access::Roles(OUTLET_READERS)),
 ];
 
 pub fn lookup(method: &Method, path: &str) -> Option<&'static Permission> {

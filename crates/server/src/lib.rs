@@ -14,6 +14,8 @@ mod extract;
 mod i18n;
 pub mod ledger_api;
 pub mod openapi;
+pub mod production_api;
+mod production_console;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -160,6 +162,8 @@ pub fn router(platform: Platform) -> Router {
         .route("/api/v1/ecode/roots/{key_id}/withdraw", post(ecode_api::root_withdraw))
         .route("/api/v1/ecode/verify", post(ecode_api::verify))
         .merge(console::routes())
+        .merge(production_api::routes())
+        .merge(production_console::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .route_layer(middleware::from_fn(track))

@@ -3,6 +3,7 @@
 //! appends and the changes they record; reads run concurrently.
 
 mod ecode;
+mod production;
 
 use async_trait::async_trait;
 use keys::BlindIndex;
@@ -29,7 +30,7 @@ pub struct PgStore {
     pool: PgPool,
 }
 
-fn db(e: sqlx::Error) -> StoreError {
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(d) = &e
         && d.is_unique_violation()
     {
@@ -158,7 +159,7 @@ fn audit_row(row: &PgRow) -> Result<audit::Entry> {
 }
 
 /// Takes the audit chain's head lock; every write transaction that appends calls this first.
-async fn lock_head(conn: &mut PgConnection) -> Result<Option<(i64, audit::Hash)>> {
+pub(crate) async fn lock_head(conn: &mut PgConnection) -> Result<Option<(i64, audit::Hash)>> {
     let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
         .fetch_one(&mut *conn)
         .await
@@ -174,7 +175,7 @@ async fn lock_head(conn: &mut PgConnection) -> Result<Option<(i64, audit::Hash)>
 }
 
 /// Appends to the audit chain inside the caller's transaction.
-async fn append_audit(
+pub(crate) async fn append_audit(
     conn: &mut PgConnection,
     draft: audit::Draft,
     now_ms: i64,
@@ -185,7 +186,7 @@ async fn append_audit(
 }
 
 /// Appends several entries in order with one multi-row insert (group commit).
-async fn append_audit_many(
+pub(crate) async fn append_audit_many(
     conn: &mut PgConnection,
     drafts: Vec<audit::Draft>,
     now_ms: i64,
@@ -232,7 +233,7 @@ async fn append_audit_many(
 }
 
 /// `($1, $2, $3), ($4, $5, $6)` for `n` rows of `per_row` values.
-fn placeholders(n: usize, per_row: usize) -> String {
+pub(crate) fn placeholders(n: usize, per_row: usize) -> String {
     (0..n)
         .map(|r| {
             let cells: Vec<String> = (1..=per_row)
@@ -244,7 +245,7 @@ fn placeholders(n: usize, per_row: usize) -> String {
         .join(", ")
 }
 
-fn card_row(row: &PgRow) -> Result<CardRow> {
+pub(crate) fn card_row(row: &PgRow) -> Result<CardRow> {
     Ok(CardRow {
         number: row.try_get("number").map_err(db)?,
         resident_id: row.try_get("resident_id").map_err(db)?,
@@ -284,7 +285,7 @@ async fn insert_card(conn: &mut PgConnection, c: &CardRow) -> Result<()> {
     Ok(())
 }
 
-async fn insert_event(conn: &mut PgConnection, e: &CardEventRow) -> Result<()> {
+pub(crate) async fn insert_event(conn: &mut PgConnection, e: &CardEventRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO card_events (number, from_state, to_state, action, reason, actor, at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -299,6 +300,67 @@ async fn insert_event(conn: &mut PgConnection, e: &CardEventRow) -> Result<()> {
     .execute(&mut *conn)
     .await
     .map_err(db)?;
+    Ok(())
+}
+
+/// Applies one card transition inside the caller's transaction: the card (if still at
+/// `version - 1`, else `Conflict`), its successor, events, deny-list changes and balance moves.
+pub(crate) async fn apply_change(
+    conn: &mut PgConnection,
+    change: &CardChange,
+    now_ms: i64,
+) -> Result<()> {
+    let c = &change.card;
+    let updated = sqlx::query(
+        "UPDATE cards SET state = $1, state_json = $2, card_type = $3, valid_until_s = $4, \
+         version = $5, updated_ms = $6 WHERE number = $7 AND version = $8",
+    )
+    .bind(&c.state)
+    .bind(&c.state_json)
+    .bind(&c.card_type)
+    .bind(c.valid_until_s)
+    .bind(c.version)
+    .bind(c.updated_ms)
+    .bind(&c.number)
+    .bind(c.version - 1)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::Conflict(format!(
+            "card {} changed meanwhile (expected version {})",
+            c.number,
+            c.version - 1
+        )));
+    }
+    if let Some(s) = &change.successor {
+        insert_card(&mut *conn, s).await?;
+    }
+    for e in &change.events {
+        insert_event(&mut *conn, e).await?;
+    }
+    for (number, op) in &change.deny {
+        sqlx::query("INSERT INTO deny_list (number, op, at_ms) VALUES ($1, $2, $3)")
+            .bind(number)
+            .bind(op.as_str())
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    for m in &change.moves {
+        sqlx::query(
+            "INSERT INTO balance_moves (from_number, to_number, not_before_s, created_ms) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&m.from_number)
+        .bind(&m.to_number)
+        .bind(m.not_before_s)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
     Ok(())
 }
 
@@ -808,57 +870,7 @@ impl Store for PgStore {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_head(&mut tx).await?;
-        let c = &change.card;
-        let updated = sqlx::query(
-            "UPDATE cards SET state = $1, state_json = $2, card_type = $3, valid_until_s = $4, \
-             version = $5, updated_ms = $6 WHERE number = $7 AND version = $8",
-        )
-        .bind(&c.state)
-        .bind(&c.state_json)
-        .bind(&c.card_type)
-        .bind(c.valid_until_s)
-        .bind(c.version)
-        .bind(c.updated_ms)
-        .bind(&c.number)
-        .bind(c.version - 1)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Conflict(format!(
-                "card {} changed meanwhile (expected version {})",
-                c.number,
-                c.version - 1
-            )));
-        }
-        if let Some(s) = &change.successor {
-            insert_card(&mut tx, s).await?;
-        }
-        for e in &change.events {
-            insert_event(&mut tx, e).await?;
-        }
-        for (number, op) in &change.deny {
-            sqlx::query("INSERT INTO deny_list (number, op, at_ms) VALUES ($1, $2, $3)")
-                .bind(number)
-                .bind(op.as_str())
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        for m in &change.moves {
-            sqlx::query(
-                "INSERT INTO balance_moves (from_number, to_number, not_before_s, created_ms) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&m.from_number)
-            .bind(&m.to_number)
-            .bind(m.not_before_s)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
+        apply_change(&mut tx, change, now_ms).await?;
         append_audit_many(&mut tx, audit, now_ms).await?;
         tx.commit().await.map_err(db)?;
         Ok(())

@@ -4,6 +4,7 @@
 //! server runs) waits on the busy timeout instead of failing half-way.
 
 mod ecode;
+mod production;
 
 use async_trait::async_trait;
 use keys::BlindIndex;
@@ -36,7 +37,7 @@ pub struct SqliteStore {
     read: SqlitePool,
 }
 
-fn db(e: sqlx::Error) -> StoreError {
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(d) = &e
         && d.is_unique_violation()
     {
@@ -180,7 +181,7 @@ fn audit_row(row: &SqliteRow) -> Result<audit::Entry> {
 }
 
 /// Appends to the audit chain inside the caller's transaction.
-async fn append_audit(
+pub(crate) async fn append_audit(
     conn: &mut SqliteConnection,
     draft: audit::Draft,
     now_ms: i64,
@@ -191,7 +192,7 @@ async fn append_audit(
 }
 
 /// Appends several entries in order with one multi-row insert (group commit).
-async fn append_audit_many(
+pub(crate) async fn append_audit_many(
     conn: &mut SqliteConnection,
     drafts: Vec<audit::Draft>,
     now_ms: i64,
@@ -249,12 +250,12 @@ async fn append_audit_many(
     Ok(entries)
 }
 
-fn placeholders(n: usize, per_row: usize) -> String {
+pub(crate) fn placeholders(n: usize, per_row: usize) -> String {
     let row = format!("({})", vec!["?"; per_row].join(", "));
     vec![row; n].join(", ")
 }
 
-fn card_row(row: &SqliteRow) -> Result<CardRow> {
+pub(crate) fn card_row(row: &SqliteRow) -> Result<CardRow> {
     Ok(CardRow {
         number: row.try_get("number").map_err(db)?,
         resident_id: row.try_get("resident_id").map_err(db)?,
@@ -294,7 +295,7 @@ async fn insert_card(conn: &mut SqliteConnection, c: &CardRow) -> Result<()> {
     Ok(())
 }
 
-async fn insert_event(conn: &mut SqliteConnection, e: &CardEventRow) -> Result<()> {
+pub(crate) async fn insert_event(conn: &mut SqliteConnection, e: &CardEventRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO card_events (number, from_state, to_state, action, reason, actor, at_ms) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -309,6 +310,67 @@ async fn insert_event(conn: &mut SqliteConnection, e: &CardEventRow) -> Result<(
     .execute(&mut *conn)
     .await
     .map_err(db)?;
+    Ok(())
+}
+
+/// Applies one card transition inside the caller's transaction: the card (if still at
+/// `version - 1`, else `Conflict`), its successor, events, deny-list changes and balance moves.
+pub(crate) async fn apply_change(
+    conn: &mut SqliteConnection,
+    change: &CardChange,
+    now_ms: i64,
+) -> Result<()> {
+    let c = &change.card;
+    let updated = sqlx::query(
+        "UPDATE cards SET state = ?, state_json = ?, card_type = ?, valid_until_s = ?, \
+         version = ?, updated_ms = ? WHERE number = ? AND version = ?",
+    )
+    .bind(&c.state)
+    .bind(&c.state_json)
+    .bind(&c.card_type)
+    .bind(c.valid_until_s)
+    .bind(c.version)
+    .bind(c.updated_ms)
+    .bind(&c.number)
+    .bind(c.version - 1)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::Conflict(format!(
+            "card {} changed meanwhile (expected version {})",
+            c.number,
+            c.version - 1
+        )));
+    }
+    if let Some(s) = &change.successor {
+        insert_card(&mut *conn, s).await?;
+    }
+    for e in &change.events {
+        insert_event(&mut *conn, e).await?;
+    }
+    for (number, op) in &change.deny {
+        sqlx::query("INSERT INTO deny_list (number, op, at_ms) VALUES (?, ?, ?)")
+            .bind(number)
+            .bind(op.as_str())
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    for m in &change.moves {
+        sqlx::query(
+            "INSERT INTO balance_moves (from_number, to_number, not_before_s, created_ms) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(&m.from_number)
+        .bind(&m.to_number)
+        .bind(m.not_before_s)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
     Ok(())
 }
 
@@ -812,57 +874,7 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<()> {
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let c = &change.card;
-        let updated = sqlx::query(
-            "UPDATE cards SET state = ?, state_json = ?, card_type = ?, valid_until_s = ?, \
-             version = ?, updated_ms = ? WHERE number = ? AND version = ?",
-        )
-        .bind(&c.state)
-        .bind(&c.state_json)
-        .bind(&c.card_type)
-        .bind(c.valid_until_s)
-        .bind(c.version)
-        .bind(c.updated_ms)
-        .bind(&c.number)
-        .bind(c.version - 1)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Conflict(format!(
-                "card {} changed meanwhile (expected version {})",
-                c.number,
-                c.version - 1
-            )));
-        }
-        if let Some(s) = &change.successor {
-            insert_card(&mut tx, s).await?;
-        }
-        for e in &change.events {
-            insert_event(&mut tx, e).await?;
-        }
-        for (number, op) in &change.deny {
-            sqlx::query("INSERT INTO deny_list (number, op, at_ms) VALUES (?, ?, ?)")
-                .bind(number)
-                .bind(op.as_str())
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        for m in &change.moves {
-            sqlx::query(
-                "INSERT INTO balance_moves (from_number, to_number, not_before_s, created_ms) \
-                 VALUES (?, ?, ?, ?)",
-            )
-            .bind(&m.from_number)
-            .bind(&m.to_number)
-            .bind(m.not_before_s)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
+        apply_change(&mut tx, change, now_ms).await?;
         append_audit_many(&mut tx, audit, now_ms).await?;
         tx.commit().await.map_err(db)?;
         Ok(())

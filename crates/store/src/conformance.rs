@@ -495,6 +495,7 @@ macro_rules! conformance_tests {
             let s: &'static dyn $crate::Store = Box::leak(Box::new($make.await));
             $crate::conformance::ledger_floors_hold_under_concurrency(s).await;
         }
+        $crate::production_conformance_tests!($make);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn audit_chain_holds_under_concurrency() {

@@ -10,15 +10,19 @@ mod applications;
 mod ecode;
 mod error;
 pub mod ledger;
+mod production;
 mod types;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "conformance")]
+pub mod conformance_production;
 
 pub use applications::*;
 pub use ecode::*;
 pub use error::StoreError;
 pub use ledger::LedgerStore;
+pub use production::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -31,7 +35,9 @@ pub const APPLY_BATCH_MAX: usize = 10_000;
 pub const PAGE_MAX: u32 = 500;
 
 #[async_trait]
-pub trait Store: ApplicationStore + EcodeStore + LedgerStore + Send + Sync + 'static {
+pub trait Store:
+    ApplicationStore + EcodeStore + LedgerStore + ProductionStore + Send + Sync + 'static
+{
     fn backend(&self) -> Backend;
 
     /// A trivial round trip, for readiness checks.

@@ -14,4 +14,5 @@ mod import;
 mod ledger;
 mod lookup;
 mod operators;
+mod production;
 mod vault;
