@@ -51,6 +51,8 @@ pub enum PurposeArg {
     EcodeRoot,
     /// Transport key for personalization.
     Transport,
+    /// Application maintenance key (post-issuance scripts).
+    Maintenance,
 }
 
 impl From<PurposeArg> for MasterPurpose {
@@ -62,6 +64,7 @@ impl From<PurposeArg> for MasterPurpose {
             PurposeArg::Pin => MasterPurpose::Pin,
             PurposeArg::EcodeRoot => MasterPurpose::EcodeRoot,
             PurposeArg::Transport => MasterPurpose::Transport,
+            PurposeArg::Maintenance => MasterPurpose::Maintenance,
         }
     }
 }
