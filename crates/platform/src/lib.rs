@@ -5,6 +5,7 @@
 //! Domain rules live in the pure crates (`resident`, `audit`); this crate orchestrates them
 //! with the store and the vault, and is where the clock is read.
 
+pub mod apps;
 pub mod audit_writer;
 pub mod cards;
 pub mod clock;
@@ -36,6 +37,8 @@ pub struct Platform {
     audit: audit_writer::AuditWriter,
     logins: Arc<operators::LoginThrottle>,
     credentials: Arc<operators::CredentialCache>,
+    /// The master-key store for post-issuance scripts, installed once (`apps`).
+    masters: Arc<std::sync::OnceLock<Arc<dyn keys::master::MasterKeyStore>>>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -89,6 +92,7 @@ impl Platform {
             audit,
             logins: Arc::new(operators::LoginThrottle::default()),
             credentials: Arc::new(operators::CredentialCache::default()),
+            masters: Arc::default(),
         }
     }
 

@@ -2,6 +2,8 @@
 //! touches the audit chain first takes the chain head's row lock (`FOR UPDATE`), which orders
 //! appends and the changes they record; reads run concurrently.
 
+mod apps;
+
 use async_trait::async_trait;
 use keys::BlindIndex;
 use resident::{Residency, Source};

@@ -3,6 +3,8 @@
 //! Write transactions start with `BEGIN IMMEDIATE` so that a second process (the CLI while the
 //! server runs) waits on the busy timeout instead of failing half-way.
 
+mod apps;
+
 use async_trait::async_trait;
 use keys::BlindIndex;
 use resident::{Residency, Source};

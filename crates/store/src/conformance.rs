@@ -2,6 +2,9 @@
 //! A backend's tests expand [`conformance_tests!`](crate::conformance_tests) with a function
 //! that makes a fresh, empty store, so each case runs on its own database.
 
+mod apps;
+pub use apps::*;
+
 use crate::*;
 use resident::{Field, Residency, Source};
 
@@ -476,7 +479,8 @@ macro_rules! conformance_tests {
             operators_and_credentials,
             data_keys_first_writer_wins,
             card_sequence_never_repeats,
-            cards_keep_one_live_card_and_change_atomically);
+            cards_keep_one_live_card_and_change_atomically,
+            apps_registry_and_card_functions);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn audit_chain_holds_under_concurrency() {

@@ -6,12 +6,14 @@
 //! migrations. Personal data arrives here already sealed by the vault: a backend never sees a
 //! name or ID number in clear.
 
+mod apps;
 mod error;
 mod types;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use apps::{AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, FunctionRow};
 pub use error::StoreError;
 pub use types::*;
 
@@ -25,7 +27,7 @@ pub const APPLY_BATCH_MAX: usize = 10_000;
 pub const PAGE_MAX: u32 = 500;
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AppsStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// A trivial round trip, for readiness checks.

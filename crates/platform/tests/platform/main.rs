@@ -4,6 +4,7 @@
 
 mod fixture;
 
+mod apps;
 mod at_rest;
 mod cards;
 mod concurrency;
