@@ -1,6 +1,7 @@
 //! `citycard`: one binary for the whole platform. Serves the API and console, imports
 //! department feeds, verifies the audit log, builds the demo city and runs the benchmarks.
 
+mod apps_cmd;
 mod bench;
 mod card;
 mod config;
@@ -67,6 +68,9 @@ enum Command {
     /// Cards (issuance): list them.
     #[command(subcommand)]
     Cards(CardsCommand),
+    /// Application management (应用管理): the registry of card applications and functions.
+    #[command(subcommand)]
+    Apps(apps_cmd::AppsCommand),
     /// Benchmarks (results go to docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -497,6 +501,10 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
         Command::Bench(b) => {
             bench::run(b, &cfg).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Apps(c) => {
+            let p = open(&cfg).await?;
+            apps_cmd::run(c, &p).await
         }
         Command::Card(c) => card::run_card(c).await,
         Command::Psam(c) => card::run_psam(c),

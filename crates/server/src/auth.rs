@@ -44,6 +44,9 @@ const FEED_READERS: &[Role] = &[ADM, DEP, AUD];
 const CARD_WORKERS: &[Role] = &[ADM, CLK];
 const CARD_READERS: &[Role] = &[ADM, CLK, AUD];
 const DENY_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
+const APP_READERS: &[Role] = &[ADM, CLK, DEP, AUD];
+const APP_MANAGERS: &[Role] = &[ADM, DEP];
+const APP_WORKERS: &[Role] = &[ADM, CLK, DEP];
 
 macro_rules! perm {
     ($m:ident $p:literal $a:expr) => {
@@ -83,6 +86,12 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/api/v1/denylist" Access::Roles(DENY_READERS)),
     perm!(GET "/api/v1/denylist/delta" Access::Roles(DENY_READERS)),
     perm!(GET "/api/v1/denylist/key" Access::Roles(DENY_READERS)),
+    perm!(GET "/api/v1/apps" Access::Roles(APP_READERS)),
+    perm!(POST "/api/v1/apps" Access::Roles(APP_MANAGERS)),
+    perm!(POST "/api/v1/apps/{code}/functions" Access::Roles(APP_MANAGERS)),
+    perm!(GET "/api/v1/cards/{number}/functions" Access::Roles(APP_READERS)),
+    perm!(POST "/api/v1/cards/{number}/functions/{function}/script" Access::Roles(APP_WORKERS)),
+    perm!(POST "/api/v1/cards/{number}/functions/{function}/confirm" Access::Roles(APP_WORKERS)),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),
@@ -92,6 +101,7 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/console/residents" Access::Roles(RESIDENT_READERS)),
     perm!(GET "/console/audit" Access::Roles(OVERSIGHT)),
     perm!(GET "/console/cards" Access::Roles(CARD_READERS)),
+    perm!(GET "/console/cards/apps" Access::Roles(APP_READERS)),
 ];
 
 pub fn lookup(method: &Method, path: &str) -> Option<&'static Permission> {

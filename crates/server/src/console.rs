@@ -32,7 +32,10 @@ pub struct LangParam {
 }
 
 /// The page language: `?lang=` (remembered in a cookie), else the cookie, else Chinese.
-fn language(headers: &HeaderMap, param: &Option<String>) -> (&'static Texts, Option<HeaderValue>) {
+pub(crate) fn language(
+    headers: &HeaderMap,
+    param: &Option<String>,
+) -> (&'static Texts, Option<HeaderValue>) {
     match param.as_deref() {
         Some(l @ ("en" | "zh")) => (
             texts(l),
@@ -45,7 +48,7 @@ fn language(headers: &HeaderMap, param: &Option<String>) -> (&'static Texts, Opt
     }
 }
 
-fn page(tpl: impl Template, set_lang: Option<HeaderValue>) -> ApiResult<Response> {
+pub(crate) fn page(tpl: impl Template, set_lang: Option<HeaderValue>) -> ApiResult<Response> {
     let html = tpl
         .render()
         .map_err(|e| ApiError::Internal(format!("template: {e}")))?;

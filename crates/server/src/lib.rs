@@ -5,6 +5,7 @@
 //! platform, and convert the answer into wire types by hand.
 
 pub mod api;
+pub mod apps_api;
 pub mod auth;
 pub mod cards_api;
 pub mod console;
@@ -140,6 +141,12 @@ pub fn router(platform: Platform) -> Router {
         .route("/api/v1/denylist", get(cards_api::deny_full))
         .route("/api/v1/denylist/delta", get(cards_api::deny_delta))
         .route("/api/v1/denylist/key", get(cards_api::deny_key))
+        .route("/api/v1/apps", get(apps_api::registry).post(apps_api::register_app))
+        .route("/api/v1/apps/{code}/functions", post(apps_api::register_function))
+        .route("/api/v1/cards/{number}/functions", get(apps_api::card_functions))
+        .route("/api/v1/cards/{number}/functions/{function}/script", post(apps_api::script))
+        .route("/api/v1/cards/{number}/functions/{function}/confirm", post(apps_api::confirm))
+        .route("/console/cards/apps", get(apps_api::console_page))
         .merge(console::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))

@@ -92,6 +92,9 @@ impl utoipa::Modify for ProblemResponses {
         crate::cards_api::apply, crate::cards_api::list, crate::cards_api::get,
         crate::cards_api::act, crate::cards_api::events, crate::cards_api::deny_changes,
         crate::cards_api::deny_full, crate::cards_api::deny_delta, crate::cards_api::deny_key,
+        crate::apps_api::registry, crate::apps_api::register_app,
+        crate::apps_api::register_function, crate::apps_api::card_functions,
+        crate::apps_api::script, crate::apps_api::confirm,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -101,6 +104,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "operators", description = "Operators and API tokens"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "cards", description = "Card applications, life cycle and deny-list (发行管理)"),
+        (name = "apps", description = "Application management and post-issuance scripts (应用管理)"),
     )
 )]
 pub struct ApiDoc;
