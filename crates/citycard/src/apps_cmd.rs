@@ -25,7 +25,7 @@ pub enum AppsCommand {
     /// Register an application, a function of one, or (--seed) whatever of the seed registry
     /// is missing (SSSE, TRANSIT, HEALTH, CITY; campus, canteen wallet, library, hospital,
     /// access groups, concessions).
-    Add(AddArgs),
+    Add(Box<AddArgs>),
 }
 
 #[derive(clap::Args)]
