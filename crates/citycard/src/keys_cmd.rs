@@ -161,6 +161,15 @@ fn open_file_store(cfg: &Config) -> anyhow::Result<FileMasterKeyStore> {
         .with_context(|| format!("opening the master-key store {}", path.display()))
 }
 
+/// The master-key file store under DATA_DIR/keys, if one exists: `serve` gives it to the
+/// platform for post-issuance scripts.
+pub fn master_store_if_present(cfg: &Config) -> anyhow::Result<Option<FileMasterKeyStore>> {
+    if !cfg.key_dir().join(MASTER_KEYS_FILE).exists() {
+        return Ok(None);
+    }
+    open_file_store(cfg).map(Some)
+}
+
 /// The production start check for `serve`: with --production, a master-key file store under
 /// DATA_DIR/keys that holds any key of the test key set stops the start. Without
 /// --production, or without a master-key file, there is nothing to refuse.
@@ -303,7 +312,11 @@ pub fn run(command: KeysCommand, cfg: &Config) -> anyhow::Result<std::process::E
                 (store.backend(), loaded)
             } else {
                 let store = open_file_store(cfg)?;
-                let loaded = store.load_test_key_set(keys::master::APP_TRANSIT)?;
+                let mut loaded = store.load_test_key_set(keys::master::APP_TRANSIT)?;
+                // The maintenance keys of the applications post-issuance scripts update.
+                for app in ["city", "health"] {
+                    loaded.push(store.load_test_maintenance_key(app)?);
+                }
                 (store.backend(), loaded)
             };
             eprintln!("loaded the development test key set (never for production):");

@@ -276,6 +276,9 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
                 .unwrap_or_else(|| "127.0.0.1:8080".into());
             keys_cmd::refuse_test_keys_in_production(&cfg)?;
             let p = open(&cfg).await?;
+            if let Some(masters) = keys_cmd::master_store_if_present(&cfg)? {
+                p.set_master_keys(Arc::new(masters));
+            }
             if demo && p.resident_count().await? == 0 {
                 run_demo(&p, 3000, 7, 2021).await?;
             }
