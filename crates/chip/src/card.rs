@@ -8,8 +8,8 @@
 //! balance change without its record.
 
 use crypto::{
-    Algorithm, TransactionType, load_mac1, load_mac2, load_session_key, load_tac, purchase_mac1,
-    purchase_mac2, purchase_session_key, purchase_tac, tac_key,
+    Algorithm, MAC_LEN, TransactionType, line_mac, load_mac1, load_mac2, load_session_key,
+    load_tac, purchase_mac1, purchase_mac2, purchase_session_key, purchase_tac, tac_key,
 };
 
 use crate::image::{Access, CardImage, Df, EfBody, FID_MF, HexBytes};
@@ -31,6 +31,8 @@ pub const SFI_TRANSIT: u8 = 0x19;
 
 const CLA_ISO: u8 = 0x00;
 const CLA_PROPRIETARY: u8 = 0x80;
+/// Line protection (PBOC/CJ/T 166 "线路保护"): a 4-byte MAC appended to the data.
+const CLA_LINE: u8 = 0x04;
 
 type Reply = Result<ResponseApdu, Sw>;
 
@@ -65,6 +67,9 @@ pub struct Session {
     ef: Option<usize>,
     pin_verified: bool,
     pending: Option<Pending>,
+    /// The last GET CHALLENGE's first 4 bytes, until a line-protected command uses it (one
+    /// use, whatever its outcome), a new GET CHALLENGE replaces it, or a reset.
+    challenge: Option<[u8; 4]>,
 }
 
 /// A card: its image and its session.
@@ -122,12 +127,21 @@ impl Card {
         // Every command consumes the pending INITIALIZE; only the command
         // allowed to follow it puts it to use (or back, for the cache update).
         let pending = self.session.pending.take();
-        let reply = match (apdu.cla, apdu.ins) {
+        let reply = (|| match (apdu.cla, apdu.ins) {
             (CLA_ISO, 0xA4) => self.select(apdu),
             (CLA_ISO, 0xB0) => self.read_binary(apdu),
             (CLA_ISO, 0xB2) => self.read_record(apdu),
-            (CLA_ISO, 0xD6) => self.update_binary(apdu),
-            (CLA_ISO, 0xDC) => self.update_record(apdu),
+            (CLA_ISO, 0xD6) => self.update_binary(apdu.p1, apdu.p2, &apdu.data, false),
+            (CLA_ISO, 0xDC) => self.update_record(apdu.p1, apdu.p2, &apdu.data, false),
+            (CLA_LINE, 0xD6) => {
+                let data = self.line_protected(apdu)?;
+                self.update_binary(apdu.p1, apdu.p2, &data, true)
+            }
+            (CLA_LINE, 0xDC) => {
+                let data = self.line_protected(apdu)?;
+                self.update_record(apdu.p1, apdu.p2, &data, true)
+            }
+            (CLA_LINE, _) => Err(Sw::INS_NOT_SUPPORTED),
             (CLA_ISO, 0x20) => self.verify(apdu),
             (CLA_ISO, 0x84) => self.get_challenge(apdu),
             (CLA_PROPRIETARY, 0x50) => self.initialize(apdu),
@@ -137,7 +151,7 @@ impl Card {
             (CLA_PROPRIETARY, 0xDC) => self.update_capp_data_cache(apdu, pending),
             (CLA_ISO | CLA_PROPRIETARY, _) => Err(Sw::INS_NOT_SUPPORTED),
             _ => Err(Sw::CLA_NOT_SUPPORTED),
-        };
+        })();
         reply.unwrap_or_else(ResponseApdu::status)
     }
 
@@ -266,8 +280,46 @@ impl Card {
         match access {
             Access::Free => Ok(()),
             Access::Pin if self.session.pin_verified => Ok(()),
-            Access::Pin | Access::Never => Err(Sw::SECURITY_NOT_SATISFIED),
+            Access::Pin | Access::Never | Access::Mac => Err(Sw::SECURITY_NOT_SATISFIED),
         }
+    }
+
+    /// Whether an update may write a file with this update access: a line-protected command
+    /// (its MAC already verified) satisfies `Mac`; nothing satisfies `Never`.
+    fn may_update(access: Access, pin_verified: bool, protected: bool) -> Result<(), Sw> {
+        match access {
+            Access::Free => Ok(()),
+            Access::Pin if pin_verified => Ok(()),
+            Access::Mac if protected => Ok(()),
+            Access::Pin | Access::Mac | Access::Never => Err(Sw::SECURITY_NOT_SATISFIED),
+        }
+    }
+
+    /// Checks a line-protected command (`docs/app-scripts.md`): uses up the challenge, checks
+    /// the MAC over `CLA INS P1 P2 Lc data` under the selected DF's maintenance key and
+    /// returns the data without its MAC.
+    fn line_protected(&mut self, apdu: &CommandApdu) -> Result<Vec<u8>, Sw> {
+        let challenge = self.session.challenge.take();
+        let key = self
+            .current_df()
+            .maintenance
+            .clone()
+            .ok_or(Sw::SECURITY_NOT_SATISFIED)?;
+        let challenge = challenge.ok_or(Sw::CHALLENGE_NOT_USABLE)?;
+        let lc = u8::try_from(apdu.data.len()).map_err(|_| Sw::WRONG_LENGTH)?;
+        if apdu.data.len() <= MAC_LEN {
+            return Err(Sw::WRONG_LENGTH);
+        }
+        let (data, mac) = apdu.data.split_at(apdu.data.len() - MAC_LEN);
+        let mut covered = Vec::with_capacity(5 + data.len());
+        covered.extend_from_slice(&[apdu.cla, apdu.ins, apdu.p1, apdu.p2, lc]);
+        covered.extend_from_slice(data);
+        let expected = line_mac(key.algorithm, &key.damk, challenge, &covered);
+        let mac: [u8; MAC_LEN] = mac.try_into().map_err(|_| Sw::WRONG_LENGTH)?;
+        if !mac_eq(&expected, &mac) {
+            return Err(Sw::SM_INCORRECT);
+        }
+        Ok(data.to_vec())
     }
 
     fn read_binary(&mut self, apdu: &CommandApdu) -> Reply {
@@ -317,8 +369,8 @@ impl Card {
         Ok(ResponseApdu::ok(record.0.clone()))
     }
 
-    fn update_binary(&mut self, apdu: &CommandApdu) -> Reply {
-        let (idx, offset) = self.binary_target(apdu.p1, apdu.p2)?;
+    fn update_binary(&mut self, p1: u8, p2: u8, data_in: &[u8], protected: bool) -> Reply {
+        let (idx, offset) = self.binary_target(p1, p2)?;
         let pin_verified = self.session.pin_verified;
         let ef = self
             .current_df_mut()
@@ -329,26 +381,22 @@ impl Card {
         let EfBody::Binary { data } = &mut ef.body else {
             return Err(Sw::INCOMPATIBLE_FILE);
         };
-        match access {
-            Access::Free => {}
-            Access::Pin if pin_verified => {}
-            _ => return Err(Sw::SECURITY_NOT_SATISFIED),
-        }
-        if apdu.data.is_empty() {
+        Self::may_update(access, pin_verified, protected)?;
+        if data_in.is_empty() {
             return Err(Sw::WRONG_LENGTH);
         }
         if offset >= data.0.len() {
             return Err(Sw::WRONG_OFFSET);
         }
-        if offset + apdu.data.len() > data.0.len() {
+        if offset + data_in.len() > data.0.len() {
             return Err(Sw::WRONG_LENGTH);
         }
-        data.0[offset..offset + apdu.data.len()].copy_from_slice(&apdu.data);
+        data.0[offset..offset + data_in.len()].copy_from_slice(data_in);
         Ok(ResponseApdu::ok(Vec::new()))
     }
 
-    fn update_record(&mut self, apdu: &CommandApdu) -> Reply {
-        let (idx, number) = self.record_target(apdu.p1, apdu.p2)?;
+    fn update_record(&mut self, p1: u8, p2: u8, data_in: &[u8], protected: bool) -> Reply {
+        let (idx, number) = self.record_target(p1, p2)?;
         let pin_verified = self.session.pin_verified;
         let ef = self
             .current_df_mut()
@@ -365,20 +413,16 @@ impl Card {
         else {
             return Err(Sw::INCOMPATIBLE_FILE);
         };
-        match access {
-            Access::Free => {}
-            Access::Pin if pin_verified => {}
-            _ => return Err(Sw::SECURITY_NOT_SATISFIED),
-        }
+        Self::may_update(access, pin_verified, protected)?;
         if *cyclic {
             // Cyclic files are written by the purse only.
             return Err(Sw::INCOMPATIBLE_FILE);
         }
-        if apdu.data.len() != *record_len {
+        if data_in.len() != *record_len {
             return Err(Sw::WRONG_LENGTH);
         }
         let record = records.get_mut(number - 1).ok_or(Sw::RECORD_NOT_FOUND)?;
-        record.0.copy_from_slice(&apdu.data);
+        record.0.copy_from_slice(data_in);
         Ok(ResponseApdu::ok(Vec::new()))
     }
 
@@ -424,6 +468,9 @@ impl Card {
         };
         let mut out = vec![0u8; n];
         self.image.rng.fill(&mut out);
+        let mut challenge = [0u8; 4];
+        challenge.copy_from_slice(&out[..4]);
+        self.session.challenge = Some(challenge);
         Ok(ResponseApdu::ok(out))
     }
 

@@ -66,6 +66,9 @@ pub enum Access {
     Pin,
     /// Never through an APDU (written at personalization or by the purse itself).
     Never,
+    /// Only by a line-protected command (CLA `04`, MAC under the DF's maintenance key,
+    /// `docs/app-scripts.md`).
+    Mac,
 }
 
 /// What an elementary file holds.
@@ -117,6 +120,30 @@ pub struct Df {
     pub files: Vec<Ef>,
     /// The electronic purse, in the transit application only.
     pub purse: Option<Purse>,
+    /// The application maintenance key DAMK, on cards personalized for post-issuance
+    /// scripts (absent from older images, which then refuse line-protected commands).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceKey>,
+}
+
+/// An application's maintenance key (DAMK) and the profile its MACs use.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceKey {
+    #[serde(with = "algorithm_id")]
+    pub algorithm: Algorithm,
+    pub key_version: u8,
+    #[serde(with = "key_hex")]
+    pub damk: Key16,
+}
+
+impl fmt::Debug for MaintenanceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MaintenanceKey")
+            .field("algorithm", &self.algorithm)
+            .field("key_version", &self.key_version)
+            .field("damk", &"***")
+            .finish()
+    }
 }
 
 impl Df {

@@ -335,6 +335,7 @@ pub fn personalize(
             dir
         }],
         purse: None,
+        maintenance: None,
     };
     let ssse = Df {
         name: "SSSE".to_string(),
@@ -345,6 +346,7 @@ pub fn personalize(
             binary(0x0006, 0x06, Access::Pin, Access::Never, ef06),
         ],
         purse: None,
+        maintenance: None,
     };
     let transit = Df {
         name: "TRANSIT".to_string(),
@@ -394,6 +396,7 @@ pub fn personalize(
             mac_failures: 0,
             locked: false,
         }),
+        maintenance: None,
     };
     let health = Df {
         name: "HEALTH".to_string(),
@@ -401,6 +404,7 @@ pub fn personalize(
         aid: Some(HexBytes(AID_HEALTH.to_vec())),
         files: vec![binary(0x0001, 0x01, Access::Pin, Access::Pin, vec![0; 64])],
         purse: None,
+        maintenance: None,
     };
     let city_df = Df {
         name: "CITY".to_string(),
@@ -411,6 +415,7 @@ pub fn personalize(
             records(0x0002, 0x02, Access::Free, Access::Pin, 16, 5, false),
         ],
         purse: None,
+        maintenance: None,
     };
     let image = CardImage {
         format: IMAGE_FORMAT,
@@ -426,6 +431,77 @@ pub fn personalize(
     if !report.meets_reserve() {
         return Err(PersonalizeError::ChipTooFull {
             used: report.used(),
+        });
+    }
+    Ok(Card::from_image(image))
+}
+
+/// SFI of the CITY application's function file (application management): linear fixed,
+/// [`FUNCTION_RECORDS`] records of [`FUNCTION_RECORD_LEN`] bytes, free read, updated only by
+/// line-protected scripts.
+pub const SFI_CITY_FUNCTIONS: u8 = 0x03;
+/// SFI of the HEALTH application's service file: [`FUNCTION_RECORD_LEN`] bytes binary, free
+/// read, updated only by line-protected scripts.
+pub const SFI_HEALTH_SERVICES: u8 = 0x02;
+/// Length of one function record (and of the HEALTH service file).
+pub const FUNCTION_RECORD_LEN: usize = 16;
+/// Function records in the CITY function file.
+pub const FUNCTION_RECORDS: usize = 8;
+
+/// A maintenance master key for the application with this AID.
+#[derive(Debug, Clone, Copy)]
+pub struct MaintenanceMaster<'a> {
+    pub aid: &'a [u8],
+    pub master: &'a crypto::Key16,
+}
+
+/// Builds a card like [`personalize`], ready for application management
+/// (`docs/app-scripts.md`): each application named in `maintenance` gets its maintenance key
+/// DAMK, diversified from its master with the card's D like DPK (`epurse.md` §3), key version
+/// `01`; CITY gains its function file (SFI 03) and HEALTH its service file (SFI 02), both
+/// updatable only by line-protected commands.
+pub fn personalize_with_maintenance(
+    record: &PersonalizationRecord,
+    masters: &MasterKeys,
+    maintenance: &[MaintenanceMaster<'_>],
+) -> Result<Card, PersonalizeError> {
+    let mut image = personalize(record, masters)?.into_image();
+    let d = record.card_number.div_data();
+    for df in &mut image.apps {
+        let Some(m) = maintenance
+            .iter()
+            .find(|m| df.aid.as_ref().is_some_and(|aid| aid.0 == m.aid))
+        else {
+            continue;
+        };
+        df.maintenance = Some(crate::image::MaintenanceKey {
+            algorithm: record.algorithm,
+            key_version: 0x01,
+            damk: crypto::diversify(record.algorithm, m.master, &d),
+        });
+        if df.fid == FID_CITY {
+            df.files.push(records(
+                0x0003,
+                SFI_CITY_FUNCTIONS,
+                Access::Free,
+                Access::Mac,
+                FUNCTION_RECORD_LEN,
+                FUNCTION_RECORDS,
+                false,
+            ));
+        } else if df.fid == FID_HEALTH {
+            df.files.push(binary(
+                0x0002,
+                SFI_HEALTH_SERVICES,
+                Access::Free,
+                Access::Mac,
+                vec![0; FUNCTION_RECORD_LEN],
+            ));
+        }
+    }
+    if !space_report(&image).meets_reserve() {
+        return Err(PersonalizeError::ChipTooFull {
+            used: space_report(&image).used(),
         });
     }
     Ok(Card::from_image(image))

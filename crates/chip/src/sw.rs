@@ -21,6 +21,12 @@ impl Sw {
     pub const SECURITY_NOT_SATISFIED: Sw = Sw(0x6982);
     /// `6983` PIN blocked.
     pub const PIN_BLOCKED: Sw = Sw(0x6983);
+    /// `6984` reference data not usable (ISO 7816-4): a line-protected command without a
+    /// fresh GET CHALLENGE (none issued, or already used).
+    pub const CHALLENGE_NOT_USABLE: Sw = Sw(0x6984);
+    /// `6988` incorrect secure messaging data objects (ISO 7816-4): a line-protection MAC
+    /// that does not verify.
+    pub const SM_INCORRECT: Sw = Sw(0x6988);
     /// `6985` conditions of use not satisfied (order, cap, counter exhausted,
     /// no current file, application not selected).
     pub const CONDITIONS_NOT_SATISFIED: Sw = Sw(0x6985);

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, bail};
 use chip::{
     APDU_LEN_MAX, BcdDate, Card, CardImage, CardNumber, CardType, PersonalizationRecord, Psam,
-    PsamImage, TerminalId, personalize, space_report,
+    PsamImage, TerminalId, space_report,
 };
 use crypto::{Algorithm, MasterKeys};
 use pcsc_link::vpcd::{self, VirtualCard, VpcdConfig};
@@ -121,6 +121,11 @@ pub enum CardCommand {
         #[arg(long)]
         report: bool,
     },
+    /// Enable or disable a function on a card image through the platform, like a kiosk:
+    /// SELECT the application, GET CHALLENGE, ask the platform for the line-protected script
+    /// (POST /api/v1/cards/{number}/functions/{function}/script), send it, and report the
+    /// card's status word (…/confirm).
+    Script(crate::apps_cmd::ScriptArgs),
     /// Drive a card image by command APDUs on standard input (responses on standard output).
     #[command(after_help = APDU_HELP)]
     Apdu {
@@ -302,7 +307,22 @@ pub async fn run_card(command: CardCommand) -> anyhow::Result<std::process::Exit
                 pin,
                 rng_seed: u64::from_be_bytes(seed),
             };
-            let card = personalize(&record, &MasterKeys::test_set())?;
+            // Test maintenance keys for the applications scripts update (docs/app-scripts.md).
+            let maintenance = crypto::test_maintenance_master();
+            let card = chip::personalize_with_maintenance(
+                &record,
+                &MasterKeys::test_set(),
+                &[
+                    chip::MaintenanceMaster {
+                        aid: chip::image::AID_CITY,
+                        master: &maintenance,
+                    },
+                    chip::MaintenanceMaster {
+                        aid: chip::image::AID_HEALTH,
+                        master: &maintenance,
+                    },
+                ],
+            )?;
             save_card(&out, &card)?;
             let space = space_report(card.image());
             println!(
@@ -320,6 +340,7 @@ pub async fn run_card(command: CardCommand) -> anyhow::Result<std::process::Exit
             }
             Ok(ExitCode::SUCCESS)
         }
+        CardCommand::Script(a) => crate::apps_cmd::script(a).await,
         CardCommand::Apdu { image } => {
             let mut card = read_card(&image)?;
             apdu_session(

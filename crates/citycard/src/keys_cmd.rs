@@ -51,6 +51,8 @@ pub enum PurposeArg {
     EcodeRoot,
     /// Transport key for personalization.
     Transport,
+    /// Application maintenance key (post-issuance scripts).
+    Maintenance,
 }
 
 impl From<PurposeArg> for MasterPurpose {
@@ -62,6 +64,7 @@ impl From<PurposeArg> for MasterPurpose {
             PurposeArg::Pin => MasterPurpose::Pin,
             PurposeArg::EcodeRoot => MasterPurpose::EcodeRoot,
             PurposeArg::Transport => MasterPurpose::Transport,
+            PurposeArg::Maintenance => MasterPurpose::Maintenance,
         }
     }
 }
@@ -156,6 +159,15 @@ fn open_file_store(cfg: &Config) -> anyhow::Result<FileMasterKeyStore> {
     let path = dir.join(MASTER_KEYS_FILE);
     FileMasterKeyStore::open_or_create(&path, pass.as_bytes())
         .with_context(|| format!("opening the master-key store {}", path.display()))
+}
+
+/// The master-key file store under DATA_DIR/keys, if one exists: `serve` gives it to the
+/// platform for post-issuance scripts.
+pub fn master_store_if_present(cfg: &Config) -> anyhow::Result<Option<FileMasterKeyStore>> {
+    if !cfg.key_dir().join(MASTER_KEYS_FILE).exists() {
+        return Ok(None);
+    }
+    open_file_store(cfg).map(Some)
 }
 
 /// The production start check for `serve`: with --production, a master-key file store under
@@ -300,7 +312,11 @@ pub fn run(command: KeysCommand, cfg: &Config) -> anyhow::Result<std::process::E
                 (store.backend(), loaded)
             } else {
                 let store = open_file_store(cfg)?;
-                let loaded = store.load_test_key_set(keys::master::APP_TRANSIT)?;
+                let mut loaded = store.load_test_key_set(keys::master::APP_TRANSIT)?;
+                // The maintenance keys of the applications post-issuance scripts update.
+                for app in ["city", "health"] {
+                    loaded.push(store.load_test_maintenance_key(app)?);
+                }
                 (store.backend(), loaded)
             };
             eprintln!("loaded the development test key set (never for production):");

@@ -1,6 +1,7 @@
 //! `citycard`: one binary for the whole platform. Serves the API and console, imports
 //! department feeds, verifies the audit log, builds the demo city and runs the benchmarks.
 
+mod apps_cmd;
 mod bench;
 mod bench_denylist;
 mod bench_ledger;
@@ -76,6 +77,9 @@ enum Command {
     /// The double-entry ledger: check the books, balances, Beancount export.
     #[command(subcommand)]
     Ledger(ledger_cmd::LedgerCommand),
+    /// Application management (应用管理): the registry of card applications and functions.
+    #[command(subcommand)]
+    Apps(apps_cmd::AppsCommand),
     /// Benchmarks (results go to docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -297,12 +301,11 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
                 .or(cfg.listen.clone())
                 .unwrap_or_else(|| "127.0.0.1:8080".into());
             keys_cmd::refuse_test_keys_in_production(&cfg)?;
-            let mut p = open(&cfg).await?;
-            // Batch export over the API needs the master-key file store, when there is one.
-            if production_cmd::master_keys_present(&cfg) {
-                let keys: Arc<dyn keys::master::MasterKeyStore> =
-                    Arc::from(keys_cmd::open_store(&keys_cmd::StoreArgs::default(), &cfg)?);
-                p = p.with_master_keys(keys);
+            let p = open(&cfg).await?;
+            // Batch export, instant issuance and post-issuance scripts compute through the
+            // master-key file store, when there is one.
+            if let Some(masters) = keys_cmd::master_store_if_present(&cfg)? {
+                p.set_master_keys(Arc::new(masters));
             }
             if demo && p.resident_count().await? == 0 {
                 run_demo(&p, 3000, 7, 2021).await?;
@@ -537,6 +540,10 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
         Command::Bench(b) => {
             bench::run(b, &cfg).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Apps(c) => {
+            let p = open(&cfg).await?;
+            apps_cmd::run(c, &p).await
         }
         Command::Card(c) => card::run_card(c).await,
         Command::Psam(c) => card::run_psam(c),

@@ -21,7 +21,7 @@ use platform::{Caller, Platform};
 
 use crate::card::{AlgArg, save_card, write_atomic};
 use crate::config::Config;
-use crate::keys_cmd::{MASTER_KEYS_FILE, StoreArgs, open_store};
+use crate::keys_cmd::{StoreArgs, open_store};
 
 #[derive(clap::Subcommand)]
 pub enum OutletsCommand {
@@ -283,11 +283,6 @@ fn alg_text(a: AlgArg) -> &'static str {
 async fn open_with_keys(cfg: &Config, store: &StoreArgs) -> anyhow::Result<Platform> {
     let keys: Arc<dyn keys::master::MasterKeyStore> = Arc::from(open_store(store, cfg)?);
     Ok(crate::open(cfg).await?.with_master_keys(keys))
-}
-
-/// Whether the file master-key store exists (so `serve` can attach it).
-pub fn master_keys_present(cfg: &Config) -> bool {
-    cfg.key_dir().join(MASTER_KEYS_FILE).exists()
 }
 
 fn refuse_overwrite(path: &Path, force: bool) -> anyhow::Result<()> {

@@ -12,6 +12,7 @@ mod block;
 mod error;
 mod hash;
 mod key;
+mod line;
 mod mac;
 mod purse;
 mod signature;
@@ -24,6 +25,7 @@ pub use block::{
 pub use error::CryptoError;
 pub use hash::{SM3_LEN, sm3};
 pub use key::{Key, Key8, Key16, Key32};
+pub use line::{CHALLENGE_LEN, line_mac, retail_mac, sm4_cbc_mac_iv, test_maintenance_master};
 pub use mac::{MAC_LEN, MacKey, cbc_mac_des, cbc_mac_sm4, pad_iso9797_m2};
 pub use purse::{
     DivData, MasterKeys, PurseKeys, TransactionType, diversify, load_mac1, load_mac2,

@@ -159,7 +159,10 @@ fn origin_from_id(id: &[u8]) -> KeyOrigin {
 /// The template of a master key object: sensitive, never extractable, one usage.
 fn master_template(key: &KeyRef, origin: KeyOrigin) -> Result<Vec<Attribute>, MasterKeyError> {
     let (encrypt, wrap): (bool, bool) = match key.purpose() {
-        MasterPurpose::Purchase | MasterPurpose::Load | MasterPurpose::Tac => (true, false),
+        MasterPurpose::Purchase
+        | MasterPurpose::Load
+        | MasterPurpose::Tac
+        | MasterPurpose::Maintenance => (true, false),
         MasterPurpose::Transport => (true, false),
         other => {
             return Err(MasterKeyError::Unsupported {

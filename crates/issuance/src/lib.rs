@@ -8,6 +8,7 @@
 //! [`Effect`] for the platform to carry out.
 
 pub mod allocator;
+pub mod apps;
 pub mod denylist;
 pub mod lifecycle;
 pub mod production;

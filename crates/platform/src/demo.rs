@@ -369,6 +369,8 @@ pub async fn run(
     }
     progress("days", u64::from(days), u64::from(days));
     cards(p, residents, seed, today, &mut s, &progress).await?;
+    // Application management: the seed registry (idempotent across demo runs).
+    p.apps_seed(&cli).await?;
     s.audit_entries = p.store.audit_head().await?.map(|h| h.0).unwrap_or(0);
     Ok(s)
 }

@@ -6,6 +6,7 @@
 //! with the store and the vault, and is where the clock is read.
 
 pub mod applications;
+pub mod apps;
 pub mod audit_writer;
 pub mod cards;
 pub mod clock;
@@ -42,8 +43,9 @@ pub struct Platform {
     credentials: Arc<operators::CredentialCache>,
     deny_cache: Arc<cards::DenyCache>,
     ecode: Arc<crate::ecode::EcodeState>,
-    /// The card company's master-key store, when this process holds one (`with_master_keys`).
-    master_keys: Option<Arc<dyn keys::master::MasterKeyStore>>,
+    /// The card company's master-key store (file or HSM), when this process holds one:
+    /// production export, instant issuance and post-issuance scripts compute through it.
+    masters: Arc<std::sync::OnceLock<Arc<dyn keys::master::MasterKeyStore>>>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -99,7 +101,7 @@ impl Platform {
             credentials: Arc::new(operators::CredentialCache::default()),
             deny_cache: Arc::new(cards::DenyCache::default()),
             ecode: Arc::default(),
-            master_keys: None,
+            masters: Arc::default(),
         }
     }
 

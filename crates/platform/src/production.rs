@@ -516,20 +516,10 @@ fn plan_chain(
 impl Platform {
     /// Attaches the card company's master-key store (file or HSM): batch export and instant
     /// issuance diversify and wrap card keys through it.
+    /// This handle (and its clones) use `keys`, whatever other handles use.
     pub fn with_master_keys(mut self, keys: Arc<dyn MasterKeyStore>) -> Self {
-        self.master_keys = Some(keys);
+        self.masters = Arc::new(std::sync::OnceLock::from(keys));
         self
-    }
-
-    fn master_keys(&self) -> Result<Arc<dyn MasterKeyStore>> {
-        self.master_keys.clone().ok_or_else(|| {
-            PlatformError::Conflict(
-                "no master-key store is attached to this process: create one with \
-                 `citycard keys load-test-set` / `keys generate` (DATA_DIR/keys/master-keys.json) \
-                 or run the command with --pkcs11-module"
-                    .into(),
-            )
-        })
     }
 
     fn holder_name(&self, id_blind: &keys::BlindIndex, sealed: &Option<Vec<u8>>) -> Result<String> {
@@ -894,7 +884,7 @@ impl Platform {
                  file is no longer issued"
             )));
         }
-        let keys = self.master_keys()?;
+        let keys = self.master_keys()?.clone();
         let alg = parse_algorithm(&row.algorithm)?;
         let start = BcdDate::parse(&row.start_date)
             .map_err(|e| PlatformError::Unexpected(format!("batch start date: {e}")))?;
@@ -1397,7 +1387,7 @@ impl Platform {
         let clerk = self.clerk_at(caller, &o).await?;
         let alg = parse_algorithm(algorithm)?;
         let row = self.card_row(card).await?;
-        let keys = self.master_keys()?;
+        let keys = self.master_keys()?.clone();
         let start = bcd(self.clock.today())?;
         let expiry = start
             .plus_years(VALIDITY_YEARS)

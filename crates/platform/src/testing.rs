@@ -89,3 +89,21 @@ async fn try_fresh(backend: Backend) -> Result<TestPlatform> {
         schema,
     })
 }
+
+/// Gives `tp`'s platform a master-key store (a file store in the test's directory) holding
+/// the development maintenance master key for every application of the seed registry that
+/// has one (`city`, `health`). Never for production.
+pub fn install_test_master_keys(tp: &TestPlatform) -> Result<()> {
+    let store = keys::master::FileMasterKeyStore::create(
+        &tp.dir.path().join("master-keys.json"),
+        b"test master keys",
+    )
+    .map_err(|e| crate::PlatformError::Unexpected(e.to_string()))?;
+    for app in ["city", "health"] {
+        store
+            .load_test_maintenance_key(app)
+            .map_err(|e| crate::PlatformError::Unexpected(e.to_string()))?;
+    }
+    tp.platform.set_master_keys(Arc::new(store));
+    Ok(())
+}

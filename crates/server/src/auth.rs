@@ -47,6 +47,9 @@ const DENY_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
 const LEDGER_CHECKERS: &[Role] = &[ADM, CLR, AUD];
 const OUTLET_READERS: &[Role] = &[ADM, CLK, AUD];
 const COUNTER: &[Role] = &[CLK];
+const APP_READERS: &[Role] = &[ADM, CLK, DEP, AUD];
+const APP_MANAGERS: &[Role] = &[ADM, DEP];
+const APP_WORKERS: &[Role] = &[ADM, CLK, DEP];
 
 macro_rules! perm {
     ($m:ident $p:literal $a:expr) => {
@@ -114,6 +117,12 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/api/v1/batches/{batch}/personalization" Access::Roles(ADMINS)),
     perm!(POST "/api/v1/batches/{batch}/results" Access::Roles(ADMINS)),
     perm!(POST "/api/v1/batches/{batch}/distribution" Access::Roles(ADMINS)),
+    perm!(GET "/api/v1/apps" Access::Roles(APP_READERS)),
+    perm!(POST "/api/v1/apps" Access::Roles(APP_MANAGERS)),
+    perm!(POST "/api/v1/apps/{code}/functions" Access::Roles(APP_MANAGERS)),
+    perm!(GET "/api/v1/cards/{number}/functions" Access::Roles(APP_READERS)),
+    perm!(POST "/api/v1/cards/{number}/functions/{function}/script" Access::Roles(APP_WORKERS)),
+    perm!(POST "/api/v1/cards/{number}/functions/{function}/confirm" Access::Roles(APP_WORKERS)),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),
@@ -125,6 +134,7 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/console/cards" Access::Roles(CARD_READERS)),
     perm!(GET "/console/cards/batches" Access::Roles(OVERSIGHT)),
     perm!(GET "/console/cards/outlets" Access::Roles(OUTLET_READERS)),
+    perm!(GET "/console/cards/apps" Access::Roles(APP_READERS)),
 ];
 
 pub fn lookup(method: &Method, path: &str) -> Option<&'static Permission> {

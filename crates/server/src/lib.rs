@@ -5,6 +5,7 @@
 //! platform, and convert the answer into wire types by hand.
 
 pub mod api;
+pub mod apps_api;
 pub mod auth;
 pub mod cards_api;
 pub mod console;
@@ -161,6 +162,12 @@ pub fn router(platform: Platform) -> Router {
         .route("/api/v1/ecode/roots/{key_id}/rotate", post(ecode_api::root_rotate))
         .route("/api/v1/ecode/roots/{key_id}/withdraw", post(ecode_api::root_withdraw))
         .route("/api/v1/ecode/verify", post(ecode_api::verify))
+        .route("/api/v1/apps", get(apps_api::registry).post(apps_api::register_app))
+        .route("/api/v1/apps/{code}/functions", post(apps_api::register_function))
+        .route("/api/v1/cards/{number}/functions", get(apps_api::card_functions))
+        .route("/api/v1/cards/{number}/functions/{function}/script", post(apps_api::script))
+        .route("/api/v1/cards/{number}/functions/{function}/confirm", post(apps_api::confirm))
+        .route("/console/cards/apps", get(apps_api::console_page))
         .merge(console::routes())
         .merge(production_api::routes())
         .merge(production_console::routes())

@@ -105,6 +105,9 @@ impl utoipa::Modify for ProblemResponses {
         crate::production_api::batch_create, crate::production_api::batch,
         crate::production_api::export, crate::production_api::import,
         crate::production_api::distribute,
+        crate::apps_api::registry, crate::apps_api::register_app,
+        crate::apps_api::register_function, crate::apps_api::card_functions,
+        crate::apps_api::script, crate::apps_api::confirm,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -117,6 +120,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "ecode", description = "Electronic citizen card: phones, root keys, certificates, verification (电子市民卡)"),
         (name = "ledger", description = "The double-entry ledger: balances and the books' check (支付清算)"),
         (name = "production", description = "Production batches, service outlets and counter work (制卡与网点)"),
+        (name = "apps", description = "Application management and post-issuance scripts (应用管理)"),
     )
 )]
 pub struct ApiDoc;

@@ -560,7 +560,185 @@ async fn ledger_over_http(backend: Backend) {
     );
 }
 
+/// Application management over HTTP: the registry, department scoping (403 for another
+/// department), and a script for a card emulator's challenge, confirmed with the card's SW.
+async fn apps_over_http(backend: Backend) {
+    use platform::Caller;
+    use platform::cards::{CardRequest, parse_reason};
+    let app = start(backend).await;
+    let p = &app.tp.platform;
+    p.apps_seed(&Caller::cli("test")).await.unwrap();
+    platform::testing::install_test_master_keys(&app.tp).unwrap();
+    let clerk = app.token(Role::CounterClerk).await;
+    // The fixture's department officer belongs to the police.
+    let police = app.token(Role::DepartmentOfficer).await;
+    let auditor = app.token(Role::Auditor).await;
+
+    let r = app.get("/api/v1/apps", Some(&auditor)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reg = r.json();
+    assert_eq!(reg["apps"].as_array().unwrap().len(), 4);
+    assert_eq!(reg["functions"].as_array().unwrap().len(), 6);
+    let health = reg["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["code"] == "health")
+        .unwrap();
+    assert_eq!(health["owner"], "health");
+
+    // Police may register a police application, not a health one, nor add to HEALTH.
+    let app_json = |code: &str, owner: &str, aid: &str| {
+        serde_json::json!({"code": code, "name": "测试 Test", "aid": aid, "owner": owner,
+            "files": [{"sfi": 1, "structure": "linear", "record_len": 16, "records": 2}],
+            "key_purposes": ["maintenance"]})
+    };
+    let r = app
+        .post_json(
+            "/api/v1/apps",
+            Some(&police),
+            app_json("permit", "health", "F050455201"),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = app
+        .post_json(
+            "/api/v1/apps",
+            Some(&police),
+            app_json("permit", "police", "F050455201"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .post_json(
+            "/api/v1/apps/health/functions",
+            Some(&police),
+            serde_json::json!({"code": "clinic", "name": "诊所 Clinic", "app": "health",
+                "sfi": 2, "offset": 0, "len": 16}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = app
+        .post_json(
+            "/api/v1/apps/permit/functions",
+            Some(&police),
+            serde_json::json!({"code": "parking", "name": "停车 Parking", "app": "permit",
+                "sfi": 1, "record": 1, "parameters": "0A"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // An active card, and its chip.
+    let id = common::seeded_id(2);
+    let clerk_caller = Caller {
+        operator_id: Some(1),
+        username: "clerk".into(),
+        role: Role::CounterClerk,
+        department: None,
+        origin: "test".into(),
+    };
+    let officer = Caller {
+        role: Role::Administrator,
+        username: "officer".into(),
+        ..clerk_caller.clone()
+    };
+    let n = p
+        .apply_for_card(&clerk_caller, &id, "ordinary", None)
+        .await
+        .unwrap()
+        .number;
+    for (who, req, reason) in [
+        (&clerk_caller, CardRequest::Approve, "routine"),
+        (&officer, CardRequest::SendToProduction, "routine"),
+        (&Caller::cli("test"), CardRequest::ProductionDone, "routine"),
+        (&clerk_caller, CardRequest::DeliverToOutlet(1), "routine"),
+        (&clerk_caller, CardRequest::HandOver, "routine"),
+        (&clerk_caller, CardRequest::Activate, "holder_request"),
+    ] {
+        p.card_action(who, &n, req, parse_reason(reason).unwrap())
+            .await
+            .unwrap();
+    }
+    let m = crypto::test_maintenance_master();
+    let mut card = chip::personalize_with_maintenance(
+        &chip::PersonalizationRecord {
+            card_number: chip::CardNumber::parse(&n).unwrap(),
+            holder_name: "测试".into(),
+            id_number: id.clone(),
+            card_type: chip::CardType::Ordinary,
+            start_date: chip::BcdDate::new(2026, 11, 26).unwrap(),
+            expiry_date: chip::BcdDate::new(2036, 11, 26).unwrap(),
+            algorithm: crypto::Algorithm::Tdes,
+            employee: false,
+            pin: "123456".into(),
+            rng_seed: 3,
+        },
+        &crypto::MasterKeys::test_set(),
+        &[chip::MaintenanceMaster {
+            aid: chip::image::AID_CITY,
+            master: &m,
+        }],
+    )
+    .unwrap();
+    let sw = |r: &[u8]| u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]]);
+    assert_eq!(
+        sw(&card.process(&hex::decode("00A404000AF0434954594341524401").unwrap())),
+        0x9000
+    );
+    let ch = card.process(&[0x00, 0x84, 0x00, 0x00, 0x04]);
+    let challenge = hex::encode_upper(&ch[..4]);
+    let url = format!("/api/v1/cards/{n}/functions/campus");
+    // Police may not change the card company's functions on a card; the clerk may.
+    let body = serde_json::json!({"enable": true, "challenge": challenge, "algorithm": "3des"});
+    let r = app
+        .post_json(&format!("{url}/script"), Some(&police), body.clone())
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = app
+        .post_json(
+            &format!("{url}/script"),
+            Some(&clerk),
+            serde_json::json!({"enable": true, "challenge": "XYZ", "algorithm": "3des"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = app
+        .post_json(&format!("{url}/script"), Some(&clerk), body)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut last = 0;
+    for apdu in r.json()["apdus"].as_array().unwrap() {
+        last = sw(&card.process(&hex::decode(apdu.as_str().unwrap()).unwrap()));
+    }
+    assert_eq!(last, 0x9000);
+    let r = app
+        .post_json(
+            &format!("{url}/confirm"),
+            Some(&clerk),
+            serde_json::json!({"sw": format!("{last:04X}")}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["applied"], true);
+    let states = app
+        .get(&format!("/api/v1/cards/{n}/functions"), Some(&auditor))
+        .await
+        .json();
+    assert_eq!(states[0]["function"], "campus");
+    assert_eq!(states[0]["enabled"], true);
+    let page = app.get("/console/cards/apps?lang=zh", Some(&auditor)).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("应用管理") && page.body.contains("卫健"),
+        "{}",
+        page.body
+    );
+    let page = app.get("/console/cards/apps?lang=en", Some(&auditor)).await;
+    assert!(page.body.contains("Health commission"), "{}", page.body);
+}
+
 both_backends!(
+    apps_over_http,
     cards_over_http,
     ledger_over_http,
     role_matrix,

@@ -2,6 +2,7 @@
 //! touches the audit chain first takes the chain head's row lock (`FOR UPDATE`), which orders
 //! appends and the changes they record; reads run concurrently.
 
+mod apps;
 mod ecode;
 mod production;
 

@@ -3,6 +3,7 @@
 //! Write transactions start with `BEGIN IMMEDIATE` so that a second process (the CLI while the
 //! server runs) waits on the busy timeout instead of failing half-way.
 
+mod apps;
 mod ecode;
 mod production;
 

@@ -5,6 +5,9 @@
 pub mod ledger;
 
 pub use self::ledger::*;
+mod apps;
+pub use apps::*;
+
 use crate::*;
 use resident::{Field, Residency, Source};
 
@@ -488,7 +491,8 @@ macro_rules! conformance_tests {
             ledger_accounts_open_by_natural_key,
             ledger_batches_answer_each_transfer,
             ledger_pending_reserves_then_posts_or_voids,
-            balance_moves_release_once);
+            balance_moves_release_once,
+            apps_registry_and_card_functions);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn ledger_floors_hold_under_concurrency() {

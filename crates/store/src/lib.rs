@@ -7,6 +7,7 @@
 //! name or ID number in clear.
 
 mod applications;
+mod apps;
 mod ecode;
 mod error;
 pub mod ledger;
@@ -19,6 +20,7 @@ pub mod conformance;
 pub mod conformance_production;
 
 pub use applications::*;
+pub use apps::{AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, FunctionRow};
 pub use ecode::*;
 pub use error::StoreError;
 pub use ledger::LedgerStore;
@@ -36,7 +38,7 @@ pub const PAGE_MAX: u32 = 500;
 
 #[async_trait]
 pub trait Store:
-    ApplicationStore + EcodeStore + LedgerStore + ProductionStore + Send + Sync + 'static
+    ApplicationStore + AppsStore + EcodeStore + LedgerStore + ProductionStore + Send + Sync + 'static
 {
     fn backend(&self) -> Backend;
 

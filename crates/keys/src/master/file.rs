@@ -148,6 +148,18 @@ impl FileMasterKeyStore {
         .collect()
     }
 
+    /// Loads the development maintenance master key (`crypto::test_maintenance_master`) as
+    /// `app`'s maintenance key, version 1, marked [`KeyOrigin::TestKeySet`]. Never for
+    /// production.
+    pub fn load_test_maintenance_key(&self, app: &str) -> Result<MasterKeyInfo, MasterKeyError> {
+        let key = crypto::test_maintenance_master();
+        self.lock().insert(
+            &KeyRef::new(app, MasterPurpose::Maintenance, 1)?,
+            &key,
+            KeyOrigin::TestKeySet,
+        )
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the file half-written (writes are
         // atomic renames), so a poisoned lock is still consistent.

@@ -31,6 +31,14 @@ pub struct LoadFields {
     pub time: [u8; 3],
 }
 
+/// A post-issuance command to protect: the card's 4-byte challenge and the command as the MAC
+/// covers it, `CLA INS P1 P2 Lc data` with Lc counting the 4 MAC bytes still to come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineCommand {
+    pub challenge: [u8; 4],
+    pub command: Vec<u8>,
+}
+
 /// Which key, derived from the card key, computes the MAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MacDerivation {
@@ -39,6 +47,9 @@ pub enum MacDerivation {
     /// A session key from the 8-byte input I: 3DES `E_DK(I)` (single DES); SM4
     /// `E_DK(I || ~I)`.
     Session([u8; 8]),
+    /// The card key itself (DAMK) with the card's challenge as the initial value: the
+    /// line-protection MAC (`crypto::line_mac`).
+    Line([u8; 4]),
 }
 
 /// A MAC to compute: key derivation and the data (unpadded; the MAC pads with ISO/IEC 9797-1
@@ -108,6 +119,14 @@ impl MacInput {
         }
     }
 
+    /// Line protection: the MAC over the command under DAMK, IV = challenge || zeros.
+    pub(crate) fn line_protection(c: &LineCommand) -> Self {
+        MacInput {
+            derivation: MacDerivation::Line(c.challenge),
+            data: c.command.clone(),
+        }
+    }
+
     /// Load TAC = `MAC_TAC(balance after || online counter before || amount || 02 || terminal
     /// id || date || time)`; `None` when balance + amount overflows (no such TAC exists).
     pub(crate) fn load_tac(f: &LoadFields) -> Option<Self> {
@@ -138,6 +157,9 @@ pub fn software_mac(
     let key = match input.derivation {
         MacDerivation::Tac => crypto::tac_key(alg, card_key),
         MacDerivation::Session(i) => session_key(alg, card_key, &i),
+        MacDerivation::Line(challenge) => {
+            return crypto::line_mac(alg, card_key, challenge, &input.data);
+        }
     };
     key.mac(&input.data)
 }

@@ -19,7 +19,9 @@ mod file;
 mod input;
 
 pub use file::FileMasterKeyStore;
-pub use input::{LoadFields, MacDerivation, MacInput, PurchaseTacFields, software_mac};
+pub use input::{
+    LineCommand, LoadFields, MacDerivation, MacInput, PurchaseTacFields, software_mac,
+};
 
 use core::fmt;
 
@@ -50,6 +52,9 @@ pub enum MasterPurpose {
     EcodeRoot,
     /// Transport key: wraps diversified card keys on their way to personalization.
     Transport,
+    /// Application maintenance master key: diversified per card into DAMK, which protects
+    /// post-issuance UPDATE commands with a line-protection MAC (`docs/app-scripts.md`).
+    Maintenance,
 }
 
 impl MasterPurpose {
@@ -61,6 +66,7 @@ impl MasterPurpose {
             MasterPurpose::Pin => "pin",
             MasterPurpose::EcodeRoot => "ecode_root",
             MasterPurpose::Transport => "transport",
+            MasterPurpose::Maintenance => "maintenance",
         }
     }
 
@@ -73,6 +79,7 @@ impl MasterPurpose {
             MasterPurpose::Pin,
             MasterPurpose::EcodeRoot,
             MasterPurpose::Transport,
+            MasterPurpose::Maintenance,
         ]
         .into_iter()
         .find(|p| p.as_str() == text)
@@ -361,11 +368,12 @@ pub trait MasterKeyStore: Send + Sync {
     /// check value. Production start refuses a store for which this is true.
     fn test_key_set_present(&self) -> Result<bool, MasterKeyError> {
         let test = MasterKeys::test_set();
-        let test_kcvs: Vec<[u8; 3]> = [&test.purchase, &test.load, &test.tac]
+        let maintenance = crypto::test_maintenance_master();
+        let test_kcvs: Vec<[u8; 3]> = [&test.purchase, &test.load, &test.tac, &maintenance]
             .iter()
             .map(|k| k.kcv(Algorithm::Tdes))
             .collect();
-        let test_kcvs_sm4: Vec<[u8; 3]> = [&test.purchase, &test.load, &test.tac]
+        let test_kcvs_sm4: Vec<[u8; 3]> = [&test.purchase, &test.load, &test.tac, &maintenance]
             .iter()
             .map(|k| k.kcv(Algorithm::Sm4))
             .collect();
@@ -429,6 +437,25 @@ pub trait MasterKeyStore: Send + Sync {
         self.card_mac(load_master, alg, div, &MacInput::load_mac2(fields))
     }
 
+    /// The line-protection MAC of a post-issuance command (`docs/app-scripts.md`) under the
+    /// card's DAMK, diversified from the maintenance master key `maintenance_master` for card
+    /// `div`, with the card's challenge in the initial value.
+    fn line_protection_mac(
+        &self,
+        maintenance_master: &KeyRef,
+        alg: Algorithm,
+        div: &DivData,
+        command: &LineCommand,
+    ) -> Result<[u8; MAC_LEN], MasterKeyError> {
+        expect_purpose(maintenance_master, MasterPurpose::Maintenance)?;
+        self.card_mac(
+            maintenance_master,
+            alg,
+            div,
+            &MacInput::line_protection(command),
+        )
+    }
+
     /// Checks the TAC a card returned from CREDIT FOR LOAD.
     fn verify_load_tac(
         &self,
@@ -470,13 +497,17 @@ fn expect_purpose(key: &KeyRef, expected: MasterPurpose) -> Result<(), MasterKey
     }
 }
 
-/// Checks that `key` may be diversified for a card (purchase, load or TAC master key).
+/// Checks that `key` may be diversified for a card (purchase, load, TAC or maintenance master
+/// key).
 pub fn expect_card_master(key: &KeyRef) -> Result<(), MasterKeyError> {
     match key.purpose {
-        MasterPurpose::Purchase | MasterPurpose::Load | MasterPurpose::Tac => Ok(()),
+        MasterPurpose::Purchase
+        | MasterPurpose::Load
+        | MasterPurpose::Tac
+        | MasterPurpose::Maintenance => Ok(()),
         other => Err(MasterKeyError::WrongPurpose {
             key: key.clone(),
-            expected: "purchase, load or tac",
+            expected: "purchase, load, tac or maintenance",
             actual: other.as_str(),
         }),
     }

@@ -49,6 +49,10 @@ async fn the_demo_city_has_the_stated_counts(f: Fixture) {
         Ok(s.audit_entries as u64)
     );
 
+    // The application registry is seeded (SSSE, TRANSIT, HEALTH, CITY and six functions).
+    let registry = f.p.apps_registry().await.unwrap();
+    assert_eq!((registry.apps.len(), registry.functions.len()), (4, 6));
+
     let steps = steps.lock().unwrap().clone();
     assert_eq!(steps.first(), Some(&("police feed".to_string(), 0, 300)));
     assert!(steps.contains(&("days".to_string(), 2, 2)), "{steps:?}");

@@ -5,6 +5,7 @@
 mod fixture;
 
 mod applications;
+mod apps;
 mod at_rest;
 mod cards;
 mod concurrency;
