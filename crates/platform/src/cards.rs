@@ -699,6 +699,13 @@ impl Platform {
     pub fn deny_list_public_key(&self) -> [u8; 33] {
         self.denylist_signer.public_key()
     }
+
+    /// Whether a card is on the deny-list at its current version (the set terminals get).
+    pub async fn deny_listed(&self, number: &str) -> Result<bool> {
+        let seq = deny_sequence(number)?;
+        let version = self.store.deny_list_version().await?;
+        Ok(self.deny_set_at(version).await?.contains(&seq))
+    }
 }
 
 /// What one sweep did.
