@@ -786,6 +786,21 @@ async fn card_console_page(backend: Backend) {
     act("deliver_to_outlet", "routine", clerk.clone()).await;
     act("hand_over", "routine", clerk.clone()).await;
     act("activate", "holder_request", clerk.clone()).await;
+    // The holder's phone, enrolled while the card is active, leaves with the lost report.
+    let phone = ecode::Phone::new(
+        ecode::DeviceId::parse("app-0001").unwrap(),
+        &crypto::Key32::from_bytes([0x42; 32]),
+    )
+    .unwrap();
+    let r = app
+        .post_json(
+            &format!("/api/v1/cards/{number}/devices"),
+            Some(&clerk),
+            serde_json::json!({"device_id": "app-0001",
+                               "public_key": hex::encode_upper(phone.public_key().to_compressed())}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
     act("report_lost", "lost", clerk.clone()).await;
     // Money on the card's e-purse shadow: 12.34 yuan.
     let p = &app.tp.platform;
@@ -863,6 +878,11 @@ async fn card_console_page(backend: Backend) {
         "{html}"
     );
     assert!(html.contains("柜面") && html.contains("无照片"), "{html}");
+    assert!(
+        html.contains("<td>app-0001</td><td>revoked</td>") && html.contains("card_reported_lost"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"no-functions\""), "{html}");
     // Masked: neither the full ID number nor the full name is anywhere in the page.
     assert!(!html.contains(&id), "full ID number leaked");
     assert!(!html.contains(&full_name), "full name leaked");
