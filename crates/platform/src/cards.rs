@@ -699,6 +699,19 @@ impl Platform {
     pub fn deny_list_public_key(&self) -> [u8; 33] {
         self.denylist_signer.public_key()
     }
+
+    /// Whether a card is on the deny-list at its current version (the set terminals get).
+    pub async fn deny_listed(&self, number: &str) -> Result<bool> {
+        let seq = deny_sequence(number)?;
+        let version = self.store.deny_list_version().await?;
+        // Usually the cached set is current: answer from it without copying it.
+        if let Some((v, set)) = self.deny_cache.0.lock().await.as_ref()
+            && *v == version
+        {
+            return Ok(set.contains(&seq));
+        }
+        Ok(self.deny_set_at(version).await?.contains(&seq))
+    }
 }
 
 /// What one sweep did.

@@ -135,6 +135,7 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/console/cards/batches" Access::Roles(OVERSIGHT)),
     perm!(GET "/console/cards/outlets" Access::Roles(OUTLET_READERS)),
     perm!(GET "/console/cards/apps" Access::Roles(APP_READERS)),
+    perm!(GET "/console/cards/{number}" Access::Roles(CARD_READERS)),
 ];
 
 pub fn lookup(method: &Method, path: &str) -> Option<&'static Permission> {

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod apps_api;
 pub mod auth;
+mod card_console;
 pub mod cards_api;
 pub mod console;
 pub mod ecode_api;
@@ -171,6 +172,7 @@ pub fn router(platform: Platform) -> Router {
         .merge(console::routes())
         .merge(production_api::routes())
         .merge(production_console::routes())
+        .merge(card_console::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .route_layer(middleware::from_fn(track))

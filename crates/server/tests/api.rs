@@ -737,7 +737,241 @@ async fn apps_over_http(backend: Backend) {
     assert!(page.body.contains("Health commission"), "{}", page.body);
 }
 
+/// The card's console page: a card taken through a few actions, read in Chinese and English,
+/// holder masked, timeline, balances and deny-list shown; auditors read it, a clearing officer
+/// is refused, the read is audited; a missing card and a malformed number get clear pages.
+async fn card_console_page(backend: Backend) {
+    let app = start(backend).await;
+    let clerk = app.token(Role::CounterClerk).await;
+    let admin = app.token(Role::Administrator).await;
+    let auditor = app.token(Role::Auditor).await;
+    let clearing = app.token(Role::ClearingOfficer).await;
+    let id = common::seeded_id(2);
+    let r = app
+        .post_json(
+            "/api/v1/cards",
+            Some(&clerk),
+            serde_json::json!({"id_number": id, "card_type": "ordinary"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let number = r.json()["number"].as_str().unwrap().to_string();
+    let act = |action: &'static str, reason: &'static str, token: String| {
+        let app = &app;
+        let number = number.clone();
+        async move {
+            let r = app
+                .post_json(
+                    &format!("/api/v1/cards/{number}/actions"),
+                    Some(&token),
+                    serde_json::json!({"action": action, "reason": reason, "outlet": 7}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{action}: {}", r.body);
+        }
+    };
+    act("approve", "routine", clerk.clone()).await;
+    act("send_to_production", "routine", admin.clone()).await;
+    // The bureau's result is the system's word, not an operator's.
+    app.tp
+        .platform
+        .card_action(
+            &platform::Caller::cli("bureau"),
+            &number,
+            platform::cards::CardRequest::ProductionDone,
+            platform::cards::Reason::Routine,
+        )
+        .await
+        .unwrap();
+    act("deliver_to_outlet", "routine", clerk.clone()).await;
+    act("hand_over", "routine", clerk.clone()).await;
+    act("activate", "holder_request", clerk.clone()).await;
+    // The holder's phone, enrolled while the card is active, leaves with the lost report.
+    let phone = ecode::Phone::new(
+        ecode::DeviceId::parse("app-0001").unwrap(),
+        &crypto::Key32::from_bytes([0x42; 32]),
+    )
+    .unwrap();
+    let r = app
+        .post_json(
+            &format!("/api/v1/cards/{number}/devices"),
+            Some(&clerk),
+            serde_json::json!({"device_id": "app-0001",
+                               "public_key": hex::encode_upper(phone.public_key().to_compressed())}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    act("report_lost", "lost", clerk.clone()).await;
+    // Money on the card's e-purse shadow: 12.34 yuan.
+    let p = &app.tp.platform;
+    let sys = platform::Caller::cli("test");
+    let rows = p
+        .ledger_accounts(
+            &sys,
+            &[
+                ledger::AccountKey::new(
+                    ledger::AccountKind::BankFloat,
+                    ledger::Owner::Bank("ICBC".into()),
+                    ledger::Unit::Cny,
+                )
+                .unwrap(),
+                ledger::AccountKey::epurse_shadow(&number),
+            ],
+        )
+        .await
+        .unwrap();
+    p.transfer(
+        &sys,
+        ledger::Transfer::simple(
+            ledger::IdempotencyKey::parse("load-page").unwrap(),
+            ledger::TransferKind::Load,
+            "",
+            rows[0].id,
+            rows[1].id,
+            ledger::Unit::Cny,
+            ledger::Amount(1_234),
+        ),
+    )
+    .await
+    .unwrap();
+    let holder = p.resident_by_id_number(&sys, &id, true).await.unwrap();
+    let full_name = holder.name.unwrap();
+    let reads_before = p
+        .store
+        .audit_recent(Some("card.read"), 1000)
+        .await
+        .unwrap()
+        .len();
+
+    let path = format!("/console/cards/{number}");
+    let zh = app.get(&format!("{path}?lang=zh"), Some(&auditor)).await;
+    assert_eq!(zh.status, 200, "{}", zh.body);
+    let html = &zh.body;
+    assert!(html.contains("lang=\"zh-CN\""), "{html}");
+    assert!(html.contains(&number), "{html}");
+    assert!(html.contains("data-state=\"reported_lost\">挂失"), "{html}");
+    for (what, why) in [
+        ("申请", "持卡人申请"),
+        ("审核通过", "例行流程"),
+        ("挂失", "遗失"),
+    ] {
+        assert!(
+            html.contains(&format!(
+                "<td class=\"event-action\">{what}</td><td>{why}</td>"
+            )),
+            "{what}: {html}"
+        );
+    }
+    assert_eq!(html.matches("class=\"event-action\"").count(), 8, "{html}");
+    assert!(html.contains("正常使用 → 挂失"), "{html}");
+    assert!(html.contains("operator:counter-clerk"), "{html}");
+    assert!(
+        html.contains("<td id=\"balance-epurse\">12.34</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td id=\"balance-pending\">0.00</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td id=\"denylisted\"><span class=\"warn\">是</span>"),
+        "{html}"
+    );
+    assert!(html.contains("柜面") && html.contains("无照片"), "{html}");
+    assert!(
+        html.contains("<td>app-0001</td><td>revoked</td>") && html.contains("card_reported_lost"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"no-functions\""), "{html}");
+    // Masked: neither the full ID number nor the full name is anywhere in the page.
+    assert!(!html.contains(&id), "full ID number leaked");
+    assert!(!html.contains(&full_name), "full name leaked");
+    assert!(
+        html.contains("<td id=\"holder-id\">") && html.contains('*'),
+        "{html}"
+    );
+
+    let en = app.get(&format!("{path}?lang=en"), Some(&auditor)).await;
+    assert_eq!(en.status, 200, "{}", en.body);
+    let html = &en.body;
+    assert!(
+        html.contains("data-state=\"reported_lost\">reported lost"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td class=\"event-action\">report lost</td><td>lost</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Balances (yuan)") && html.contains("12.34"),
+        "{html}"
+    );
+    // The second read answers from the deny-list cache the first one built.
+    assert!(
+        html.contains("<td id=\"denylisted\"><span class=\"warn\">yes</span>"),
+        "{html}"
+    );
+    assert!(!html.contains(&id) && !html.contains(&full_name));
+
+    // The reads went through the audited platform methods.
+    let reads = p.store.audit_recent(Some("card.read"), 1000).await.unwrap();
+    assert_eq!(reads.len(), reads_before + 2);
+    assert!(
+        reads[..2]
+            .iter()
+            .all(|e| e.draft.actor == "operator:auditor"
+                && e.draft.record == format!("card:{number}")),
+        "{reads:?}"
+    );
+    let money = p
+        .store
+        .audit_recent(Some("ledger.balances.read"), 10)
+        .await
+        .unwrap();
+    assert!(
+        money
+            .iter()
+            .any(|e| e.draft.record == format!("card:{number}"))
+    );
+
+    // A clerk and an administrator read it; a clearing officer does not.
+    for t in [&clerk, &admin] {
+        assert_eq!(app.get(&path, Some(t)).await.status, 200);
+    }
+    let r = app.get(&path, Some(&clearing)).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // The card list links to the page.
+    let list = app.get("/console/cards", Some(&auditor)).await;
+    assert!(
+        list.body
+            .contains(&format!("href=\"/console/cards/{number}\"")),
+        "{}",
+        list.body
+    );
+    // A missing card: the console's not-found page; a malformed number: a clear error.
+    let r = app
+        .get("/console/cards/4101000000000000?lang=en", Some(&auditor))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(
+        r.body.contains("No such card") && r.body.contains("<html"),
+        "{}",
+        r.body
+    );
+    let r = app.get("/console/cards/12x", Some(&auditor)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("卡号格式不正确"), "{}", r.body);
+    // The static pages under /console/cards/ still win over the number.
+    assert_eq!(
+        app.get("/console/cards/outlets", Some(&auditor))
+            .await
+            .status,
+        200
+    );
+}
+
 both_backends!(
+    card_console_page,
     apps_over_http,
     cards_over_http,
     ledger_over_http,

@@ -181,6 +181,25 @@ async fn console_in_chromium() {
     assert_eq!(text_of(&c, "#cards td.state").await, "applied");
     shot(&c, "035-cards").await;
 
+    // The number links to the card's own page: state, timeline, balances, holder masked.
+    c.find(Locator::Css("#cards td.card-number a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text_of(&c, "#card-number").await, card.number);
+    assert_eq!(text_of(&c, "#card-state").await, "已申请 (applied)");
+    assert_eq!(text_of(&c, "#events tbody td.event-action").await, "申请");
+    assert_eq!(text_of(&c, "#balance-epurse").await, "0.00");
+    let holder_id = text_of(&c, "#holder-id").await;
+    assert!(holder_id.contains('*') && holder_id != common::seeded_id(2));
+    shot(&c, "036-card").await;
+    // On a phone's width the page still reads (the tables scroll inside their box).
+    c.set_window_size(390, 844).await.unwrap();
+    shot(&c, "037-card-phone").await;
+    c.set_window_size(1200, 900).await.unwrap();
+
     // Search by ID number: masked by default.
     let id = common::seeded_id(3);
     c.goto(&url("/console/residents")).await.unwrap();
