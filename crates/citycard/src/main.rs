@@ -318,6 +318,16 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
                 "citycard serving on http://{addr}/console/ (API under /api/, OpenAPI at /api/openapi.json)"
             );
             tracing::info!(%addr, storage = %cfg.storage()?.describe(), "serving");
+            // Build the deny-list once in the background, so the first terminal to download it
+            // gets the cached set (replaying a million-entry log takes seconds).
+            tokio::spawn({
+                let p = p.clone();
+                async move {
+                    if let Err(e) = p.deny_list_full().await {
+                        tracing::warn!(error = %e, "warming the deny-list failed");
+                    }
+                }
+            });
             server::serve(listener, p, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
