@@ -1199,6 +1199,14 @@ impl Platform {
     ) -> Result<()> {
         let now = self.clock.now_ms();
         let day = day_text(business_day(now));
+        // Phones are enrolled only on active cards and revoked by the storage when the card
+        // leaves active (a lost report, a replacement): their audit entries go with it.
+        if let Some(last) = changes.last() {
+            drafts.extend(
+                self.ecode_devices_leaving(caller, "active", &last.card)
+                    .await?,
+            );
+        }
         drafts.push(caller.draft(
             &format!("counter.{act}"),
             format!("outlet:{}", outlet.code),

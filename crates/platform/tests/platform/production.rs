@@ -360,9 +360,33 @@ async fn counter_journal_and_reconciliation(f: Fixture) {
     let (c1, c2) = (&s.cards[0], &s.cards[1]);
     p.counter_hand_over(&s.clerk_a, "ZZ-A", c1).await.unwrap();
     p.counter_hand_over(&s.clerk_a, "ZZ-A", c2).await.unwrap();
+    // The holder's phone is bound to the card; a lost report at the counter revokes it, with
+    // its audit entry, in the same transaction.
+    let phone = ecode::Phone::new(
+        ecode::DeviceId::parse("phone-c1").unwrap(),
+        &crypto::Key32::from_bytes([0x21; 32]),
+    )
+    .unwrap();
+    p.ecode_device_bind(
+        &s.clerk_a,
+        c1,
+        phone.device_id().as_str(),
+        &phone.public_key().to_compressed(),
+    )
+    .await
+    .unwrap();
     // A lost report at the other outlet is journaled there.
     let lost = p.counter_report_lost(&s.clerk_b, "ZZ-B", c1).await.unwrap();
     assert_eq!(lost.state, "reported_lost");
+    let devices = p.ecode_devices(&admin(), c1).await.unwrap();
+    assert!(devices.iter().all(|d| d.state != "active"), "{devices:?}");
+    let revoked = p
+        .store
+        .audit_recent(Some("ecode.device.revoke"), 10)
+        .await
+        .unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].draft.record, format!("card:{c1}"));
     let rep = p
         .counter_replace(&s.clerk_a, "ZZ-A", c1, parse_reason("lost").unwrap())
         .await
