@@ -13,6 +13,7 @@ mod demo;
 mod ecode;
 mod import;
 mod ledger;
+mod lifecycle_random;
 mod lookup;
 mod operators;
 mod production;
