@@ -385,10 +385,10 @@ impl Platform {
             created_ms: now,
         };
         self.store
-            .card_insert_application(
+            .card_insert(
                 &card,
                 &event,
-                &application,
+                Some(&application),
                 caller.draft(
                     "card.apply",
                     format!("card:{}", card.number),

@@ -1,13 +1,10 @@
 //! `ApplicationStore` on PostgreSQL.
 
-use crate::{append_audit, blind, db, insert_card, insert_event, lock_head};
+use crate::{append_audit, blind, db, lock_head};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
-use store::{
-    ApplicationRow, ApplicationStore, CardEventRow, CardRow, EnrolmentRow, NewEnrolment, Result,
-    StoreError,
-};
+use store::{ApplicationRow, ApplicationStore, EnrolmentRow, NewEnrolment, Result, StoreError};
 
 use crate::PgStore;
 
@@ -37,37 +34,6 @@ fn enrolment_row(r: &PgRow) -> Result<EnrolmentRow> {
 
 #[async_trait]
 impl ApplicationStore for PgStore {
-    async fn card_insert_application(
-        &self,
-        card: &CardRow,
-        event: &CardEventRow,
-        a: &ApplicationRow,
-        audit: audit::Draft,
-        now_ms: i64,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        lock_head(&mut tx).await?;
-        insert_card(&mut tx, card).await?;
-        sqlx::query(
-            "INSERT INTO card_applications (number, channel, delivery, outlet_code, photo_ref, \
-             guardian_resident_id, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&a.number)
-        .bind(&a.channel)
-        .bind(&a.delivery)
-        .bind(&a.outlet_code)
-        .bind(&a.photo_ref)
-        .bind(a.guardian_resident_id)
-        .bind(a.created_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        insert_event(&mut tx, event).await?;
-        append_audit(&mut tx, audit, now_ms).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(())
-    }
-
     async fn card_application(&self, number: &str) -> Result<Option<ApplicationRow>> {
         sqlx::query("SELECT * FROM card_applications WHERE number = $1")
             .bind(number)

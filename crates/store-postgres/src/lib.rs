@@ -14,10 +14,10 @@ use sqlx::{PgPool, Row};
 use std::str::FromStr;
 use std::time::Duration;
 use store::{
-    ApplyCounts, Backend, BalanceMoveRow, CardChange, CardEventRow, CardRow, ChangeRow,
-    CredentialKind, CurrentMacs, DenyChangeRow, DenyOp, FeedRow, FeedTotals, NewCredential,
-    NewFeed, NewOperator, OperatorRow, ResidentRow, Result, Role, SealedFacts, Store, StoreError,
-    StoredDataKeys,
+    ApplicationRow, ApplyCounts, Backend, BalanceMoveRow, CardChange, CardEventRow, CardRow,
+    ChangeRow, CredentialKind, CurrentMacs, DenyChangeRow, DenyOp, FeedRow, FeedTotals,
+    NewCredential, NewFeed, NewOperator, OperatorRow, ResidentRow, Result, Role, SealedFacts,
+    Store, StoreError, StoredDataKeys,
 };
 
 mod applications;
@@ -851,12 +851,29 @@ impl Store for PgStore {
         &self,
         card: &CardRow,
         event: &CardEventRow,
+        application: Option<&ApplicationRow>,
         audit: audit::Draft,
         now_ms: i64,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_head(&mut tx).await?;
         insert_card(&mut tx, card).await?;
+        if let Some(a) = application {
+            sqlx::query(
+                "INSERT INTO card_applications (number, channel, delivery, outlet_code, photo_ref, \
+                 guardian_resident_id, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&a.number)
+            .bind(&a.channel)
+            .bind(&a.delivery)
+            .bind(&a.outlet_code)
+            .bind(&a.photo_ref)
+            .bind(a.guardian_resident_id)
+            .bind(a.created_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
         insert_event(&mut tx, event).await?;
         append_audit(&mut tx, audit, now_ms).await?;
         tx.commit().await.map_err(db)?;

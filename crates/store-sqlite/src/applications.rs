@@ -1,13 +1,10 @@
 //! `ApplicationStore` on SQLite.
 
-use crate::{append_audit, blind, db, insert_card, insert_event};
+use crate::{append_audit, blind, db};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use store::{
-    ApplicationRow, ApplicationStore, CardEventRow, CardRow, EnrolmentRow, NewEnrolment, Result,
-    StoreError,
-};
+use store::{ApplicationRow, ApplicationStore, EnrolmentRow, NewEnrolment, Result, StoreError};
 
 use crate::SqliteStore;
 
@@ -37,36 +34,6 @@ fn enrolment_row(r: &SqliteRow) -> Result<EnrolmentRow> {
 
 #[async_trait]
 impl ApplicationStore for SqliteStore {
-    async fn card_insert_application(
-        &self,
-        card: &CardRow,
-        event: &CardEventRow,
-        a: &ApplicationRow,
-        audit: audit::Draft,
-        now_ms: i64,
-    ) -> Result<()> {
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        insert_card(&mut tx, card).await?;
-        sqlx::query(
-            "INSERT INTO card_applications (number, channel, delivery, outlet_code, photo_ref, \
-             guardian_resident_id, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&a.number)
-        .bind(&a.channel)
-        .bind(&a.delivery)
-        .bind(&a.outlet_code)
-        .bind(&a.photo_ref)
-        .bind(a.guardian_resident_id)
-        .bind(a.created_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        insert_event(&mut tx, event).await?;
-        append_audit(&mut tx, audit, now_ms).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(())
-    }
-
     async fn card_application(&self, number: &str) -> Result<Option<ApplicationRow>> {
         sqlx::query("SELECT * FROM card_applications WHERE number = ?")
             .bind(number)

@@ -19,10 +19,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 use store::{
-    ApplyCounts, Backend, BalanceMoveRow, CardChange, CardEventRow, CardRow, ChangeRow,
-    CredentialKind, CurrentMacs, DenyChangeRow, DenyOp, FeedRow, FeedTotals, NewCredential,
-    NewFeed, NewOperator, OperatorRow, ResidentRow, Result, Role, SealedFacts, Store, StoreError,
-    StoredDataKeys,
+    ApplicationRow, ApplyCounts, Backend, BalanceMoveRow, CardChange, CardEventRow, CardRow,
+    ChangeRow, CredentialKind, CurrentMacs, DenyChangeRow, DenyOp, FeedRow, FeedTotals,
+    NewCredential, NewFeed, NewOperator, OperatorRow, ResidentRow, Result, Role, SealedFacts,
+    Store, StoreError, StoredDataKeys,
 };
 
 mod applications;
@@ -857,11 +857,28 @@ impl Store for SqliteStore {
         &self,
         card: &CardRow,
         event: &CardEventRow,
+        application: Option<&ApplicationRow>,
         audit: audit::Draft,
         now_ms: i64,
     ) -> Result<()> {
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         insert_card(&mut tx, card).await?;
+        if let Some(a) = application {
+            sqlx::query(
+                "INSERT INTO card_applications (number, channel, delivery, outlet_code, photo_ref, \
+                 guardian_resident_id, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&a.number)
+            .bind(&a.channel)
+            .bind(&a.delivery)
+            .bind(&a.outlet_code)
+            .bind(&a.photo_ref)
+            .bind(a.guardian_resident_id)
+            .bind(a.created_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
         insert_event(&mut tx, event).await?;
         append_audit(&mut tx, audit, now_ms).await?;
         tx.commit().await.map_err(db)?;

@@ -1,7 +1,7 @@
 //! Card applications' details (channel, delivery choice, photo reference, guardian) and the
 //! service enrolment of non-residents who hold another city's social security card.
 
-use crate::{CardEventRow, CardRow, Result};
+use crate::Result;
 use async_trait::async_trait;
 use keys::BlindIndex;
 
@@ -44,17 +44,6 @@ pub struct EnrolmentRow {
 
 #[async_trait]
 pub trait ApplicationStore: Send + Sync {
-    /// Stores a new card (an application) with its details, first event and audit entry in
-    /// one transaction. `Conflict` when the resident already has a live card.
-    async fn card_insert_application(
-        &self,
-        card: &CardRow,
-        event: &CardEventRow,
-        application: &ApplicationRow,
-        audit: audit::Draft,
-        now_ms: i64,
-    ) -> Result<()>;
-
     async fn card_application(&self, number: &str) -> Result<Option<ApplicationRow>>;
 
     /// Enrols a non-resident. `Conflict` when the resident or the card is already enrolled

@@ -365,6 +365,7 @@ pub async fn cards_keep_one_live_card_and_change_atomically(s: &dyn Store) {
     s.card_insert(
         &card(a, r1, "active", 1),
         &event(a, "-", "applied"),
+        None,
         draft("card.apply"),
         NOW,
     )
@@ -375,6 +376,7 @@ pub async fn cards_keep_one_live_card_and_change_atomically(s: &dyn Store) {
         .card_insert(
             &card(bb, r1, "applied", 1),
             &event(bb, "-", "applied"),
+            None,
             draft("card.apply"),
             NOW,
         )
@@ -386,6 +388,7 @@ pub async fn cards_keep_one_live_card_and_change_atomically(s: &dyn Store) {
         .card_insert(
             &card(a, r2, "applied", 1),
             &event(a, "-", "applied"),
+            None,
             draft("card.apply"),
             NOW,
         )
@@ -449,6 +452,7 @@ pub async fn cards_keep_one_live_card_and_change_atomically(s: &dyn Store) {
     s.card_insert(
         &card(c, r2, "active", 1),
         &event(c, "-", "active"),
+        None,
         draft("card.apply"),
         NOW,
     )
@@ -540,10 +544,10 @@ pub async fn applications_and_enrolments(s: &dyn Store) {
         guardian_resident_id: Some(r2),
         created_ms: NOW,
     };
-    s.card_insert_application(
+    s.card_insert(
         &card(a, r1, "applied", 1),
         &event(a, "-", "applied"),
-        &app(a),
+        Some(&app(a)),
         draft("card.apply"),
         NOW,
     )
@@ -553,10 +557,10 @@ pub async fn applications_and_enrolments(s: &dyn Store) {
     // A refused card (second live card) leaves no application row and no audit entry.
     let head = s.audit_head().await.unwrap().unwrap().0;
     let dup = s
-        .card_insert_application(
+        .card_insert(
             &card(bb, r1, "applied", 1),
             &event(bb, "-", "applied"),
-            &app(bb),
+            Some(&app(bb)),
             draft("card.apply"),
             NOW,
         )

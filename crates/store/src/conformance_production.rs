@@ -58,6 +58,7 @@ async fn approved_cards(s: &dyn Store, n: u32) -> Vec<String> {
         s.card_insert(
             &card(&number, r.id, "approved", 1),
             &event(&number, "-", "approved"),
+            None,
             draft("card.apply"),
             NOW,
         )

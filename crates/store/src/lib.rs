@@ -129,12 +129,14 @@ pub trait Store:
     /// The next card sequence number, never handed out twice (also across restarts).
     async fn card_sequence_next(&self) -> Result<u32>;
 
-    /// Stores a new card (an application) with its first event. Refused with `Conflict` when
-    /// the resident already has a live card or the number exists.
+    /// Stores a new card (an application) with its first event and, when given, what the
+    /// application asked for, in one transaction. Refused with `Conflict` when the resident
+    /// already has a live card or the number exists.
     async fn card_insert(
         &self,
         card: &CardRow,
         event: &CardEventRow,
+        application: Option<&ApplicationRow>,
         audit: audit::Draft,
         now_ms: i64,
     ) -> Result<()>;

@@ -108,6 +108,7 @@ pub async fn apps_registry_and_card_functions(s: &dyn Store) {
     s.card_insert(
         &card(n, r1, "active", 1),
         &event(n, "-", "active"),
+        None,
         draft("card.apply"),
         NOW,
     )

@@ -45,6 +45,7 @@ pub async fn ecode_devices_roots_and_certificates(s: &dyn Store) {
         s.card_insert(
             &card(n, r, state, 1),
             &event(n, "-", state),
+            None,
             draft("card"),
             NOW,
         )

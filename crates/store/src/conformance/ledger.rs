@@ -451,6 +451,7 @@ pub async fn balance_moves_release_once(s: &dyn Store) {
     s.card_insert(
         &card(old, r1, "active", 1),
         &event(old, "-", "active"),
+        None,
         draft("card.apply"),
         NOW,
     )
