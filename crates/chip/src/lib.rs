@@ -46,5 +46,6 @@ pub use records::CardType;
 pub use sw::Sw;
 pub use terminal_id::{TerminalId, TerminalIdError};
 pub use transported::{
-    TransportError, TransportedKey, TransportedPurseKeys, personalize_transported,
+    TransportError, TransportedKey, TransportedMaintenanceKey, TransportedPurseKeys,
+    personalize_transported,
 };

@@ -465,19 +465,35 @@ pub fn personalize_with_maintenance(
     masters: &MasterKeys,
     maintenance: &[MaintenanceMaster<'_>],
 ) -> Result<Card, PersonalizeError> {
-    let mut image = personalize(record, masters)?.into_image();
+    let image = personalize(record, masters)?.into_image();
     let d = record.card_number.div_data();
+    let damks: Vec<(&[u8], crypto::Key16)> = maintenance
+        .iter()
+        .map(|m| (m.aid, crypto::diversify(record.algorithm, m.master, &d)))
+        .collect();
+    install_maintenance(image, record.algorithm, &damks)
+}
+
+/// Gives each application whose AID is named in `damks` its card maintenance key (key version
+/// `01`) and its line-protected files: CITY its function file (SFI 03), HEALTH its service
+/// file (SFI 02). Applications not named are left as they are. Refuses a chip left without
+/// its free-space reserve.
+pub(crate) fn install_maintenance(
+    mut image: crate::CardImage,
+    algorithm: crypto::Algorithm,
+    damks: &[(&[u8], crypto::Key16)],
+) -> Result<Card, PersonalizeError> {
     for df in &mut image.apps {
-        let Some(m) = maintenance
+        let Some((_, damk)) = damks
             .iter()
-            .find(|m| df.aid.as_ref().is_some_and(|aid| aid.0 == m.aid))
+            .find(|(aid, _)| df.aid.as_ref().is_some_and(|a| a.0 == *aid))
         else {
             continue;
         };
         df.maintenance = Some(crate::image::MaintenanceKey {
-            algorithm: record.algorithm,
+            algorithm,
             key_version: 0x01,
-            damk: crypto::diversify(record.algorithm, m.master, &d),
+            damk: damk.clone(),
         });
         if df.fid == FID_CITY {
             df.files.push(records(

@@ -22,6 +22,14 @@ pub struct TransportedPurseKeys {
     pub dtk: TransportedKey,
 }
 
+/// The maintenance key (DAMK) of one application as delivered, for the application with
+/// this AID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportedMaintenanceKey {
+    pub aid: Vec<u8>,
+    pub key: TransportedKey,
+}
+
 /// Why transported keys were refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TransportError {
@@ -53,9 +61,12 @@ fn unwrap(alg: Algorithm, tk: &Key16, wrapped: &[u8; 16]) -> Key16 {
 
 /// Builds a card like [`personalize`], with purse keys unwrapped from `keys` under
 /// `transport_key` and checked against their KCVs, instead of diversified from master keys.
+/// Each application named in `maintenance` gets its delivered DAMK the same way and its
+/// line-protected files, as [`crate::personalize_with_maintenance`] lays them out.
 pub fn personalize_transported(
     record: &PersonalizationRecord,
     keys: &TransportedPurseKeys,
+    maintenance: &[TransportedMaintenanceKey],
     transport_key: &Key16,
 ) -> Result<Card, TransportError> {
     let alg = record.algorithm;
@@ -85,5 +96,9 @@ pub fn personalize_transported(
             purse.keys = purse_keys.clone();
         }
     }
-    Ok(Card::from_image(image))
+    let mut damks = Vec::with_capacity(maintenance.len());
+    for m in maintenance {
+        damks.push((m.aid.as_slice(), open("DAMK", &m.key)?));
+    }
+    Ok(crate::personalize::install_maintenance(image, alg, &damks)?)
 }

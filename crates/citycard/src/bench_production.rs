@@ -42,6 +42,10 @@ fn transport_clear() -> Key16 {
 fn master_store(dir: &std::path::Path) -> anyhow::Result<FileMasterKeyStore> {
     let store = FileMasterKeyStore::create(&dir.join("master-keys.json"), b"bench")?;
     store.load_test_key_set(keys::master::APP_TRANSIT)?;
+    // Cards leave production ready for post-issuance scripts: DAMKs of CITY and HEALTH too.
+    for app in ["city", "health"] {
+        store.load_test_maintenance_key(app)?;
+    }
     let components = [COMPONENT_A, COMPONENT_B]
         .iter()
         .enumerate()
@@ -172,6 +176,7 @@ pub async fn run(cards: u32, alg: AlgArg, cfg: &Config) -> anyhow::Result<()> {
                 card_number: CardNumber::from_sequence(seq)?,
                 card_type: CardType::Ordinary,
                 holder_name: format!("张三{}", seq % 1000),
+                id_number: format!("410105198005{seq:06}"),
                 start_date,
                 expiry_date: start_date.plus_years(10)?,
             })
@@ -183,6 +188,7 @@ pub async fn run(cards: u32, alg: AlgArg, cfg: &Config) -> anyhow::Result<()> {
         key_version: 1,
         transport: KeyRef::transit(MasterPurpose::Transport, 1),
         algorithm,
+        maintained: vec!["city".into(), "health".into()],
     };
     let t = Instant::now();
     let mut sink = Vec::with_capacity(seeded as usize * 220);

@@ -571,8 +571,7 @@ pub async fn bench(args: BenchArgs, cfg: &Config) -> anyhow::Result<()> {
         (&clerk, CardRequest::Approve, "routine"),
         (&system, CardRequest::SendToProduction, "routine"),
         (&system, CardRequest::ProductionDone, "routine"),
-        (&clerk, CardRequest::DeliverToOutlet(1), "routine"),
-        (&clerk, CardRequest::HandOver, "routine"),
+        (&clerk, CardRequest::Post, "routine"),
         (&clerk, CardRequest::Activate, "holder_request"),
     ] {
         p.card_action(who, &card, req, parse_reason(reason)?)

@@ -170,6 +170,18 @@ pub fn master_store_if_present(cfg: &Config) -> anyhow::Result<Option<FileMaster
     open_file_store(cfg).map(Some)
 }
 
+/// The master-key file store of a demo data directory, with the development key set added
+/// where missing (`platform::demo::load_development_keys`), so the demo city can make its
+/// cards through a production batch. Refused in production mode.
+pub fn development_master_store(cfg: &Config) -> anyhow::Result<FileMasterKeyStore> {
+    if cfg.production {
+        bail!("the demo city uses the development key set, which production refuses");
+    }
+    let store = open_file_store(cfg)?;
+    platform::demo::load_development_keys(&store)?;
+    Ok(store)
+}
+
 /// The production start check for `serve`: with --production, a master-key file store under
 /// DATA_DIR/keys that holds any key of the test key set stops the start. Without
 /// --production, or without a master-key file, there is nothing to refuse.

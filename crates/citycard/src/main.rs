@@ -304,11 +304,12 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             let p = open(&cfg).await?;
             // Batch export, instant issuance and post-issuance scripts compute through the
             // master-key file store, when there is one.
-            if let Some(masters) = keys_cmd::master_store_if_present(&cfg)? {
-                p.set_master_keys(Arc::new(masters));
-            }
             if demo && p.resident_count().await? == 0 {
+                // The demo city makes its cards through a production batch: development keys.
+                p.set_master_keys(Arc::new(keys_cmd::development_master_store(&cfg)?));
                 run_demo(&p, 3000, 7, 2021).await?;
+            } else if let Some(masters) = keys_cmd::master_store_if_present(&cfg)? {
+                p.set_master_keys(Arc::new(masters));
             }
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
@@ -481,6 +482,7 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             seed,
         } => {
             let p = open(&cfg).await?;
+            p.set_master_keys(Arc::new(keys_cmd::development_master_store(&cfg)?));
             run_demo(&p, residents, days, seed).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -195,7 +195,15 @@ fn production_loop_on_the_command_line() {
         ],
     );
     let perso = std::fs::read_to_string(dir.join("perso.txt")).unwrap();
-    assert!(perso.starts_with("CCPERSO|1|B000001|2|"), "{perso}");
+    assert!(perso.starts_with("CCPERSO|2|B000001|2|"), "{perso}");
+    // The cards leave production ready for post-issuance scripts of CITY and HEALTH.
+    assert!(
+        perso
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("|DPK,DLK,DTK,DAMK-CITY,DAMK-HEALTH")
+    );
     let fail = format!("{}:print head jam", cards[1]);
     ok(
         dir,

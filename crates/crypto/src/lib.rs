@@ -19,8 +19,8 @@ mod signature;
 
 pub use algorithm::Algorithm;
 pub use block::{
-    des_decrypt, des_encrypt, ecb_decrypt, ecb_encrypt, sm4_decrypt, sm4_encrypt, tdes_decrypt,
-    tdes_encrypt,
+    cbc_decrypt, cbc_encrypt, des_decrypt, des_encrypt, ecb_decrypt, ecb_encrypt, sm4_decrypt,
+    sm4_encrypt, tdes_decrypt, tdes_encrypt,
 };
 pub use error::CryptoError;
 pub use hash::{SM3_LEN, sm3};

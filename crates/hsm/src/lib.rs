@@ -502,6 +502,27 @@ impl MasterKeyStore for Pkcs11MasterKeyStore {
         })
     }
 
+    fn encrypt_for_transport(
+        &self,
+        transport: &KeyRef,
+        alg: Algorithm,
+        iv: &[u8; 16],
+        data: &[u8],
+    ) -> Result<Vec<u8>, MasterKeyError> {
+        expect_transport(transport)?;
+        keys::master::check_transport_data(alg, data)?;
+        if alg == Algorithm::Sm4 {
+            return Err(unsupported_sm4());
+        }
+        let session = self.lock();
+        let handle = find(&session, transport)?;
+        let mut chain = [0u8; 8];
+        chain.copy_from_slice(&iv[..8]);
+        Ok(session
+            .encrypt(&Mechanism::Des3Cbc(chain), handle, data)
+            .map_err(ck("C_Encrypt(CKM_DES3_CBC, transport)"))?)
+    }
+
     fn card_mac(
         &self,
         master: &KeyRef,

@@ -281,10 +281,10 @@ fn card_personalized_from_hsm_keys_passes_hsm_tac_check() {
             let tk = Key16::from_hex(keys::master::conformance::TEST_TRANSPORT_KEY).unwrap();
             // The wrong transport key is caught by the KCVs.
             assert!(matches!(
-                chip::personalize_transported(&record, &keys, &Key16::from_bytes([7; 16])),
+                chip::personalize_transported(&record, &keys, &[], &Key16::from_bytes([7; 16])),
                 Err(chip::TransportError::KcvMismatch { .. })
             ));
-            let mut card = chip::personalize_transported(&record, &keys, &tk).unwrap();
+            let mut card = chip::personalize_transported(&record, &keys, &[], &tk).unwrap();
             assert_eq!(
                 card.image().purse().unwrap().keys,
                 MasterKeys::test_set().diversify(Algorithm::Tdes, &div)

@@ -61,6 +61,7 @@ fn setup() -> Setup {
             card_number: CardNumber::from_sequence(seq).expect("card number"),
             card_type: CardType::Ordinary,
             holder_name: format!("张三{}", seq % 1000),
+            id_number: format!("410105198005{seq:06}"),
             start_date: start,
             expiry_date: expiry,
         })
@@ -84,6 +85,7 @@ fn header(s: &Setup, alg: Algorithm) -> BatchHeader {
         key_version: 1,
         transport: s.transport.clone(),
         algorithm: alg,
+        maintained: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@
 //! [`MasterKeyStore`] already wrapped under a transport key, so no card key is ever in the
 //! clear on the host or in a file.
 //!
-//! # Framing shared by both files (format version 1)
+//! # Framing shared by both files (personalization file version 2, result file version 1)
 //!
 //! UTF-8 text, one record per line, every line ended by a single LF (`\n`, no CR), fields
 //! separated by `|`. No field may contain `|`, CR, LF or another control character; writers
@@ -30,8 +30,8 @@
 //! # Personalization file
 //!
 //! ```text
-//! CCPERSO|1|<batch id>|<card count>|<key version>|<transport key>|<transport KCV>|<profile>|DPK,DLK,DTK
-//! C|<index>|<card number>|<card type>|<holder name>|<start>|<expiry>|<DPK wrapped>|<DPK KCV>|<DLK wrapped>|<DLK KCV>|<DTK wrapped>|<DTK KCV>
+//! CCPERSO|2|<batch id>|<card count>|<key version>|<transport key>|<transport KCV>|<profile>|DPK,DLK,DTK[,DAMK-CITY][,DAMK-HEALTH]
+//! C|<index>|<card number>|<card type>|<holder name>|<ID sealed>|<start>|<expiry>|<DPK wrapped>|<DPK KCV>|<DLK wrapped>|<DLK KCV>|<DTK wrapped>|<DTK KCV>[|<DAMK wrapped>|<DAMK KCV>]...
 //! ...
 //! T|<card count>|<SM3>
 //! ```
@@ -43,22 +43,32 @@
 //! - transport key: its label (`transit/transport/v1`) and its KCV (6 hex digits) under the
 //!   profile cipher, so the bureau can check it holds the same transport key before it starts;
 //! - profile: `3DES` (algorithm id `00`) or `SM4` (`04`) of `epurse.md` §3;
-//! - the key list names the key columns of each card line, in order.
+//! - the key list names the key columns of each card line, in order: always DPK, DLK, DTK
+//!   (transit purchase, load and TAC keys), then the maintenance keys (DAMK) of the
+//!   applications whose post-issuance changes the card must accept, in [`MAINTAINED_APPS`]
+//!   order (`DAMK-CITY` from `city/maintenance/v1`, `DAMK-HEALTH` from
+//!   `health/maintenance/v1`), each present only when the master-key store holds its master.
 //!
 //! Card line: `index` counts from 1 and must follow the previous line's (a reordered file is
 //! refused even before the digest is checked); card number 16 digits with its Luhn digit;
 //! card type the EF15 code `01`–`06`; holder name as the bureau prints it on the card (1 to
 //! [`HOLDER_NAME_LEN_MAX`] UTF-8 bytes; the chip's GBK limit is checked at personalization);
-//! start and expiry `YYYYMMDD`, expiry after start; then per key `CBC_TK(DK)` (32 hex digits,
-//! see [`keys::master::WrappedCardKey`]) and DK's own KCV (6 hex digits).
+//! the holder's ID number sealed under the transport key (64 hex digits: the ID's ASCII
+//! characters right-padded with `00` to 32 bytes — the chip's ID field, `epurse.md` EF16 —,
+//! CBC with the profile cipher, IV = the card number's 8 BCD bytes followed by 8 zero bytes,
+//! of which 3DES uses the first 8; the IV binds the value to its card, so a sealed ID moved to
+//! another line opens to garbage the bureau refuses); start and expiry `YYYYMMDD`, expiry
+//! after start; then per key `CBC_TK(DK)` (32 hex digits, see
+//! [`keys::master::WrappedCardKey`]) and DK's own KCV (6 hex digits).
 //!
-//! Deliberately absent: the holder's ID number (the bureau prints name and card number and
-//! needs nothing else; the chip's ID field gets [`ID_NUMBER_PENDING`] from the bureau and the
-//! real value is written over the counter at issuance), the PIN (the bureau sets the initial
-//! PIN of its profile), any key in clear, and a PIN key: the master-key store diversifies
-//! only purchase, load and TAC keys, and the chip's transported personalization takes exactly
-//! DPK, DLK and DTK. A later version adds a PIN key as a fourth key column named in the
-//! header's key list.
+//! The bureau writes the ID number into the chip (TRANSIT EF16 and SSSE EF06), so a card
+//! leaves production complete; the social security card face carries it too. Version 1
+//! carried no ID number and no DAMK (chips came out with `PENDING` in the ID field and could
+//! not take post-issuance scripts); its files are refused.
+//!
+//! Deliberately absent: the PIN (the bureau sets the initial PIN of its profile), any key or
+//! the ID number in clear, and a PIN key (a later version adds it as a key column named in the
+//! header's key list).
 //!
 //! # Result file
 //!
@@ -81,7 +91,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 
 use chip::{
     BcdDate, Card, CardNumber, CardNumberError, CardType, PersonalizationRecord, TransportError,
-    TransportedKey, TransportedPurseKeys, personalize_transported,
+    TransportedKey, TransportedMaintenanceKey, TransportedPurseKeys, personalize_transported,
 };
 use crypto::{Algorithm, Key16};
 use keys::master::{KeyRef, MasterKeyError, MasterKeyStore, MasterPurpose, expect_transport};
@@ -90,8 +100,10 @@ use thiserror::Error;
 
 use crate::lifecycle::OutletId;
 
-/// Format version of both files.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version of the personalization file.
+pub const PERSO_FORMAT_VERSION: u32 = 2;
+/// Format version of the result file.
+pub const RESULT_FORMAT_VERSION: u32 = 1;
 /// First field of a personalization file.
 pub const PERSO_MAGIC: &str = "CCPERSO";
 /// First field of a result file.
@@ -106,17 +118,25 @@ pub const BATCH_ID_LEN_MAX: usize = 32;
 pub const HOLDER_NAME_LEN_MAX: usize = 60;
 /// UTF-8 bytes of a bureau failure reason, at most.
 pub const FAILURE_REASON_LEN_MAX: usize = 120;
-/// What the bureau writes into the chip's ID number fields (EF16, SSSE EF06): the file does
-/// not carry the ID number; the outlet writes it at issuance.
-pub const ID_NUMBER_PENDING: &str = "PENDING";
-/// The key columns of a version 1 card line, in order.
+/// The purse key columns every card line starts its keys with, in order.
 pub const KEY_COLUMNS: [&str; 3] = ["DPK", "DLK", "DTK"];
+/// Applications whose maintenance key (DAMK) a file may carry, in column order: the key-list
+/// name, the application code of its master key and the application's AID on the chip.
+pub const MAINTAINED_APPS: [(&str, &str, &[u8]); 2] = [
+    ("DAMK-CITY", "city", chip::image::AID_CITY),
+    ("DAMK-HEALTH", "health", chip::image::AID_HEALTH),
+];
+/// Version of the application maintenance master keys DAMKs are diversified from.
+pub const MAINTENANCE_KEY_VERSION: u8 = 1;
+/// Bytes of the sealed ID number field (the chip's ID field length).
+pub const SEALED_ID_LEN: usize = 32;
 
 const SEP: char = '|';
 const TRAILER_TAG: &str = "T";
 const CARD_TAG: &str = "C";
 const ROW_TAG: &str = "R";
-const CARD_FIELDS: usize = 13;
+/// Fields of a card line before its key columns.
+const CARD_FIXED_FIELDS: usize = 8;
 
 // ---------------------------------------------------------------------------------------
 // Values
@@ -178,9 +198,34 @@ pub struct BatchHeader {
     /// The transport key (purpose `transport`) the card keys are wrapped under.
     pub transport: KeyRef,
     pub algorithm: Algorithm,
+    /// Application codes (of [`MAINTAINED_APPS`], in its order) whose DAMK each card gets.
+    pub maintained: Vec<String>,
 }
 
 impl BatchHeader {
+    /// The key list of the header: purse keys, then the DAMKs of `maintained`.
+    pub fn key_list(&self) -> Vec<&'static str> {
+        let mut list = KEY_COLUMNS.to_vec();
+        list.extend(
+            MAINTAINED_APPS
+                .iter()
+                .filter(|(_, app, _)| self.maintained.iter().any(|m| m == app))
+                .map(|(col, _, _)| *col),
+        );
+        list
+    }
+
+    /// The maintenance master keys of `maintained`, in column order.
+    pub fn maintenance_masters(&self) -> Result<Vec<KeyRef>, MasterKeyError> {
+        MAINTAINED_APPS
+            .iter()
+            .filter(|(_, app, _)| self.maintained.iter().any(|m| m == app))
+            .map(|(_, app, _)| {
+                KeyRef::new(app, MasterPurpose::Maintenance, MAINTENANCE_KEY_VERSION)
+            })
+            .collect()
+    }
+
     /// The master keys the batch's card keys are diversified from, in [`KEY_COLUMNS`] order.
     pub fn masters(&self) -> [KeyRef; 3] {
         [
@@ -198,6 +243,9 @@ pub struct CardRecord {
     pub card_type: CardType,
     /// The name as the bureau prints it on the card.
     pub holder_name: String,
+    /// The holder's ID number (GB 11643, or another ID of up to 32 ASCII letters and digits);
+    /// the file carries it sealed under the transport key.
+    pub id_number: String,
     pub start_date: BcdDate,
     pub expiry_date: BcdDate,
 }
@@ -208,6 +256,7 @@ impl fmt::Debug for CardRecord {
             .field("card_number", &self.card_number)
             .field("card_type", &self.card_type)
             .field("holder_name", &"***")
+            .field("id_number", &"***")
             .field("start_date", &self.start_date)
             .field("expiry_date", &self.expiry_date)
             .finish()
@@ -225,11 +274,68 @@ pub struct BatchSummary {
     pub digest: [u8; 32],
 }
 
-/// One card as read back from a personalization file: its record and its wrapped keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One card as read back from a personalization file: what is printed, the sealed ID number
+/// and the wrapped keys. Only the holder of the transport key can open the ID
+/// ([`PersoCard::open_id`]) and the keys. `Debug` masks the holder name.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PersoCard {
-    pub record: CardRecord,
+    pub card_number: CardNumber,
+    pub card_type: CardType,
+    pub holder_name: String,
+    pub sealed_id: [u8; SEALED_ID_LEN],
+    pub start_date: BcdDate,
+    pub expiry_date: BcdDate,
     pub keys: TransportedPurseKeys,
+    /// The DAMKs the header's key list names, with their applications' AIDs.
+    pub maintenance: Vec<TransportedMaintenanceKey>,
+}
+
+impl fmt::Debug for PersoCard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PersoCard")
+            .field("card_number", &self.card_number)
+            .field("card_type", &self.card_type)
+            .field("holder_name", &"***")
+            .field("start_date", &self.start_date)
+            .field("expiry_date", &self.expiry_date)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The IV that binds a sealed ID number to its card: the card number's BCD, then zeros.
+pub fn id_iv(card: CardNumber) -> [u8; 16] {
+    let mut iv = [0u8; 16];
+    iv[..8].copy_from_slice(&card.to_bcd());
+    iv
+}
+
+/// The ID number as the chip's ID field holds it: ASCII right-padded with zeros.
+fn id_field(id: &str) -> [u8; SEALED_ID_LEN] {
+    let mut out = [0u8; SEALED_ID_LEN];
+    out[..id.len()].copy_from_slice(id.as_bytes());
+    out
+}
+
+impl PersoCard {
+    /// Opens the sealed ID number with the transport key (the bureau's side). Refuses a value
+    /// that does not open to an ID number: a wrong transport key, or a value moved from another
+    /// card's line.
+    pub fn open_id(&self, alg: Algorithm, transport_key: &Key16) -> Result<String, FieldError> {
+        let clear = crypto::cbc_decrypt(
+            alg,
+            transport_key,
+            &id_iv(self.card_number),
+            &self.sealed_id,
+        )
+        .map_err(|_| FieldError::IdNumber)?;
+        let end = clear.iter().position(|&b| b == 0).unwrap_or(clear.len());
+        let id = std::str::from_utf8(&clear[..end]).map_err(|_| FieldError::IdNumber)?;
+        if clear[end..].iter().any(|&b| b != 0) {
+            return Err(FieldError::IdNumber);
+        }
+        check_id(id)?;
+        Ok(id.to_string())
+    }
 }
 
 /// A personalization file, fully validated.
@@ -277,6 +383,8 @@ pub enum FieldError {
     NameTooLong(usize),
     #[error("holder name contains '|' or a control character")]
     NameForbiddenChar,
+    #[error("ID number must be 1 to 32 ASCII letters and digits")]
+    IdNumber,
     #[error("expiry date {expiry} is not after start date {start}")]
     ExpiryNotAfterStart { start: BcdDate, expiry: BcdDate },
     #[error(
@@ -302,15 +410,24 @@ fn check_name(name: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn check_record(r: &CardRecord) -> Result<(), FieldError> {
-    check_name(&r.holder_name)?;
-    if r.expiry_date <= r.start_date {
-        return Err(FieldError::ExpiryNotAfterStart {
-            start: r.start_date,
-            expiry: r.expiry_date,
-        });
+fn check_id(id: &str) -> Result<(), FieldError> {
+    if id.is_empty() || id.len() > SEALED_ID_LEN || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(FieldError::IdNumber);
     }
     Ok(())
+}
+
+fn check_printed(name: &str, start: BcdDate, expiry: BcdDate) -> Result<(), FieldError> {
+    check_name(name)?;
+    if expiry <= start {
+        return Err(FieldError::ExpiryNotAfterStart { start, expiry });
+    }
+    Ok(())
+}
+
+fn check_record(r: &CardRecord) -> Result<(), FieldError> {
+    check_printed(&r.holder_name, r.start_date, r.expiry_date)?;
+    check_id(&r.id_number)
 }
 
 fn check_reason(reason: &str) -> Result<(), FieldError> {
@@ -347,8 +464,10 @@ pub enum WriteError {
 /// Why a line of a personalization file is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CardLineError {
-    #[error("not a card line (tag or {CARD_FIELDS} fields expected)")]
-    Malformed,
+    #[error("not a card line (tag or {0} fields expected)")]
+    Malformed(usize),
+    #[error("sealed ID number is not 64 hex digits")]
+    SealedId,
     #[error("index {found}, expected {expected} (lines reordered, dropped or added)")]
     Index { expected: u32, found: String },
     #[error("card number: {0}")]
@@ -382,7 +501,7 @@ pub enum FileError {
     Truncated { line: u64 },
     #[error("not a {expected} file")]
     WrongKind { expected: &'static str },
-    #[error("format version {0:?} is not supported (this reader knows {FORMAT_VERSION})")]
+    #[error("format version {0:?} is not supported")]
     UnsupportedVersion(String),
     #[error("header field {0} is missing or invalid")]
     Header(&'static str),
@@ -576,12 +695,17 @@ impl<R: Read> FrameReader<R> {
     }
 }
 
-fn check_version(fields: &[String], magic: &str, kind: &'static str) -> Result<(), FileError> {
+fn check_version(
+    fields: &[String],
+    magic: &str,
+    version: u32,
+    kind: &'static str,
+) -> Result<(), FileError> {
     if fields.first().map(String::as_str) != Some(magic) {
         return Err(FileError::WrongKind { expected: kind });
     }
     match fields.get(1) {
-        Some(v) if v == &FORMAT_VERSION.to_string() => Ok(()),
+        Some(v) if v == &version.to_string() => Ok(()),
         Some(v) => Err(FileError::UnsupportedVersion(v.clone())),
         None => Err(FileError::Header("version")),
     }
@@ -621,18 +745,25 @@ pub fn write_batch<W: Write>(
             key: header.transport.clone(),
             profile: profile_name(alg),
         })?;
-    let masters = header.masters();
+    let mut masters = header.masters().to_vec();
+    masters.extend(header.maintenance_masters()?);
 
     let mut out = FrameWriter::new(w);
     let mut line = String::with_capacity(LINE_LEN_MAX);
     write!(
         line,
-        "{PERSO_MAGIC}|{FORMAT_VERSION}|{}|{}|{}|{}|",
+        "{PERSO_MAGIC}|{PERSO_FORMAT_VERSION}|{}|{}|{}|{}|",
         header.batch_id, header.card_count, header.key_version, header.transport
     )
     .map_err(io::Error::other)?;
     hex_upper_into(&mut line, &transport_kcv);
-    write!(line, "|{}|{}", profile_name(alg), KEY_COLUMNS.join(",")).map_err(io::Error::other)?;
+    write!(
+        line,
+        "|{}|{}",
+        profile_name(alg),
+        header.key_list().join(",")
+    )
+    .map_err(io::Error::other)?;
     out.line(&line)?;
 
     let mut seen: HashSet<CardNumber> = HashSet::with_capacity(header.card_count as usize);
@@ -661,6 +792,14 @@ pub fn write_batch<W: Write>(
             card.holder_name
         )
         .map_err(io::Error::other)?;
+        let sealed = store.encrypt_for_transport(
+            &header.transport,
+            alg,
+            &id_iv(card.card_number),
+            &id_field(&card.id_number),
+        )?;
+        hex_upper_into(&mut line, &sealed);
+        line.push(SEP);
         hex_upper_into(&mut line, &card.start_date.to_bcd());
         line.push(SEP);
         hex_upper_into(&mut line, &card.expiry_date.to_bcd());
@@ -692,7 +831,7 @@ pub fn write_batch<W: Write>(
 // Personalization file: reader
 
 fn parse_perso_header(fields: &[String]) -> Result<(BatchHeader, [u8; 3]), FileError> {
-    check_version(fields, PERSO_MAGIC, "personalization")?;
+    check_version(fields, PERSO_MAGIC, PERSO_FORMAT_VERSION, "personalization")?;
     if fields.len() != 9 {
         return Err(FileError::Header("field count"));
     }
@@ -707,9 +846,7 @@ fn parse_perso_header(fields: &[String]) -> Result<(BatchHeader, [u8; 3]), FileE
         .ok_or(FileError::Header("transport key"))?;
     let transport_kcv = parse_hex::<3>(&fields[6]).ok_or(FileError::Header("transport KCV"))?;
     let algorithm = parse_profile(&fields[7]).ok_or(FileError::Header("profile"))?;
-    if fields[8] != KEY_COLUMNS.join(",") {
-        return Err(FileError::Header("key list"));
-    }
+    let maintained = parse_key_list(&fields[8]).ok_or(FileError::Header("key list"))?;
     Ok((
         BatchHeader {
             batch_id,
@@ -717,15 +854,42 @@ fn parse_perso_header(fields: &[String]) -> Result<(BatchHeader, [u8; 3]), FileE
             key_version,
             transport,
             algorithm,
+            maintained,
         },
         transport_kcv,
     ))
 }
 
-fn parse_card_line(text: &str, expected_index: u32) -> Result<PersoCard, CardLineError> {
+/// The maintained applications a key list names: the purse keys, then known DAMK columns in
+/// [`MAINTAINED_APPS`] order, each at most once.
+fn parse_key_list(text: &str) -> Option<Vec<String>> {
+    let cols: Vec<&str> = text.split(',').collect();
+    if cols.len() < KEY_COLUMNS.len() || cols[..KEY_COLUMNS.len()] != KEY_COLUMNS {
+        return None;
+    }
+    let mut apps = Vec::new();
+    let mut next = 0;
+    for col in &cols[KEY_COLUMNS.len()..] {
+        let at = MAINTAINED_APPS[next..]
+            .iter()
+            .position(|(c, _, _)| c == col)?
+            + next;
+        apps.push(MAINTAINED_APPS[at].1.to_string());
+        next = at + 1;
+    }
+    Some(apps)
+}
+
+fn parse_card_line(
+    text: &str,
+    expected_index: u32,
+    header: &BatchHeader,
+) -> Result<PersoCard, CardLineError> {
     let f: Vec<&str> = text.split(SEP).collect();
-    if f.len() != CARD_FIELDS || f[0] != CARD_TAG {
-        return Err(CardLineError::Malformed);
+    let key_names = header.key_list();
+    let fields = CARD_FIXED_FIELDS + 2 * key_names.len();
+    if f.len() != fields || f[0] != CARD_TAG {
+        return Err(CardLineError::Malformed(fields));
     }
     if f[1].parse::<u32>().ok() != Some(expected_index) {
         return Err(CardLineError::Index {
@@ -743,28 +907,43 @@ fn parse_card_line(text: &str, expected_index: u32) -> Result<PersoCard, CardLin
             text: text.to_string(),
         })
     };
-    let record = CardRecord {
-        card_number,
-        card_type,
-        holder_name: f[4].to_string(),
-        start_date: date("start", f[5])?,
-        expiry_date: date("expiry", f[6])?,
-    };
-    check_record(&record)?;
+    let holder_name = f[4].to_string();
+    let sealed_id = parse_hex::<SEALED_ID_LEN>(f[5]).ok_or(CardLineError::SealedId)?;
+    let start_date = date("start", f[6])?;
+    let expiry_date = date("expiry", f[7])?;
+    check_printed(&holder_name, start_date, expiry_date)?;
     let key = |i: usize| -> Result<TransportedKey, CardLineError> {
-        let name = KEY_COLUMNS[i];
+        let name = key_names[i];
+        let at = CARD_FIXED_FIELDS + 2 * i;
         Ok(TransportedKey {
-            wrapped: parse_hex::<16>(f[7 + 2 * i]).ok_or(CardLineError::Wrapped { key: name })?,
-            kcv: parse_hex::<3>(f[8 + 2 * i]).ok_or(CardLineError::Kcv { key: name })?,
+            wrapped: parse_hex::<16>(f[at]).ok_or(CardLineError::Wrapped { key: name })?,
+            kcv: parse_hex::<3>(f[at + 1]).ok_or(CardLineError::Kcv { key: name })?,
         })
     };
+    let maintenance = MAINTAINED_APPS
+        .iter()
+        .filter(|(_, app, _)| header.maintained.iter().any(|m| m == app))
+        .enumerate()
+        .map(|(i, (_, _, aid))| {
+            Ok(TransportedMaintenanceKey {
+                aid: aid.to_vec(),
+                key: key(KEY_COLUMNS.len() + i)?,
+            })
+        })
+        .collect::<Result<Vec<_>, CardLineError>>()?;
     Ok(PersoCard {
-        record,
+        card_number,
+        card_type,
+        holder_name,
+        sealed_id,
+        start_date,
+        expiry_date,
         keys: TransportedPurseKeys {
             dpk: key(0)?,
             dlk: key(1)?,
             dtk: key(2)?,
         },
+        maintenance,
     })
 }
 
@@ -783,9 +962,9 @@ pub fn read_batch<R: Read>(r: R) -> Result<PersoFile, FileError> {
                 let card_line = |reason| FileError::CardLine { line, reason };
                 let expected = u32::try_from(cards.len() + 1)
                     .map_err(|_| FileError::TooManyLines(BATCH_CARDS_MAX))?;
-                let card = parse_card_line(&text, expected).map_err(card_line)?;
-                if !seen.insert(card.record.card_number) {
-                    return Err(card_line(CardLineError::Duplicate(card.record.card_number)));
+                let card = parse_card_line(&text, expected, &header).map_err(card_line)?;
+                if !seen.insert(card.card_number) {
+                    return Err(card_line(CardLineError::Duplicate(card.card_number)));
                 }
                 cards.push(card);
             }
@@ -838,7 +1017,7 @@ pub fn write_results<W: Write>(
         .ok_or(ResultWriteError::RowCount(rows.len()))?;
     let mut out = FrameWriter::new(w);
     out.line(&format!(
-        "{RESULT_MAGIC}|{FORMAT_VERSION}|{batch_id}|{count}"
+        "{RESULT_MAGIC}|{RESULT_FORMAT_VERSION}|{batch_id}|{count}"
     ))?;
     for row in rows {
         let line = match &row.outcome {
@@ -954,7 +1133,7 @@ pub fn read_results<R: Read>(
 ) -> Result<ResultImport, FileError> {
     let mut frames = FrameReader::new(r, BATCH_CARDS_MAX);
     let header = frames.header()?;
-    check_version(&header, RESULT_MAGIC, "result")?;
+    check_version(&header, RESULT_MAGIC, RESULT_FORMAT_VERSION, "result")?;
     if header.len() != 4 {
         return Err(FileError::Header("field count"));
     }
@@ -1109,24 +1288,33 @@ pub fn emulate_bureau<R: Read, W: Write>(
     let mut failed = Vec::new();
     let mut serial = config.serial_first;
     for card in &file.cards {
-        let number = card.record.card_number;
+        let number = card.card_number;
         let outcome = if let Some(reason) = forced.get(&number) {
             Err((*reason).clone())
         } else {
-            let record = PersonalizationRecord {
-                card_number: number,
-                holder_name: card.record.holder_name.clone(),
-                id_number: ID_NUMBER_PENDING.to_string(),
-                card_type: card.record.card_type,
-                start_date: card.record.start_date,
-                expiry_date: card.record.expiry_date,
-                algorithm: alg,
-                employee: card.record.card_type == CardType::Employee,
-                pin: config.initial_pin.clone(),
-                rng_seed: serial,
-            };
-            personalize_transported(&record, &card.keys, &config.transport_key)
-                .map_err(|e: TransportError| e.to_string())
+            card.open_id(alg, &config.transport_key)
+                .map_err(|e| format!("sealed ID number: {e}"))
+                .and_then(|id_number| {
+                    let record = PersonalizationRecord {
+                        card_number: number,
+                        holder_name: card.holder_name.clone(),
+                        id_number,
+                        card_type: card.card_type,
+                        start_date: card.start_date,
+                        expiry_date: card.expiry_date,
+                        algorithm: alg,
+                        employee: card.card_type == CardType::Employee,
+                        pin: config.initial_pin.clone(),
+                        rng_seed: serial,
+                    };
+                    personalize_transported(
+                        &record,
+                        &card.keys,
+                        &card.maintenance,
+                        &config.transport_key,
+                    )
+                    .map_err(|e: TransportError| e.to_string())
+                })
         };
         match outcome {
             Ok(chip_card) => {

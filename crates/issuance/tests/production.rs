@@ -7,9 +7,9 @@ use chip::{BcdDate, BcdTime, CardNumber, CardType, Psam, TerminalId};
 use crypto::{Algorithm, Key16, MasterKeys};
 use issuance::OutletId;
 use issuance::production::{
-    BatchHeader, BatchId, BureauConfig, CardLineError, CardRecord, ChipSerial, FileError,
-    ID_NUMBER_PENDING, Outcome, OutletStock, RowError, StockError, WriteError, emulate_bureau,
-    read_batch, read_results, write_batch,
+    BatchHeader, BatchId, BureauConfig, CardLineError, CardRecord, ChipSerial, FileError, Outcome,
+    OutletStock, RowError, StockError, WriteError, emulate_bureau, read_batch, read_results,
+    write_batch,
 };
 use keys::master::{
     FileMasterKeyStore, KeyComponent, KeyRef, LoadFields, MasterKeyStore, MasterPurpose,
@@ -44,6 +44,8 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = FileMasterKeyStore::create(&dir.path().join("master.json"), b"test").unwrap();
     store.load_test_key_set("transit").unwrap();
+    // Only CITY's maintenance master: the file carries the DAMKs the store has masters for.
+    store.load_test_maintenance_key("city").unwrap();
     let transport = KeyRef::transit(MasterPurpose::Transport, 1);
     let components: Vec<KeyComponent> = [COMPONENT_A, COMPONENT_B]
         .iter()
@@ -74,10 +76,16 @@ fn records(n: u32) -> Vec<CardRecord> {
                 CardType::Ordinary
             },
             holder_name: format!("张三{seq}"),
+            id_number: id_number(seq),
             start_date: start,
             expiry_date: start.plus_years(10).unwrap(),
         })
         .collect()
+}
+
+/// A distinct 18-character ID number per sequence (the file checks the shape, not GB 11643).
+fn id_number(seq: u32) -> String {
+    format!("41010519800501{seq:04}")
 }
 
 fn header(f: &Fixture, alg: Algorithm, count: u32) -> BatchHeader {
@@ -87,6 +95,7 @@ fn header(f: &Fixture, alg: Algorithm, count: u32) -> BatchHeader {
         key_version: 1,
         transport: f.transport.clone(),
         algorithm: alg,
+        maintained: vec!["city".into()],
     }
 }
 
@@ -114,12 +123,36 @@ fn round_trip_both_profiles() {
         let file = read_batch(bytes.as_slice()).unwrap();
         assert_eq!(file.header, header(&f, alg, 5));
         assert_eq!(file.transport_kcv, transport_key().kcv(alg));
-        let back: Vec<CardRecord> = file.cards.iter().map(|c| c.record.clone()).collect();
-        assert_eq!(back, cards);
+        assert_eq!(file.cards.len(), cards.len());
+        for (back, sent) in file.cards.iter().zip(&cards) {
+            assert_eq!(back.card_number, sent.card_number);
+            assert_eq!(back.card_type, sent.card_type);
+            assert_eq!(back.holder_name, sent.holder_name);
+            assert_eq!(
+                (back.start_date, back.expiry_date),
+                (sent.start_date, sent.expiry_date)
+            );
+            // The ID number opens with the transport key, and only with it.
+            assert_eq!(back.open_id(alg, &transport_key()).unwrap(), sent.id_number);
+            assert!(back.open_id(alg, &Key16::from_bytes([9; 16])).is_err());
+        }
+        // A sealed ID moved to another card's line does not open there (the IV binds it).
+        let mut moved = file.cards[1].clone();
+        moved.sealed_id = file.cards[0].sealed_id;
+        assert!(moved.open_id(alg, &transport_key()).is_err());
         // The keys are exactly what the store wraps for each card.
         let masters = file.header.masters();
+        let city = KeyRef::new("city", MasterPurpose::Maintenance, 1).unwrap();
         for card in &file.cards {
-            let div = card.record.card_number.div_data();
+            let div = card.card_number.div_data();
+            let damk = f
+                .store
+                .diversify_wrapped(&city, alg, &div, &f.transport)
+                .unwrap();
+            assert_eq!(card.maintenance.len(), 1);
+            assert_eq!(card.maintenance[0].aid, chip::image::AID_CITY.to_vec());
+            assert_eq!(card.maintenance[0].key.wrapped, damk.wrapped);
+            assert_eq!(card.maintenance[0].key.kcv, damk.kcv);
             let expect: Vec<_> = masters
                 .iter()
                 .map(|m| {
@@ -137,13 +170,19 @@ fn round_trip_both_profiles() {
             }
         }
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.starts_with("CCPERSO|1|B2025-001|5|1|transit/transport/v1|"));
+        assert!(text.starts_with("CCPERSO|2|B2025-001|5|1|transit/transport/v1|"));
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .ends_with("|DPK,DLK,DTK,DAMK-CITY")
+        );
         assert!(text.contains("|张三2|"), "the printed name is in the file");
     }
 }
 
 #[test]
-fn no_key_in_clear_and_no_id_number() {
+fn no_key_and_no_id_number_in_clear() {
     let f = fixture();
     let test = MasterKeys::test_set();
     for alg in [Algorithm::Tdes, Algorithm::Sm4] {
@@ -171,9 +210,18 @@ fn no_key_in_clear_and_no_id_number() {
             assert!(!upper.contains(&hex_upper(master.expose())));
         }
         assert!(!upper.contains(&hex_upper(transport_key().expose())));
-        // Only the nine header fields and thirteen card fields: no ID number column.
-        for line in text.lines().skip(1).filter(|l| l.starts_with("C|")) {
-            assert_eq!(line.split('|').count(), 13);
+        // Eight fixed fields and four keys per card line; no ID number in clear (nor its
+        // hex), while the printed name is there.
+        for (line, card) in text
+            .lines()
+            .skip(1)
+            .filter(|l| l.starts_with("C|"))
+            .zip(&cards)
+        {
+            assert_eq!(line.split('|').count(), 16);
+            assert!(!line.contains(&card.id_number));
+            assert!(!upper.contains(&hex_upper(card.id_number.as_bytes())));
+            assert!(line.contains(&card.holder_name));
         }
     }
 }
@@ -258,12 +306,25 @@ fn tampering_is_detected() {
         read_batch(&b"CCRESULT|1|B|1\n"[..]),
         Err(FileError::WrongKind { .. })
     ));
-    let v2 = text.replacen("CCPERSO|1|", "CCPERSO|2|", 1);
+    let v1 = text.replacen("CCPERSO|2|", "CCPERSO|1|", 1);
     assert!(matches!(
-        read_batch(v2.as_bytes()),
-        Err(FileError::UnsupportedVersion(v)) if v == "2"
+        read_batch(v1.as_bytes()),
+        Err(FileError::UnsupportedVersion(v)) if v == "1"
     ));
-    let long = format!("CCPERSO|1|{}\n", "x".repeat(600));
+    // A key list naming an unknown key, the DAMKs out of order, or a purse key missing.
+    for list in [
+        "DPK,DLK,DTK,PIN",
+        "DPK,DLK,DTK,DAMK-HEALTH,DAMK-CITY",
+        "DPK,DLK",
+    ] {
+        let bad = text.replacen("|DPK,DLK,DTK,DAMK-CITY\n", &format!("|{list}\n"), 1);
+        assert_ne!(bad, text);
+        assert!(matches!(
+            read_batch(bad.as_bytes()),
+            Err(FileError::Header("key list"))
+        ));
+    }
+    let long = format!("CCPERSO|2|{}\n", "x".repeat(600));
     assert!(matches!(
         read_batch(long.as_bytes()),
         Err(FileError::LineTooLong { line: 1 })
@@ -555,16 +616,33 @@ fn batch_bureau_results_purchase_both_profiles() {
         assert_eq!(produced, expected);
         assert_eq!(produced[0].1.to_string(), "0102030400000001");
 
-        // The card as the bureau made it: holder name printed, ID pending, purse works.
+        // The card as the bureau made it: holder name and ID number on the chip, CITY ready
+        // for post-issuance scripts under its DAMK (HEALTH not: no master was given), purse
+        // works.
         let card = &mut run.produced[0].card;
         let info = chip::terminal::read_card(card).unwrap();
         assert_eq!(info.public.card_number, numbers[0]);
         assert_eq!(info.holder.name().unwrap(), "张三1");
-        assert!(
-            info.holder
-                .id_number
-                .starts_with(ID_NUMBER_PENDING.as_bytes())
+        let id = id_number(1);
+        assert_eq!(&info.holder.id_number[..id.len()], id.as_bytes());
+        assert!(info.holder.id_number[id.len()..].iter().all(|&b| b == 0));
+        let damk = |aid: &[u8]| {
+            card.image()
+                .apps
+                .iter()
+                .find(|df| df.aid.as_ref().is_some_and(|a| a.0 == aid))
+                .unwrap()
+                .maintenance
+                .as_ref()
+                .map(|m| m.damk.clone())
+        };
+        let expected = crypto::diversify(
+            alg,
+            &crypto::test_maintenance_master(),
+            &numbers[0].div_data(),
         );
+        assert_eq!(damk(chip::image::AID_CITY), Some(expected));
+        assert_eq!(damk(chip::image::AID_HEALTH), None);
         load_and_buy(&f, alg, card);
     }
 }
@@ -590,7 +668,7 @@ fn bureau_refuses_another_transport_key_and_bad_keys() {
     let text = String::from_utf8(perso).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let mut fields: Vec<String> = lines[1].split('|').map(str::to_string).collect();
-    fields[7] = "00".repeat(16);
+    fields[8] = "00".repeat(16);
     lines[1] = fields.join("|");
     let body = lines[..3].join("\n") + "\n";
     let forged = format!("{body}T|2|{}\n", hex_upper(&crypto::sm3(body.as_bytes())));

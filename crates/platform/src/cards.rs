@@ -86,6 +86,33 @@ impl CardRequest {
     }
 }
 
+impl CardRequest {
+    /// The API's action name, the inverse of [`CardRequest::parse`].
+    pub fn name(self) -> &'static str {
+        use CardRequest::*;
+        match self {
+            Approve => "approve",
+            Reject => "reject",
+            Withdraw => "withdraw",
+            SendToProduction => "send_to_production",
+            ProductionDone => "production_done",
+            ProductionFailed => "production_failed",
+            DeliverToOutlet(_) => "deliver_to_outlet",
+            Post => "post",
+            HandOver => "hand_over",
+            Activate => "activate",
+            ReportLost => "report_lost",
+            UndoLost => "undo_lost",
+            Freeze => "freeze",
+            Unfreeze => "unfreeze",
+            Replace => "replace",
+            Renew => "renew",
+            Cancel => "cancel",
+            Expire => "expire",
+        }
+    }
+}
+
 /// Reasons by their API name (`lost`, `holder_request`, …).
 pub fn parse_reason(name: &str) -> Result<Reason> {
     let pascal: String = name
@@ -138,6 +165,49 @@ pub(crate) fn actor_of(caller: &Caller) -> Result<Actor> {
             "the {} role does not act on cards",
             caller.role.as_str()
         ))),
+    }
+}
+
+/// The acts that have their own path, which keeps what the generic card action cannot: a
+/// production batch (the personalization file and the bureau's results), the outlet's stock,
+/// and the counter journal with its fees. The generic action refuses them and names the path.
+fn refuse_outside_its_path(caller: &Caller, request: CardRequest) -> Result<()> {
+    let path = match request {
+        CardRequest::DeliverToOutlet(_) => Some(
+            "cards reach an outlet with their production batch, which keeps the outlet's \
+             stock: POST /api/v1/batches/{batch}/distribution (citycard batches distribute)",
+        ),
+        CardRequest::HandOver => Some(
+            "a card is handed over at its outlet's counter, which journals it: \
+             POST /api/v1/outlets/{code}/hand-over (citycard counter hand-over)",
+        ),
+        CardRequest::SendToProduction
+        | CardRequest::ProductionDone
+        | CardRequest::ProductionFailed
+            if caller.operator_id.is_some() =>
+        {
+            Some(
+                "cards go to production in a batch and come back with the bureau's result \
+                 file: POST /api/v1/batches, /api/v1/batches/{batch}/results \
+                 (citycard batches create|import)",
+            )
+        }
+        CardRequest::ReportLost if caller.role == Role::CounterClerk => Some(
+            "at the counter a lost report is journaled: \
+             POST /api/v1/outlets/{code}/lost-reports (citycard counter report-lost)",
+        ),
+        CardRequest::Replace if caller.role == Role::CounterClerk => Some(
+            "at the counter a replacement is journaled with its fee: \
+             POST /api/v1/outlets/{code}/replacements (citycard counter replace)",
+        ),
+        _ => None,
+    };
+    match path {
+        Some(path) => Err(PlatformError::Forbidden(format!(
+            "{} is not a generic card action here: {path}",
+            request.name()
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -428,6 +498,7 @@ impl Platform {
             .card_by_number(&number.to_string())
             .await?
             .ok_or_else(|| PlatformError::NotFound(format!("card {number}")))?;
+        refuse_outside_its_path(caller, request)?;
         let card = row_to_card(&row)?;
         let now_s = self.now_s();
         let action = match request {

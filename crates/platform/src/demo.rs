@@ -57,6 +57,79 @@ const ROADS: &[&str] = &[
     "北三环",
 ];
 
+/// The demo city's service outlet, where its clerk works.
+pub const DEMO_OUTLET: &str = "ZZ-JS01";
+
+/// Adds what is missing of the development key set to a master-key file store: the transit
+/// purchase, load and TAC test keys (`epurse.md` §4), the test transport key
+/// (`keys::master::conformance::TEST_TRANSPORT_KEY`, which the emulated bureau holds) and the
+/// CITY and HEALTH maintenance keys. For the demo city and tests; production refuses a store
+/// that holds any of them.
+pub fn load_development_keys(store: &keys::master::FileMasterKeyStore) -> Result<()> {
+    use keys::master::{KeyRef, MasterKeyStore, MasterPurpose};
+    let err = |e: keys::master::MasterKeyError| crate::PlatformError::Unexpected(e.to_string());
+    let have =
+        |r: &KeyRef| -> Result<bool> { Ok(store.list().map_err(err)?.iter().any(|k| &k.key == r)) };
+    if !have(&KeyRef::transit(MasterPurpose::Purchase, 1))? {
+        store
+            .load_test_key_set(keys::master::APP_TRANSIT)
+            .map_err(err)?;
+    }
+    let transport = KeyRef::transit(MasterPurpose::Transport, 1);
+    if !have(&transport)? {
+        let tk = development_transport_key()?;
+        store
+            .import_components(
+                &transport,
+                &keys::master::conformance::split_into_components(&tk, crypto::Algorithm::Tdes),
+                crypto::Algorithm::Tdes,
+                Some(tk.kcv(crypto::Algorithm::Tdes)),
+            )
+            .map_err(err)?;
+    }
+    for app in ["city", "health"] {
+        if !have(&KeyRef::new(app, MasterPurpose::Maintenance, 1).map_err(err)?)? {
+            store.load_test_maintenance_key(app).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// The development transport key, as the emulated bureau holds it.
+fn development_transport_key() -> Result<crypto::Key16> {
+    crypto::Key16::from_hex(keys::master::conformance::TEST_TRANSPORT_KEY)
+        .map_err(|e| crate::PlatformError::Unexpected(e.to_string()))
+}
+
+/// Takes every approved card through the real issuance path — a production batch, its
+/// personalization file, the emulated bureau (development transport key), the result file,
+/// distribution to `outlet` — and hands over at that outlet's counter (journaled, activated)
+/// the cards named in `hand_over`. Opens the outlet and its clerk when missing. Needs the
+/// development key set in the platform's master-key store ([`load_development_keys`]).
+/// Returns the clerk.
+pub async fn issue_approved(
+    p: &Platform,
+    outlet: &str,
+    clerk: &str,
+    clerk_password: &str,
+    hand_over: &[&str],
+) -> Result<Caller> {
+    let system = Caller::cli("issuance");
+    let clerk = p
+        .ensure_outlet_with_clerk(&system, outlet, clerk, clerk_password)
+        .await?;
+    // Chip serials are unique: each run starts at a fresh random point.
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).map_err(|_| crate::PlatformError::Unexpected("random".into()))?;
+    let serial_first = u64::from(u32::from_le_bytes(b)) << 24;
+    p.produce_with_emulated_bureau(&system, outlet, &development_transport_key()?, serial_first)
+        .await?;
+    for n in hand_over {
+        p.counter_hand_over(&clerk, outlet, n).await?;
+    }
+    Ok(clerk)
+}
+
 /// SplitMix64: a tiny, well-mixed generator keyed by (seed, index), so any row can be rebuilt
 /// without generating the ones before it.
 fn mix(seed: u64, i: u64, salt: u64) -> u64 {
@@ -168,6 +241,8 @@ pub struct DemoSummary {
 
 /// Issues cards to one resident in twenty (adults of the city), through the whole life cycle;
 /// one in ten of those reports the card lost, and one in three of the lost gets a replacement.
+/// The cards go through a production batch, the emulated bureau (development key set: the
+/// platform needs its master-key store), the demo outlet's stock and its counter.
 async fn cards(
     p: &Platform,
     residents: u64,
@@ -177,28 +252,15 @@ async fn cards(
     progress: &Progress,
 ) -> Result<()> {
     use crate::cards::{CardRequest as R, parse_reason};
-    let op = |name: &str| {
-        let name = name.to_string();
-        async move {
-            let o = p
-                .store
-                .operator_by_username(&name)
-                .await?
-                .ok_or_else(|| crate::PlatformError::NotFound(format!("operator {name}")))?;
-            Ok::<Caller, crate::PlatformError>(Caller {
-                operator_id: Some(o.id),
-                username: o.username,
-                role: o.role,
-                department: o.department,
-                origin: "demo".into(),
-            })
-        }
-    };
-    let clerk = op("clerk").await?;
-    let officer = op("admin").await?;
     let system = Caller::cli("demo");
+    // Cards are made the way the city makes them: a production batch through the (emulated)
+    // card bureau, delivered to the demo outlet, handed over at its counter.
+    let clerk = p
+        .ensure_outlet_with_clerk(&system, DEMO_OUTLET, "clerk", DEMO_PASSWORD)
+        .await?;
     let candidates: Vec<u64> = (0..residents).step_by(20).collect();
     let total = candidates.len() as u64;
+    let mut made = Vec::new();
     for (k, i) in candidates.into_iter().enumerate() {
         progress("cards", k as u64, total);
         let row = resident_row(i, seed, today, 0);
@@ -213,26 +275,19 @@ async fn cards(
             Err(crate::PlatformError::Conflict(_)) => continue,
             Err(e) => return Err(e),
         };
-        let n = card.number;
-        let routine = parse_reason("routine")?;
-        let steps: [(&Caller, R, crate::cards::Reason); 6] = [
-            (&clerk, R::Approve, routine),
-            (&officer, R::SendToProduction, routine),
-            (&system, R::ProductionDone, routine),
-            (&clerk, R::DeliverToOutlet(1), routine),
-            (&clerk, R::HandOver, routine),
-            (&clerk, R::Activate, parse_reason("holder_request")?),
-        ];
-        for (who, req, reason) in steps {
-            p.card_action(who, &n, req, reason).await?;
-        }
+        p.card_action(&clerk, &card.number, R::Approve, parse_reason("routine")?)
+            .await?;
+        made.push((k, card.number));
+    }
+    issue_approved(p, DEMO_OUTLET, "clerk", DEMO_PASSWORD, &[]).await?;
+    for (k, n) in made {
+        p.counter_hand_over(&clerk, DEMO_OUTLET, &n).await?;
         s.cards_active += 1;
         if k % 10 == 3 {
-            p.card_action(&clerk, &n, R::ReportLost, parse_reason("lost")?)
-                .await?;
+            p.counter_report_lost(&clerk, DEMO_OUTLET, &n).await?;
             s.cards_lost += 1;
             if k % 30 == 3 {
-                p.card_action(&clerk, &n, R::Replace, parse_reason("lost")?)
+                p.counter_replace(&clerk, DEMO_OUTLET, &n, parse_reason("lost")?)
                     .await?;
                 s.cards_replaced += 1;
             }

@@ -522,6 +522,14 @@ impl Platform {
         self
     }
 
+    /// The holder's ID number for the personalization file (sealed there under the transport
+    /// key); callers audit the read with the export or the issuance.
+    fn holder_id(&self, id_blind: &keys::BlindIndex, sealed: &[u8]) -> Result<String> {
+        Ok(self
+            .vault
+            .open_string(&crate::residents::ctx(id_blind, "id_number"), sealed)?)
+    }
+
     fn holder_name(&self, id_blind: &keys::BlindIndex, sealed: &Option<Vec<u8>>) -> Result<String> {
         Ok(sealed
             .as_ref()
@@ -657,6 +665,93 @@ impl Platform {
             )
             .await?;
         self.outlet_view(o).await
+    }
+
+    /// Opens outlet `code` with clerk `clerk` assigned, whichever of the three already exist
+    /// (the demo city and test fixtures).
+    pub async fn ensure_outlet_with_clerk(
+        &self,
+        caller: &Caller,
+        code: &str,
+        clerk: &str,
+        clerk_password: &str,
+    ) -> Result<Caller> {
+        let o = match self.store.outlet_by_code(code).await? {
+            Some(o) => o,
+            None => {
+                self.outlet_create(
+                    caller,
+                    code,
+                    "金水服务网点",
+                    "Jinshui service outlet",
+                    "金水路 1 号",
+                )
+                .await?;
+                self.outlet_row(code).await?
+            }
+        };
+        let op = match self.store.operator_by_username(clerk).await? {
+            Some(op) => op,
+            None => {
+                self.create_operator(
+                    caller,
+                    crate::operators::OperatorRequest {
+                        username: clerk.into(),
+                        display_name: clerk.into(),
+                        password: clerk_password.into(),
+                        role: Role::CounterClerk,
+                        department: None,
+                    },
+                )
+                .await?;
+                self.store
+                    .operator_by_username(clerk)
+                    .await?
+                    .ok_or_else(|| PlatformError::Unexpected(format!("operator {clerk}")))?
+            }
+        };
+        if self.store.clerk_outlet(op.id).await?.map(|x| x.id) != Some(o.id) {
+            self.clerk_assign(caller, code, clerk).await?;
+        }
+        self.clerk_caller(clerk, &caller.origin).await
+    }
+
+    /// The whole production path for every approved card, with the emulated card bureau (the
+    /// demo city and test fixtures; a real bureau works on the exported file offline): a batch,
+    /// its personalization file, [`emulate_bureau`] holding `bureau_transport` (the transport
+    /// key as the bureau got it by key ceremony), the result file imported, the produced cards
+    /// distributed to `outlet`. Returns the batch id, or `None` when no card was approved.
+    pub async fn produce_with_emulated_bureau(
+        &self,
+        caller: &Caller,
+        outlet: &str,
+        bureau_transport: &Key16,
+        serial_first: u64,
+    ) -> Result<Option<String>> {
+        let created = match self
+            .create_batch(caller, store::BATCH_CREATE_MAX, "3DES")
+            .await
+        {
+            Ok(c) => c,
+            Err(PlatformError::Conflict(m)) if m.starts_with("no approved card") => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let batch = created.batch.id;
+        let file = self.export_batch(caller, &batch).await?;
+        let config = BureauConfig {
+            transport_key: bureau_transport.clone(),
+            serial_first,
+            initial_pin: "123456".into(),
+            fail: Vec::new(),
+        };
+        let mut results = Vec::new();
+        emulate_bureau(file.bytes.as_slice(), &config, &mut results)
+            .map_err(|e| PlatformError::Unexpected(format!("emulated bureau: {e}")))?;
+        self.import_results(caller, &batch, &results).await?;
+        self.distribute_batch(caller, &batch, outlet, None).await?;
+        Ok(Some(batch))
     }
 
     /// The caller as the counter clerk `username` (for the command line, which is trusted
@@ -897,6 +992,7 @@ impl Platform {
                     .map_err(|e| PlatformError::Unexpected(format!("stored card number: {e}")))?,
                 card_type: card_type(&c.card.card_type)?,
                 holder_name: self.holder_name(&c.id_blind, &c.name_sealed)?,
+                id_number: self.holder_id(&c.id_blind, &c.id_sealed)?,
                 start_date: start,
                 expiry_date: expiry,
             });
@@ -910,6 +1006,7 @@ impl Platform {
             transport: KeyRef::parse(&row.transport_key)
                 .map_err(|e| PlatformError::Unexpected(format!("transport key: {e}")))?,
             algorithm: alg,
+            maintained: maintained_apps(&*keys)?,
         };
         // Diversifying and wrapping 3 keys per card is CPU work: off the async threads.
         let bytes = tokio::task::spawn_blocking(move || {
@@ -928,8 +1025,8 @@ impl Platform {
                     "batch.export",
                     format!("batch:{code}"),
                     format!(
-                        "{} card(s): printed holder names and card keys wrapped under {} to the \
-                         card bureau; file SM3 {digest}",
+                        "{} card(s): printed holder names, ID numbers sealed and card keys \
+                         wrapped under {} to the card bureau; file SM3 {digest}",
                         row.card_count, row.transport_key
                     ),
                 ),
@@ -1447,11 +1544,13 @@ impl Platform {
             key_version: KEY_VERSION,
             transport: transport_key(),
             algorithm: alg,
+            maintained: maintained_apps(&*keys)?,
         };
         let record = CardRecord {
             card_number: number,
             card_type: card_type(&row.card_type)?,
             holder_name: name,
+            id_number: self.holder_id(&resident.id_blind, &resident.id_sealed)?,
             start_date: start,
             expiry_date: expiry,
         };
@@ -1597,4 +1696,24 @@ impl Platform {
 
 fn header_count(n: i64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The applications whose maintenance key (DAMK) a new card gets: those of
+/// [`issuance::production::MAINTAINED_APPS`] whose maintenance master key the store holds, so
+/// the card takes post-issuance scripts for them (application management).
+fn maintained_apps(keys: &dyn MasterKeyStore) -> Result<Vec<String>> {
+    let present = keys
+        .list()
+        .map_err(|e| PlatformError::Unexpected(format!("master-key store: {e}")))?;
+    Ok(issuance::production::MAINTAINED_APPS
+        .iter()
+        .filter(|(_, app, _)| {
+            present.iter().any(|k| {
+                k.key.app() == *app
+                    && k.key.purpose() == keys::master::MasterPurpose::Maintenance
+                    && k.key.version() == issuance::production::MAINTENANCE_KEY_VERSION
+            })
+        })
+        .map(|(_, app, _)| (*app).to_string())
+        .collect())
 }

@@ -91,19 +91,31 @@ async fn try_fresh(backend: Backend) -> Result<TestPlatform> {
 }
 
 /// Gives `tp`'s platform a master-key store (a file store in the test's directory) holding
-/// the development maintenance master key for every application of the seed registry that
-/// has one (`city`, `health`). Never for production.
+/// the development key set ([`crate::demo::load_development_keys`]). Never for production.
 pub fn install_test_master_keys(tp: &TestPlatform) -> Result<()> {
     let store = keys::master::FileMasterKeyStore::create(
         &tp.dir.path().join("master-keys.json"),
         b"test master keys",
     )
     .map_err(|e| crate::PlatformError::Unexpected(e.to_string()))?;
-    for app in ["city", "health"] {
-        store
-            .load_test_maintenance_key(app)
-            .map_err(|e| crate::PlatformError::Unexpected(e.to_string()))?;
-    }
+    crate::demo::load_development_keys(&store)?;
     tp.platform.set_master_keys(Arc::new(store));
     Ok(())
+}
+
+/// The outlet and clerk [`issue_cards`] works at.
+pub const TEST_OUTLET: &str = "TEST-1";
+pub const TEST_CLERK: &str = "test-clerk";
+
+/// [`crate::demo::issue_approved`] at [`TEST_OUTLET`] by [`TEST_CLERK`]: every approved card
+/// through a batch and the emulated bureau to the outlet, the named ones handed over.
+pub async fn issue_cards(p: &Platform, hand_over: &[&str]) -> Result<crate::Caller> {
+    crate::demo::issue_approved(
+        p,
+        TEST_OUTLET,
+        TEST_CLERK,
+        "test-clerk-password-1",
+        hand_over,
+    )
+    .await
 }

@@ -450,8 +450,32 @@ async fn cards_over_http(backend: Backend) {
     // The auditor reads but does not act.
     let r = act("send_to_production", "routine", auditor.clone()).await;
     assert_eq!(r.status, 403, "{}", r.body);
+    // Acts with their own path (batch, outlet stock, counter journal) are refused here, the
+    // path named, and change nothing.
+    for (action, token, path) in [
+        ("send_to_production", admin.clone(), "/api/v1/batches"),
+        ("deliver_to_outlet", clerk.clone(), "/distribution"),
+        ("hand_over", clerk.clone(), "/hand-over"),
+    ] {
+        let r = act(action, "routine", token).await;
+        assert_eq!(r.status, 403, "{action}: {}", r.body);
+        assert!(
+            r.json()["detail"].as_str().unwrap().contains(path),
+            "{}",
+            r.body
+        );
+    }
+    // Production goes in a batch.
+    let r = app
+        .post_json(
+            "/api/v1/batches",
+            Some(&admin),
+            serde_json::json!({"max": 10, "algorithm": "sm4"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(
-        act("send_to_production", "routine", admin.clone())
+        app.get(&format!("/api/v1/cards/{number}"), Some(&auditor))
             .await
             .json()["state"],
         "in_production"
@@ -637,11 +661,6 @@ async fn apps_over_http(backend: Backend) {
         department: None,
         origin: "test".into(),
     };
-    let officer = Caller {
-        role: Role::Administrator,
-        username: "officer".into(),
-        ..clerk_caller.clone()
-    };
     let n = p
         .apply_for_card(&clerk_caller, &id, "ordinary", None)
         .await
@@ -649,10 +668,13 @@ async fn apps_over_http(backend: Backend) {
         .number;
     for (who, req, reason) in [
         (&clerk_caller, CardRequest::Approve, "routine"),
-        (&officer, CardRequest::SendToProduction, "routine"),
+        (
+            &Caller::cli("test"),
+            CardRequest::SendToProduction,
+            "routine",
+        ),
         (&Caller::cli("test"), CardRequest::ProductionDone, "routine"),
-        (&clerk_caller, CardRequest::DeliverToOutlet(1), "routine"),
-        (&clerk_caller, CardRequest::HandOver, "routine"),
+        (&clerk_caller, CardRequest::Post, "routine"),
         (&clerk_caller, CardRequest::Activate, "holder_request"),
     ] {
         p.card_action(who, &n, req, parse_reason(reason).unwrap())
@@ -771,21 +793,44 @@ async fn card_console_page(backend: Backend) {
         }
     };
     act("approve", "routine", clerk.clone()).await;
-    act("send_to_production", "routine", admin.clone()).await;
-    // The bureau's result is the system's word, not an operator's.
-    app.tp
-        .platform
-        .card_action(
-            &platform::Caller::cli("bureau"),
-            &number,
-            platform::cards::CardRequest::ProductionDone,
-            platform::cards::Reason::Routine,
+    // Production (a batch through the emulated bureau) and delivery to the clerk's outlet, then
+    // the counter hands the card over (journaled).
+    platform::testing::install_test_master_keys(&app.tp).unwrap();
+    let r = app
+        .post_json(
+            "/api/v1/outlets",
+            Some(&admin),
+            serde_json::json!({"code": "ZZ-H1", "name_zh": "花园路网点", "name_en": "Huayuan Rd",
+                               "address": "花园路 1 号"}),
         )
-        .await
-        .unwrap();
-    act("deliver_to_outlet", "routine", clerk.clone()).await;
-    act("hand_over", "routine", clerk.clone()).await;
-    act("activate", "holder_request", clerk.clone()).await;
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .post_json(
+            "/api/v1/outlets/ZZ-H1/clerks",
+            Some(&admin),
+            serde_json::json!({"username": common::App::username(Role::CounterClerk)}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    platform::demo::issue_approved(
+        &app.tp.platform,
+        "ZZ-H1",
+        &common::App::username(Role::CounterClerk),
+        "unused",
+        &[],
+    )
+    .await
+    .unwrap();
+    let r = app
+        .post_json(
+            "/api/v1/outlets/ZZ-H1/hand-over",
+            Some(&clerk),
+            serde_json::json!({"card_number": number}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "active");
     // The holder's phone, enrolled while the card is active, leaves with the lost report.
     let phone = ecode::Phone::new(
         ecode::DeviceId::parse("app-0001").unwrap(),
@@ -801,7 +846,14 @@ async fn card_console_page(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    act("report_lost", "lost", clerk.clone()).await;
+    let r = app
+        .post_json(
+            "/api/v1/outlets/ZZ-H1/lost-reports",
+            Some(&clerk),
+            serde_json::json!({"card_number": number}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     // Money on the card's e-purse shadow: 12.34 yuan.
     let p = &app.tp.platform;
     let sys = platform::Caller::cli("test");

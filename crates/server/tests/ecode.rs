@@ -36,8 +36,7 @@ async fn active_card(app: &App, clerk: &str) -> String {
         (&counter, CardRequest::Approve, "routine"),
         (&system, CardRequest::SendToProduction, "routine"),
         (&system, CardRequest::ProductionDone, "routine"),
-        (&counter, CardRequest::DeliverToOutlet(7), "routine"),
-        (&counter, CardRequest::HandOver, "routine"),
+        (&counter, CardRequest::Post, "routine"),
         (&counter, CardRequest::Activate, "holder_request"),
     ] {
         p.card_action(who, &number, req, parse_reason(reason).unwrap())
@@ -171,12 +170,23 @@ async fn ecode_over_http(backend: Backend) {
     assert_eq!(r["reason"], "format");
     assert_eq!(verify(code.to_text(), auditor.clone()).await.status, 403);
 
-    // The card is reported lost: its phone goes with it; no certificate; codes refused.
+    // The card is reported lost at the counter: its phone goes with it; no certificate; codes
+    // refused.
+    app.tp
+        .platform
+        .ensure_outlet_with_clerk(
+            &Caller::cli("test"),
+            "ZZ-E1",
+            &common::App::username(Role::CounterClerk),
+            "unused",
+        )
+        .await
+        .unwrap();
     let r = app
         .post_json(
-            &format!("/api/v1/cards/{card}/actions"),
+            "/api/v1/outlets/ZZ-E1/lost-reports",
             Some(&clerk),
-            serde_json::json!({"action": "report_lost", "reason": "lost"}),
+            serde_json::json!({"card_number": card}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);

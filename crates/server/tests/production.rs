@@ -295,7 +295,7 @@ async fn production_over_http(backend: Backend) {
         .get(&format!("/api/v1/batches/{batch}/personalization"), &admin)
         .await;
     assert_eq!(perso.status, 200, "{}", perso.body);
-    assert!(perso.body.starts_with(&format!("CCPERSO|1|{batch}|3|")));
+    assert!(perso.body.starts_with(&format!("CCPERSO|2|{batch}|3|")));
     let r = s
         .get(
             &format!("/api/v1/batches/{batch}/personalization"),

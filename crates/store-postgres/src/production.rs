@@ -437,7 +437,7 @@ impl ProductionStore for PgStore {
     async fn batch_cards(&self, id: i64, after_idx: i64, limit: u32) -> Result<Vec<BatchCardRow>> {
         let rows = sqlx::query(
             "SELECT b.idx, b.outcome, b.chip_serial, b.failure, c.*, \
-             r.id_blind, r.name_sealed FROM batch_cards b JOIN cards c ON c.number = b.number \
+             r.id_blind, r.id_sealed, r.name_sealed FROM batch_cards b JOIN cards c ON c.number = b.number \
              JOIN residents r ON r.id = c.resident_id \
              WHERE b.batch_id = $1 AND b.idx > $2 ORDER BY b.idx LIMIT $3",
         )
@@ -456,6 +456,7 @@ impl ProductionStore for PgStore {
                     chip_serial: r.try_get("chip_serial").map_err(db)?,
                     failure: r.try_get("failure").map_err(db)?,
                     id_blind: blind(r)?,
+                    id_sealed: r.try_get("id_sealed").map_err(db)?,
                     name_sealed: r.try_get("name_sealed").map_err(db)?,
                 })
             })

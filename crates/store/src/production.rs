@@ -91,6 +91,9 @@ pub struct BatchCardRow {
     pub chip_serial: Option<String>,
     pub failure: Option<String>,
     pub id_blind: BlindIndex,
+    /// The holder's ID number, sealed (for the personalization file, which carries it sealed
+    /// under the transport key).
+    pub id_sealed: Vec<u8>,
     pub name_sealed: Option<Vec<u8>>,
 }
 

@@ -120,6 +120,29 @@ pub fn check_worked_example(store: &dyn MasterKeyStore, refs: &[KeyRef; 4], alg:
         assert_eq!(wrapped.kcv, card_key.kcv(alg), "card key KCV of {master}");
     }
 
+    // Holder data sealed for the bureau: CBC under the transport key with the given IV,
+    // readable with the transport key (as the bureau holds it); refused when not whole blocks.
+    let iv = [0x41, 0x01, 0, 0, 0, 0, 0, 0x18, 0, 0, 0, 0, 0, 0, 0, 0];
+    let data = *b"41010219900101123X\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+    let sealed = store
+        .encrypt_for_transport(transport, alg, &iv, &data)
+        .unwrap_or_else(|e| panic!("encrypt_for_transport ({alg:?}): {e}"));
+    assert_eq!(
+        sealed,
+        crypto::cbc_encrypt(alg, &tk, &iv, &data).unwrap(),
+        "sealed holder data ({alg:?})"
+    );
+    assert_ne!(&sealed[..], &data[..]);
+    assert!(
+        store
+            .encrypt_for_transport(transport, alg, &iv, &data[..20])
+            .is_err()
+    );
+    assert!(matches!(
+        store.encrypt_for_transport(purchase, alg, &iv, &data),
+        Err(super::MasterKeyError::WrongPurpose { .. })
+    ));
+
     let load_fields = LoadFields {
         balance_before_fen: 0,
         online_counter: 0,

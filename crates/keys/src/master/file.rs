@@ -286,6 +286,20 @@ impl MasterKeyStore for FileMasterKeyStore {
         })
     }
 
+    fn encrypt_for_transport(
+        &self,
+        transport: &KeyRef,
+        alg: Algorithm,
+        iv: &[u8; 16],
+        data: &[u8],
+    ) -> Result<Vec<u8>, MasterKeyError> {
+        expect_transport(transport)?;
+        super::check_transport_data(alg, data)?;
+        let tk = self.lock().key(transport)?;
+        crypto::cbc_encrypt(alg, &tk, iv, data)
+            .map_err(|e| MasterKeyError::InvalidData(e.to_string()))
+    }
+
     fn card_mac(
         &self,
         master: &KeyRef,

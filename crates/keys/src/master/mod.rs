@@ -302,6 +302,9 @@ pub enum MasterKeyError {
     CapExceeded { balance_fen: u32, amount_fen: u32 },
     #[error("key store: {0}")]
     Store(#[from] crate::KeyError),
+    /// Data given to an operation has the wrong shape (the text names sizes, never content).
+    #[error("{0}")]
+    InvalidData(String),
     /// The backend (HSM, PKCS#11 library) failed; the text names the call, not data.
     #[error("key backend: {0}")]
     Backend(String),
@@ -352,6 +355,18 @@ pub trait MasterKeyStore: Send + Sync {
         div: &DivData,
         transport: &KeyRef,
     ) -> Result<WrappedCardKey, MasterKeyError>;
+
+    /// Encrypts holder data for the personalization file under the transport key: CBC with
+    /// the profile cipher and `iv` (its first 8 bytes for 3DES), `data` a whole number of
+    /// blocks, at most [`TRANSPORT_DATA_MAX`] bytes. Only the card bureau, which holds the
+    /// transport key, can read it.
+    fn encrypt_for_transport(
+        &self,
+        transport: &KeyRef,
+        alg: Algorithm,
+        iv: &[u8; 16],
+        data: &[u8],
+    ) -> Result<Vec<u8>, MasterKeyError>;
 
     /// The primitive: a MAC under a key derived from `master` for card `div` as `input`
     /// says. `MacInput` can only be built by this module, so callers go through the
@@ -472,6 +487,24 @@ pub trait MasterKeyStore: Send + Sync {
         let mac = self.card_mac(tac_master, alg, div, &input)?;
         Ok(mac_eq(&mac, tac))
     }
+}
+
+/// Bytes of holder data [`MasterKeyStore::encrypt_for_transport`] takes at once, at most.
+pub const TRANSPORT_DATA_MAX: usize = 256;
+
+/// Checks what [`MasterKeyStore::encrypt_for_transport`] is given, for every backend.
+pub fn check_transport_data(alg: Algorithm, data: &[u8]) -> Result<(), MasterKeyError> {
+    if data.is_empty()
+        || data.len() > TRANSPORT_DATA_MAX
+        || !data.len().is_multiple_of(alg.block_len())
+    {
+        return Err(MasterKeyError::InvalidData(format!(
+            "holder data of {} bytes: a whole number of {}-byte blocks, 1 to {TRANSPORT_DATA_MAX} bytes",
+            data.len(),
+            alg.block_len()
+        )));
+    }
+    Ok(())
 }
 
 /// The production start check: refuses a store that holds any key of the development key set

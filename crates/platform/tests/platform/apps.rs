@@ -26,18 +26,16 @@ async fn active_card(f: &Fixture) -> String {
         .await
         .unwrap();
     let clerk = caller("clerk", Role::CounterClerk, None);
-    let officer = caller("officer", Role::Administrator, None);
     let n =
         f.p.apply_for_card(&clerk, &adult, "ordinary", None)
             .await
             .unwrap()
             .number;
-    let steps: [(&Caller, CardRequest, &str); 6] = [
+    let steps: [(&Caller, CardRequest, &str); 5] = [
         (&clerk, CardRequest::Approve, "routine"),
-        (&officer, CardRequest::SendToProduction, "routine"),
+        (&admin(), CardRequest::SendToProduction, "routine"),
         (&admin(), CardRequest::ProductionDone, "routine"),
-        (&clerk, CardRequest::DeliverToOutlet(1), "routine"),
-        (&clerk, CardRequest::HandOver, "routine"),
+        (&clerk, CardRequest::Post, "routine"),
         (&clerk, CardRequest::Activate, "holder_request"),
     ];
     for (who, req, reason) in steps {
@@ -326,10 +324,10 @@ async fn a_function_enabled_on_a_card_through_the_emulator(f: Fixture) {
 
     // A card that is not in its holder's hands is not updated.
     p.card_action(
-        &clerk,
+        &caller("officer", Role::Administrator, None),
         &n,
-        CardRequest::ReportLost,
-        parse_reason("lost").unwrap(),
+        CardRequest::Freeze,
+        parse_reason("fraud").unwrap(),
     )
     .await
     .unwrap();
@@ -338,7 +336,86 @@ async fn a_function_enabled_on_a_card_through_the_emulator(f: Fixture) {
         .card_function_script(&clerk, &n, "campus", true, Algorithm::Sm4, ch)
         .await;
     assert!(
-        matches!(&r, Err(PlatformError::Conflict(m)) if m.contains("reported_lost")),
+        matches!(&r, Err(PlatformError::Conflict(m)) if m.contains("frozen")),
         "{r:?}"
     );
+}
+
+on_both_backends!(a_bureau_made_card_carries_its_holder_id_and_takes_scripts);
+
+/// A card made the production way — batch, personalization file (ID number sealed, DAMKs
+/// wrapped under the transport key), emulated bureau, results, outlet, counter — comes out with
+/// its holder's ID number on the chip and takes post-issuance scripts under its DAMK.
+async fn a_bureau_made_card_carries_its_holder_id_and_takes_scripts(f: Fixture) {
+    let p = &f.p;
+    f.install_master_keys();
+    p.apps_seed(&admin()).await.unwrap();
+    let adult = id("410105", 1981, 6, 2, 31);
+    let csv = format!("id_number,name,phone,address,residency\n{adult},赵制卡,,,resident\n");
+    import(p, &admin(), Source::Police, "csv:t", csv.as_bytes())
+        .await
+        .unwrap();
+    let clerk = caller("clerk", Role::CounterClerk, None);
+    let n = p
+        .apply_for_card(&clerk, &adult, "ordinary", None)
+        .await
+        .unwrap()
+        .number;
+    p.card_action(
+        &clerk,
+        &n,
+        CardRequest::Approve,
+        parse_reason("routine").unwrap(),
+    )
+    .await
+    .unwrap();
+    let batch = p.create_batch(&admin(), 10, "SM4").await.unwrap().batch.id;
+    let file = p.export_batch(&admin(), &batch).await.unwrap();
+    let config = issuance::production::BureauConfig {
+        transport_key: crypto::Key16::from_hex(keys::master::conformance::TEST_TRANSPORT_KEY)
+            .unwrap(),
+        serial_first: 0x0B0C_0000_0000_0001,
+        initial_pin: "123456".into(),
+        fail: Vec::new(),
+    };
+    let mut results = Vec::new();
+    let mut run =
+        issuance::production::emulate_bureau(file.bytes.as_slice(), &config, &mut results).unwrap();
+    p.import_results(&admin(), &batch, &results).await.unwrap();
+    let desk = p
+        .ensure_outlet_with_clerk(&admin(), "ZZ-P1", "desk", "desk-password-1")
+        .await
+        .unwrap();
+    p.distribute_batch(&admin(), &batch, "ZZ-P1", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.counter_hand_over(&desk, "ZZ-P1", &n).await.unwrap().state,
+        "active"
+    );
+
+    let card = &mut run.produced[0].card;
+    let info = chip::terminal::read_card(card).unwrap();
+    assert_eq!(info.public.card_number.to_string(), n);
+    assert_eq!(info.holder.name().unwrap(), "赵制卡");
+    assert_eq!(&info.holder.id_number[..18], adult.as_bytes());
+    assert!(info.holder.id_number[18..].iter().all(|&b| b == 0));
+
+    let ch = get_challenge(card);
+    let s = p
+        .card_function_script(&clerk, &n, "campus", true, Algorithm::Sm4, ch)
+        .await
+        .unwrap();
+    let mut last = 0;
+    for apdu in &s.apdus {
+        last = send(card, apdu).1;
+    }
+    assert_eq!(last, 0x9000);
+    let c = p
+        .card_function_confirm(&clerk, &n, "campus", last)
+        .await
+        .unwrap();
+    assert!(c.applied && c.state.enabled);
+    let (rec, _) = send(card, &[0x00, 0xB2, 0x01, 0x1C, 0x10]);
+    assert_eq!(rec[0], 0x01);
 }

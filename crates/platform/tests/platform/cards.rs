@@ -67,35 +67,56 @@ async fn a_card_from_application_to_replacement(f: Fixture) {
         .await;
     assert!(matches!(r, Err(PlatformError::Forbidden(_))), "{r:?}");
 
-    // Through production and the counter to active.
+    // Approved, then through a production batch, the bureau, the outlet's stock and its
+    // counter to active. The generic card action refuses the acts that have their own path
+    // (batch, stock, counter journal), naming it, and changes nothing.
     let n = card.number.clone();
     let routine = parse_reason("routine").unwrap();
-    let steps: [(&platform::Caller, CardRequest, &str, &str); 6] = [
-        (&clerk, CardRequest::Approve, "routine", "approved"),
-        (
-            &officer,
-            CardRequest::SendToProduction,
-            "routine",
-            "in_production",
-        ),
-        (&system, CardRequest::ProductionDone, "routine", "produced"),
-        (
-            &clerk,
-            CardRequest::DeliverToOutlet(3),
-            "routine",
-            "at_outlet",
-        ),
-        (&clerk, CardRequest::HandOver, "routine", "issued"),
-        (&clerk, CardRequest::Activate, "holder_request", "active"),
-    ];
-    for (who, req, reason, state) in steps {
-        let v = p
-            .card_action(who, &n, req, parse_reason(reason).unwrap())
+    let v = p
+        .card_action(&clerk, &n, CardRequest::Approve, routine)
+        .await
+        .unwrap();
+    assert_eq!(v.state, "approved");
+    for (who, req, path) in [
+        (&officer, CardRequest::SendToProduction, "/api/v1/batches"),
+        (&clerk, CardRequest::DeliverToOutlet(3), "/distribution"),
+        (&system, CardRequest::DeliverToOutlet(3), "/distribution"),
+        (&clerk, CardRequest::HandOver, "/hand-over"),
+    ] {
+        let r = p.card_action(who, &n, req, routine).await;
+        assert!(
+            matches!(&r, Err(PlatformError::Forbidden(m)) if m.contains(path)),
+            "{req:?}: {r:?}"
+        );
+    }
+    assert_eq!(p.card(&clerk, &n).await.unwrap().version, 2);
+    f.install_master_keys();
+    let desk =
+        platform::demo::issue_approved(&f.p, "ZZ-T1", "desk-clerk", "desk-password-1", &[&n])
             .await
             .unwrap();
-        assert_eq!(v.state, state, "{req:?}");
-    }
     let active = p.card(&clerk, &n).await.unwrap();
+    assert_eq!(active.state, "active");
+    let states: Vec<String> = p
+        .store
+        .card_events(&n)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.to_state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "applied",
+            "approved",
+            "in_production",
+            "produced",
+            "at_outlet",
+            "issued",
+            "active"
+        ]
+    );
     assert_eq!(active.version, 7);
     assert!(active.valid_until_s.is_some());
 
@@ -130,17 +151,22 @@ async fn a_card_from_application_to_replacement(f: Fixture) {
     assert!(CardRequest::parse("fly", None).is_err());
     assert!(CardRequest::parse("deliver_to_outlet", None).is_err());
 
-    // Lost: the card goes on the deny-list.
+    // Lost: the card goes on the deny-list. A clerk reports it at the counter (journaled);
+    // the generic action refuses a clerk's lost report and replacement.
     assert_eq!(p.store.deny_list_version().await.unwrap(), 0);
-    let lost = p
-        .card_action(
-            &clerk,
-            &n,
-            CardRequest::ReportLost,
-            parse_reason("lost").unwrap(),
-        )
-        .await
-        .unwrap();
+    for (req, reason, path) in [
+        (CardRequest::ReportLost, "lost", "/lost-reports"),
+        (CardRequest::Replace, "lost", "/replacements"),
+    ] {
+        let r = p
+            .card_action(&clerk, &n, req, parse_reason(reason).unwrap())
+            .await;
+        assert!(
+            matches!(&r, Err(PlatformError::Forbidden(m)) if m.contains(path)),
+            "{req:?}: {r:?}"
+        );
+    }
+    let lost = p.counter_report_lost(&desk, "ZZ-T1", &n).await.unwrap();
     assert_eq!(lost.state, "reported_lost");
     let d = p.store.deny_list_changes(0, 10).await.unwrap();
     assert_eq!(
@@ -150,15 +176,26 @@ async fn a_card_from_application_to_replacement(f: Fixture) {
 
     // Replacement: the old card is replaced, a successor approved, the money scheduled to move.
     let replaced = p
-        .card_action(
-            &clerk,
-            &n,
-            CardRequest::Replace,
-            parse_reason("lost").unwrap(),
-        )
+        .counter_replace(&desk, "ZZ-T1", &n, parse_reason("lost").unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .card;
     assert_eq!(replaced.state, "replaced");
+    // Every counter act of the day is in the outlet's journal.
+    let today = {
+        use platform::clock::Clock;
+        let d = f.clock.today();
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    };
+    let journal: Vec<String> = p
+        .counter_journal(&desk, "ZZ-T1", &today)
+        .await
+        .unwrap()
+        .lines
+        .into_iter()
+        .map(|j| j.act)
+        .collect();
+    assert_eq!(journal, ["card_issued", "lost_report", "replacement"]);
     let holder = p
         .store
         .card_by_number(&n)
@@ -226,7 +263,6 @@ on_both_backends!(the_sweep_freezes_lost_cards_and_expires_old_ones);
 /// Walks a new card of resident `who` to active.
 async fn active_card(f: &Fixture, who: &str) -> String {
     let clerk = caller("clerk", Role::CounterClerk, None);
-    let officer = caller("officer", Role::Administrator, None);
     let p = &f.p;
     let n = p
         .apply_for_card(&clerk, who, "ordinary", None)
@@ -236,7 +272,7 @@ async fn active_card(f: &Fixture, who: &str) -> String {
     let routine = parse_reason("routine").unwrap();
     for (c, r) in [
         (&clerk, CardRequest::Approve),
-        (&officer, CardRequest::SendToProduction),
+        (&admin(), CardRequest::SendToProduction),
         (&admin(), CardRequest::ProductionDone),
         (&clerk, CardRequest::Post),
     ] {
@@ -264,15 +300,14 @@ async fn the_sweep_freezes_lost_cards_and_expires_old_ones(f: Fixture) {
         .unwrap();
     let lost = active_card(&f, &a).await;
     let kept = active_card(&f, &b).await;
+    let desk =
+        f.p.ensure_outlet_with_clerk(&admin(), "ZZ-S1", "desk", "desk-password-1")
+            .await
+            .unwrap();
+    f.p.counter_report_lost(&desk, "ZZ-S1", &lost)
+        .await
+        .unwrap();
     let clerk = caller("clerk", Role::CounterClerk, None);
-    f.p.card_action(
-        &clerk,
-        &lost,
-        CardRequest::ReportLost,
-        parse_reason("lost").unwrap(),
-    )
-    .await
-    .unwrap();
 
     // Within the undo period nothing happens, however often the sweep runs.
     f.clock.advance_ms(6 * 86_400_000);
@@ -350,6 +385,10 @@ async fn deltas_from_every_version_rebuild_the_full_list(f: Fixture) {
     let p = &f.p;
     let clerk = caller("clerk", Role::CounterClerk, None);
     let pk = crypto::Sm2PublicKey::from_sec1(&p.deny_list_public_key()).unwrap();
+    let desk = p
+        .ensure_outlet_with_clerk(&admin(), "ZZ-D1", "desk", "desk-password-1")
+        .await
+        .unwrap();
     let (lost, undo) = (CardRequest::ReportLost, CardRequest::UndoLost);
     let mut held = Vec::new();
     for (i, step) in [
@@ -369,9 +408,15 @@ async fn deltas_from_every_version_rebuild_the_full_list(f: Fixture) {
         } else {
             "holder_request"
         };
-        p.card_action(&clerk, &cards[card], request, parse_reason(reason).unwrap())
-            .await
-            .unwrap();
+        if request == CardRequest::ReportLost {
+            p.counter_report_lost(&desk, "ZZ-D1", &cards[card])
+                .await
+                .unwrap();
+        } else {
+            p.card_action(&clerk, &cards[card], request, parse_reason(reason).unwrap())
+                .await
+                .unwrap();
+        }
         let (v, full) = p.deny_list_full().await.unwrap();
         assert_eq!(v, i as i64 + 1);
         held.push(issuance::DenyList::decode(&full, &pk).unwrap());

@@ -10,6 +10,8 @@ on_both_backends!(
 );
 
 async fn the_demo_city_has_the_stated_counts(f: Fixture) {
+    // The demo makes its cards through a batch and the emulated bureau: development keys.
+    f.install_master_keys();
     let steps: Arc<Mutex<Vec<(String, u64, u64)>>> = Arc::default();
     let seen = steps.clone();
     let s = platform::demo::run(
@@ -94,6 +96,7 @@ async fn the_demo_city_has_the_stated_counts(f: Fixture) {
 /// seed 7, resident 641 repeated an earlier one); the duplicate was rejected and the summary
 /// still claimed every resident.
 async fn a_demo_of_a_thousand_has_a_thousand_residents(f: Fixture) {
+    f.install_master_keys();
     let s = platform::demo::run(&f.p, 1_000, 1, 7, Arc::new(|_: &str, _, _| {}))
         .await
         .unwrap();

@@ -52,8 +52,7 @@ async fn active_card(p: &Platform, seq: u16) -> String {
         (clerk(), CardRequest::Approve, "routine"),
         (admin(), CardRequest::SendToProduction, "routine"),
         (admin(), CardRequest::ProductionDone, "routine"),
-        (clerk(), CardRequest::DeliverToOutlet(3), "routine"),
-        (clerk(), CardRequest::HandOver, "routine"),
+        (clerk(), CardRequest::Post, "routine"),
         (clerk(), CardRequest::Activate, "holder_request"),
     ] {
         p.card_action(&who, &card.number, req, parse_reason(reason).unwrap())
@@ -147,14 +146,11 @@ async fn enrolment_certificates_and_revocation_on_loss(f: Fixture) {
 
     // Reporting the card lost revokes its phone in the same change, on the record.
     let revokes = audit_count(p, "ecode.device.revoke").await;
-    p.card_action(
-        &clerk(),
-        &card,
-        CardRequest::ReportLost,
-        parse_reason("lost").unwrap(),
-    )
-    .await
-    .unwrap();
+    let desk = p
+        .ensure_outlet_with_clerk(&admin(), "ZZ-E1", "desk", "desk-password-1")
+        .await
+        .unwrap();
+    p.counter_report_lost(&desk, "ZZ-E1", &card).await.unwrap();
     let devices = p.ecode_devices(&clerk(), &card).await.unwrap();
     assert!(devices.iter().all(|d| d.state == "revoked"), "{devices:?}");
     assert_eq!(

@@ -338,3 +338,17 @@ macro_rules! on_both_backends {
         )*
     };
 }
+
+impl Fixture {
+    /// Gives the platform a master-key file store with the development key set, so cards can
+    /// go through a production batch and the emulated bureau (`platform::demo::issue_approved`).
+    pub fn install_master_keys(&self) {
+        let store = keys::master::FileMasterKeyStore::create(
+            &self.key_dir.path().join("master-keys-dev.json"),
+            b"development keys",
+        )
+        .unwrap();
+        platform::demo::load_development_keys(&store).unwrap();
+        self.p.set_master_keys(std::sync::Arc::new(store));
+    }
+}

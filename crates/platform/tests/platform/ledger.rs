@@ -146,9 +146,11 @@ async fn a_replacement_moves_the_money_once(f: Fixture) {
     .await
     .unwrap();
 
+    // A back-office replacement (the counter's goes through its journal).
     let clerk = caller("clerk", Role::CounterClerk, None);
+    let officer = caller("officer", Role::Administrator, None);
     p.card_action(
-        &clerk,
+        &officer,
         &old,
         CardRequest::Replace,
         parse_reason("damaged").unwrap(),

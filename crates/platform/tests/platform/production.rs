@@ -189,7 +189,7 @@ async fn production_loop_with_refusals(f: Fixture) {
     assert_eq!(file.card_count, 3);
     let text = String::from_utf8(file.bytes.clone()).unwrap();
     assert!(
-        text.starts_with("CCPERSO|1|B000001|3|1|transit/transport/v1|"),
+        text.starts_with("CCPERSO|2|B000001|3|1|transit/transport/v1|"),
         "{text}"
     );
     assert!(text.contains("|张0号|"));
