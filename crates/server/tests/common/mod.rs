@@ -23,6 +23,8 @@ pub struct Resp {
     pub status: u16,
     pub headers: hyper::HeaderMap,
     pub body: String,
+    /// The body as received (binary responses: the deny-list).
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {
@@ -134,6 +136,7 @@ impl App {
             status,
             headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes: bytes.to_vec(),
         }
     }
 
