@@ -8,6 +8,7 @@ mod bench_ledger;
 mod bench_production;
 mod card;
 mod config;
+mod disbursement_cmd;
 mod ecode_cmd;
 mod keys_cmd;
 mod ledger_cmd;
@@ -77,6 +78,9 @@ enum Command {
     /// The double-entry ledger: check the books, balances, Beancount export.
     #[command(subcommand)]
     Ledger(ledger_cmd::LedgerCommand),
+    /// Benefit and subsidy batches of departments, with four eyes (待遇发放).
+    #[command(subcommand)]
+    Disbursements(disbursement_cmd::DisbursementsCommand),
     /// Application management (应用管理): the registry of card applications and functions.
     #[command(subcommand)]
     Apps(apps_cmd::AppsCommand),
@@ -548,6 +552,10 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
         Command::Ledger(cmd) => {
             let p = open(&cfg).await?;
             ledger_cmd::run(cmd, &p).await
+        }
+        Command::Disbursements(cmd) => {
+            let p = open(&cfg).await?;
+            disbursement_cmd::run(cmd, &p).await
         }
         Command::Bench(b) => {
             bench::run(b, &cfg).await?;

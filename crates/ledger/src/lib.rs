@@ -15,6 +15,7 @@
 mod account;
 mod amount;
 mod book;
+pub mod disbursement;
 mod transfer;
 
 pub use account::{AccountKey, AccountKind, KeyError, NormalSide, Owner, Unit};

@@ -11,6 +11,7 @@ pub mod audit_writer;
 pub mod cards;
 pub mod clock;
 pub mod demo;
+pub mod disbursements;
 pub mod ecode;
 mod error;
 pub mod ledger;

@@ -237,6 +237,26 @@ impl Platform {
             })
     }
 
+    /// The caller as the active operator `username` (for the command line, which is trusted
+    /// with the data directory and acts in a named operator's place; audited under that name).
+    pub async fn operator_caller(&self, username: &str, origin: &str) -> Result<Caller> {
+        let op = self
+            .store
+            .operator_by_username(username)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("operator {username}")))?;
+        if op.disabled {
+            return Err(PlatformError::Forbidden(format!("{username} is disabled")));
+        }
+        Ok(Caller {
+            operator_id: Some(op.id),
+            username: op.username,
+            role: op.role,
+            department: op.department,
+            origin: origin.into(),
+        })
+    }
+
     pub async fn operators(&self) -> Result<Vec<OperatorRow>> {
         Ok(self.store.operators_list().await?)
     }

@@ -50,6 +50,10 @@ const COUNTER: &[Role] = &[CLK];
 const APP_READERS: &[Role] = &[ADM, CLK, DEP, AUD];
 const APP_MANAGERS: &[Role] = &[ADM, DEP];
 const APP_WORKERS: &[Role] = &[ADM, CLK, DEP];
+const DISBURSERS: &[Role] = &[ADM, DEP];
+const DISBURSEMENT_READERS: &[Role] = &[ADM, CLR, DEP, AUD];
+const FUNDING: &[Role] = &[ADM, CLR];
+const RECEIPT_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
 
 macro_rules! perm {
     ($m:ident $p:literal $a:expr) => {
@@ -123,6 +127,14 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/api/v1/cards/{number}/functions" Access::Roles(APP_READERS)),
     perm!(POST "/api/v1/cards/{number}/functions/{function}/script" Access::Roles(APP_WORKERS)),
     perm!(POST "/api/v1/cards/{number}/functions/{function}/confirm" Access::Roles(APP_WORKERS)),
+    perm!(GET "/api/v1/disbursements" Access::Roles(DISBURSEMENT_READERS)),
+    perm!(POST "/api/v1/disbursements" Access::Roles(DISBURSERS)),
+    perm!(GET "/api/v1/disbursements/{id}" Access::Roles(DISBURSEMENT_READERS)),
+    perm!(GET "/api/v1/disbursements/{id}/lines" Access::Roles(DISBURSEMENT_READERS)),
+    perm!(POST "/api/v1/disbursements/{id}/decision" Access::Roles(DISBURSERS)),
+    perm!(POST "/api/v1/disbursements/{id}/payment" Access::Roles(DISBURSERS)),
+    perm!(POST "/api/v1/departments/{code}/funding" Access::Roles(FUNDING)),
+    perm!(POST "/api/v1/disbursements/received" Access::Roles(RECEIPT_READERS)),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),

@@ -10,6 +10,7 @@ pub mod auth;
 mod card_console;
 pub mod cards_api;
 pub mod console;
+pub mod disbursements_api;
 pub mod ecode_api;
 pub mod error;
 mod extract;
@@ -171,6 +172,7 @@ pub fn router(platform: Platform) -> Router {
         .route("/console/cards/apps", get(apps_api::console_page))
         .merge(console::routes())
         .merge(production_api::routes())
+        .merge(disbursements_api::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())
         .fallback(not_found)

@@ -108,6 +108,10 @@ impl utoipa::Modify for ProblemResponses {
         crate::apps_api::registry, crate::apps_api::register_app,
         crate::apps_api::register_function, crate::apps_api::card_functions,
         crate::apps_api::script, crate::apps_api::confirm,
+        crate::disbursements_api::submit, crate::disbursements_api::list,
+        crate::disbursements_api::one, crate::disbursements_api::lines,
+        crate::disbursements_api::decide, crate::disbursements_api::pay,
+        crate::disbursements_api::fund, crate::disbursements_api::received,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -121,6 +125,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "ledger", description = "The double-entry ledger: balances and the books' check (支付清算)"),
         (name = "production", description = "Production batches, service outlets and counter work (制卡与网点)"),
         (name = "apps", description = "Application management and post-issuance scripts (应用管理)"),
+        (name = "disbursements", description = "Subsidies and benefits paid by departments, four eyes (待遇发放)"),
     )
 )]
 pub struct ApiDoc;

@@ -21,6 +21,7 @@ use store::{
 };
 
 mod applications;
+mod disbursements;
 mod ledger;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -26,6 +26,7 @@ use store::{
 };
 
 mod applications;
+mod disbursements;
 mod ledger;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -7,6 +7,8 @@ pub mod ledger;
 pub use self::ledger::*;
 mod apps;
 pub use apps::*;
+mod disbursements;
+pub use disbursements::*;
 
 use crate::*;
 use resident::{Field, Residency, Source};
@@ -496,7 +498,8 @@ macro_rules! conformance_tests {
             ledger_batches_answer_each_transfer,
             ledger_pending_reserves_then_posts_or_voids,
             balance_moves_release_once,
-            apps_registry_and_card_functions);
+            apps_registry_and_card_functions,
+            disbursements_submit_decide_and_record_once);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn ledger_floors_hold_under_concurrency() {

@@ -8,6 +8,7 @@
 
 mod applications;
 mod apps;
+mod disbursements;
 mod ecode;
 mod error;
 pub mod ledger;
@@ -21,6 +22,7 @@ pub mod conformance_production;
 
 pub use applications::*;
 pub use apps::{AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, FunctionRow};
+pub use disbursements::*;
 pub use ecode::*;
 pub use error::StoreError;
 pub use ledger::LedgerStore;
@@ -38,7 +40,15 @@ pub const PAGE_MAX: u32 = 500;
 
 #[async_trait]
 pub trait Store:
-    ApplicationStore + AppsStore + EcodeStore + LedgerStore + ProductionStore + Send + Sync + 'static
+    ApplicationStore
+    + AppsStore
+    + DisbursementStore
+    + EcodeStore
+    + LedgerStore
+    + ProductionStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
 

@@ -10,6 +10,7 @@ mod at_rest;
 mod cards;
 mod concurrency;
 mod demo;
+mod disbursements;
 mod ecode;
 mod import;
 mod ledger;
