@@ -135,6 +135,8 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/api/v1/disbursements/{id}/payment" Access::Roles(DISBURSERS)),
     perm!(POST "/api/v1/departments/{code}/funding" Access::Roles(FUNDING)),
     perm!(POST "/api/v1/disbursements/received" Access::Roles(RECEIPT_READERS)),
+    perm!(GET "/console/clearing/disbursements" Access::Roles(DISBURSEMENT_READERS)),
+    perm!(POST "/console/clearing/disbursements/{id}" Access::Roles(DISBURSERS)),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),

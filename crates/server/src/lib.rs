@@ -11,6 +11,7 @@ mod card_console;
 pub mod cards_api;
 pub mod console;
 pub mod disbursements_api;
+pub mod disbursements_console;
 pub mod ecode_api;
 pub mod error;
 mod extract;
@@ -173,6 +174,7 @@ pub fn router(platform: Platform) -> Router {
         .merge(console::routes())
         .merge(production_api::routes())
         .merge(disbursements_api::routes())
+        .merge(disbursements_console::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())
         .fallback(not_found)

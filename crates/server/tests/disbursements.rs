@@ -100,6 +100,42 @@ async fn disbursement_over_http(backend: platform::testing::Backend) {
             .await
         }
     };
+    // The approvals page: the second officer sees the buttons, the submitter does not; a
+    // submitter's forged form post is refused by the platform and said on the page.
+    let page = |token: String| {
+        let app = &app;
+        async move {
+            app.get("/console/clearing/disbursements?lang=zh", Some(&token))
+                .await
+        }
+    };
+    let own = page(ca1.clone()).await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    assert!(own.body.contains("待复核") && own.body.contains("待遇发放审批"));
+    assert!(!own.body.contains(&format!("id=\"approve-{id}\"")));
+    let other = page(ca2.clone()).await;
+    assert!(
+        other.body.contains(&format!("id=\"approve-{id}\"")),
+        "{}",
+        other.body
+    );
+    let r = app
+        .send(
+            "POST",
+            &format!("/console/clearing/disbursements/{id}"),
+            Some(&ca1),
+            Some((
+                "application/x-www-form-urlencoded",
+                b"decision=approve".to_vec(),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let location = r.headers["location"].to_str().unwrap().to_string();
+    assert!(location.contains("four%20eyes"), "{location}");
+    let shown = page(ca1.clone()).await;
+    assert_eq!(shown.status, 200);
+
     let r = decide(ca1.clone(), true).await;
     assert_eq!(r.status, 403, "the submitter: {}", r.body);
     assert!(r.json()["detail"].as_str().unwrap().contains("four eyes"));
