@@ -273,6 +273,11 @@ async fn run_demo(p: &Platform, residents: u64, days: u32, seed: u64) -> anyhow:
         summary.cards_active, summary.cards_lost, summary.cards_replaced
     );
     println!("  deny-list version   {}", summary.deny_list_version);
+    println!(
+        "  benefits paid       {} lines, {} yuan (batch by hrss, approved by admin)",
+        summary.disbursed_lines,
+        ledger::Amount(summary.disbursed_fen).yuan()
+    );
     println!("  audit entries       {}", summary.audit_entries);
     Ok(())
 }

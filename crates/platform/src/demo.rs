@@ -236,7 +236,49 @@ pub struct DemoSummary {
     pub cards_lost: u64,
     pub cards_replaced: u64,
     pub deny_list_version: i64,
+    /// Lines of the demo's benefit batch paid, and their sum in fen.
+    pub disbursed_lines: i64,
+    pub disbursed_fen: i64,
     pub audit_entries: i64,
+}
+
+/// A month's minimum living allowance (800 yuan) for one resident in ten, submitted by the
+/// HR and social security officer `hrss` and approved by `admin` (four eyes), paid from the
+/// department's funding. A second demo run finds the same file and pays nothing twice.
+async fn disbursement(
+    p: &Platform,
+    residents: u64,
+    seed: u64,
+    today: Date,
+    s: &mut DemoSummary,
+) -> Result<()> {
+    let cli = Caller::cli("demo");
+    let officer = p.operator_caller("hrss", "demo").await?;
+    let admin = p.operator_caller("admin", "demo").await?;
+    let mut file = String::from("id_number,amount,benefit\n");
+    for i in (0..residents).step_by(10) {
+        let row = resident_row(i, seed, today, 0);
+        file.push_str(&format!("{},800.00,minimum_living\n", row[0]));
+    }
+    p.fund_department(
+        &cli,
+        "hr_social_security",
+        "ICBC",
+        ledger::Amount(residents as i64 * 10_000),
+        &format!("demo-fund-{seed}"),
+    )
+    .await?;
+    let (batch, created) = p
+        .submit_disbursement(&officer, "2026-11 最低生活保障金", file.as_bytes())
+        .await?;
+    let batch = if created {
+        p.decide_disbursement(&admin, batch.id, true).await?
+    } else {
+        batch
+    };
+    s.disbursed_lines = batch.paid_lines;
+    s.disbursed_fen = batch.paid_fen;
+    Ok(())
 }
 
 /// Issues cards to one resident in twenty (adults of the city), through the whole life cycle;
@@ -424,6 +466,7 @@ pub async fn run(
     }
     progress("days", u64::from(days), u64::from(days));
     cards(p, residents, seed, today, &mut s, &progress).await?;
+    disbursement(p, residents, seed, today, &mut s).await?;
     // Application management: the seed registry (idempotent across demo runs).
     p.apps_seed(&cli).await?;
     s.audit_entries = p.store.audit_head().await?.map(|h| h.0).unwrap_or(0);

@@ -27,6 +27,8 @@ async fn the_demo_city_has_the_stated_counts(f: Fixture) {
     .unwrap();
 
     assert_eq!((s.residents, s.days), (300, 2));
+    // The benefit batch: one resident in ten, 800 yuan each, paid under four eyes.
+    assert_eq!((s.disbursed_lines, s.disbursed_fen), (30, 30 * 80_000));
     assert_eq!(f.p.resident_count().await.unwrap(), 300);
     assert_eq!(s.rows_imported, 300);
     assert_eq!(s.operators, 6);
