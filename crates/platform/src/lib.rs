@@ -13,6 +13,7 @@ pub mod clock;
 pub mod demo;
 pub mod disbursements;
 pub mod ecode;
+pub mod ecode_identity;
 mod error;
 pub mod ledger;
 pub mod open;

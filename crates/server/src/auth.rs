@@ -106,6 +106,8 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/api/v1/ecode/roots/{key_id}/rotate" Access::Roles(ADMINS)),
     perm!(POST "/api/v1/ecode/roots/{key_id}/withdraw" Access::Roles(ADMINS)),
     perm!(POST "/api/v1/ecode/verify" Access::Roles(CARD_WORKERS)),
+    perm!(POST "/api/v1/ecode/identity" Access::Roles(CARD_WORKERS)),
+    perm!(POST "/api/v1/ecode/identity/uses" Access::Roles(CARD_READERS)),
     perm!(GET "/api/v1/outlets" Access::Roles(OUTLET_READERS)),
     perm!(POST "/api/v1/outlets" Access::Roles(ADMINS)),
     perm!(POST "/api/v1/outlets/{code}/clerks" Access::Roles(ADMINS)),

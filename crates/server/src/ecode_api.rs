@@ -323,3 +323,89 @@ pub async fn verify(
     let v = s.platform.ecode_verify(&c, &b.text, purpose).await?;
     Ok(axum::Json(v.into()))
 }
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct IdentityRequest {
+    /// The scanned `ZZC1:` text.
+    pub text: String,
+    /// hotel (full name and ID number), counter (name, ID masked), age_check (adult only),
+    /// library (name masked).
+    #[serde(rename = "use")]
+    pub use_: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct IdentityDto {
+    pub accepted: bool,
+    /// `accepted` or the verification's reason code.
+    pub reason: String,
+    pub message: String,
+    #[serde(rename = "use")]
+    pub use_: String,
+    /// Only what the use allows; nothing when refused.
+    pub name: Option<String>,
+    pub id_number: Option<String>,
+    pub adult: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/api/v1/ecode/identity", tag = "ecode", security(("bearer" = [])),
+    request_body = IdentityRequest,
+    responses((status = 200, body = IdentityDto,
+        description = "The holder's identity as the use allows, or the refusal's reason; \
+        audited under the citizen's record")))]
+pub async fn identity(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<IdentityRequest>,
+) -> ApiResult<axum::Json<IdentityDto>> {
+    let use_ = platform::ecode_identity::IdentityUse::parse(&b.use_)?;
+    let v = s.platform.ecode_identify(&c, &b.text, use_).await?;
+    Ok(axum::Json(IdentityDto {
+        accepted: v.accepted,
+        reason: v.reason,
+        message: v.message,
+        use_: v.purpose.as_str().into(),
+        name: v.name,
+        id_number: v.id_number,
+        adult: v.adult,
+    }))
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct IdentityUsesRequest {
+    /// The citizen's ID number (in the body, never in a URL).
+    pub id_number: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct IdentityUseDto {
+    pub at_ms: i64,
+    /// Who identified the citizen.
+    pub actor: String,
+    /// From where.
+    pub origin: String,
+    /// The use and what was revealed.
+    pub detail: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/ecode/identity/uses", tag = "ecode",
+    security(("bearer" = [])), request_body = IdentityUsesRequest,
+    responses((status = 200, body = [IdentityUseDto],
+        description = "Every identification of the citizen by e-code, newest first")))]
+pub async fn identity_uses(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<IdentityUsesRequest>,
+) -> ApiResult<axum::Json<Vec<IdentityUseDto>>> {
+    let rows = s.platform.ecode_identity_uses(&c, &b.id_number).await?;
+    Ok(axum::Json(
+        rows.into_iter()
+            .map(|u| IdentityUseDto {
+                at_ms: u.at_ms,
+                actor: u.actor,
+                origin: u.origin,
+                detail: u.detail,
+            })
+            .collect(),
+    ))
+}

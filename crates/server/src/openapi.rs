@@ -96,6 +96,7 @@ impl utoipa::Modify for ProblemResponses {
         crate::ecode_api::enrol, crate::ecode_api::devices, crate::ecode_api::revoke,
         crate::ecode_api::certify, crate::ecode_api::roots_pem, crate::ecode_api::root_generate,
         crate::ecode_api::root_rotate, crate::ecode_api::root_withdraw, crate::ecode_api::verify,
+        crate::ecode_api::identity, crate::ecode_api::identity_uses,
         crate::ledger_api::card_balances, crate::ledger_api::check,
         crate::production_api::outlets, crate::production_api::outlet_create,
         crate::production_api::clerk_assign, crate::production_api::stock,

@@ -170,6 +170,48 @@ async fn ecode_over_http(backend: Backend) {
     assert_eq!(r["reason"], "format");
     assert_eq!(verify(code.to_text(), auditor.clone()).await.status, 403);
 
+    // Identity at a hotel desk: the full name and ID number; at a counter the ID masked; the
+    // citizen's list names both identifications.
+    let identify = |text: String, use_: &'static str| {
+        let app = &app;
+        let clerk = clerk.clone();
+        async move {
+            app.post_json(
+                "/api/v1/ecode/identity",
+                Some(&clerk),
+                serde_json::json!({"text": text, "use": use_}),
+            )
+            .await
+        }
+    };
+    let r = identify(phone.make_code(now + 20).unwrap().to_text(), "hotel").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let holder = r.json()["id_number"].as_str().unwrap().to_string();
+    assert_eq!(holder.len(), 18, "{}", r.body);
+    assert_eq!(r.json()["adult"], true);
+    let r = identify(phone.make_code(now + 21).unwrap().to_text(), "counter")
+        .await
+        .json();
+    assert!(r["id_number"].as_str().unwrap().contains("****"), "{r}");
+    let r = identify(phone.make_code(now + 22).unwrap().to_text(), "spying").await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let uses = app
+        .post_json(
+            "/api/v1/ecode/identity/uses",
+            Some(&auditor),
+            serde_json::json!({ "id_number": holder }),
+        )
+        .await
+        .json();
+    let details: Vec<&str> = uses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(details.len(), 2, "{uses}");
+    assert!(details[0].starts_with("use=counter") && details[1].starts_with("use=hotel"));
+
     // The card is reported lost at the counter: its phone goes with it; no certificate; codes
     // refused.
     app.tp

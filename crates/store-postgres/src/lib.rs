@@ -1064,4 +1064,23 @@ impl Store for PgStore {
         .map_err(db)?;
         rows.iter().map(audit_row).collect()
     }
+
+    async fn audit_of_record(
+        &self,
+        record: &str,
+        action: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<audit::Entry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE record = $1 AND ($2::text IS NULL OR action = $2) \
+             ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(record)
+        .bind(action)
+        .bind(i64::from(limit.min(store::PAGE_MAX)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(audit_row).collect()
+    }
 }

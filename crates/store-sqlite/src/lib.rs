@@ -1069,4 +1069,24 @@ impl Store for SqliteStore {
         .map_err(db)?;
         rows.iter().map(audit_row).collect()
     }
+
+    async fn audit_of_record(
+        &self,
+        record: &str,
+        action: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<audit::Entry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE record = ? AND (? IS NULL OR action = ?) \
+             ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(record)
+        .bind(action)
+        .bind(action)
+        .bind(i64::from(limit.min(store::PAGE_MAX)))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter().map(audit_row).collect()
+    }
 }

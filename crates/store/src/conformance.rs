@@ -234,6 +234,25 @@ pub async fn audit_chain_holds_under_concurrency(s: &'static dyn Store) {
     assert_eq!(recent.len(), 5);
     assert_eq!(recent[0].seq, 120);
     assert!(s.audit_recent(Some("nothing"), 5).await.unwrap().is_empty());
+    // One record's entries (each task wrote records "0".."14"), newest first, by action too.
+    let of7 = s.audit_of_record("7", None, 100).await.unwrap();
+    assert_eq!(of7.len(), 8);
+    assert!(of7.windows(2).all(|w| w[0].seq > w[1].seq));
+    assert!(of7.iter().all(|e| e.draft.record == "7"));
+    assert_eq!(
+        s.audit_of_record("7", Some("test.append"), 3)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(
+        s.audit_of_record("7", Some("other"), 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.audit_of_record("99", None, 3).await.unwrap().is_empty());
 }
 
 pub async fn operators_and_credentials(s: &dyn Store) {

@@ -206,6 +206,15 @@ pub trait Store:
 
     /// The newest entries first, optionally only one action.
     async fn audit_recent(&self, action: Option<&str>, limit: u32) -> Result<Vec<audit::Entry>>;
+
+    /// The newest entries about one record (`resident:42`), optionally only one action: what a
+    /// citizen is shown of who used their data.
+    async fn audit_of_record(
+        &self,
+        record: &str,
+        action: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<audit::Entry>>;
 }
 
 /// Walks the whole audit chain in pages and checks it against the stored head. The outer

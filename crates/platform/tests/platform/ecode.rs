@@ -15,7 +15,8 @@ use store::Role;
 on_both_backends!(
     enrolment_certificates_and_revocation_on_loss,
     root_rotation_and_withdrawal,
-    certificate_requests_are_checked
+    certificate_requests_are_checked,
+    identity_scans_reveal_what_the_use_allows_and_the_citizen_sees_them
 );
 
 fn clerk() -> Caller {
@@ -361,4 +362,80 @@ async fn certificate_requests_are_checked(f: Fixture) {
         matches!(&r, Err(PlatformError::Conflict(m)) if m.contains("cancelled")),
         "{r:?}"
     );
+}
+
+/// Identity use (7.6): the same code verified for a hotel, a counter, an age check and a
+/// library reveals what each may see; a refused code reveals nothing; the citizen can list
+/// every identification, with who and where.
+async fn identity_scans_reveal_what_the_use_allows_and_the_citizen_sees_them(f: Fixture) {
+    use platform::ecode_identity::IdentityUse;
+    let p = &f.p;
+    let card = active_card(p, 41).await;
+    let holder_id = id("410105", 1980, 5, 1, 41);
+    p.ecode_root_generate(&admin()).await.unwrap();
+    let mut ph = phone("phone-id", 7);
+    enrol(p, &card, &ph).await.unwrap();
+    certify(&f, &card, &mut ph).await.unwrap();
+    let now = now_s(&f);
+    let mut seen = Vec::new();
+    for (k, use_) in IdentityUse::ALL.into_iter().enumerate() {
+        let code = ph.make_code(now + k as u32).unwrap();
+        let v = p
+            .ecode_identify(&clerk(), &code.to_text(), use_)
+            .await
+            .unwrap();
+        assert!(v.accepted, "{v:?}");
+        assert_eq!(v.adult, Some(true));
+        seen.push((v.name, v.id_number));
+    }
+    assert_eq!(
+        seen[0],
+        (Some("张成年".into()), Some(holder_id.clone())),
+        "hotel"
+    );
+    assert_eq!(seen[1].0.as_deref(), Some("张成年"), "counter");
+    let masked = seen[1].1.clone().unwrap();
+    assert!(masked.contains("****") && masked != holder_id, "{masked}");
+    assert_eq!(seen[2], (None, None), "age check");
+    assert_eq!(seen[3].1, None, "library");
+    assert_ne!(
+        seen[3].0.as_deref(),
+        Some("张成年"),
+        "library sees the name masked"
+    );
+
+    // A replayed code reveals nothing and is not an identification.
+    let code = ph.make_code(now + 10).unwrap();
+    p.ecode_identify(&clerk(), &code.to_text(), IdentityUse::Hotel)
+        .await
+        .unwrap();
+    let again = p
+        .ecode_identify(&clerk(), &code.to_text(), IdentityUse::Hotel)
+        .await
+        .unwrap();
+    assert!(!again.accepted && again.name.is_none() && again.id_number.is_none());
+    assert_eq!(again.reason, "replay");
+    let r = p
+        .ecode_identify(
+            &caller("dept", Role::DepartmentOfficer, Some(Source::Police)),
+            &code.to_text(),
+            IdentityUse::Hotel,
+        )
+        .await;
+    assert!(matches!(r, Err(PlatformError::Forbidden(_))), "{r:?}");
+
+    // The citizen's list: five identifications, newest first, each naming the use.
+    let uses = p.ecode_identity_uses(&clerk(), &holder_id).await.unwrap();
+    assert_eq!(uses.len(), 5);
+    assert!(uses[0].detail.starts_with("use=hotel"), "{uses:?}");
+    assert!(uses[4].detail.starts_with("use=hotel"), "{uses:?}");
+    assert!(
+        uses.iter()
+            .any(|u| u.detail.starts_with("use=age_check revealed=adult only"))
+    );
+    assert!(
+        uses.iter()
+            .all(|u| u.actor == "operator:clerk" && !u.detail.contains(&holder_id))
+    );
+    assert!(p.audit_verify().await.unwrap().is_ok());
 }
