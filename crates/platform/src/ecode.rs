@@ -725,6 +725,7 @@ impl Platform {
                     format!("refused reason={}", outcome.reason),
                 ))
                 .await?;
+                self.ecode_count(purpose, &outcome.reason).await?;
                 return Ok(outcome);
             }
         };
@@ -794,8 +795,93 @@ impl Platform {
             ),
         ))
         .await?;
+        self.ecode_count(purpose, &outcome.reason).await?;
         Ok(outcome)
     }
+
+    async fn ecode_count(&self, purpose: Purpose, reason: &str) -> Result<()> {
+        let day = self.clock.today().to_string();
+        Ok(self
+            .store
+            .ecode_stat_add(&day, purpose_name(purpose), reason)
+            .await?)
+    }
+
+    /// Online verifications of the last `days` days (today included): per day accepted and
+    /// refused, and the refusals by reason — the e-code usage page.
+    pub async fn ecode_usage(&self, caller: &Caller, days: u32) -> Result<EcodeUsage> {
+        match caller.role {
+            Role::Administrator | Role::CounterClerk | Role::Auditor => {}
+            _ => {
+                return Err(PlatformError::Forbidden(
+                    "e-code usage is for administrators, counters and auditors".into(),
+                ));
+            }
+        }
+        let days = days.clamp(1, 92);
+        let today = self.clock.today();
+        let first = today - time::Duration::days(i64::from(days) - 1);
+        let rows = self
+            .store
+            .ecode_stats(&first.to_string(), &today.to_string())
+            .await?;
+        let mut per_day: Vec<UsageDay> = (0..days)
+            .map(|k| UsageDay {
+                day: (first + time::Duration::days(i64::from(k))).to_string(),
+                accepted: 0,
+                refused: 0,
+            })
+            .collect();
+        let mut reasons: std::collections::BTreeMap<String, i64> = Default::default();
+        let mut purposes: std::collections::BTreeMap<String, i64> = Default::default();
+        for r in rows {
+            if let Some(d) = per_day.iter_mut().find(|d| d.day == r.day) {
+                if r.reason == "accepted" {
+                    d.accepted += r.count;
+                } else {
+                    d.refused += r.count;
+                }
+            }
+            *purposes.entry(r.purpose).or_default() += r.count;
+            if r.reason != "accepted" {
+                *reasons.entry(r.reason).or_default() += r.count;
+            }
+        }
+        let mut by_reason: Vec<(String, i64)> = reasons.into_iter().collect();
+        by_reason.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(EcodeUsage {
+            days: per_day,
+            refusals_by_reason: by_reason,
+            by_purpose: purposes.into_iter().collect(),
+        })
+    }
+}
+
+/// The API's name of a purpose.
+pub fn purpose_name(p: Purpose) -> &'static str {
+    match p {
+        Purpose::Pay { .. } => "pay",
+        Purpose::Identity => "identity",
+        Purpose::Transit => "transit",
+    }
+}
+
+/// One day of online verifications.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UsageDay {
+    pub day: String,
+    pub accepted: i64,
+    pub refused: i64,
+}
+
+/// E-code usage over some days.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EcodeUsage {
+    pub days: Vec<UsageDay>,
+    /// Refusal reason codes with their counts, most frequent first.
+    pub refusals_by_reason: Vec<(String, i64)>,
+    /// Verifications per purpose (pay, identity, transit).
+    pub by_purpose: Vec<(String, i64)>,
 }
 
 fn refused(r: &Refusal, card_number: Option<String>) -> VerifyOutcome {

@@ -139,6 +139,7 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/api/v1/disbursements/received" Access::Roles(RECEIPT_READERS)),
     perm!(GET "/console/clearing/disbursements" Access::Roles(DISBURSEMENT_READERS)),
     perm!(POST "/console/clearing/disbursements/{id}" Access::Roles(DISBURSERS)),
+    perm!(GET "/console/ecode" Access::Roles(CARD_READERS)),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),

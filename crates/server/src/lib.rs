@@ -13,6 +13,7 @@ pub mod console;
 pub mod disbursements_api;
 pub mod disbursements_console;
 pub mod ecode_api;
+pub mod ecode_console;
 pub mod error;
 mod extract;
 mod i18n;
@@ -177,6 +178,7 @@ pub fn router(platform: Platform) -> Router {
         .merge(production_api::routes())
         .merge(disbursements_api::routes())
         .merge(disbursements_console::routes())
+        .merge(ecode_console::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())
         .fallback(not_found)

@@ -212,6 +212,36 @@ async fn ecode_over_http(backend: Backend) {
     assert_eq!(details.len(), 2, "{uses}");
     assert!(details[0].starts_with("use=counter") && details[1].starts_with("use=hotel"));
 
+    // The usage page: today's verifications, the refusals by reason (the replay and the
+    // malformed code above), in Chinese and in English.
+    let zh = app.get("/console/ecode?lang=zh", Some(&auditor)).await;
+    assert_eq!(zh.status, 200, "{}", zh.body);
+    assert!(zh.body.contains("电子市民卡使用情况") && zh.body.contains("重复使用"));
+    let en = app.get("/console/ecode?lang=en", Some(&auditor)).await;
+    assert!(en.body.contains("Refusals by reason"), "{}", en.body);
+    assert!(
+        en.body
+            .contains("<code>replay</code></td><td class=\"count\">1</td>"),
+        "{}",
+        en.body
+    );
+    assert!(
+        en.body
+            .contains("<code>format</code></td><td class=\"count\">1</td>"),
+        "{}",
+        en.body
+    );
+    assert!(en.body.contains("id=\"usage-chart\""));
+    let usage = app
+        .tp
+        .platform
+        .ecode_usage(&platform::Caller::cli("t"), 14)
+        .await
+        .unwrap();
+    let today = usage.days.last().unwrap();
+    assert!(today.accepted >= 3 && today.refused >= 2, "{usage:?}");
+    assert_eq!(usage.days.len(), 14);
+
     // The card is reported lost at the counter: its phone goes with it; no certificate; codes
     // refused.
     app.tp

@@ -369,4 +369,40 @@ impl EcodeStore for SqliteStore {
         .map_err(db)?;
         rows.iter().map(certificate_row).collect()
     }
+
+    async fn ecode_stat_add(&self, day: &str, purpose: &str, reason: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ecode_stats (day, purpose, reason, count) VALUES (?, ?, ?, 1) \
+             ON CONFLICT (day, purpose, reason) DO UPDATE SET count = ecode_stats.count + 1",
+        )
+        .bind(day)
+        .bind(purpose)
+        .bind(reason)
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn ecode_stats(&self, from_day: &str, to_day: &str) -> Result<Vec<store::EcodeStatRow>> {
+        let rows = sqlx::query(
+            "SELECT day, purpose, reason, count FROM ecode_stats WHERE day >= ? AND day <= ? \
+             ORDER BY day, purpose, reason LIMIT 10000",
+        )
+        .bind(from_day)
+        .bind(to_day)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(store::EcodeStatRow {
+                    day: r.try_get("day").map_err(db)?,
+                    purpose: r.try_get("purpose").map_err(db)?,
+                    reason: r.try_get("reason").map_err(db)?,
+                    count: r.try_get("count").map_err(db)?,
+                })
+            })
+            .collect()
+    }
 }

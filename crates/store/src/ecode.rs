@@ -148,4 +148,19 @@ pub trait EcodeStore: Send + Sync {
         card_number: &str,
         limit: u32,
     ) -> Result<Vec<CertificateRow>>;
+
+    /// Counts one verification decision of `day` (`YYYY-MM-DD`), for the usage page.
+    async fn ecode_stat_add(&self, day: &str, purpose: &str, reason: &str) -> Result<()>;
+
+    /// The counts of the days `from_day..=to_day`, by day, purpose and reason.
+    async fn ecode_stats(&self, from_day: &str, to_day: &str) -> Result<Vec<EcodeStatRow>>;
+}
+
+/// How many verifications of one day, purpose and outcome (`accepted` or a reason code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcodeStatRow {
+    pub day: String,
+    pub purpose: String,
+    pub reason: String,
+    pub count: i64,
 }

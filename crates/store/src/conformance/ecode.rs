@@ -196,4 +196,36 @@ pub async fn ecode_devices_roots_and_certificates(s: &dyn Store) {
         .await;
     assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
     assert_eq!(audit_verify(s).await.unwrap().map(|n| n > 0), Ok(true));
+
+    // Verification counts: one row per day, purpose and outcome, counted up.
+    for (day, purpose, reason) in [
+        ("2026-11-29", "pay", "accepted"),
+        ("2026-11-30", "pay", "accepted"),
+        ("2026-11-30", "pay", "accepted"),
+        ("2026-11-30", "pay", "replay"),
+        ("2026-11-30", "identity", "accepted"),
+        ("2026-12-01", "pay", "accepted"),
+    ] {
+        s.ecode_stat_add(day, purpose, reason).await.unwrap();
+    }
+    let stats = s.ecode_stats("2026-11-30", "2026-11-30").await.unwrap();
+    let got: Vec<(&str, &str, i64)> = stats
+        .iter()
+        .map(|r| (r.purpose.as_str(), r.reason.as_str(), r.count))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("identity", "accepted", 1),
+            ("pay", "accepted", 2),
+            ("pay", "replay", 1)
+        ]
+    );
+    assert_eq!(
+        s.ecode_stats("2026-11-29", "2026-12-01")
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
 }
