@@ -22,6 +22,9 @@ pub enum PlatformError {
     Conflict(String),
     #[error("sign-in required, or the credential is not valid")]
     Unauthenticated,
+    /// A terminal's signed request was refused; the text says why (clock, replay, signature).
+    #[error("{0}")]
+    TerminalRefused(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]

@@ -20,6 +20,7 @@ pub mod open;
 pub mod operators;
 pub mod production;
 pub mod residents;
+pub mod terminals;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -45,6 +46,7 @@ pub struct Platform {
     credentials: Arc<operators::CredentialCache>,
     deny_cache: Arc<cards::DenyCache>,
     ecode: Arc<crate::ecode::EcodeState>,
+    terminal_auth: Arc<terminals::TerminalAuth>,
     /// The card company's master-key store (file or HSM), when this process holds one:
     /// production export, instant issuance and post-issuance scripts compute through it.
     masters: Arc<std::sync::OnceLock<Arc<dyn keys::master::MasterKeyStore>>>,
@@ -103,6 +105,7 @@ impl Platform {
             credentials: Arc::new(operators::CredentialCache::default()),
             deny_cache: Arc::new(cards::DenyCache::default()),
             ecode: Arc::default(),
+            terminal_auth: Arc::default(),
             masters: Arc::default(),
         }
     }

@@ -51,6 +51,7 @@ const APP_READERS: &[Role] = &[ADM, CLK, DEP, AUD];
 const APP_MANAGERS: &[Role] = &[ADM, DEP];
 const APP_WORKERS: &[Role] = &[ADM, CLK, DEP];
 const DISBURSERS: &[Role] = &[ADM, DEP];
+const MERCHANT_READERS: &[Role] = &[ADM, CLR, AUD];
 const DISBURSEMENT_READERS: &[Role] = &[ADM, CLR, DEP, AUD];
 const FUNDING: &[Role] = &[ADM, CLR];
 const RECEIPT_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
@@ -140,6 +141,13 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/console/clearing/disbursements" Access::Roles(DISBURSEMENT_READERS)),
     perm!(POST "/console/clearing/disbursements/{id}" Access::Roles(DISBURSERS)),
     perm!(GET "/console/ecode" Access::Roles(CARD_READERS)),
+    perm!(GET "/api/v1/merchants" Access::Roles(MERCHANT_READERS)),
+    perm!(POST "/api/v1/merchants" Access::Roles(ADMINS)),
+    perm!(GET "/api/v1/terminals" Access::Roles(MERCHANT_READERS)),
+    perm!(POST "/api/v1/terminals" Access::Roles(ADMINS)),
+    // Terminals authenticate by their own signature (checked in the handler), not a token.
+    perm!(POST "/api/v1/terminal/activation" Access::Public),
+    perm!(GET "/api/v1/terminal/parameters" Access::Public),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),

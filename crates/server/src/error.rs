@@ -58,6 +58,12 @@ impl ApiError {
                     vec![],
                 ),
                 P::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", e.to_string(), vec![]),
+                P::TerminalRefused(_) => (
+                    StatusCode::UNAUTHORIZED,
+                    "terminal-refused",
+                    e.to_string(),
+                    vec![],
+                ),
                 P::Locked(_) => (
                     StatusCode::TOO_MANY_REQUESTS,
                     "locked",

@@ -21,6 +21,7 @@ pub mod ledger_api;
 pub mod openapi;
 pub mod production_api;
 mod production_console;
+pub mod terminals_api;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -179,6 +180,7 @@ pub fn router(platform: Platform) -> Router {
         .merge(disbursements_api::routes())
         .merge(disbursements_console::routes())
         .merge(ecode_console::routes())
+        .merge(terminals_api::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())
         .fallback(not_found)

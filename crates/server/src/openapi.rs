@@ -113,6 +113,9 @@ impl utoipa::Modify for ProblemResponses {
         crate::disbursements_api::one, crate::disbursements_api::lines,
         crate::disbursements_api::decide, crate::disbursements_api::pay,
         crate::disbursements_api::fund, crate::disbursements_api::received,
+        crate::terminals_api::merchant_create, crate::terminals_api::merchants,
+        crate::terminals_api::terminal_register, crate::terminals_api::terminals,
+        crate::terminals_api::activate, crate::terminals_api::parameters,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -126,6 +129,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "ledger", description = "The double-entry ledger: balances and the books' check (支付清算)"),
         (name = "production", description = "Production batches, service outlets and counter work (制卡与网点)"),
         (name = "apps", description = "Application management and post-issuance scripts (应用管理)"),
+        (name = "terminals", description = "Merchants, terminals, activation and signed terminal requests (网络终端)"),
         (name = "disbursements", description = "Subsidies and benefits paid by departments, four eyes (待遇发放)"),
     )
 )]

@@ -9,6 +9,8 @@ mod apps;
 pub use apps::*;
 mod disbursements;
 pub use disbursements::*;
+mod terminals;
+pub use terminals::*;
 
 use crate::*;
 use resident::{Field, Residency, Source};
@@ -518,7 +520,8 @@ macro_rules! conformance_tests {
             ledger_pending_reserves_then_posts_or_voids,
             balance_moves_release_once,
             apps_registry_and_card_functions,
-            disbursements_submit_decide_and_record_once);
+            disbursements_submit_decide_and_record_once,
+            merchants_and_terminals_activate_once);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn ledger_floors_hold_under_concurrency() {

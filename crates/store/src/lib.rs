@@ -13,6 +13,7 @@ mod ecode;
 mod error;
 pub mod ledger;
 mod production;
+mod terminals;
 mod types;
 
 #[cfg(feature = "conformance")]
@@ -27,6 +28,7 @@ pub use ecode::*;
 pub use error::StoreError;
 pub use ledger::LedgerStore;
 pub use production::*;
+pub use terminals::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -46,6 +48,7 @@ pub trait Store:
     + EcodeStore
     + LedgerStore
     + ProductionStore
+    + TerminalStore
     + Send
     + Sync
     + 'static

@@ -1,0 +1,265 @@
+//! The terminal network's API (issue 6): merchants and terminals for administrators, and the
+//! terminal-facing calls — activation with the one-time code, then requests signed by the
+//! terminal's key (`x-terminal-id`, `x-terminal-time`, `x-terminal-nonce`,
+//! `x-terminal-signature`; see the `terminals` crate), which need no operator token.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::Json;
+use axum::Extension;
+use axum::Router;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::routing::{get, post};
+use platform::Caller;
+use platform::terminals::TerminalCaller;
+use store::{MerchantRow, TerminalRow};
+use utoipa::ToSchema;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/merchants", get(merchants).post(merchant_create))
+        .route("/api/v1/terminals", get(terminals).post(terminal_register))
+        .route("/api/v1/terminal/activation", post(activate))
+        .route("/api/v1/terminal/parameters", get(parameters))
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct MerchantDto {
+    pub code: String,
+    pub name: String,
+    /// transit, canteen, shop, hospital, library, utility, taxi, bike, government
+    pub category: String,
+    pub settlement_account: String,
+}
+
+impl From<MerchantRow> for MerchantDto {
+    fn from(m: MerchantRow) -> Self {
+        MerchantDto {
+            code: m.code,
+            name: m.name,
+            category: m.category,
+            settlement_account: m.settlement_account,
+        }
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct TerminalDto {
+    pub id: String,
+    pub merchant: String,
+    /// validator, gate, pos, kiosk, desk, door
+    pub kind: String,
+    pub site: String,
+    /// registered, active, suspended
+    pub status: String,
+    pub psam_serial: Option<String>,
+    pub software_version: Option<String>,
+    pub activated_ms: Option<i64>,
+}
+
+impl From<TerminalRow> for TerminalDto {
+    fn from(t: TerminalRow) -> Self {
+        TerminalDto {
+            id: t.id,
+            merchant: t.merchant,
+            kind: t.kind,
+            site: t.site,
+            status: t.status,
+            psam_serial: t.psam_serial,
+            software_version: t.software_version,
+            activated_ms: t.activated_ms,
+        }
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct NewTerminal {
+    pub id: String,
+    pub merchant: String,
+    pub kind: String,
+    pub site: String,
+    pub psam_serial: Option<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct RegisteredDto {
+    pub terminal: TerminalDto,
+    /// Shown once: the installer types it into the terminal.
+    pub activation_code: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct ActivationRequest {
+    pub id: String,
+    pub activation_code: String,
+    /// The terminal's SM2 public key, SEC1 hex (compressed or not).
+    pub public_key: String,
+    pub software_version: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct ParametersDto {
+    /// Changes whenever a part changes.
+    pub version: String,
+    pub server_time_s: i64,
+    pub deny_list_version: i64,
+    /// The fare tables (`fares::FareRules` as JSON).
+    #[schema(value_type = Object)]
+    pub fares: serde_json::Value,
+    pub merchant: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/merchants", tag = "terminals", security(("bearer" = [])),
+    request_body = MerchantDto,
+    responses((status = 201, body = MerchantDto), (status = 409, body = Problem)))]
+pub async fn merchant_create(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<MerchantDto>,
+) -> ApiResult<(StatusCode, axum::Json<MerchantDto>)> {
+    let m = s
+        .platform
+        .merchant_create(&c, &b.code, &b.name, &b.category, &b.settlement_account)
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(m.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/merchants", tag = "terminals", security(("bearer" = [])),
+    responses((status = 200, body = [MerchantDto])))]
+pub async fn merchants(State(s): State<AppState>) -> ApiResult<axum::Json<Vec<MerchantDto>>> {
+    Ok(axum::Json(
+        s.platform
+            .merchants()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/terminals", tag = "terminals", security(("bearer" = [])),
+    request_body = NewTerminal,
+    responses((status = 201, body = RegisteredDto), (status = 409, body = Problem)))]
+pub async fn terminal_register(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<NewTerminal>,
+) -> ApiResult<(StatusCode, axum::Json<RegisteredDto>)> {
+    let r = s
+        .platform
+        .terminal_register(
+            &c,
+            &b.id,
+            &b.merchant,
+            &b.kind,
+            &b.site,
+            b.psam_serial.as_deref(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(RegisteredDto {
+            terminal: r.terminal.into(),
+            activation_code: r.activation_code,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/terminals", tag = "terminals", security(("bearer" = [])),
+    responses((status = 200, body = [TerminalDto])))]
+pub async fn terminals(State(s): State<AppState>) -> ApiResult<axum::Json<Vec<TerminalDto>>> {
+    Ok(axum::Json(
+        s.platform
+            .terminals(None)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/terminal/activation", tag = "terminals",
+    request_body = ActivationRequest,
+    responses((status = 200, body = TerminalDto),
+        (status = 403, body = Problem, description = "Unknown terminal, already active, or a wrong code")))]
+pub async fn activate(
+    State(s): State<AppState>,
+    Json(b): Json<ActivationRequest>,
+) -> ApiResult<axum::Json<TerminalDto>> {
+    let key = hex::decode(b.public_key.trim())
+        .map_err(|_| platform::PlatformError::invalid("public_key", "SEC1 hex"))?;
+    let t = s
+        .platform
+        .terminal_activate(
+            &b.id,
+            &b.activation_code,
+            &key,
+            &b.software_version,
+            "terminal",
+        )
+        .await?;
+    Ok(axum::Json(t.into()))
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> ApiResult<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+        ApiError::from(platform::PlatformError::TerminalRefused(format!(
+            "terminal: the {name} header is missing"
+        )))
+    })
+}
+
+/// Authenticates a terminal-signed request.
+pub async fn terminal_caller(
+    s: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &OriginalUri,
+    body: &[u8],
+) -> ApiResult<TerminalCaller> {
+    let time_s: i64 = header(headers, "x-terminal-time")?.parse().map_err(|_| {
+        ApiError::from(platform::PlatformError::TerminalRefused(
+            "terminal: x-terminal-time is not Unix seconds".into(),
+        ))
+    })?;
+    let path = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
+    let parts = terminals::RequestParts {
+        terminal_id: header(headers, "x-terminal-id")?,
+        time_s,
+        nonce: header(headers, "x-terminal-nonce")?,
+        method: method.as_str(),
+        path_and_query: &path,
+        body,
+    };
+    Ok(s.platform
+        .terminal_authenticate(&parts, header(headers, "x-terminal-signature")?)
+        .await?)
+}
+
+#[utoipa::path(get, path = "/api/v1/terminal/parameters", tag = "terminals",
+    params(
+        ("x-terminal-id" = String, Header, description = "The terminal's id"),
+        ("x-terminal-time" = i64, Header, description = "Unix seconds"),
+        ("x-terminal-nonce" = String, Header, description = "16 to 64 hex digits, never reused"),
+        ("x-terminal-signature" = String, Header, description = "SM2 signature (hex) over the canonical form")),
+    responses((status = 200, body = ParametersDto),
+        (status = 401, body = Problem, description = "Clock, replay or signature refused")))]
+pub async fn parameters(
+    State(s): State<AppState>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+) -> ApiResult<axum::Json<ParametersDto>> {
+    let t = terminal_caller(&s, &headers, &method, &uri, b"").await?;
+    let p = s.platform.terminal_parameters(&t).await?;
+    Ok(axum::Json(ParametersDto {
+        version: p.version,
+        server_time_s: p.server_time_s,
+        deny_list_version: p.deny_list_version,
+        fares: serde_json::to_value(&p.fares).map_err(|e| ApiError::Internal(e.to_string()))?,
+        merchant: p.merchant,
+    }))
+}
