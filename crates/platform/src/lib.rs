@@ -9,11 +9,13 @@ pub mod applications;
 pub mod apps;
 pub mod audit_writer;
 pub mod cards;
+pub mod channel;
 pub mod clock;
 pub mod demo;
 pub mod ecode;
 mod error;
 pub mod ledger;
+pub mod money;
 pub mod open;
 pub mod operators;
 pub mod production;
@@ -46,6 +48,8 @@ pub struct Platform {
     /// The card company's master-key store (file or HSM), when this process holds one:
     /// production export, instant issuance and post-issuance scripts compute through it.
     masters: Arc<std::sync::OnceLock<Arc<dyn keys::master::MasterKeyStore>>>,
+    /// Payment channels for top-ups (the first is the default), attached at start.
+    channels: Arc<std::sync::RwLock<Vec<Arc<dyn channel::PaymentChannel>>>>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -102,6 +106,7 @@ impl Platform {
             deny_cache: Arc::new(cards::DenyCache::default()),
             ecode: Arc::default(),
             masters: Arc::default(),
+            channels: Arc::default(),
         }
     }
 

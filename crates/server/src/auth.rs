@@ -50,6 +50,13 @@ const COUNTER: &[Role] = &[CLK];
 const APP_READERS: &[Role] = &[ADM, CLK, DEP, AUD];
 const APP_MANAGERS: &[Role] = &[ADM, DEP];
 const APP_WORKERS: &[Role] = &[ADM, CLK, DEP];
+/// Top-ups and loads: counter work.
+const COUNTER_MONEY: &[Role] = &[ADM, CLK];
+/// Payments, refunds, reversals: the clearing officer until terminals authenticate (issue 6).
+const PAYMENTS: &[Role] = &[ADM, CLR];
+const FEES: &[Role] = &[ADM, CLR, CLK];
+const MONEY_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
+const SWEEPERS: &[Role] = &[ADM, CLR];
 
 macro_rules! perm {
     ($m:ident $p:literal $a:expr) => {
@@ -123,6 +130,18 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/api/v1/cards/{number}/functions" Access::Roles(APP_READERS)),
     perm!(POST "/api/v1/cards/{number}/functions/{function}/script" Access::Roles(APP_WORKERS)),
     perm!(POST "/api/v1/cards/{number}/functions/{function}/confirm" Access::Roles(APP_WORKERS)),
+    perm!(POST "/api/v1/residents/{id_number}/topups" Access::Roles(COUNTER_MONEY)),
+    perm!(GET "/api/v1/topups/{order_id}" Access::Roles(MONEY_READERS)),
+    perm!(POST "/api/v1/topups/resolve" Access::Roles(SWEEPERS)),
+    perm!(POST "/api/v1/cards/{number}/loads" Access::Roles(COUNTER_MONEY)),
+    perm!(GET "/api/v1/loads/{id}" Access::Roles(MONEY_READERS)),
+    perm!(POST "/api/v1/loads/{id}/confirm" Access::Roles(COUNTER_MONEY)),
+    perm!(POST "/api/v1/loads/{id}/resolve" Access::Roles(SWEEPERS)),
+    perm!(POST "/api/v1/payments" Access::Roles(PAYMENTS)),
+    perm!(GET "/api/v1/payments/{id}" Access::Roles(MONEY_READERS)),
+    perm!(POST "/api/v1/payments/{id}/refunds" Access::Roles(PAYMENTS)),
+    perm!(POST "/api/v1/payments/{id}/reversal" Access::Roles(PAYMENTS)),
+    perm!(POST "/api/v1/fees" Access::Roles(FEES)),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),

@@ -15,6 +15,7 @@ pub mod error;
 mod extract;
 mod i18n;
 pub mod ledger_api;
+pub mod money_api;
 pub mod openapi;
 pub mod production_api;
 mod production_console;
@@ -171,6 +172,7 @@ pub fn router(platform: Platform) -> Router {
         .route("/console/cards/apps", get(apps_api::console_page))
         .merge(console::routes())
         .merge(production_api::routes())
+        .merge(money_api::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())
         .fallback(not_found)

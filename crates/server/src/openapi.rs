@@ -108,6 +108,11 @@ impl utoipa::Modify for ProblemResponses {
         crate::apps_api::registry, crate::apps_api::register_app,
         crate::apps_api::register_function, crate::apps_api::card_functions,
         crate::apps_api::script, crate::apps_api::confirm,
+        crate::money_api::topup, crate::money_api::topup_get, crate::money_api::topups_resolve,
+        crate::money_api::load_authorize, crate::money_api::load_get,
+        crate::money_api::load_confirm, crate::money_api::load_resolve,
+        crate::money_api::pay, crate::money_api::fee, crate::money_api::payment_get,
+        crate::money_api::refund, crate::money_api::reverse,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -120,6 +125,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "ecode", description = "Electronic citizen card: phones, root keys, certificates, verification (电子市民卡)"),
         (name = "ledger", description = "The double-entry ledger: balances and the books' check (支付清算)"),
         (name = "production", description = "Production batches, service outlets and counter work (制卡与网点)"),
+        (name = "money", description = "Money movements: top-ups, loads, payments, fees, refunds (支付清算)"),
         (name = "apps", description = "Application management and post-issuance scripts (应用管理)"),
     )
 )]

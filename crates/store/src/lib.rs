@@ -11,6 +11,7 @@ mod apps;
 mod ecode;
 mod error;
 pub mod ledger;
+pub mod money;
 mod production;
 mod types;
 
@@ -24,6 +25,7 @@ pub use apps::{AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, Functio
 pub use ecode::*;
 pub use error::StoreError;
 pub use ledger::LedgerStore;
+pub use money::MoneyStore;
 pub use production::*;
 pub use types::*;
 
@@ -38,7 +40,15 @@ pub const PAGE_MAX: u32 = 500;
 
 #[async_trait]
 pub trait Store:
-    ApplicationStore + AppsStore + EcodeStore + LedgerStore + ProductionStore + Send + Sync + 'static
+    ApplicationStore
+    + AppsStore
+    + EcodeStore
+    + LedgerStore
+    + MoneyStore
+    + ProductionStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
 
