@@ -53,9 +53,9 @@ impl WireAnswer {
         }
         match self.status.as_str() {
             "succeeded" => Ok(ChannelAnswer::Succeeded {
-                bank_ref: self.bank_ref.ok_or_else(|| {
-                    ChannelError::Protocol("succeeded without bank_ref".into())
-                })?,
+                bank_ref: self
+                    .bank_ref
+                    .ok_or_else(|| ChannelError::Protocol("succeeded without bank_ref".into()))?,
             }),
             "failed" => Ok(ChannelAnswer::Failed {
                 reason: self.reason.unwrap_or_else(|| "unspecified".into()),

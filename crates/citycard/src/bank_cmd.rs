@@ -51,7 +51,9 @@ pub async fn attach(
     let timeout = Duration::from_millis(args.bank_timeout_ms.clamp(100, 120_000));
     let (url, sim) = match &args.bank_url {
         Some(u) => (u.clone(), None),
-        None if production => bail!("--production needs --bank-url: no simulated bank in production"),
+        None if production => {
+            bail!("--production needs --bank-url: no simulated bank in production")
+        }
         None => {
             let bank = SimBank::with_accounts(1000, 10_000_000);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

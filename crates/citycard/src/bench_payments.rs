@@ -10,7 +10,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use ledger::{AccountKey, AccountKind, Amount, IdempotencyKey, Owner, Transfer, TransferKind, Unit};
+use ledger::{
+    AccountKey, AccountKind, Amount, IdempotencyKey, Owner, Transfer, TransferKind, Unit,
+};
 use platform::clock::SystemClock;
 use platform::{Caller, KeySource, StorageTarget};
 use std::sync::Arc;
@@ -118,9 +120,18 @@ async fn paced(base: &str, path: &str, token: &str, a: &Args, body: MakeBody) ->
 }
 
 pub async fn run(a: Args, cfg: &Config) -> anyhow::Result<()> {
-    anyhow::ensure!(a.rate > 0 && a.seconds > 0 && a.connections > 0, "rate, seconds and connections must be positive");
+    anyhow::ensure!(
+        a.rate > 0 && a.seconds > 0 && a.connections > 0,
+        "rate, seconds and connections must be positive"
+    );
     let dir = tempfile::tempdir()?;
-    one(&a, StorageTarget::Sqlite(dir.path().join("bench.db")), "sqlite", dir.path()).await?;
+    one(
+        &a,
+        StorageTarget::Sqlite(dir.path().join("bench.db")),
+        "sqlite",
+        dir.path(),
+    )
+    .await?;
     if cfg.database_url.is_some() {
         let s = scratch(cfg).await?;
         let r = one(&a, s.target.clone(), "postgres", dir.path()).await;
@@ -146,7 +157,10 @@ async fn one(
     .await?;
     let cli = Caller::cli("bench");
     let today = platform::clock::Clock::today(&SystemClock);
-    eprintln!("bench payments on {backend}: {} residents, funding …", a.residents);
+    eprintln!(
+        "bench payments on {backend}: {} residents, funding …",
+        a.residents
+    );
     let mut csv = Vec::new();
     platform::demo::write_feed(&mut csv, 0..a.residents, 5, today, 0)?;
     p.import_residents(
@@ -165,7 +179,11 @@ async fn one(
     let float = p
         .ledger_accounts(
             &cli,
-            &[AccountKey::new(AccountKind::BankFloat, Owner::Bank("BENCH".into()), Unit::Cny)?],
+            &[AccountKey::new(
+                AccountKind::BankFloat,
+                Owner::Bank("BENCH".into()),
+                Unit::Cny,
+            )?],
         )
         .await?[0]
         .id;
@@ -175,7 +193,10 @@ async fn one(
         let page = p.store.residents_page(after, store::PAGE_MAX).await?;
         let Some(last) = page.last() else { break };
         after = last.id;
-        let keys: Vec<AccountKey> = page.iter().map(|r| AccountKey::citizen_online(r.id)).collect();
+        let keys: Vec<AccountKey> = page
+            .iter()
+            .map(|r| AccountKey::citizen_online(r.id))
+            .collect();
         for acc in p.ledger_accounts(&cli, &keys).await? {
             funds.push(Transfer::simple(
                 IdempotencyKey::parse(&format!("bench-fund-{}", acc.id))?,
@@ -252,8 +273,14 @@ async fn one(
         .await?
         .map_or(0, |r| r.balance);
     let check = p.ledger_check().await?;
-    println!("## payments on {backend} ({} req/s, {} s, {} connections)", a.rate, a.seconds, a.connections);
-    for (name, r) in [("GET /healthz (baseline)", &health), ("POST /api/v1/payments", &pay)] {
+    println!(
+        "## payments on {backend} ({} req/s, {} s, {} connections)",
+        a.rate, a.seconds, a.connections
+    );
+    for (name, r) in [
+        ("GET /healthz (baseline)", &health),
+        ("POST /api/v1/payments", &pay),
+    ] {
         println!(
             "{name:<26} achieved {:>7.0}/s  p50 {:>6.2} ms  p99 {:>7.2} ms  ({} sent, {} errors)",
             r.achieved_rps, r.p50_ms, r.p99_ms, r.sent, r.errors
@@ -265,8 +292,16 @@ async fn one(
         pay.p99_ms / health.p99_ms.max(1e-6),
         shop,
         pay.sent - pay.errors,
-        if check.mismatch.is_none() { "balance" } else { "DO NOT BALANCE" }
+        if check.mismatch.is_none() {
+            "balance"
+        } else {
+            "DO NOT BALANCE"
+        }
     );
-    anyhow::ensure!(check.mismatch.is_none(), "ledger check failed: {:?}", check.mismatch);
+    anyhow::ensure!(
+        check.mismatch.is_none(),
+        "ledger check failed: {:?}",
+        check.mismatch
+    );
     Ok(())
 }

@@ -334,6 +334,32 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             }
             // Held while serving: the in-process simulated bank of development.
             let _sim_bank = bank_cmd::attach(&p, &bank, cfg.production).await?;
+            // Top-ups the bank did not answer in time are asked about again every minute.
+            tokio::spawn({
+                let p = p.clone();
+                async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                    loop {
+                        tick.tick().await;
+                        match p
+                            .resolve_pending_topups(&Caller::cli("sweep"), 30_000)
+                            .await
+                        {
+                            Ok(r) if r.asked > 0 => tracing::info!(
+                                asked = r.asked,
+                                succeeded = r.succeeded,
+                                failed = r.failed,
+                                still_pending = r.still_pending,
+                                "pending top-ups resolved"
+                            ),
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "resolving pending top-ups failed")
+                            }
+                        }
+                    }
+                }
+            });
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;

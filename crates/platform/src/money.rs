@@ -29,8 +29,7 @@ use crate::channel::{
 };
 use crate::{Caller, Platform, PlatformError, Result};
 use ::ledger::{
-    AccountKey, AccountKind, Amount, BookError, IdempotencyKey, Owner, Transfer, TransferKind,
-    Unit,
+    AccountKey, AccountKind, Amount, BookError, IdempotencyKey, Owner, Transfer, TransferKind, Unit,
 };
 use keys::master::{KeyRef, LoadFields, MasterKeyError, MasterPurpose};
 use sm3::{Digest, Sm3};
@@ -92,7 +91,8 @@ const SWEEPERS: &[Role] = &[Role::Administrator, Role::ClearingOfficer];
 
 /// `<kind>:<key>` after checking the caller's key (1..=128 printable ASCII, no spaces).
 fn request_key(kind: MovementKind, key: &str) -> Result<String> {
-    IdempotencyKey::parse(key).map_err(|e| PlatformError::invalid("idempotency_key", e.to_string()))?;
+    IdempotencyKey::parse(key)
+        .map_err(|e| PlatformError::invalid("idempotency_key", e.to_string()))?;
     Ok(format!("{}:{key}", kind.as_str()))
 }
 
@@ -169,9 +169,8 @@ fn key_error(e: MasterKeyError) -> PlatformError {
 }
 
 fn parse_detail<T: serde::de::DeserializeOwned>(row: &MovementRow) -> Result<T> {
-    serde_json::from_str(&row.detail).map_err(|e| {
-        PlatformError::Unexpected(format!("money movement {} detail: {e}", row.id))
-    })
+    serde_json::from_str(&row.detail)
+        .map_err(|e| PlatformError::Unexpected(format!("money movement {} detail: {e}", row.id)))
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
@@ -282,7 +281,8 @@ struct LoadDetail {
 impl LoadDetail {
     fn fields(&self, amount_fen: u32) -> Result<LoadFields> {
         let bad = |what: &str| PlatformError::Unexpected(format!("load detail {what}"));
-        let fixed = |s: &str, what: &str| -> Result<Vec<u8>> { hex::decode(s).map_err(|_| bad(what)) };
+        let fixed =
+            |s: &str, what: &str| -> Result<Vec<u8>> { hex::decode(s).map_err(|_| bad(what)) };
         Ok(LoadFields {
             balance_before_fen: self.balance_before,
             online_counter: self.counter,
@@ -1064,7 +1064,8 @@ impl Platform {
             if counter > d.counter {
                 self.load_finish(caller, row, true, "counter", None).await?;
             } else if counter == d.counter {
-                self.load_finish(caller, row, false, "counter", None).await?;
+                self.load_finish(caller, row, false, "counter", None)
+                    .await?;
             }
         }
         Ok(())
@@ -1096,7 +1097,9 @@ impl Platform {
                     ),
                 ));
             }
-            LoadEvidence::Balance(b) if i64::from(b) == i64::from(d.balance_before) + row.amount => {
+            LoadEvidence::Balance(b)
+                if i64::from(b) == i64::from(d.balance_before) + row.amount =>
+            {
                 (true, "balance")
             }
             LoadEvidence::Balance(b) if b == d.balance_before => (false, "balance"),
@@ -1115,7 +1118,9 @@ impl Platform {
                         "the TAC does not verify for this load",
                     ));
                 }
-                let row = self.load_finish(caller, row, true, "tac", Some(tac)).await?;
+                let row = self
+                    .load_finish(caller, row, true, "tac", Some(tac))
+                    .await?;
                 return load_view(&row);
             }
         };

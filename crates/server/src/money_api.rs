@@ -268,12 +268,15 @@ fn payer(card: Option<String>, id: Option<String>) -> ApiResult<Payer> {
 }
 
 fn hex4(field: &str, s: &str) -> ApiResult<[u8; 4]> {
-    let bytes = hex::decode(s).ok().filter(|b| b.len() == 4).ok_or_else(|| {
-        ApiError::Platform(platform::PlatformError::invalid(
-            field,
-            "must be 4 bytes in hex (8 hex digits)",
-        ))
-    })?;
+    let bytes = hex::decode(s)
+        .ok()
+        .filter(|b| b.len() == 4)
+        .ok_or_else(|| {
+            ApiError::Platform(platform::PlatformError::invalid(
+                field,
+                "must be 4 bytes in hex (8 hex digits)",
+            ))
+        })?;
     Ok([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
@@ -404,7 +407,9 @@ pub async fn load_confirm(
     Json(b): Json<ConfirmBody>,
 ) -> ApiResult<axum::Json<LoadDto>> {
     let tac = hex4("tac", &b.tac)?;
-    Ok(axum::Json(s.platform.load_confirm(&c, id, tac).await?.into()))
+    Ok(axum::Json(
+        s.platform.load_confirm(&c, id, tac).await?.into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/loads/{id}/resolve", tag = "money", security(("bearer" = [])),

@@ -57,11 +57,13 @@ async fn setup(backend: Backend) -> Money {
     bank.open_account(POOR, 500);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = bank.spawn(listener);
-    app.tp.platform.add_payment_channel(Arc::new(HttpBankChannel::new(
-        "SIM",
-        &sim.url(),
-        Duration::from_millis(CLIENT_TIMEOUT_MS),
-    )));
+    app.tp
+        .platform
+        .add_payment_channel(Arc::new(HttpBankChannel::new(
+            "SIM",
+            &sim.url(),
+            Duration::from_millis(CLIENT_TIMEOUT_MS),
+        )));
     Money {
         app,
         bank,
@@ -175,6 +177,47 @@ async fn topups_succeed_once_and_refusals_create_no_money(backend: Backend) {
     assert_eq!(again.json()["order_id"], order.as_str());
     assert_eq!(m.bank.debits(), 1);
     assert_eq!(online_fen(&m.app, 1).await, (20_000, 0));
+    // Five clerks sending the same new request at once: one top-up, one debit.
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let (base, token) = (m.app.base.clone(), clerk.clone());
+        let id = seeded_id(7);
+        tasks.push(tokio::spawn(async move {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+            let body =
+                json!({"idempotency_key": "same", "amount_fen": 1_500, "bank_account": ACCOUNT});
+            let req = hyper::Request::post(format!("{base}/api/v1/residents/{id}/topups"))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(hyper::body::Bytes::from(
+                    body.to_string(),
+                )))
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let j: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            (
+                status,
+                j["order_id"].as_str().unwrap().to_string(),
+                j["state"].clone(),
+            )
+        }));
+    }
+    let mut orders = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (status, order, state) = t.await.unwrap();
+        assert_eq!((status, state), (201, json!("succeeded")));
+        orders.insert(order);
+    }
+    assert_eq!(orders.len(), 1);
+    assert_eq!(m.bank.debits(), 2);
+    assert_eq!(online_fen(&m.app, 7).await, (1_500, 0));
     // The same key for another amount is refused.
     let other = topup(&m, &clerk, 1, "t-1", 30_000, ACCOUNT).await;
     assert_eq!(other.status, 409, "{}", other.body);
@@ -195,7 +238,10 @@ async fn topups_succeed_once_and_refusals_create_no_money(backend: Backend) {
         .app
         .get(&format!("/api/v1/topups/{order}"), Some(&auditor))
         .await;
-    assert_eq!((s.status, s.json()["state"].clone()), (200, json!("succeeded")));
+    assert_eq!(
+        (s.status, s.json()["state"].clone()),
+        (200, json!("succeeded"))
+    );
     let dept = m.app.token(Role::DepartmentOfficer).await;
     assert_eq!(topup(&m, &dept, 1, "t-4", 100, ACCOUNT).await.status, 403);
     assert_eq!(topup(&m, &clerk, 1, "t-5", 0, ACCOUNT).await.status, 422);
@@ -212,11 +258,18 @@ async fn topups_without_an_answer_stay_pending_until_the_sweep(backend: Backend)
     let r = topup(&m, &clerk, 2, "late", 5_000, ACCOUNT).await;
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(r.json()["state"], "pending");
-    assert_eq!(online_fen(&m.app, 2).await, (0, 0), "no money before the bank's success");
+    assert_eq!(
+        online_fen(&m.app, 2).await,
+        (0, 0),
+        "no money before the bank's success"
+    );
     // The bank never answers and never debits.
     m.bank.set_mode(Mode::Hang);
     let h = topup(&m, &clerk, 3, "hang", 7_000, ACCOUNT).await;
-    assert_eq!((h.status, h.json()["state"].clone()), (202, json!("pending")));
+    assert_eq!(
+        (h.status, h.json()["state"].clone()),
+        (202, json!("pending"))
+    );
     let hang_order = h.json()["order_id"].as_str().unwrap().to_string();
     assert_eq!(m.bank.debits(), 1);
     // The sweep asks by order id: the late one succeeded, the lost one is closed as failed.
@@ -235,7 +288,10 @@ async fn topups_without_an_answer_stay_pending_until_the_sweep(backend: Backend)
     // Asking again later changes nothing, and the closed order is never debited.
     let again = topup(&m, &clerk, 3, "hang", 7_000, ACCOUNT).await;
     assert_eq!(
-        (again.json()["state"].clone(), again.json()["reason"].clone()),
+        (
+            again.json()["state"].clone(),
+            again.json()["reason"].clone()
+        ),
         (json!("failed"), json!("not_received"))
     );
     assert_eq!(again.json()["order_id"], hang_order.as_str());
@@ -529,23 +585,42 @@ async fn payments_refunds_reversals_and_fees(backend: Backend) {
     // Refunds up to what was paid, never more.
     let refund = |key: &str, fen: i64| json!({"idempotency_key": key, "amount_fen": fen, "reason": "returned goods"});
     let path = format!("/api/v1/payments/{id}/refunds");
-    let r = m.app.post_json(&path, Some(&officer), refund("r-1", 300)).await;
+    let r = m
+        .app
+        .post_json(&path, Some(&officer), refund("r-1", 300))
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = m.app.post_json(&path, Some(&officer), refund("r-2", 800)).await;
+    let r = m
+        .app
+        .post_json(&path, Some(&officer), refund("r-2", 800))
+        .await;
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(online_fen(&m.app, 6).await, (9_300, 0));
     // The reversal gives back the rest, once.
     let rev = format!("/api/v1/payments/{id}/reversal");
     let r = m.app.send("POST", &rev, Some(&officer), None).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!((r.json()["kind"].clone(), r.json()["amount_fen"].clone()), (json!("reversal"), json!(700)));
+    assert_eq!(
+        (r.json()["kind"].clone(), r.json()["amount_fen"].clone()),
+        (json!("reversal"), json!(700))
+    );
     let r2 = m.app.send("POST", &rev, Some(&officer), None).await;
     assert_eq!(r2.json()["id"], r.json()["id"]);
     assert_eq!(online_fen(&m.app, 6).await, (10_000, 0));
-    let r = m.app.post_json(&path, Some(&officer), refund("r-3", 1)).await;
+    let r = m
+        .app
+        .post_json(&path, Some(&officer), refund("r-3", 1))
+        .await;
     assert_eq!(r.status, 409);
-    let p = m.app.get(&format!("/api/v1/payments/{id}"), Some(&officer)).await.json();
-    assert_eq!((p["state"].clone(), p["returned_fen"].clone()), (json!("reversed"), json!(1_000)));
+    let p = m
+        .app
+        .get(&format!("/api/v1/payments/{id}"), Some(&officer))
+        .await
+        .json();
+    assert_eq!(
+        (p["state"].clone(), p["returned_fen"].clone()),
+        (json!("reversed"), json!(1_000))
+    );
     assert_eq!(p["returns"].as_array().unwrap().len(), 2);
     // A fee to the tax department's collection account, paid at the counter by ID number.
     let fee = m
@@ -558,7 +633,10 @@ async fn payments_refunds_reversals_and_fees(backend: Backend) {
         )
         .await;
     assert_eq!(fee.status, 201, "{}", fee.body);
-    assert_eq!((fee.json()["kind"].clone(), fee.json()["payee"].clone()), (json!("fee"), json!("tax")));
+    assert_eq!(
+        (fee.json()["kind"].clone(), fee.json()["payee"].clone()),
+        (json!("fee"), json!("tax"))
+    );
     assert_eq!(online_fen(&m.app, 6).await, (7_500, 0));
     let collected = m
         .app

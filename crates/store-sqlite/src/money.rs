@@ -10,8 +10,8 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use store::ledger::{PostOutcome, decode_digest};
 use store::money::{
-    MOVEMENTS_PAGE_MAX, MoneyStore, MovementKind, MovementRow, NewMovement, ParentChange,
-    Recorded, Transition, Transitioned, check_new, decode_movement_kind,
+    MOVEMENTS_PAGE_MAX, MoneyStore, MovementKind, MovementRow, NewMovement, ParentChange, Recorded,
+    Transition, Transitioned, check_new, decode_movement_kind,
 };
 use store::{Result, StoreError};
 
@@ -56,10 +56,12 @@ async fn post_all(
         return Ok(Ok(()));
     }
     let (outcomes, _) = post_in(conn, transfers, now_ms).await?;
-    Ok(match outcomes.into_iter().find(|o| o.accepted().is_none()) {
-        None => Ok(()),
-        Some(o) => Err(o),
-    })
+    Ok(
+        match outcomes.into_iter().find(|o| o.accepted().is_none()) {
+            None => Ok(()),
+            Some(o) => Err(o),
+        },
+    )
 }
 
 #[async_trait]

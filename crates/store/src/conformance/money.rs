@@ -97,22 +97,44 @@ pub async fn money_movements_record_once_and_change_by_compare_and_set(s: &dyn S
     // A top-up: pending until the bank answers; reserves nothing, moves nothing.
     let mut m = movement(MovementKind::TopUp, "k1", 5_000, "pending");
     m.external_ref = Some("ORDER1".into());
-    let pending = t("topup:ORDER1", TransferKind::TopUp, ids.bank, ids.online, 5_000).pending();
+    let pending = t(
+        "topup:ORDER1",
+        TransferKind::TopUp,
+        ids.bank,
+        ids.online,
+        5_000,
+    )
+    .pending();
     let head0 = s.audit_head().await.unwrap().map_or(0, |h| h.0);
     let Recorded::Created(row) = s
-        .money_record(&m, None, std::slice::from_ref(&pending), draft("money.topup"), NOW)
+        .money_record(
+            &m,
+            None,
+            std::slice::from_ref(&pending),
+            draft("money.topup"),
+            NOW,
+        )
         .await
         .unwrap()
     else {
         panic!("not created")
     };
     assert_eq!(s.audit_head().await.unwrap().unwrap().0, head0 + 1);
-    assert_eq!((row.state.as_str(), row.amount, row.returned), ("pending", 5_000, 0));
+    assert_eq!(
+        (row.state.as_str(), row.amount, row.returned),
+        ("pending", 5_000, 0)
+    );
     assert_eq!(row.digest, [7; 32]);
     assert_eq!(balance(s, AccountKey::citizen_online(1)).await, (0, 0));
     // The same key again: the stored movement, nothing written.
     let again = s
-        .money_record(&m, None, &[pending.clone()], draft("money.topup"), NOW + 1)
+        .money_record(
+            &m,
+            None,
+            std::slice::from_ref(&pending),
+            draft("money.topup"),
+            NOW + 1,
+        )
         .await
         .unwrap();
     assert_eq!(again, Recorded::Existing(row.clone()));
@@ -129,7 +151,10 @@ pub async fn money_movements_record_once_and_change_by_compare_and_set(s: &dyn S
         .money_list(MovementKind::TopUp, "pending", None, NOW, 0, 10)
         .await
         .unwrap();
-    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), vec![row.id]);
+    assert_eq!(
+        listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![row.id]
+    );
     assert!(
         s.money_list(MovementKind::TopUp, "pending", None, NOW - 1, 0, 10)
             .await
@@ -161,7 +186,11 @@ pub async fn money_movements_record_once_and_change_by_compare_and_set(s: &dyn S
     assert_eq!(done.updated_ms, NOW + 2);
     assert_eq!(balance(s, AccountKey::citizen_online(1)).await, (5_000, 0));
     assert_eq!(
-        s.ledger_transfer("topup:ORDER1").await.unwrap().unwrap().state,
+        s.ledger_transfer("topup:ORDER1")
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
         TransferState::Posted
     );
     // A late failure finds it no longer pending: nothing written.
@@ -186,13 +215,22 @@ pub async fn money_movements_record_once_and_change_by_compare_and_set(s: &dyn S
         .money_record(
             &pay,
             None,
-            &[t("payment:too-much", TransferKind::Payment, ids.online, ids.metro, 9_000)],
+            &[t(
+                "payment:too-much",
+                TransferKind::Payment,
+                ids.online,
+                ids.metro,
+                9_000,
+            )],
             draft("money.payment"),
             NOW,
         )
         .await
         .unwrap();
-    assert!(matches!(r, Recorded::Rejected(BookError::BelowFloor { .. })), "{r:?}");
+    assert!(
+        matches!(r, Recorded::Rejected(BookError::BelowFloor { .. })),
+        "{r:?}"
+    );
     assert_eq!(s.money_by_key("payment:too-much").await.unwrap(), None);
 
     // One load awaiting confirmation per card.
@@ -205,14 +243,20 @@ pub async fn money_movements_record_once_and_change_by_compare_and_set(s: &dyn S
             .unwrap(),
         Recorded::Created(_)
     ));
-    assert_eq!(balance(s, AccountKey::citizen_online(1)).await, (5_000, 100));
+    assert_eq!(
+        balance(s, AccountKey::citizen_online(1)).await,
+        (5_000, 100)
+    );
     let mut second = movement(MovementKind::Load, "l2", 100, "authorized");
     second.card_number = load.card_number.clone();
     let e = s
         .money_record(&second, None, &[hold("load:2")], draft("money.load"), NOW)
         .await;
     assert!(matches!(e, Err(StoreError::Conflict(_))), "{e:?}");
-    assert_eq!(balance(s, AccountKey::citizen_online(1)).await, (5_000, 100));
+    assert_eq!(
+        balance(s, AccountKey::citizen_online(1)).await,
+        (5_000, 100)
+    );
     let c = s.ledger_check().await.unwrap();
     assert_eq!(c.mismatch, None);
 }
@@ -225,7 +269,13 @@ pub async fn money_refunds_never_exceed_the_payment(s: &'static dyn Store) {
         .money_record(
             &pay,
             None,
-            &[t("payment:p", TransferKind::Payment, ids.online, ids.metro, 1_000)],
+            &[t(
+                "payment:p",
+                TransferKind::Payment,
+                ids.online,
+                ids.metro,
+                1_000,
+            )],
             draft("money.payment"),
             NOW,
         )
@@ -252,7 +302,13 @@ pub async fn money_refunds_never_exceed_the_payment(s: &'static dyn Store) {
             s.money_record(
                 &r,
                 Some(&change),
-                &[t(&format!("refund:r{i}"), TransferKind::Refund, metro, online, 150)],
+                &[t(
+                    &format!("refund:r{i}"),
+                    TransferKind::Refund,
+                    metro,
+                    online,
+                    150,
+                )],
                 draft("money.refund"),
                 NOW,
             )
@@ -287,9 +343,21 @@ pub async fn money_refunds_never_exceed_the_payment(s: &'static dyn Store) {
         returned_before: Some(before),
         set_state: Some("reversed".into()),
     };
-    let transfer = t("reversal:p", TransferKind::Reversal, ids.metro, ids.online, 100);
+    let transfer = t(
+        "reversal:p",
+        TransferKind::Reversal,
+        ids.metro,
+        ids.online,
+        100,
+    );
     let r = s
-        .money_record(&rev, Some(&change(750)), &[transfer.clone()], draft("r"), NOW)
+        .money_record(
+            &rev,
+            Some(&change(750)),
+            std::slice::from_ref(&transfer),
+            draft("r"),
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(r, Recorded::ParentRefused(now.clone()));
@@ -299,7 +367,10 @@ pub async fn money_refunds_never_exceed_the_payment(s: &'static dyn Store) {
         .unwrap();
     assert!(matches!(r, Recorded::Created(_)), "{r:?}");
     let closed = s.money_by_id(p.id).await.unwrap().unwrap();
-    assert_eq!((closed.state.as_str(), closed.returned), ("reversed", 1_000));
+    assert_eq!(
+        (closed.state.as_str(), closed.returned),
+        ("reversed", 1_000)
+    );
     assert_eq!(balance(s, AccountKey::citizen_online(1)).await, (10_000, 0));
     let mut late = movement(MovementKind::Refund, "late", 1, "done");
     late.parent_id = Some(p.id);
@@ -313,7 +384,13 @@ pub async fn money_refunds_never_exceed_the_payment(s: &'static dyn Store) {
                 returned_before: None,
                 set_state: None,
             }),
-            &[t("refund:late", TransferKind::Refund, ids.metro, ids.online, 1)],
+            &[t(
+                "refund:late",
+                TransferKind::Refund,
+                ids.metro,
+                ids.online,
+                1,
+            )],
             draft("r"),
             NOW,
         )
