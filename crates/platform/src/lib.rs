@@ -50,6 +50,8 @@ pub struct Platform {
     masters: Arc<std::sync::OnceLock<Arc<dyn keys::master::MasterKeyStore>>>,
     /// Payment channels for top-ups (the first is the default), attached at start.
     channels: Arc<std::sync::RwLock<Vec<Arc<dyn channel::PaymentChannel>>>>,
+    /// The group commit of payments and fees, started at the first payment.
+    payments: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<money::PaymentJob>>>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -107,6 +109,7 @@ impl Platform {
             ecode: Arc::default(),
             masters: Arc::default(),
             channels: Arc::default(),
+            payments: Arc::default(),
         }
     }
 

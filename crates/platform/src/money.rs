@@ -477,7 +477,73 @@ fn refused(what: &str, e: BookError) -> PlatformError {
     }
 }
 
+/// One payment or fee waiting for the group commit.
+pub(crate) struct PaymentJob {
+    movement: NewMovement,
+    transfer: Transfer,
+    draft: audit::Draft,
+    reply: tokio::sync::oneshot::Sender<Result<Recorded>>,
+}
+
+/// Payments queued at most this deep before callers wait.
+const PAYMENT_QUEUE_MAX: usize = 4_096;
+
+/// The group commit of payments and fees: whatever is queued when the store is free goes in
+/// one transaction (`MoneyStore::money_record_many`), so concurrent authorizations share a
+/// commit and the writer is not the bottleneck; alone, a payment waits for nothing.
+async fn run_payment_queue(
+    store: Arc<dyn store::Store>,
+    clock: Arc<dyn crate::clock::Clock>,
+    mut rx: tokio::sync::mpsc::Receiver<PaymentJob>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < store::money::MONEY_BATCH_MAX {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let items: Vec<(NewMovement, Transfer)> = jobs
+            .iter()
+            .map(|j| (j.movement.clone(), j.transfer.clone()))
+            .collect();
+        let audits: Vec<audit::Draft> = jobs.iter().map(|j| j.draft.clone()).collect();
+        match store
+            .money_record_many(&items, &audits, clock.now_ms())
+            .await
+        {
+            Ok(answers) => {
+                for (j, a) in jobs.into_iter().zip(answers) {
+                    let _ = j.reply.send(Ok(a));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, payments = jobs.len(), "recording payments failed");
+                let text = e.to_string();
+                for j in jobs {
+                    let _ = j.reply.send(Err(PlatformError::Unexpected(format!(
+                        "recording payments: {text}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
 impl Platform {
+    fn payment_queue(&self) -> &tokio::sync::mpsc::Sender<PaymentJob> {
+        self.payments.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(PAYMENT_QUEUE_MAX);
+            tokio::spawn(run_payment_queue(
+                self.store.clone(),
+                self.clock.clone(),
+                rx,
+            ));
+            tx
+        })
+    }
+
     /// Attaches a payment channel; the first attached is the default. A channel with the same
     /// code replaces the earlier one.
     pub fn add_payment_channel(&self, channel: Arc<dyn PaymentChannel>) {
@@ -1220,9 +1286,8 @@ impl Platform {
             &amount.get().to_be_bytes(),
             reference.as_bytes(),
         ]);
-        if let Some(row) = self.store.money_by_key(&rk).await? {
-            return self.existing_payment(row, digest, key);
-        }
+        // A repeated request is answered by the store (`Recorded::Existing`): the path of an
+        // authorization stays one read of the accounts and one write transaction.
         let rows = self
             .ledger_accounts(caller, &[AccountKey::citizen_online(resident), payee])
             .await?;
@@ -1259,11 +1324,20 @@ impl Platform {
             format!("resident:{resident}"),
             format!("{} fen to {payee_code}", amount.get()),
         );
-        match self
-            .store
-            .money_record(&movement, None, &[transfer], draft, self.clock.now_ms())
-            .await?
-        {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.payment_queue()
+            .send(PaymentJob {
+                movement,
+                transfer,
+                draft,
+                reply,
+            })
+            .await
+            .map_err(|_| PlatformError::Unexpected("the payment queue stopped".into()))?;
+        let recorded = answer.await.map_err(|_| {
+            PlatformError::Unexpected("the payment queue dropped a payment".into())
+        })??;
+        match recorded {
             Recorded::Created(row) => payment_view(&row),
             Recorded::Existing(row) => self.existing_payment(row, digest, key),
             Recorded::Rejected(e) => Err(refused(&format!("the {}", kind.as_str()), e)),

@@ -655,6 +655,34 @@ async fn payments_refunds_reversals_and_fees(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(collected.balance, 2_500);
+    // Twenty payments of 6.00 at once from 100.00, recorded in group commits: sixteen fit.
+    funded(&m, 8, 10_000).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (base, token, id) = (m.app.base.clone(), officer.clone(), seeded_id(8));
+        tasks.push(tokio::spawn(async move {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+            let body = json!({"idempotency_key": format!("c-{i}"), "id_number": id,
+                "merchant": "metro", "amount_fen": 600, "reference": "gate"});
+            let req = hyper::Request::post(format!("{base}/api/v1/payments"))
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(hyper::body::Bytes::from(
+                    body.to_string(),
+                )))
+                .unwrap();
+            client.request(req).await.unwrap().status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [vec![201; 16], vec![409; 4]].concat());
+    assert_eq!(online_fen(&m.app, 8).await, (400, 0));
     // Neither payer nor both: refused.
     let r = m
         .app

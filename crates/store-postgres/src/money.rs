@@ -4,15 +4,17 @@
 //! `returned <= amount` keep refunds within the payment under concurrency.
 
 use crate::ledger::{post_in, resolve_in};
-use crate::{PgStore, append_audit, db, lock_head};
+use crate::{PgStore, append_audit, append_audit_many, db, lock_head};
 use ::ledger::Transfer;
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
+use std::collections::HashMap;
 use store::ledger::{PostOutcome, decode_digest};
 use store::money::{
     MOVEMENTS_PAGE_MAX, MoneyStore, MovementKind, MovementRow, NewMovement, ParentChange, Recorded,
-    Transition, Transitioned, check_new, decode_movement_kind,
+    Transition, Transitioned, batch_answers, check_many, check_new, decode_movement_kind,
+    fresh_items,
 };
 use store::{Result, StoreError};
 
@@ -45,6 +47,31 @@ async fn by_id(conn: &mut PgConnection, id: i64) -> Result<Option<MovementRow>> 
         .as_ref()
         .map(movement_row)
         .transpose()
+}
+
+async fn insert_movement(conn: &mut PgConnection, m: &NewMovement, now_ms: i64) -> Result<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO money_movements (kind, request_key, digest, resident_id, card_number, \
+             counterparty, amount, parent_id, state, external_ref, detail, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+    )
+    .bind(m.kind.as_str())
+    .bind(&m.request_key)
+    .bind(m.digest.to_vec())
+    .bind(m.resident_id)
+    .bind(&m.card_number)
+    .bind(&m.counterparty)
+    .bind(m.amount)
+    .bind(m.parent_id)
+    .bind(&m.state)
+    .bind(&m.external_ref)
+    .bind(&m.detail)
+    .bind(now_ms)
+    .bind(now_ms)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(id)
 }
 
 /// Posts `transfers` in the caller's transaction; `Err(outcome)` with the first refusal.
@@ -110,27 +137,7 @@ impl MoneyStore for PgStore {
                 return Ok(Recorded::ParentRefused(now));
             }
         }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO money_movements (kind, request_key, digest, resident_id, card_number, \
-             counterparty, amount, parent_id, state, external_ref, detail, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-        )
-        .bind(m.kind.as_str())
-        .bind(&m.request_key)
-        .bind(m.digest.to_vec())
-        .bind(m.resident_id)
-        .bind(&m.card_number)
-        .bind(&m.counterparty)
-        .bind(m.amount)
-        .bind(m.parent_id)
-        .bind(&m.state)
-        .bind(&m.external_ref)
-        .bind(&m.detail)
-        .bind(now_ms)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
+        let id = insert_movement(&mut tx, m, now_ms).await?;
         match post_all(&mut tx, transfers, now_ms).await? {
             Ok(()) => {}
             Err(PostOutcome::Rejected(e)) => return Ok(Recorded::Rejected(e)),
@@ -147,6 +154,67 @@ impl MoneyStore for PgStore {
             .ok_or_else(|| StoreError::Corrupt("money movement vanished".into()))?;
         tx.commit().await.map_err(db)?;
         Ok(Recorded::Created(row))
+    }
+
+    async fn money_record_many(
+        &self,
+        items: &[(NewMovement, Transfer)],
+        audits: &[audit::Draft],
+        now_ms: i64,
+    ) -> Result<Vec<Recorded>> {
+        check_many(items, audits)?;
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_head(&mut tx).await?;
+        let keys: Vec<&str> = items.iter().map(|(m, _)| m.request_key.as_str()).collect();
+        let mut existing: HashMap<String, MovementRow> = HashMap::new();
+        for r in sqlx::query("SELECT * FROM money_movements WHERE request_key = ANY($1)")
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+        {
+            let row = movement_row(&r)?;
+            existing.insert(row.request_key.clone(), row);
+        }
+        let fresh = fresh_items(items, &existing);
+        let transfers: Vec<Transfer> = fresh.iter().map(|i| items[*i].1.clone()).collect();
+        let (outcomes, _) = if transfers.is_empty() {
+            (Vec::new(), 0)
+        } else {
+            post_in(&mut tx, &transfers, now_ms).await?
+        };
+        let mut done: HashMap<String, Recorded> = HashMap::new();
+        let mut created = Vec::new();
+        for (k, i) in fresh.iter().enumerate() {
+            let m = &items[*i].0;
+            let answer = match &outcomes[k] {
+                PostOutcome::Applied { .. } => {
+                    let id = insert_movement(&mut tx, m, now_ms).await?;
+                    created.push(audits[*i].clone());
+                    Recorded::Created(
+                        by_id(&mut tx, id)
+                            .await?
+                            .ok_or_else(|| StoreError::Corrupt("money movement vanished".into()))?,
+                    )
+                }
+                PostOutcome::Rejected(e) => Recorded::Rejected(e.clone()),
+                o => {
+                    return Err(StoreError::Conflict(format!(
+                        "a transfer of money movement {}: {o:?}",
+                        m.request_key
+                    )));
+                }
+            };
+            done.insert(m.request_key.clone(), answer);
+        }
+        if !created.is_empty() {
+            append_audit_many(&mut tx, created, now_ms).await?;
+            tx.commit().await.map_err(db)?;
+        }
+        Ok(batch_answers(items, &existing, &done, &fresh))
     }
 
     async fn money_transition(

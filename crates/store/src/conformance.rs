@@ -499,6 +499,7 @@ macro_rules! conformance_tests {
             ledger_pending_reserves_then_posts_or_voids,
             balance_moves_release_once,
             money_movements_record_once_and_change_by_compare_and_set,
+            money_group_commit_answers_each_item,
             apps_registry_and_card_functions);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,8 @@ use async_trait::async_trait;
 
 /// Listing pages are at most this long.
 pub const MOVEMENTS_PAGE_MAX: u32 = 500;
+/// At most this many movements are recorded in one group commit.
+pub const MONEY_BATCH_MAX: usize = 1_000;
 /// A movement's detail text is at most this many bytes.
 pub const MOVEMENT_DETAIL_MAX: usize = 4096;
 
@@ -167,6 +169,18 @@ pub trait MoneyStore: Send + Sync {
         now_ms: i64,
     ) -> Result<Recorded>;
 
+    /// Records many movements without a parent, each with its one transfer and its audit
+    /// entry (`audits[i]`, appended for the items recorded), in one transaction: the group
+    /// commit of payment authorizations. One answer per item, in order, as
+    /// [`MoneyStore::money_record`] would give it; an item whose request key repeats an
+    /// earlier item of the batch answers `Existing` with that one (or its refusal).
+    async fn money_record_many(
+        &self,
+        items: &[(NewMovement, Transfer)],
+        audits: &[audit::Draft],
+        now_ms: i64,
+    ) -> Result<Vec<Recorded>>;
+
     /// Moves a movement from `from` to `to`, posting or voiding `resolves` and posting
     /// `transfers`, with `audit`, in one transaction; all or nothing.
     async fn money_transition(
@@ -230,6 +244,67 @@ pub fn check_new(m: &NewMovement, transfers: &[Transfer]) -> Result<()> {
             got: transfers.len(),
             max: crate::ledger::LEDGER_BATCH_MAX,
         });
+    }
+    Ok(())
+}
+
+/// Which items of a batch are new (first occurrence of a key not stored): their indexes.
+pub fn fresh_items(
+    items: &[(NewMovement, Transfer)],
+    existing: &std::collections::HashMap<String, MovementRow>,
+) -> Vec<usize> {
+    let mut seen = std::collections::HashSet::new();
+    items
+        .iter()
+        .enumerate()
+        .filter(|(_, (m, _))| {
+            !existing.contains_key(&m.request_key) && seen.insert(m.request_key.as_str())
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The answers of a batch, given what was stored before and what each fresh item got.
+pub fn batch_answers(
+    items: &[(NewMovement, Transfer)],
+    existing: &std::collections::HashMap<String, MovementRow>,
+    done: &std::collections::HashMap<String, Recorded>,
+    fresh: &[usize],
+) -> Vec<Recorded> {
+    let fresh: std::collections::HashSet<usize> = fresh.iter().copied().collect();
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, (m, _))| {
+            if let Some(r) = existing.get(&m.request_key) {
+                return Recorded::Existing(r.clone());
+            }
+            match done.get(&m.request_key) {
+                Some(Recorded::Created(r)) if !fresh.contains(&i) => Recorded::Existing(r.clone()),
+                Some(r) => r.clone(),
+                None => unreachable!("every fresh key has an answer"),
+            }
+        })
+        .collect()
+}
+
+/// Checks a batch before a backend opens a transaction.
+pub fn check_many(items: &[(NewMovement, Transfer)], audits: &[audit::Draft]) -> Result<()> {
+    assert_eq!(items.len(), audits.len(), "one audit draft per movement");
+    if items.len() > MONEY_BATCH_MAX {
+        return Err(crate::StoreError::TooMany {
+            got: items.len(),
+            max: MONEY_BATCH_MAX,
+        });
+    }
+    for (m, t) in items {
+        if m.parent_id.is_some() {
+            return Err(crate::StoreError::Corrupt(format!(
+                "money movement {} with a parent in a group commit",
+                m.request_key
+            )));
+        }
+        check_new(m, std::slice::from_ref(t))?;
     }
     Ok(())
 }

@@ -399,3 +399,76 @@ pub async fn money_refunds_never_exceed_the_payment(s: &'static dyn Store) {
     assert_eq!(r, Recorded::ParentRefused(closed));
     assert_eq!(s.ledger_check().await.unwrap().mismatch, None);
 }
+
+pub async fn money_group_commit_answers_each_item(s: &dyn Store) {
+    let ids = accounts(s).await;
+    fund(s, &ids, 1_000).await;
+    let pay = |key: &str, fen: i64| {
+        (
+            movement(MovementKind::Payment, key, fen, "paid"),
+            t(
+                &format!("payment:{key}"),
+                TransferKind::Payment,
+                ids.online,
+                ids.metro,
+                fen,
+            ),
+        )
+    };
+    // One recorded alone first: the batch finds it stored.
+    let before = pay("before", 100);
+    let Recorded::Created(stored) = s
+        .money_record(
+            &before.0,
+            None,
+            std::slice::from_ref(&before.1),
+            draft("p"),
+            NOW,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("not created")
+    };
+    let head0 = s.audit_head().await.unwrap().map_or(0, |h| h.0);
+    let items = vec![
+        pay("a", 300),
+        pay("too-much", 5_000),
+        pay("a", 300),
+        before.clone(),
+        pay("b", 200),
+    ];
+    let audits: Vec<audit::Draft> = (0..items.len()).map(|_| draft("money.payment")).collect();
+    let out = s.money_record_many(&items, &audits, NOW + 1).await.unwrap();
+    assert_eq!(out.len(), 5);
+    let Recorded::Created(a) = &out[0] else {
+        panic!("{:?}", out[0])
+    };
+    assert_eq!(
+        (a.amount, a.state.as_str(), a.created_ms),
+        (300, "paid", NOW + 1)
+    );
+    assert!(
+        matches!(out[1], Recorded::Rejected(BookError::BelowFloor { .. })),
+        "{:?}",
+        out[1]
+    );
+    assert_eq!(out[2], Recorded::Existing(a.clone()));
+    assert_eq!(out[3], Recorded::Existing(stored));
+    assert!(matches!(&out[4], Recorded::Created(b) if b.amount == 200));
+    // One audit entry per recorded movement, none for the others.
+    assert_eq!(s.audit_head().await.unwrap().unwrap().0, head0 + 2);
+    assert_eq!(s.money_by_key("payment:too-much").await.unwrap(), None);
+    assert_eq!(
+        balance(s, AccountKey::citizen_online(1)).await,
+        (1_000 - 600, 0)
+    );
+    // Nothing new: nothing written.
+    let again = s
+        .money_record_many(&items[..1], &audits[..1], NOW + 2)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![Recorded::Existing(a.clone())]);
+    assert_eq!(s.audit_head().await.unwrap().unwrap().0, head0 + 2);
+    assert_eq!(s.ledger_check().await.unwrap().mismatch, None);
+}
