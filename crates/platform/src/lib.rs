@@ -52,6 +52,8 @@ pub struct Platform {
     channels: Arc<std::sync::RwLock<Vec<Arc<dyn channel::PaymentChannel>>>>,
     /// The group commit of payments and fees, started at the first payment.
     payments: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<money::PaymentJob>>>,
+    /// Ledger account ids by natural key (ids never change).
+    account_ids: Arc<std::sync::Mutex<std::collections::HashMap<::ledger::AccountKey, i64>>>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -110,6 +112,7 @@ impl Platform {
             masters: Arc::default(),
             channels: Arc::default(),
             payments: Arc::default(),
+            account_ids: Arc::default(),
         }
     }
 

@@ -485,6 +485,9 @@ pub(crate) struct PaymentJob {
     reply: tokio::sync::oneshot::Sender<Result<Recorded>>,
 }
 
+/// Account ids remembered by the platform, at most.
+pub const ACCOUNT_IDS_CACHED_MAX: usize = 1_000_000;
+
 /// Payments queued at most this deep before callers wait.
 const PAYMENT_QUEUE_MAX: usize = 4_096;
 
@@ -542,6 +545,28 @@ impl Platform {
             ));
             tx
         })
+    }
+
+    /// Account ids by natural key, opened when new. Ids never change and accounts are never
+    /// deleted, so known ids are remembered (up to [`ACCOUNT_IDS_CACHED_MAX`]) and an
+    /// authorization does not read them again.
+    async fn account_ids(&self, caller: &Caller, keys: &[AccountKey]) -> Result<Vec<i64>> {
+        {
+            let cache = self.account_ids.lock().unwrap_or_else(|p| p.into_inner());
+            let known: Vec<i64> = keys.iter().filter_map(|k| cache.get(k).copied()).collect();
+            if known.len() == keys.len() {
+                return Ok(known);
+            }
+        }
+        let rows = self.ledger_accounts(caller, keys).await?;
+        let mut cache = self.account_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() + rows.len() > ACCOUNT_IDS_CACHED_MAX {
+            cache.clear();
+        }
+        for r in &rows {
+            cache.insert(r.key.clone(), r.id);
+        }
+        Ok(rows.iter().map(|r| r.id).collect())
     }
 
     /// Attaches a payment channel; the first attached is the default. A channel with the same
@@ -1288,8 +1313,8 @@ impl Platform {
         ]);
         // A repeated request is answered by the store (`Recorded::Existing`): the path of an
         // authorization stays one read of the accounts and one write transaction.
-        let rows = self
-            .ledger_accounts(caller, &[AccountKey::citizen_online(resident), payee])
+        let ids = self
+            .account_ids(caller, &[AccountKey::citizen_online(resident), payee])
             .await?;
         let transfer = Transfer::simple(
             transfer_key(kind.as_str(), &rk),
@@ -1298,8 +1323,8 @@ impl Platform {
                 _ => TransferKind::Payment,
             },
             format!("{} to {payee_code}", kind.as_str()),
-            rows[0].id,
-            rows[1].id,
+            ids[0],
+            ids[1],
             Unit::Cny,
             amount,
         );

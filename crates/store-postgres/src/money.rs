@@ -49,11 +49,15 @@ async fn by_id(conn: &mut PgConnection, id: i64) -> Result<Option<MovementRow>> 
         .transpose()
 }
 
-async fn insert_movement(conn: &mut PgConnection, m: &NewMovement, now_ms: i64) -> Result<i64> {
-    let id: i64 = sqlx::query_scalar(
+async fn insert_movement(
+    conn: &mut PgConnection,
+    m: &NewMovement,
+    now_ms: i64,
+) -> Result<MovementRow> {
+    let row = sqlx::query(
         "INSERT INTO money_movements (kind, request_key, digest, resident_id, card_number, \
              counterparty, amount, parent_id, state, external_ref, detail, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *",
     )
     .bind(m.kind.as_str())
     .bind(&m.request_key)
@@ -71,7 +75,7 @@ async fn insert_movement(conn: &mut PgConnection, m: &NewMovement, now_ms: i64) 
     .fetch_one(&mut *conn)
     .await
     .map_err(db)?;
-    Ok(id)
+    movement_row(&row)
 }
 
 /// Posts `transfers` in the caller's transaction; `Err(outcome)` with the first refusal.
@@ -137,7 +141,7 @@ impl MoneyStore for PgStore {
                 return Ok(Recorded::ParentRefused(now));
             }
         }
-        let id = insert_movement(&mut tx, m, now_ms).await?;
+        let id = insert_movement(&mut tx, m, now_ms).await?.id;
         match post_all(&mut tx, transfers, now_ms).await? {
             Ok(()) => {}
             Err(PostOutcome::Rejected(e)) => return Ok(Recorded::Rejected(e)),
@@ -188,27 +192,66 @@ impl MoneyStore for PgStore {
         };
         let mut done: HashMap<String, Recorded> = HashMap::new();
         let mut created = Vec::new();
+        let mut accepted: Vec<&NewMovement> = Vec::new();
         for (k, i) in fresh.iter().enumerate() {
             let m = &items[*i].0;
-            let answer = match &outcomes[k] {
+            match &outcomes[k] {
                 PostOutcome::Applied { .. } => {
-                    let id = insert_movement(&mut tx, m, now_ms).await?;
+                    accepted.push(m);
                     created.push(audits[*i].clone());
-                    Recorded::Created(
-                        by_id(&mut tx, id)
-                            .await?
-                            .ok_or_else(|| StoreError::Corrupt("money movement vanished".into()))?,
-                    )
                 }
-                PostOutcome::Rejected(e) => Recorded::Rejected(e.clone()),
+                PostOutcome::Rejected(e) => {
+                    done.insert(m.request_key.clone(), Recorded::Rejected(e.clone()));
+                }
                 o => {
                     return Err(StoreError::Conflict(format!(
                         "a transfer of money movement {}: {o:?}",
                         m.request_key
                     )));
                 }
+            }
+        }
+        // One array insert for the batch: a round trip per movement is what would bound it.
+        if !accepted.is_empty() {
+            let col = |f: &dyn Fn(&NewMovement) -> Option<String>| -> Vec<Option<String>> {
+                accepted.iter().map(|m| f(m)).collect()
             };
-            done.insert(m.request_key.clone(), answer);
+            let rows = sqlx::query(
+                "INSERT INTO money_movements (kind, request_key, digest, resident_id, card_number, \
+                 counterparty, amount, parent_id, state, external_ref, detail, created_ms, updated_ms) \
+                 SELECT kind, request_key, digest, resident_id, card_number, counterparty, amount, \
+                 parent_id, state, external_ref, detail, $12, $12 FROM unnest($1::text[], \
+                 $2::text[], $3::bytea[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], \
+                 $8::bigint[], $9::text[], $10::text[], $11::text[]) AS v(kind, request_key, digest, \
+                 resident_id, card_number, counterparty, amount, parent_id, state, external_ref, \
+                 detail) RETURNING *",
+            )
+            .bind(col(&|m| Some(m.kind.as_str().to_string())))
+            .bind(col(&|m| Some(m.request_key.clone())))
+            .bind(accepted.iter().map(|m| m.digest.to_vec()).collect::<Vec<_>>())
+            .bind(accepted.iter().map(|m| m.resident_id).collect::<Vec<_>>())
+            .bind(col(&|m| m.card_number.clone()))
+            .bind(col(&|m| Some(m.counterparty.clone())))
+            .bind(accepted.iter().map(|m| m.amount).collect::<Vec<_>>())
+            .bind(accepted.iter().map(|m| m.parent_id).collect::<Vec<_>>())
+            .bind(col(&|m| Some(m.state.clone())))
+            .bind(col(&|m| m.external_ref.clone()))
+            .bind(col(&|m| Some(m.detail.clone())))
+            .bind(now_ms)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            if rows.len() != accepted.len() {
+                return Err(StoreError::Corrupt(format!(
+                    "{} of {} money movements inserted",
+                    rows.len(),
+                    accepted.len()
+                )));
+            }
+            for r in &rows {
+                let row = movement_row(r)?;
+                done.insert(row.request_key.clone(), Recorded::Created(row));
+            }
         }
         if !created.is_empty() {
             append_audit_many(&mut tx, created, now_ms).await?;

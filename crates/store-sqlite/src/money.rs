@@ -48,11 +48,15 @@ async fn by_id(conn: &mut SqliteConnection, id: i64) -> Result<Option<MovementRo
         .transpose()
 }
 
-async fn insert_movement(conn: &mut SqliteConnection, m: &NewMovement, now_ms: i64) -> Result<i64> {
-    let id: i64 = sqlx::query_scalar(
+async fn insert_movement(
+    conn: &mut SqliteConnection,
+    m: &NewMovement,
+    now_ms: i64,
+) -> Result<MovementRow> {
+    let row = sqlx::query(
         "INSERT INTO money_movements (kind, request_key, digest, resident_id, card_number, \
              counterparty, amount, parent_id, state, external_ref, detail, created_ms, updated_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
     )
     .bind(m.kind.as_str())
     .bind(&m.request_key)
@@ -70,7 +74,7 @@ async fn insert_movement(conn: &mut SqliteConnection, m: &NewMovement, now_ms: i
     .fetch_one(&mut *conn)
     .await
     .map_err(db)?;
-    Ok(id)
+    movement_row(&row)
 }
 
 /// Posts `transfers` in the caller's transaction; `Err(outcome)` with the first refusal.
@@ -135,7 +139,7 @@ impl MoneyStore for SqliteStore {
                 return Ok(Recorded::ParentRefused(now));
             }
         }
-        let id = insert_movement(&mut tx, m, now_ms).await?;
+        let id = insert_movement(&mut tx, m, now_ms).await?.id;
         match post_all(&mut tx, transfers, now_ms).await? {
             Ok(()) => {}
             Err(PostOutcome::Rejected(e)) => return Ok(Recorded::Rejected(e)),
@@ -193,13 +197,9 @@ impl MoneyStore for SqliteStore {
             let m = &items[*i].0;
             let answer = match &outcomes[k] {
                 PostOutcome::Applied { .. } => {
-                    let id = insert_movement(&mut tx, m, now_ms).await?;
+                    let row = insert_movement(&mut tx, m, now_ms).await?;
                     created.push(audits[*i].clone());
-                    Recorded::Created(
-                        by_id(&mut tx, id)
-                            .await?
-                            .ok_or_else(|| StoreError::Corrupt("money movement vanished".into()))?,
-                    )
+                    Recorded::Created(row)
                 }
                 PostOutcome::Rejected(e) => Recorded::Rejected(e.clone()),
                 o => {
