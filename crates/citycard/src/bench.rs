@@ -67,6 +67,9 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value = "sm4")]
         alg: crate::card::AlgArg,
     },
+    /// Online payment authorization over HTTP at a fixed rate (p50, p99) beside GET /healthz
+    /// at the same rate, on SQLite and (with --database-url) PostgreSQL.
+    Payments(crate::bench_payments::Args),
 }
 
 pub(crate) struct Scratch {
@@ -306,6 +309,7 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
         BenchCommand::Production { cards, alg } => {
             crate::bench_production::run(cards, alg, cfg).await
         }
+        BenchCommand::Payments(args) => crate::bench_payments::run(args, cfg).await,
     }
 }
 

@@ -2,9 +2,11 @@
 //! department feeds, verifies the audit log, builds the demo city and runs the benchmarks.
 
 mod apps_cmd;
+mod bank_cmd;
 mod bench;
 mod bench_denylist;
 mod bench_ledger;
+mod bench_payments;
 mod bench_production;
 mod card;
 mod config;
@@ -51,6 +53,8 @@ enum Command {
         /// Build the demo city first when the data directory holds no residents.
         #[arg(long)]
         demo: bool,
+        #[command(flatten)]
+        bank: bank_cmd::BankArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -117,6 +121,24 @@ enum Command {
     /// the daily journal and its closing.
     #[command(subcommand)]
     Counter(production_cmd::CounterCommand),
+    /// Simulated outside parties: the bank of the top-up channel.
+    #[command(subcommand)]
+    Sim(bank_cmd::SimCommand),
+    /// Money movements: resolve top-ups the bank did not answer in time.
+    #[command(subcommand)]
+    Money(MoneyCommand),
+}
+
+#[derive(Subcommand)]
+enum MoneyCommand {
+    /// Ask the bank about every pending top-up and post or void it by the answer.
+    ResolveTopups {
+        /// Only top-ups pending at least this long, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        min_age_ms: i64,
+        #[command(flatten)]
+        bank: bank_cmd::BankArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -305,7 +327,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match command {
-        Command::Serve { listen, demo } => {
+        Command::Serve { listen, demo, bank } => {
             let listen = listen
                 .or(cfg.listen.clone())
                 .unwrap_or_else(|| "127.0.0.1:8080".into());
@@ -320,6 +342,34 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             } else if let Some(masters) = keys_cmd::master_store_if_present(&cfg)? {
                 p.set_master_keys(Arc::new(masters));
             }
+            // Held while serving: the in-process simulated bank of development.
+            let _sim_bank = bank_cmd::attach(&p, &bank, cfg.production).await?;
+            // Top-ups the bank did not answer in time are asked about again every minute.
+            tokio::spawn({
+                let p = p.clone();
+                async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                    loop {
+                        tick.tick().await;
+                        match p
+                            .resolve_pending_topups(&Caller::cli("sweep"), 30_000)
+                            .await
+                        {
+                            Ok(r) if r.asked > 0 => tracing::info!(
+                                asked = r.asked,
+                                succeeded = r.succeeded,
+                                failed = r.failed,
+                                still_pending = r.still_pending,
+                                "pending top-ups resolved"
+                            ),
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "resolving pending top-ups failed")
+                            }
+                        }
+                    }
+                }
+            });
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
@@ -539,6 +589,22 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             if format == "json" {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(cmd) => bank_cmd::run(cmd).await,
+        Command::Money(MoneyCommand::ResolveTopups { min_age_ms, bank }) => {
+            let p = open(&cfg).await?;
+            if bank.bank_url.is_none() {
+                anyhow::bail!("resolve-topups needs --bank-url (the bank the top-ups went to)");
+            }
+            let _none = bank_cmd::attach(&p, &bank, cfg.production).await?;
+            let r = p
+                .resolve_pending_topups(&platform::Caller::cli("cli"), min_age_ms)
+                .await?;
+            println!(
+                "pending top-ups asked: {}, succeeded: {}, failed: {}, still pending: {}",
+                r.asked, r.succeeded, r.failed, r.still_pending
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Cards(CardsCommand::Sweep) => {

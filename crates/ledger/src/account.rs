@@ -72,6 +72,9 @@ pub enum AccountKind {
     MerchantPayable,
     /// What a department prefunded for disbursements and has not yet paid out.
     DepartmentFunding,
+    /// Fees and taxes collected for a department from citizens' accounts (代收), owed to the
+    /// department until settlement.
+    DepartmentCollection,
     /// The company's fee income.
     FeeIncome,
     /// The company's settlement account at a partner bank (asset).
@@ -83,13 +86,14 @@ pub enum AccountKind {
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 10] = [
+    pub const ALL: [AccountKind; 11] = [
         AccountKind::CitizenOnline,
         AccountKind::EpurseShadow,
         AccountKind::EpursePendingLoad,
         AccountKind::Earmarked,
         AccountKind::MerchantPayable,
         AccountKind::DepartmentFunding,
+        AccountKind::DepartmentCollection,
         AccountKind::FeeIncome,
         AccountKind::BankSettlement,
         AccountKind::BankFloat,
@@ -104,6 +108,7 @@ impl AccountKind {
             AccountKind::Earmarked => "earmarked",
             AccountKind::MerchantPayable => "merchant_payable",
             AccountKind::DepartmentFunding => "department_funding",
+            AccountKind::DepartmentCollection => "department_collection",
             AccountKind::FeeIncome => "fee_income",
             AccountKind::BankSettlement => "bank_settlement",
             AccountKind::BankFloat => "bank_float",
@@ -137,6 +142,7 @@ impl AccountKind {
             | AccountKind::Earmarked
             | AccountKind::DepartmentFunding => Some(0),
             AccountKind::MerchantPayable
+            | AccountKind::DepartmentCollection
             | AccountKind::FeeIncome
             | AccountKind::BankSettlement
             | AccountKind::BankFloat
@@ -171,7 +177,7 @@ impl AccountKind {
             AccountKind::EpurseShadow | AccountKind::EpursePendingLoad => "card",
             AccountKind::Earmarked => "earmark",
             AccountKind::MerchantPayable => "merchant",
-            AccountKind::DepartmentFunding => "department",
+            AccountKind::DepartmentFunding | AccountKind::DepartmentCollection => "department",
             AccountKind::BankSettlement | AccountKind::BankFloat => "bank",
             AccountKind::FeeIncome | AccountKind::Suspense => "company",
         }

@@ -9,6 +9,7 @@ pub mod applications;
 pub mod apps;
 pub mod audit_writer;
 pub mod cards;
+pub mod channel;
 pub mod clock;
 pub mod demo;
 pub mod disbursements;
@@ -16,6 +17,7 @@ pub mod ecode;
 pub mod ecode_identity;
 mod error;
 pub mod ledger;
+pub mod money;
 pub mod open;
 pub mod operators;
 pub mod production;
@@ -50,6 +52,12 @@ pub struct Platform {
     /// The card company's master-key store (file or HSM), when this process holds one:
     /// production export, instant issuance and post-issuance scripts compute through it.
     masters: Arc<std::sync::OnceLock<Arc<dyn keys::master::MasterKeyStore>>>,
+    /// Payment channels for top-ups (the first is the default), attached at start.
+    channels: Arc<std::sync::RwLock<Vec<Arc<dyn channel::PaymentChannel>>>>,
+    /// The group commit of payments and fees, started at the first payment.
+    payments: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<money::PaymentJob>>>,
+    /// Ledger account ids by natural key (ids never change).
+    account_ids: Arc<std::sync::Mutex<std::collections::HashMap<::ledger::AccountKey, i64>>>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -107,6 +115,9 @@ impl Platform {
             ecode: Arc::default(),
             terminal_auth: Arc::default(),
             masters: Arc::default(),
+            channels: Arc::default(),
+            payments: Arc::default(),
+            account_ids: Arc::default(),
         }
     }
 

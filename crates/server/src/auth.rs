@@ -22,6 +22,9 @@ pub enum Access {
     Public,
     /// Signed-in operators with one of these roles.
     Roles(&'static [Role]),
+    /// Activated terminals: the handler checks the request's SM2 signature (operators'
+    /// tokens do not open these routes).
+    Terminal,
 }
 
 pub struct Permission {
@@ -55,6 +58,13 @@ const MERCHANT_READERS: &[Role] = &[ADM, CLR, AUD];
 const DISBURSEMENT_READERS: &[Role] = &[ADM, CLR, DEP, AUD];
 const FUNDING: &[Role] = &[ADM, CLR];
 const RECEIPT_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
+/// Top-ups and loads: counter work.
+const COUNTER_MONEY: &[Role] = &[ADM, CLK];
+/// Payments, refunds, reversals: the clearing officer until terminals authenticate (issue 6).
+const PAYMENTS: &[Role] = &[ADM, CLR];
+const FEES: &[Role] = &[ADM, CLR, CLK];
+const MONEY_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
+const SWEEPERS: &[Role] = &[ADM, CLR];
 
 macro_rules! perm {
     ($m:ident $p:literal $a:expr) => {
@@ -147,7 +157,19 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/api/v1/terminals" Access::Roles(ADMINS)),
     // Terminals authenticate by their own signature (checked in the handler), not a token.
     perm!(POST "/api/v1/terminal/activation" Access::Public),
-    perm!(GET "/api/v1/terminal/parameters" Access::Public),
+    perm!(GET "/api/v1/terminal/parameters" Access::Terminal),
+    perm!(POST "/api/v1/residents/{id_number}/topups" Access::Roles(COUNTER_MONEY)),
+    perm!(GET "/api/v1/topups/{order_id}" Access::Roles(MONEY_READERS)),
+    perm!(POST "/api/v1/topups/resolve" Access::Roles(SWEEPERS)),
+    perm!(POST "/api/v1/cards/{number}/loads" Access::Roles(COUNTER_MONEY)),
+    perm!(GET "/api/v1/loads/{id}" Access::Roles(MONEY_READERS)),
+    perm!(POST "/api/v1/loads/{id}/confirm" Access::Roles(COUNTER_MONEY)),
+    perm!(POST "/api/v1/loads/{id}/resolve" Access::Roles(SWEEPERS)),
+    perm!(POST "/api/v1/payments" Access::Roles(PAYMENTS)),
+    perm!(GET "/api/v1/payments/{id}" Access::Roles(MONEY_READERS)),
+    perm!(POST "/api/v1/payments/{id}/refunds" Access::Roles(PAYMENTS)),
+    perm!(POST "/api/v1/payments/{id}/reversal" Access::Roles(PAYMENTS)),
+    perm!(POST "/api/v1/fees" Access::Roles(FEES)),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),
@@ -221,7 +243,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         );
     };
     let roles = match perm.access {
-        Access::Public => return next.run(req).await,
+        Access::Public | Access::Terminal => return next.run(req).await,
         Access::Roles(r) => r,
     };
     let origin = origin_of(&req);

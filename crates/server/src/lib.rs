@@ -18,6 +18,7 @@ pub mod error;
 mod extract;
 mod i18n;
 pub mod ledger_api;
+pub mod money_api;
 pub mod openapi;
 pub mod production_api;
 mod production_console;
@@ -181,6 +182,7 @@ pub fn router(platform: Platform) -> Router {
         .merge(disbursements_console::routes())
         .merge(ecode_console::routes())
         .merge(terminals_api::routes())
+        .merge(money_api::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())
         .fallback(not_found)

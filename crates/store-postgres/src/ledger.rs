@@ -151,7 +151,7 @@ async fn write_balances(
 
 /// Plans and writes a batch inside the caller's transaction (which holds the audit head lock);
 /// `Ok((outcomes, applied))`.
-async fn post_in(
+pub(crate) async fn post_in(
     conn: &mut PgConnection,
     transfers: &[Transfer],
     now_ms: i64,
@@ -239,6 +239,89 @@ async fn post_in(
     .map_err(db)?;
     write_balances(conn, &before, &plan.balances).await?;
     Ok((plan.finish(&ids), n))
+}
+
+/// Plans and writes resolutions inside the caller's transaction (which holds the audit head
+/// lock); `Ok((outcomes, changed))`.
+pub(crate) async fn resolve_in(
+    conn: &mut PgConnection,
+    resolves: &[Resolve],
+    now_ms: i64,
+) -> Result<(Vec<PostOutcome>, usize)> {
+    let mut found: HashMap<String, Found> = HashMap::new();
+    let keys: Vec<&str> = resolves.iter().map(|r| r.key.as_str()).collect();
+    let rows =
+        sqlx::query("SELECT * FROM ledger_transfers WHERE key = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&keys)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+    let mut by_id: HashMap<i64, Found> = HashMap::new();
+    let mut key_of: Vec<(i64, String)> = Vec::new();
+    for r in &rows {
+        let t = transfer_row(r)?;
+        key_of.push((t.id, t.key.clone()));
+        by_id.insert(
+            t.id,
+            Found {
+                id: t.id,
+                state: t.state,
+                mode: t.mode,
+                postings: Vec::new(),
+            },
+        );
+    }
+    let tids: Vec<i64> = key_of.iter().map(|(id, _)| *id).collect();
+    let ps = sqlx::query(
+        "SELECT * FROM ledger_postings WHERE transfer_id = ANY($1) ORDER BY transfer_id, idx",
+    )
+    .bind(&tids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    for r in &ps {
+        let (tid, p) = posting_of(r)?;
+        if let Some(f) = by_id.get_mut(&tid) {
+            f.postings.push(p);
+        }
+    }
+    for (id, key) in key_of {
+        if let Some(f) = by_id.remove(&id) {
+            found.insert(key, f);
+        }
+    }
+    let mut ids: Vec<i64> = found
+        .values()
+        .flat_map(|f| f.postings.iter().map(|p| p.account))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let before = lock_balances(conn, &ids).await?;
+    let mut balances = before.clone();
+    let (outcomes, changes, changed) = plan_resolve_batch(resolves, &found, &mut balances);
+    if changes.is_empty() {
+        return Ok((outcomes, 0));
+    }
+    let c_ids: Vec<i64> = changes.iter().map(|(id, _)| *id).collect();
+    let c_states: Vec<&str> = changes.iter().map(|(_, s)| s.as_str()).collect();
+    let c_posted: Vec<Option<i64>> = changes
+        .iter()
+        .map(|(_, s)| (*s == TransferState::Posted).then_some(now_ms))
+        .collect();
+    sqlx::query(
+        "UPDATE ledger_transfers t SET state = v.state, resolved_ms = $4, posted_ms = v.posted_ms \
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS v(id, state, posted_ms) \
+             WHERE t.id = v.id AND t.state = 'pending'",
+    )
+    .bind(&c_ids)
+    .bind(&c_states)
+    .bind(&c_posted)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    write_balances(conn, &before, &changed).await?;
+    Ok((outcomes, changes.len()))
 }
 
 async fn attach_postings(
@@ -396,80 +479,10 @@ impl LedgerStore for PgStore {
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_head(&mut tx).await?;
-        let mut found: HashMap<String, Found> = HashMap::new();
-        let keys: Vec<&str> = resolves.iter().map(|r| r.key.as_str()).collect();
-        let rows = sqlx::query(
-            "SELECT * FROM ledger_transfers WHERE key = ANY($1) ORDER BY id FOR UPDATE",
-        )
-        .bind(&keys)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        let mut by_id: HashMap<i64, Found> = HashMap::new();
-        let mut key_of: Vec<(i64, String)> = Vec::new();
-        for r in &rows {
-            let t = transfer_row(r)?;
-            key_of.push((t.id, t.key.clone()));
-            by_id.insert(
-                t.id,
-                Found {
-                    id: t.id,
-                    state: t.state,
-                    mode: t.mode,
-                    postings: Vec::new(),
-                },
-            );
-        }
-        let tids: Vec<i64> = key_of.iter().map(|(id, _)| *id).collect();
-        let ps = sqlx::query(
-            "SELECT * FROM ledger_postings WHERE transfer_id = ANY($1) ORDER BY transfer_id, idx",
-        )
-        .bind(&tids)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        for r in &ps {
-            let (tid, p) = posting_of(r)?;
-            if let Some(f) = by_id.get_mut(&tid) {
-                f.postings.push(p);
-            }
-        }
-        for (id, key) in key_of {
-            if let Some(f) = by_id.remove(&id) {
-                found.insert(key, f);
-            }
-        }
-        let mut ids: Vec<i64> = found
-            .values()
-            .flat_map(|f| f.postings.iter().map(|p| p.account))
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let before = lock_balances(&mut tx, &ids).await?;
-        let mut balances = before.clone();
-        let (outcomes, changes, changed) = plan_resolve_batch(resolves, &found, &mut balances);
-        if changes.is_empty() {
+        let (outcomes, changed) = resolve_in(&mut tx, resolves, now_ms).await?;
+        if changed == 0 {
             return Ok(outcomes);
         }
-        let c_ids: Vec<i64> = changes.iter().map(|(id, _)| *id).collect();
-        let c_states: Vec<&str> = changes.iter().map(|(_, s)| s.as_str()).collect();
-        let c_posted: Vec<Option<i64>> = changes
-            .iter()
-            .map(|(_, s)| (*s == TransferState::Posted).then_some(now_ms))
-            .collect();
-        sqlx::query(
-            "UPDATE ledger_transfers t SET state = v.state, resolved_ms = $4, posted_ms = v.posted_ms \
-             FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS v(id, state, posted_ms) \
-             WHERE t.id = v.id AND t.state = 'pending'",
-        )
-        .bind(&c_ids)
-        .bind(&c_states)
-        .bind(&c_posted)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        write_balances(&mut tx, &before, &changed).await?;
         append_audit(&mut tx, audit, now_ms).await?;
         tx.commit().await.map_err(db)?;
         Ok(outcomes)

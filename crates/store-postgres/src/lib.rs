@@ -23,6 +23,7 @@ use store::{
 mod applications;
 mod disbursements;
 mod ledger;
+mod money;
 mod terminals;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

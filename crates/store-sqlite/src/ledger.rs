@@ -136,7 +136,7 @@ async fn write_balances(conn: &mut SqliteConnection, balances: &[Balance]) -> Re
 }
 
 /// Plans and writes a batch inside the caller's transaction; `Ok((outcomes, applied))`.
-async fn post_in(
+pub(crate) async fn post_in(
     conn: &mut SqliteConnection,
     transfers: &[Transfer],
     now_ms: i64,
@@ -204,6 +204,74 @@ async fn post_in(
     }
     write_balances(conn, &plan.balances).await?;
     Ok((plan.finish(&ids), n))
+}
+
+/// Plans and writes resolutions inside the caller's transaction; `Ok((outcomes, changed))`.
+pub(crate) async fn resolve_in(
+    conn: &mut SqliteConnection,
+    resolves: &[Resolve],
+    now_ms: i64,
+) -> Result<(Vec<PostOutcome>, usize)> {
+    let mut found: HashMap<String, Found> = HashMap::new();
+    for chunk in resolves.chunks(KEYS_PER_QUERY) {
+        let sql = format!(
+            "SELECT * FROM ledger_transfers WHERE key IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q.bind(r.key.as_str());
+        }
+        for r in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let t = transfer_row(&r)?;
+            let ps =
+                sqlx::query("SELECT * FROM ledger_postings WHERE transfer_id = ? ORDER BY idx")
+                    .bind(t.id)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db)?;
+            let postings = ps
+                .iter()
+                .map(|r| posting_of(r).map(|x| x.1))
+                .collect::<Result<Vec<_>>>()?;
+            found.insert(
+                t.key.clone(),
+                Found {
+                    id: t.id,
+                    state: t.state,
+                    mode: t.mode,
+                    postings,
+                },
+            );
+        }
+    }
+    let mut ids: Vec<i64> = found
+        .values()
+        .flat_map(|f| f.postings.iter().map(|p| p.account))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut balances = load_balances(conn, &ids).await?;
+    let (outcomes, changes, changed) = plan_resolve_batch(resolves, &found, &mut balances);
+    if changes.is_empty() {
+        return Ok((outcomes, 0));
+    }
+    for (id, state) in &changes {
+        let posted = (*state == TransferState::Posted).then_some(now_ms);
+        sqlx::query(
+            "UPDATE ledger_transfers SET state = ?, resolved_ms = ?, posted_ms = ? \
+                 WHERE id = ? AND state = 'pending'",
+        )
+        .bind(state.as_str())
+        .bind(now_ms)
+        .bind(posted)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+    write_balances(conn, &changed).await?;
+    Ok((outcomes, changes.len()))
 }
 
 async fn attach_postings(
@@ -358,65 +426,10 @@ impl LedgerStore for SqliteStore {
             return Ok(Vec::new());
         }
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let mut found: HashMap<String, Found> = HashMap::new();
-        for chunk in resolves.chunks(KEYS_PER_QUERY) {
-            let sql = format!(
-                "SELECT * FROM ledger_transfers WHERE key IN ({})",
-                vec!["?"; chunk.len()].join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for r in chunk {
-                q = q.bind(r.key.as_str());
-            }
-            for r in q.fetch_all(&mut *tx).await.map_err(db)? {
-                let t = transfer_row(&r)?;
-                let ps =
-                    sqlx::query("SELECT * FROM ledger_postings WHERE transfer_id = ? ORDER BY idx")
-                        .bind(t.id)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                let postings = ps
-                    .iter()
-                    .map(|r| posting_of(r).map(|x| x.1))
-                    .collect::<Result<Vec<_>>>()?;
-                found.insert(
-                    t.key.clone(),
-                    Found {
-                        id: t.id,
-                        state: t.state,
-                        mode: t.mode,
-                        postings,
-                    },
-                );
-            }
-        }
-        let mut ids: Vec<i64> = found
-            .values()
-            .flat_map(|f| f.postings.iter().map(|p| p.account))
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut balances = load_balances(&mut tx, &ids).await?;
-        let (outcomes, changes, changed) = plan_resolve_batch(resolves, &found, &mut balances);
-        if changes.is_empty() {
+        let (outcomes, changed) = resolve_in(&mut tx, resolves, now_ms).await?;
+        if changed == 0 {
             return Ok(outcomes);
         }
-        for (id, state) in &changes {
-            let posted = (*state == TransferState::Posted).then_some(now_ms);
-            sqlx::query(
-                "UPDATE ledger_transfers SET state = ?, resolved_ms = ?, posted_ms = ? \
-                 WHERE id = ? AND state = 'pending'",
-            )
-            .bind(state.as_str())
-            .bind(now_ms)
-            .bind(posted)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        write_balances(&mut tx, &changed).await?;
         append_audit(&mut tx, audit, now_ms).await?;
         tx.commit().await.map_err(db)?;
         Ok(outcomes)

@@ -17,6 +17,8 @@ use resident::{Field, Residency, Source};
 
 mod ecode;
 pub use ecode::ecode_devices_roots_and_certificates;
+mod money;
+pub use money::*;
 
 const NOW: i64 = 1_795_000_000_000;
 
@@ -521,7 +523,15 @@ macro_rules! conformance_tests {
             balance_moves_release_once,
             apps_registry_and_card_functions,
             disbursements_submit_decide_and_record_once,
-            merchants_and_terminals_activate_once);
+            merchants_and_terminals_activate_once,
+            money_movements_record_once_and_change_by_compare_and_set,
+            money_group_commit_answers_each_item);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn money_refunds_never_exceed_the_payment() {
+            let s: &'static dyn $crate::Store = Box::leak(Box::new($make.await));
+            $crate::conformance::money_refunds_never_exceed_the_payment(s).await;
+        }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn ledger_floors_hold_under_concurrency() {

@@ -12,6 +12,7 @@ mod disbursements;
 mod ecode;
 mod error;
 pub mod ledger;
+pub mod money;
 mod production;
 mod terminals;
 mod types;
@@ -27,6 +28,7 @@ pub use disbursements::*;
 pub use ecode::*;
 pub use error::StoreError;
 pub use ledger::LedgerStore;
+pub use money::MoneyStore;
 pub use production::*;
 pub use terminals::*;
 pub use types::*;
@@ -49,6 +51,7 @@ pub trait Store:
     + LedgerStore
     + ProductionStore
     + TerminalStore
+    + MoneyStore
     + Send
     + Sync
     + 'static
