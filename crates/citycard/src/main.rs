@@ -4,6 +4,7 @@
 mod apps_cmd;
 mod bench;
 mod bench_denylist;
+mod bench_ingest;
 mod bench_ledger;
 mod bench_production;
 mod card;

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod open;
 pub mod operators;
 pub mod production;
+pub mod purchases;
 pub mod residents;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -46,6 +47,8 @@ pub struct Platform {
     /// The card company's master-key store (file or HSM), when this process holds one:
     /// production export, instant issuance and post-issuance scripts compute through it.
     masters: Arc<std::sync::OnceLock<Arc<dyn keys::master::MasterKeyStore>>>,
+    /// Where clearing windows are cut (default 23:00 in the city).
+    windows: ::ledger::WindowCalendar,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -102,6 +105,7 @@ impl Platform {
             deny_cache: Arc::new(cards::DenyCache::default()),
             ecode: Arc::default(),
             masters: Arc::default(),
+            windows: ::ledger::WindowCalendar::default(),
         }
     }
 

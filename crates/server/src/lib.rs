@@ -18,6 +18,7 @@ pub mod ledger_api;
 pub mod openapi;
 pub mod production_api;
 mod production_console;
+pub mod purchases_api;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -173,6 +174,7 @@ pub fn router(platform: Platform) -> Router {
         .merge(production_api::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())
+        .merge(purchases_api::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .route_layer(middleware::from_fn(track))

@@ -97,6 +97,7 @@ impl utoipa::Modify for ProblemResponses {
         crate::ecode_api::certify, crate::ecode_api::roots_pem, crate::ecode_api::root_generate,
         crate::ecode_api::root_rotate, crate::ecode_api::root_withdraw, crate::ecode_api::verify,
         crate::ledger_api::card_balances, crate::ledger_api::check,
+        crate::purchases_api::upload,
         crate::production_api::outlets, crate::production_api::outlet_create,
         crate::production_api::clerk_assign, crate::production_api::stock,
         crate::production_api::journal, crate::production_api::close_day,
@@ -119,6 +120,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "cards", description = "Card applications, life cycle and deny-list (发行管理)"),
         (name = "ecode", description = "Electronic citizen card: phones, root keys, certificates, verification (电子市民卡)"),
         (name = "ledger", description = "The double-entry ledger: balances and the books' check (支付清算)"),
+        (name = "clearing", description = "Payment clearing: offline purchase uploads, clearing windows (清分)"),
         (name = "production", description = "Production batches, service outlets and counter work (制卡与网点)"),
         (name = "apps", description = "Application management and post-issuance scripts (应用管理)"),
     )

@@ -22,6 +22,7 @@ use store::{
 
 mod applications;
 mod ledger;
+mod purchases;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -3,8 +3,10 @@
 //! that makes a fresh, empty store, so each case runs on its own database.
 
 pub mod ledger;
+mod purchases;
 
 pub use self::ledger::*;
+pub use purchases::*;
 mod apps;
 pub use apps::*;
 
@@ -496,7 +498,14 @@ macro_rules! conformance_tests {
             ledger_batches_answer_each_transfer,
             ledger_pending_reserves_then_posts_or_voids,
             balance_moves_release_once,
+            purchases_post_once_with_flags,
             apps_registry_and_card_functions);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn purchases_hot_merchant_under_concurrency() {
+            let s: &'static dyn $crate::Store = Box::leak(Box::new($make.await));
+            $crate::conformance::purchases_hot_merchant_under_concurrency(s).await;
+        }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn ledger_floors_hold_under_concurrency() {

@@ -12,6 +12,7 @@ mod ecode;
 mod error;
 pub mod ledger;
 mod production;
+pub mod purchases;
 mod types;
 
 #[cfg(feature = "conformance")]
@@ -25,6 +26,7 @@ pub use ecode::*;
 pub use error::StoreError;
 pub use ledger::LedgerStore;
 pub use production::*;
+pub use purchases::PurchaseStore;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -38,7 +40,15 @@ pub const PAGE_MAX: u32 = 500;
 
 #[async_trait]
 pub trait Store:
-    ApplicationStore + AppsStore + EcodeStore + LedgerStore + ProductionStore + Send + Sync + 'static
+    ApplicationStore
+    + AppsStore
+    + EcodeStore
+    + LedgerStore
+    + ProductionStore
+    + PurchaseStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
 
