@@ -339,9 +339,11 @@ mod upload_tests {
         assert_eq!(verify_purchase_tac(&MasterKeys::test_set().tac, &r), Ok(()));
     }
 
+    type Change = Box<dyn Fn(&mut RawUpload)>;
+
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut RawUpload)>)> = vec![
+        let cases: Vec<(&str, Change)> = vec![
             (
                 "card_number",
                 Box::new(|r| r.card_number = "4101000000000019".into()),
