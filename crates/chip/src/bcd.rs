@@ -156,6 +156,16 @@ impl BcdTime {
     pub fn to_bcd(self) -> [u8; 3] {
         [to_bcd(self.hour), to_bcd(self.minute), to_bcd(self.second)]
     }
+
+    pub fn hour(self) -> u8 {
+        self.hour
+    }
+    pub fn minute(self) -> u8 {
+        self.minute
+    }
+    pub fn second(self) -> u8 {
+        self.second
+    }
 }
 
 impl fmt::Debug for BcdTime {

@@ -17,6 +17,7 @@ mod bcd;
 mod card;
 mod card_number;
 mod channel;
+pub mod fleet;
 pub mod host;
 pub mod image;
 mod personalize;

@@ -58,6 +58,36 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5_000)]
         naive: u64,
     },
+    /// Offline purchase uploads (TAC check + dedup + posting) through the platform, spread over
+    /// merchants and into one hot merchant, on SQLite and (with --database-url) PostgreSQL,
+    /// beside a naive baseline (one SQL transaction per purchase) and, on PostgreSQL, a
+    /// batched one (a stored procedure posting 100 per transaction).
+    Ingest {
+        /// Purchases per round (each round uploads fresh records made by the card emulator).
+        #[arg(long, default_value_t = 100_000)]
+        purchases: u64,
+        #[arg(long, default_value_t = 10_000)]
+        cards: u32,
+        /// Merchants of the spread case.
+        #[arg(long, default_value_t = 50)]
+        merchants: u32,
+        /// Records per upload (at most 10,000).
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Uploads in flight at once.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Purchases per baseline round (the naive one is slow).
+        #[arg(long, default_value_t = 5_000)]
+        naive: u64,
+        /// Concurrent clients of the PostgreSQL baselines.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        #[arg(long, value_enum, default_value = "sm4")]
+        alg: crate::card::AlgArg,
+    },
     /// Production of personalization data through the platform (batch creation in storage,
     /// export with key diversification and wrapping) beside the pure library's `write_batch`
     /// on the same cards, on the backend chosen by --database-url or a scratch SQLite file.
@@ -301,6 +331,33 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
                     merchants,
                     rounds,
                     naive,
+                },
+                cfg,
+            )
+            .await
+        }
+        BenchCommand::Ingest {
+            purchases,
+            cards,
+            merchants,
+            batch,
+            rounds,
+            concurrency,
+            naive,
+            clients,
+            alg,
+        } => {
+            crate::bench_ingest::run(
+                crate::bench_ingest::Args {
+                    purchases,
+                    cards,
+                    merchants,
+                    batch,
+                    rounds,
+                    concurrency,
+                    naive,
+                    clients,
+                    alg: alg.into(),
                 },
                 cfg,
             )

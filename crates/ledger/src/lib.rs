@@ -15,12 +15,15 @@
 mod account;
 mod amount;
 mod book;
+pub mod clearing;
 pub mod disbursement;
+pub mod offline;
 mod transfer;
 
 pub use account::{AccountKey, AccountKind, KeyError, NormalSide, Owner, Unit};
 pub use amount::{Amount, AmountError};
 pub use book::{Balance, Book, BookError, BookOutcome, Effect, TransferState, apply, delta};
+pub use clearing::{WindowCalendar, WindowError, WindowId};
 pub use transfer::{
     IdempotencyKey, Mode, POSTINGS_MAX, Posting, Side, Transfer, TransferError, TransferKind,
 };

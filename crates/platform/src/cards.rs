@@ -772,6 +772,23 @@ impl Platform {
     }
 
     /// Whether a card is on the deny-list at its current version (the set terminals get).
+    /// Whether each of `numbers` is on the deny-list now: one version read, answered from the
+    /// cached listed set when it is current.
+    pub async fn deny_listed_many(&self, numbers: &[&str]) -> Result<Vec<bool>> {
+        let seqs = numbers
+            .iter()
+            .map(|n| deny_sequence(n))
+            .collect::<Result<Vec<u32>>>()?;
+        let version = self.store.deny_list_version().await?;
+        if let Some((v, set)) = self.deny_cache.0.lock().await.as_ref()
+            && *v == version
+        {
+            return Ok(seqs.iter().map(|s| set.contains(s)).collect());
+        }
+        let set = self.deny_set_at(version).await?;
+        Ok(seqs.iter().map(|s| set.contains(s)).collect())
+    }
+
     pub async fn deny_listed(&self, number: &str) -> Result<bool> {
         let seq = deny_sequence(number)?;
         let version = self.store.deny_list_version().await?;

@@ -21,6 +21,7 @@ pub mod money;
 pub mod open;
 pub mod operators;
 pub mod production;
+pub mod purchases;
 pub mod residents;
 pub mod terminals;
 #[cfg(feature = "testing")]
@@ -58,6 +59,8 @@ pub struct Platform {
     payments: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<money::PaymentJob>>>,
     /// Ledger account ids by natural key (ids never change).
     account_ids: Arc<std::sync::Mutex<std::collections::HashMap<::ledger::AccountKey, i64>>>,
+    /// Where clearing windows are cut (default 23:00 in the city).
+    windows: ::ledger::WindowCalendar,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -118,6 +121,7 @@ impl Platform {
             channels: Arc::default(),
             payments: Arc::default(),
             account_ids: Arc::default(),
+            windows: ::ledger::WindowCalendar::default(),
         }
     }
 

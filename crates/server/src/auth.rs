@@ -48,6 +48,7 @@ const CARD_WORKERS: &[Role] = &[ADM, CLK];
 const CARD_READERS: &[Role] = &[ADM, CLK, AUD];
 const DENY_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
 const LEDGER_CHECKERS: &[Role] = &[ADM, CLR, AUD];
+const CLEARING: &[Role] = &[ADM, CLR];
 const OUTLET_READERS: &[Role] = &[ADM, CLK, AUD];
 const COUNTER: &[Role] = &[CLK];
 const APP_READERS: &[Role] = &[ADM, CLK, DEP, AUD];
@@ -104,6 +105,7 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/api/v1/cards/{number}/events" Access::Roles(CARD_READERS)),
     perm!(GET "/api/v1/cards/{number}/balances" Access::Roles(CARD_READERS)),
     perm!(GET "/api/v1/ledger/check" Access::Roles(LEDGER_CHECKERS)),
+    perm!(POST "/api/v1/purchases" Access::Roles(CLEARING)),
     perm!(GET "/api/v1/denylist/changes" Access::Roles(DENY_READERS)),
     perm!(GET "/api/v1/denylist" Access::Roles(DENY_READERS)),
     perm!(GET "/api/v1/denylist/delta" Access::Roles(DENY_READERS)),

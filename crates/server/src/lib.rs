@@ -22,6 +22,7 @@ pub mod money_api;
 pub mod openapi;
 pub mod production_api;
 mod production_console;
+pub mod purchases_api;
 pub mod terminals_api;
 
 use axum::Router;
@@ -185,6 +186,7 @@ pub fn router(platform: Platform) -> Router {
         .merge(money_api::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())
+        .merge(purchases_api::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .route_layer(middleware::from_fn(track))

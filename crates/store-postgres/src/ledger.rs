@@ -165,6 +165,25 @@ pub(crate) async fn post_in(
     if n == 0 {
         return Ok((plan.finish(&[]), 0));
     }
+    let planned: Vec<&Transfer> = plan.inserts.iter().map(|i| &transfers[*i]).collect();
+    let ids = insert_planned(conn, &planned, &before, &plan.balances, now_ms).await?;
+    Ok((plan.finish(&ids), n))
+}
+
+/// Inserts transfers already planned (validated, applied to `after` by `ledger::apply`) with
+/// new ids, and writes the changed balances as deltas from `before` (what was read in this
+/// transaction); returns the ids. Runs inside the caller's transaction.
+pub(crate) async fn insert_planned(
+    conn: &mut PgConnection,
+    transfers: &[&Transfer],
+    before: &HashMap<i64, Balance>,
+    after: &[Balance],
+    now_ms: i64,
+) -> Result<Vec<i64>> {
+    let n = transfers.len();
+    if n == 0 && after.is_empty() {
+        return Ok(Vec::new());
+    }
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT nextval(pg_get_serial_sequence('ledger_transfers', 'id')) FROM generate_series(1, $1)",
     )
@@ -187,8 +206,7 @@ pub(crate) async fn post_in(
         Vec::new(),
         Vec::new(),
     );
-    for (i, id) in plan.inserts.iter().zip(&ids) {
-        let t = &transfers[*i];
+    for (t, id) in transfers.iter().zip(&ids) {
         let (state, posted) = initial_state(t, now_ms);
         t_key.push(t.key.as_str());
         t_kind.push(t.kind.as_str());
@@ -237,8 +255,8 @@ pub(crate) async fn post_in(
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    write_balances(conn, &before, &plan.balances).await?;
-    Ok((plan.finish(&ids), n))
+    write_balances(conn, before, after).await?;
+    Ok(ids)
 }
 
 /// Plans and writes resolutions inside the caller's transaction (which holds the audit head

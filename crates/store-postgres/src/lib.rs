@@ -24,6 +24,7 @@ mod applications;
 mod disbursements;
 mod ledger;
 mod money;
+mod purchases;
 mod terminals;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -58,7 +58,10 @@ fn posting_of(r: &SqliteRow) -> Result<(i64, ::ledger::Posting)> {
     ))
 }
 
-async fn load_balances(conn: &mut SqliteConnection, ids: &[i64]) -> Result<HashMap<i64, Balance>> {
+pub(crate) async fn load_balances(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+) -> Result<HashMap<i64, Balance>> {
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(KEYS_PER_QUERY) {
         let sql = format!(
@@ -149,16 +152,32 @@ pub(crate) async fn post_in(
     if n == 0 {
         return Ok((plan.finish(&[]), 0));
     }
+    let planned: Vec<&Transfer> = plan.inserts.iter().map(|i| &transfers[*i]).collect();
+    let ids = insert_planned(conn, &planned, &plan.balances, now_ms).await?;
+    Ok((plan.finish(&ids), n))
+}
+
+/// Inserts transfers already planned (validated, applied to `balances` by `ledger::apply`)
+/// with consecutive new ids, and writes the changed balances; returns the ids. Runs inside the
+/// caller's transaction.
+pub(crate) async fn insert_planned(
+    conn: &mut SqliteConnection,
+    transfers: &[&Transfer],
+    balances: &[Balance],
+    now_ms: i64,
+) -> Result<Vec<i64>> {
+    if transfers.is_empty() && balances.is_empty() {
+        return Ok(Vec::new());
+    }
     let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM ledger_transfers")
         .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
-    let ids: Vec<i64> = (0..n as i64).map(|i| first + i).collect();
-    let inserted: Vec<(i64, &Transfer)> = plan
-        .inserts
+    let ids: Vec<i64> = (0..transfers.len() as i64).map(|i| first + i).collect();
+    let inserted: Vec<(i64, &Transfer)> = transfers
         .iter()
         .zip(&ids)
-        .map(|(i, id)| (*id, &transfers[*i]))
+        .map(|(t, id)| (*id, *t))
         .collect();
     for chunk in inserted.chunks(1000) {
         let sql = format!(
@@ -202,8 +221,8 @@ pub(crate) async fn post_in(
         }
         q.execute(&mut *conn).await.map_err(db)?;
     }
-    write_balances(conn, &plan.balances).await?;
-    Ok((plan.finish(&ids), n))
+    write_balances(conn, balances).await?;
+    Ok(ids)
 }
 
 /// Plans and writes resolutions inside the caller's transaction; `Ok((outcomes, changed))`.

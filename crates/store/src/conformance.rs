@@ -3,8 +3,10 @@
 //! that makes a fresh, empty store, so each case runs on its own database.
 
 pub mod ledger;
+mod purchases;
 
 pub use self::ledger::*;
+pub use purchases::*;
 mod apps;
 pub use apps::*;
 mod disbursements;
@@ -525,12 +527,19 @@ macro_rules! conformance_tests {
             disbursements_submit_decide_and_record_once,
             merchants_and_terminals_activate_once,
             money_movements_record_once_and_change_by_compare_and_set,
-            money_group_commit_answers_each_item);
+            money_group_commit_answers_each_item,
+            purchases_post_once_with_flags);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn money_refunds_never_exceed_the_payment() {
             let s: &'static dyn $crate::Store = Box::leak(Box::new($make.await));
             $crate::conformance::money_refunds_never_exceed_the_payment(s).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn purchases_hot_merchant_under_concurrency() {
+            let s: &'static dyn $crate::Store = Box::leak(Box::new($make.await));
+            $crate::conformance::purchases_hot_merchant_under_concurrency(s).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

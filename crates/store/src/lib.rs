@@ -14,6 +14,7 @@ mod error;
 pub mod ledger;
 pub mod money;
 mod production;
+pub mod purchases;
 mod terminals;
 mod types;
 
@@ -30,6 +31,7 @@ pub use error::StoreError;
 pub use ledger::LedgerStore;
 pub use money::MoneyStore;
 pub use production::*;
+pub use purchases::PurchaseStore;
 pub use terminals::*;
 pub use types::*;
 
@@ -52,6 +54,7 @@ pub trait Store:
     + ProductionStore
     + TerminalStore
     + MoneyStore
+    + PurchaseStore
     + Send
     + Sync
     + 'static

@@ -213,4 +213,25 @@ pub fn check_worked_example(store: &dyn MasterKeyStore, refs: &[KeyRef; 4], alg:
         store.verify_purchase_tac(load, alg, div, &purchase_fields, &mac(want.purchase_tac)),
         Err(super::MasterKeyError::WrongPurpose { .. })
     ));
+    // The batch check gives one verdict per upload, in order, under the same rules.
+    let check = |fields: &PurchaseTacFields| super::PurchaseTacCheck {
+        algorithm: alg,
+        div: *div,
+        fields: fields.clone(),
+        tac: mac(want.purchase_tac),
+    };
+    let checks = [
+        check(&purchase_fields),
+        check(&altered),
+        check(&purchase_fields),
+    ];
+    assert_eq!(
+        store.verify_purchase_tacs(tac, &checks).unwrap(),
+        vec![true, false, true],
+        "batch purchase TACs ({alg:?})"
+    );
+    assert!(matches!(
+        store.verify_purchase_tacs(load, &checks),
+        Err(super::MasterKeyError::WrongPurpose { .. })
+    ));
 }

@@ -310,4 +310,19 @@ impl MasterKeyStore for FileMasterKeyStore {
         let card_key = crypto::diversify(alg, &self.lock().key(master)?, div);
         Ok(input::software_mac(alg, &card_key, input))
     }
+
+    fn card_macs(
+        &self,
+        master: &KeyRef,
+        items: &[(Algorithm, DivData, MacInput)],
+    ) -> Result<Vec<[u8; MAC_LEN]>, MasterKeyError> {
+        // Unseal the master key once for the batch, outside the store's lock afterwards.
+        let key = self.lock().key(master)?;
+        Ok(items
+            .iter()
+            .map(|(alg, div, input)| {
+                input::software_mac(*alg, &crypto::diversify(*alg, &key, div), input)
+            })
+            .collect())
+    }
 }

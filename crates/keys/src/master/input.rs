@@ -17,6 +17,16 @@ pub struct PurchaseTacFields {
     pub time: [u8; 3],
 }
 
+/// One uploaded purchase's TAC to check: the card's profile and diversification data, the
+/// fields the TAC covers, and the TAC the terminal uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseTacCheck {
+    pub algorithm: crypto::Algorithm,
+    pub div: crypto::DivData,
+    pub fields: PurchaseTacFields,
+    pub tac: [u8; MAC_LEN],
+}
+
 /// What a load terminal sends the host after INITIALIZE FOR LOAD, with the date and time it
 /// will put into CREDIT FOR LOAD.
 #[derive(Debug, Clone, PartialEq, Eq)]

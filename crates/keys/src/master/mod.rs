@@ -20,7 +20,8 @@ mod input;
 
 pub use file::FileMasterKeyStore;
 pub use input::{
-    LineCommand, LoadFields, MacDerivation, MacInput, PurchaseTacFields, software_mac,
+    LineCommand, LoadFields, MacDerivation, MacInput, PurchaseTacCheck, PurchaseTacFields,
+    software_mac,
 };
 
 use core::fmt;
@@ -379,6 +380,20 @@ pub trait MasterKeyStore: Send + Sync {
         input: &MacInput,
     ) -> Result<[u8; MAC_LEN], MasterKeyError>;
 
+    /// The primitive for many cards under one master key: one MAC per item, in order. The
+    /// default calls [`MasterKeyStore::card_mac`] per item; a backend that unseals the master
+    /// key or opens a session per call overrides it to do that once per batch.
+    fn card_macs(
+        &self,
+        master: &KeyRef,
+        items: &[(Algorithm, DivData, MacInput)],
+    ) -> Result<Vec<[u8; MAC_LEN]>, MasterKeyError> {
+        items
+            .iter()
+            .map(|(alg, div, input)| self.card_mac(master, *alg, div, input))
+            .collect()
+    }
+
     /// Whether any key of the store is a key of the development key set (§4), compared by
     /// check value. Production start refuses a store for which this is true.
     fn test_key_set_present(&self) -> Result<bool, MasterKeyError> {
@@ -411,6 +426,33 @@ pub trait MasterKeyStore: Send + Sync {
         expect_purpose(tac_master, MasterPurpose::Tac)?;
         let mac = self.card_mac(tac_master, alg, div, &MacInput::purchase_tac(fields))?;
         Ok(mac_eq(&mac, tac))
+    }
+
+    /// Recomputes the TACs of many uploaded purchases (§5) under one TAC master key, each
+    /// card's DTK diversified from it: one verdict per check, in order.
+    fn verify_purchase_tacs(
+        &self,
+        tac_master: &KeyRef,
+        checks: &[PurchaseTacCheck],
+    ) -> Result<Vec<bool>, MasterKeyError> {
+        expect_purpose(tac_master, MasterPurpose::Tac)?;
+        let items: Vec<(Algorithm, DivData, MacInput)> = checks
+            .iter()
+            .map(|c| (c.algorithm, c.div, MacInput::purchase_tac(&c.fields)))
+            .collect();
+        let macs = self.card_macs(tac_master, &items)?;
+        if macs.len() != checks.len() {
+            return Err(MasterKeyError::Backend(format!(
+                "{} MACs for {} TAC checks",
+                macs.len(),
+                checks.len()
+            )));
+        }
+        Ok(macs
+            .iter()
+            .zip(checks)
+            .map(|(mac, c)| mac_eq(mac, &c.tac))
+            .collect())
     }
 
     /// Checks a card's load MAC1 under the load master key.

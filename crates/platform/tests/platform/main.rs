@@ -18,4 +18,5 @@ mod lifecycle_random;
 mod lookup;
 mod operators;
 mod production;
+mod purchases;
 mod vault;

@@ -1,0 +1,318 @@
+//! Offline purchases uploaded by terminals (脱机消费上传): each record is parsed
+//! (`chip::host::UploadRecord::parse`), its TAC recomputed under the TAC master key through the
+//! master-key store (two blocking threads, one batch call each), the card looked up on the
+//! deny-list, and the batch handed to the store, which ingests it in one transaction
+//! (`ledger::offline` rules: one posting per card and offline counter, flags for deny-listed
+//! cards, counter gaps, late records and shadow shortfalls) into the clearing window open now.
+//!
+//! One answer per record, in order: posted (with flags), duplicate (pointing to the first),
+//! bad TAC or malformed (with the field and reason). A bad record never stops the others.
+
+use crate::{Caller, Platform, PlatformError, Result};
+use ::ledger::offline::Flags;
+use ::ledger::{AccountKey, AccountKind, Owner, Unit, WindowCalendar};
+use chip::host::{RawUpload, UploadRecord};
+use keys::master::{KeyRef, MasterKeyError, MasterPurpose, PurchaseTacCheck, PurchaseTacFields};
+use std::sync::Arc;
+use store::Role;
+use store::purchases::{IngestOutcome, NewPurchase, PURCHASE_BATCH_MAX, PurchaseBatch};
+
+/// At most this many records per upload.
+pub const UPLOAD_RECORDS_MAX: usize = PURCHASE_BATCH_MAX;
+
+/// Threads the TAC checks of one upload are spread over.
+const TAC_THREADS: usize = 2;
+
+/// The answer for one uploaded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurchaseResult {
+    /// Posted now into `window`; `flags` say what to review.
+    Posted {
+        id: i64,
+        window: String,
+        transfer_id: Option<i64>,
+        flags: Flags,
+    },
+    /// The same card and offline counter was posted before: the first one.
+    Duplicate { id: i64, window: String },
+    /// The TAC does not verify: not made by this card, or altered. Nothing posted.
+    BadTac,
+    /// A field is wrong; nothing posted.
+    Malformed { field: String, reason: String },
+}
+
+/// What an upload did, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestCounts {
+    pub posted: u64,
+    pub duplicate: u64,
+    pub bad_tac: u64,
+    pub malformed: u64,
+    pub flagged: u64,
+}
+
+impl IngestCounts {
+    pub fn of(results: &[PurchaseResult]) -> Self {
+        let mut c = IngestCounts::default();
+        for r in results {
+            match r {
+                PurchaseResult::Posted { flags, .. } => {
+                    c.posted += 1;
+                    if flags.any() {
+                        c.flagged += 1;
+                    }
+                }
+                PurchaseResult::Duplicate { .. } => c.duplicate += 1,
+                PurchaseResult::BadTac => c.bad_tac += 1,
+                PurchaseResult::Malformed { .. } => c.malformed += 1,
+            }
+        }
+        c
+    }
+}
+
+/// A record after parsing and its TAC check.
+enum Checked {
+    Good(UploadRecord, i64),
+    Bad(PurchaseResult),
+}
+
+fn may_ingest(caller: &Caller) -> Result<()> {
+    match caller.role {
+        Role::Administrator | Role::ClearingOfficer => Ok(()),
+        _ => Err(PlatformError::Forbidden(
+            "only a clearing officer or an administrator uploads purchases".into(),
+        )),
+    }
+}
+
+fn tac_error(e: MasterKeyError) -> PlatformError {
+    match e {
+        MasterKeyError::UnknownKey(k) => PlatformError::Conflict(format!(
+            "the TAC master key {k} is not in the master-key store"
+        )),
+        other => PlatformError::Unexpected(format!("master-key store: {other}")),
+    }
+}
+
+/// Parses and TAC-checks one slice of an upload (runs on a blocking thread).
+fn check_slice(
+    masters: &dyn keys::master::MasterKeyStore,
+    calendar: WindowCalendar,
+    raws: &[RawUpload],
+) -> std::result::Result<Vec<Checked>, MasterKeyError> {
+    let mut out = Vec::with_capacity(raws.len());
+    let mut checks = Vec::with_capacity(raws.len());
+    let mut at = Vec::with_capacity(raws.len());
+    for raw in raws {
+        let rec = match UploadRecord::parse(raw) {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(Checked::Bad(PurchaseResult::Malformed {
+                    field: e.field.into(),
+                    reason: e.reason,
+                }));
+                continue;
+            }
+        };
+        let (d, t) = (rec.date, rec.time);
+        let Some(tx_ms) = calendar.local_ms(
+            d.year(),
+            d.month(),
+            d.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+        ) else {
+            out.push(Checked::Bad(PurchaseResult::Malformed {
+                field: "date".into(),
+                reason: "not a time of the city".into(),
+            }));
+            continue;
+        };
+        checks.push(PurchaseTacCheck {
+            algorithm: rec.algorithm,
+            div: rec.card_number.div_data(),
+            fields: PurchaseTacFields {
+                amount_fen: rec.amount_fen,
+                tx_type: rec.tx_type,
+                terminal_id: *rec.terminal_id.as_bytes(),
+                terminal_serial: rec.terminal_serial,
+                date: rec.date.to_bcd(),
+                time: rec.time.to_bcd(),
+            },
+            tac: rec.tac,
+        });
+        at.push(out.len());
+        out.push(Checked::Good(rec, tx_ms));
+    }
+    if !checks.is_empty() {
+        // Every record of this profile uses key version 01 (`UploadRecord::parse` refuses
+        // others), so one TAC master key serves the batch.
+        let ok = masters.verify_purchase_tacs(&KeyRef::transit(MasterPurpose::Tac, 1), &checks)?;
+        for (i, ok) in at.into_iter().zip(ok) {
+            if !ok {
+                out[i] = Checked::Bad(PurchaseResult::BadTac);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Platform {
+    /// This handle (and its clones) cut clearing windows by `calendar`.
+    pub fn with_clearing_calendar(mut self, calendar: WindowCalendar) -> Self {
+        self.windows = calendar;
+        self
+    }
+
+    pub fn clearing_calendar(&self) -> WindowCalendar {
+        self.windows
+    }
+
+    /// Ingests an upload of offline purchases made at `merchant`'s terminals (the merchant's
+    /// payable account is credited): one result per record, in order, and one audit entry for
+    /// the upload. At most [`UPLOAD_RECORDS_MAX`] records.
+    pub async fn ingest_purchases(
+        &self,
+        caller: &Caller,
+        merchant: &str,
+        records: Vec<RawUpload>,
+    ) -> Result<Vec<PurchaseResult>> {
+        may_ingest(caller)?;
+        if records.len() > UPLOAD_RECORDS_MAX {
+            return Err(PlatformError::TooLarge {
+                what: format!("an upload of {} purchase records", records.len()),
+                limit: format!("{UPLOAD_RECORDS_MAX} records"),
+            });
+        }
+        AccountKey::new(
+            AccountKind::MerchantPayable,
+            Owner::Merchant(merchant.into()),
+            Unit::Cny,
+        )
+        .map_err(|e| PlatformError::invalid("merchant", e.to_string()))?;
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let masters = self.master_keys()?.clone();
+        let checked = self.check_records(masters, records).await?;
+
+        let good: Vec<(&UploadRecord, i64)> = checked
+            .iter()
+            .filter_map(|c| match c {
+                Checked::Good(r, ms) => Some((r, *ms)),
+                Checked::Bad(_) => None,
+            })
+            .collect();
+        let numbers: Vec<String> = good
+            .iter()
+            .map(|(r, _)| r.card_number.to_string())
+            .collect();
+        let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
+        let denied = self.deny_listed_many(&refs).await?;
+        let purchases: Vec<NewPurchase> = good
+            .iter()
+            .zip(numbers)
+            .zip(denied)
+            .map(|(((r, tx_ms), card_number), deny_listed)| NewPurchase {
+                card_number,
+                offline_counter: r.offline_counter,
+                amount_fen: r.amount_fen,
+                tx_type: r.tx_type.code(),
+                algorithm_id: r.algorithm.id(),
+                terminal_id: r.terminal_id.to_string(),
+                terminal_serial: r.terminal_serial,
+                tx_ms: *tx_ms,
+                balance_before_fen: r.balance_before_fen,
+                tac: r.tac,
+                deny_listed,
+            })
+            .collect();
+
+        let now = self.clock.now_ms();
+        let window = self.windows.window_of(now);
+        let window_text = window.to_string();
+        let bad = checked.len() - purchases.len();
+        let draft = caller.draft(
+            "purchase.ingest",
+            format!("merchant:{merchant}"),
+            format!(
+                "{} records ({} refused before posting), window {window_text}",
+                checked.len(),
+                bad
+            ),
+        );
+        let outcomes = self
+            .store
+            .purchases_ingest(
+                &PurchaseBatch {
+                    merchant,
+                    purchases: &purchases,
+                    window: &window_text,
+                    window_start_ms: self.windows.start_ms(window),
+                },
+                draft,
+                now,
+            )
+            .await?;
+        let mut outcomes = outcomes.into_iter();
+        let mut results = Vec::with_capacity(checked.len());
+        for c in checked {
+            results.push(match c {
+                Checked::Bad(r) => r,
+                Checked::Good(..) => match outcomes.next() {
+                    Some(IngestOutcome::Posted {
+                        id,
+                        window,
+                        transfer_id,
+                        flags,
+                    }) => PurchaseResult::Posted {
+                        id,
+                        window,
+                        transfer_id,
+                        flags,
+                    },
+                    Some(IngestOutcome::Duplicate { id, window }) => {
+                        PurchaseResult::Duplicate { id, window }
+                    }
+                    None => {
+                        return Err(PlatformError::Unexpected(
+                            "the store answered fewer purchases than it was given".into(),
+                        ));
+                    }
+                },
+            });
+        }
+        Ok(results)
+    }
+
+    /// Parses and TAC-checks an upload on [`TAC_THREADS`] blocking threads (key stores may
+    /// block, and the checks are the CPU-heavy part), keeping the records' order.
+    async fn check_records(
+        &self,
+        masters: Arc<dyn keys::master::MasterKeyStore>,
+        records: Vec<RawUpload>,
+    ) -> Result<Vec<Checked>> {
+        let records = Arc::new(records);
+        let per = records.len().div_ceil(TAC_THREADS).max(1);
+        let calendar = self.windows;
+        let mut tasks = Vec::new();
+        for start in (0..records.len()).step_by(per) {
+            let (records, masters) = (records.clone(), masters.clone());
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let end = (start + per).min(records.len());
+                check_slice(&*masters, calendar, &records[start..end])
+            }));
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for t in tasks {
+            out.extend(
+                t.await
+                    .map_err(|e| PlatformError::Unexpected(e.to_string()))?
+                    .map_err(tac_error)?,
+            );
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,118 @@
+//! `POST /api/v1/purchases` over HTTP on both backends: records made by the card emulator are
+//! posted once and answered per record (posted, duplicate, bad TAC, malformed with the field),
+//! roles are enforced, and an oversized upload is refused with problem details.
+
+mod common;
+
+use chip::fleet::Fleet;
+use chip::{BcdDate, BcdTime, TerminalId};
+use common::start;
+use crypto::Algorithm;
+use keys::master::FileMasterKeyStore;
+use platform::testing::Backend;
+use serde_json::json;
+use std::sync::Arc;
+use store::Role;
+
+fn record(r: &chip::host::UploadRecord) -> serde_json::Value {
+    let raw = r.to_raw();
+    json!({
+        "card_number": raw.card_number,
+        "algorithm_id": raw.algorithm_id,
+        "key_version": raw.key_version,
+        "offline_counter": raw.offline_counter,
+        "amount_fen": raw.amount_fen,
+        "tx_type": raw.tx_type,
+        "terminal_id": raw.terminal_id,
+        "terminal_serial": raw.terminal_serial,
+        "date": raw.date,
+        "time": raw.time,
+        "balance_before_fen": raw.balance_before_fen,
+        "tac": raw.tac,
+    })
+}
+
+async fn upload_over_http(backend: Backend) {
+    let app = start(backend).await;
+    let masters =
+        FileMasterKeyStore::create(&app.tp.dir.path().join("master.json"), b"test").unwrap();
+    masters
+        .load_test_key_set(keys::master::APP_TRANSIT)
+        .unwrap();
+    app.tp.platform.set_master_keys(Arc::new(masters));
+
+    let (d, t) = (
+        BcdDate::new(2026, 11, 26).unwrap(),
+        BcdTime::new(10, 0, 0).unwrap(),
+    );
+    let mut fleet = Fleet::new(700_000, 1, Algorithm::Sm4, TerminalId([0x33; 6]));
+    fleet.load(0, 2_000, d, t).unwrap();
+    let first = record(&fleet.buy(0, 300, d, t).unwrap());
+    let second = record(&fleet.buy(0, 200, d, t).unwrap());
+    let mut forged = second.clone();
+    forged["amount_fen"] = json!(20);
+    let mut missing = first.clone();
+    missing.as_object_mut().unwrap().remove("terminal_id");
+
+    let clearing = app.token(Role::ClearingOfficer).await;
+    let body = json!({"merchant": "metro", "records": [first, first, forged, missing, second]});
+    let r = app
+        .post_json("/api/v1/purchases", Some(&clearing), body.clone())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(
+        (
+            &v["posted"],
+            &v["duplicate"],
+            &v["bad_tac"],
+            &v["malformed"]
+        ),
+        (&json!(2), &json!(1), &json!(1), &json!(1))
+    );
+    let results = v["results"].as_array().unwrap();
+    let first_id = results[0]["purchase_id"].as_i64().unwrap();
+    assert_eq!(results[0]["result"], "posted");
+    assert_eq!(results[0]["window"], "2026-11-26");
+    // Loaded on the chip but not on the platform: the shadow is short, suspense pays.
+    assert_eq!(results[0]["flags"]["shortfall_fen"], 300);
+    assert_eq!(results[1]["result"], "duplicate");
+    assert_eq!(results[1]["purchase_id"].as_i64(), Some(first_id));
+    assert_eq!(results[2]["result"], "bad_tac");
+    assert_eq!(results[3]["result"], "malformed");
+    assert_eq!(results[3]["field"], "terminal_id");
+    assert_eq!(results[4]["result"], "posted");
+
+    // Uploading it all again posts nothing new.
+    let r = app
+        .post_json("/api/v1/purchases", Some(&clearing), body)
+        .await;
+    assert_eq!(r.json()["posted"], 0);
+    assert_eq!(r.json()["duplicate"], 3);
+
+    // Only clearing officers and administrators upload; the size is bounded.
+    let clerk = app.token(Role::CounterClerk).await;
+    let r = app
+        .post_json(
+            "/api/v1/purchases",
+            Some(&clerk),
+            json!({"merchant": "metro", "records": []}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let many = vec![json!({}); platform::purchases::UPLOAD_RECORDS_MAX + 1];
+    let r = app
+        .post_json(
+            "/api/v1/purchases",
+            Some(&clearing),
+            json!({"merchant": "metro", "records": many}),
+        )
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("10000"), "{}", r.body);
+
+    let doc = app.get("/api/openapi.json", None).await.json();
+    assert!(doc["paths"]["/api/v1/purchases"]["post"].is_object());
+}
+
+both_backends!(upload_over_http);

@@ -1,0 +1,341 @@
+//! Offline purchases on SQLite. One `BEGIN IMMEDIATE` transaction per batch (the one writer):
+//! read the highest counter of each card and the stored purchases the batch repeats, find or
+//! open the accounts, plan with `ledger::offline::plan`, then write the aggregated transfers,
+//! their postings, the balances, the purchase rows (multi-row inserts) and the audit entry.
+
+use crate::ledger::insert_planned;
+use crate::{SqliteStore, append_audit, db, placeholders};
+use ::ledger::offline::{Accounts, Known, Prior, plan};
+use ::ledger::{AccountKey, AccountKind, Balance, Owner, Transfer, Unit};
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use std::collections::HashMap;
+use store::ledger::decode_balance;
+use store::purchases::{
+    IngestOutcome, PURCHASE_BATCH_MAX, PurchaseBatch, PurchaseRow, PurchaseStore, batch_cards,
+    decode_flags, ledger_purchases, new_rows, outcomes, transfer_key_prefix, transfer_memo,
+};
+use store::{Result, StoreError};
+
+/// Bound values per statement stay well below SQLite's 32,766.
+const KEYS_PER_QUERY: usize = 900;
+const PURCHASE_COLS: usize = 19;
+const ROWS_PER_INSERT: usize = 1_500;
+
+fn purchase_row(r: &SqliteRow) -> Result<PurchaseRow> {
+    Ok(PurchaseRow {
+        id: r.try_get("id").map_err(db)?,
+        card_number: r.try_get("card_number").map_err(db)?,
+        offline_counter: r.try_get::<i64, _>("offline_counter").map_err(db)? as u16,
+        merchant: r.try_get("merchant").map_err(db)?,
+        terminal_id: r.try_get("terminal_id").map_err(db)?,
+        terminal_serial: r.try_get::<i64, _>("terminal_serial").map_err(db)? as u32,
+        amount_fen: r.try_get::<i64, _>("amount_fen").map_err(db)? as u32,
+        tx_type: r.try_get::<i64, _>("tx_type").map_err(db)? as u8,
+        tx_ms: r.try_get("tx_ms").map_err(db)?,
+        window: r.try_get("window_id").map_err(db)?,
+        transfer_id: r.try_get("transfer_id").map_err(db)?,
+        flags: decode_flags(
+            r.try_get("flags").map_err(db)?,
+            r.try_get("gap_first").map_err(db)?,
+            r.try_get("gap_last").map_err(db)?,
+            r.try_get("shortfall_fen").map_err(db)?,
+        ),
+        ingested_ms: r.try_get("ingested_ms").map_err(db)?,
+    })
+}
+
+/// Accounts of one kind (in CNY) by owner text: `owner → balance`.
+async fn find_accounts(
+    conn: &mut SqliteConnection,
+    kind: AccountKind,
+    owners: &[String],
+) -> Result<HashMap<String, Balance>> {
+    let mut out = HashMap::with_capacity(owners.len());
+    for chunk in owners.chunks(KEYS_PER_QUERY) {
+        let sql = format!(
+            "SELECT id, owner, unit, normal, floor, balance, reserved FROM ledger_accounts \
+             WHERE kind = ? AND unit = 'CNY' AND owner IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(kind.as_str());
+        for o in chunk {
+            q = q.bind(o);
+        }
+        for r in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let b = decode_balance(
+                r.try_get("id").map_err(db)?,
+                r.try_get("unit").map_err(db)?,
+                r.try_get("normal").map_err(db)?,
+                r.try_get("floor").map_err(db)?,
+                r.try_get("balance").map_err(db)?,
+                r.try_get("reserved").map_err(db)?,
+            )?;
+            out.insert(r.try_get("owner").map_err(db)?, b);
+        }
+    }
+    Ok(out)
+}
+
+/// Finds the accounts of one kind, opening the missing ones.
+async fn open_accounts(
+    conn: &mut SqliteConnection,
+    keys: &[AccountKey],
+    now_ms: i64,
+) -> Result<HashMap<String, Balance>> {
+    let Some(kind) = keys.first().map(|k| k.kind()) else {
+        return Ok(HashMap::new());
+    };
+    let owners: Vec<String> = keys.iter().map(|k| k.owner().text()).collect();
+    let mut found = find_accounts(conn, kind, &owners).await?;
+    let missing: Vec<&String> = owners.iter().filter(|o| !found.contains_key(*o)).collect();
+    if missing.is_empty() {
+        return Ok(found);
+    }
+    for chunk in missing.chunks(KEYS_PER_QUERY / 6) {
+        let sql = format!(
+            "INSERT INTO ledger_accounts (kind, owner, unit, normal, floor, created_ms) VALUES {} \
+             ON CONFLICT (kind, owner, unit) DO NOTHING",
+            placeholders(chunk.len(), 6)
+        );
+        let mut q = sqlx::query(&sql);
+        for o in chunk {
+            q = q
+                .bind(kind.as_str())
+                .bind(o.as_str())
+                .bind(Unit::Cny.as_str())
+                .bind(kind.normal_side().as_str())
+                .bind(kind.floor())
+                .bind(now_ms);
+        }
+        q.execute(&mut *conn).await.map_err(db)?;
+    }
+    let missing: Vec<String> = missing.into_iter().cloned().collect();
+    found.extend(find_accounts(conn, kind, &missing).await?);
+    if found.len() != owners.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{} of {} {} accounts could not be opened",
+            owners.len() - found.len(),
+            owners.len(),
+            kind.as_str()
+        )));
+    }
+    Ok(found)
+}
+
+/// The accounts of a batch: every card's shadow, the merchant's payable and suspense.
+async fn batch_accounts(
+    conn: &mut SqliteConnection,
+    cards: &[String],
+    merchant: &str,
+    now_ms: i64,
+) -> Result<(Accounts, HashMap<i64, Balance>)> {
+    let bad = |e: ::ledger::KeyError| StoreError::Corrupt(format!("purchase account: {e}"));
+    let shadow_keys: Vec<AccountKey> = cards.iter().map(|c| AccountKey::epurse_shadow(c)).collect();
+    let merchant_key = AccountKey::new(
+        AccountKind::MerchantPayable,
+        Owner::Merchant(merchant.into()),
+        Unit::Cny,
+    )
+    .map_err(bad)?;
+    let suspense_key = AccountKey::company(AccountKind::Suspense, Unit::Cny).map_err(bad)?;
+    let mut balances = HashMap::with_capacity(cards.len() + 2);
+    let mut shadows = HashMap::with_capacity(cards.len());
+    for (owner, b) in open_accounts(conn, &shadow_keys, now_ms).await? {
+        let card = owner.strip_prefix("card:").unwrap_or(&owner).to_string();
+        shadows.insert(card, b.id);
+        balances.insert(b.id, b);
+    }
+    let m = open_accounts(conn, std::slice::from_ref(&merchant_key), now_ms).await?;
+    let s = open_accounts(conn, std::slice::from_ref(&suspense_key), now_ms).await?;
+    let (Some(m), Some(s)) = (m.into_values().next(), s.into_values().next()) else {
+        return Err(StoreError::Corrupt(
+            "merchant or suspense account missing".into(),
+        ));
+    };
+    balances.insert(m.id, m);
+    balances.insert(s.id, s);
+    Ok((
+        Accounts {
+            shadows,
+            merchant: m.id,
+            suspense: s.id,
+        },
+        balances,
+    ))
+}
+
+async fn known(
+    conn: &mut SqliteConnection,
+    batch: &PurchaseBatch<'_>,
+    cards: &[String],
+) -> Result<Known> {
+    let mut known = Known::default();
+    for chunk in cards.chunks(KEYS_PER_QUERY) {
+        let sql = format!(
+            "SELECT card_number, MAX(offline_counter) AS m FROM purchases \
+             WHERE card_number IN ({}) GROUP BY card_number",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for c in chunk {
+            q = q.bind(c);
+        }
+        for r in q.fetch_all(&mut *conn).await.map_err(db)? {
+            known.counters_max.insert(
+                r.try_get("card_number").map_err(db)?,
+                r.try_get::<i64, _>("m").map_err(db)? as u16,
+            );
+        }
+    }
+    // Only a record at or below its card's highest counter can repeat a stored one.
+    let mut probes: Vec<(&str, u16)> = batch
+        .purchases
+        .iter()
+        .filter(|p| {
+            known
+                .counters_max
+                .get(&p.card_number)
+                .is_some_and(|m| p.offline_counter <= *m)
+        })
+        .map(|p| (p.card_number.as_str(), p.offline_counter))
+        .collect();
+    probes.sort_unstable();
+    probes.dedup();
+    for chunk in probes.chunks(KEYS_PER_QUERY / 2) {
+        let sql = format!(
+            "SELECT id, card_number, offline_counter, window_id FROM purchases \
+             WHERE (card_number, offline_counter) IN (VALUES {})",
+            placeholders(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql);
+        for (c, n) in chunk {
+            q = q.bind(*c).bind(i64::from(*n));
+        }
+        for r in q.fetch_all(&mut *conn).await.map_err(db)? {
+            known.stored.insert(
+                (
+                    r.try_get("card_number").map_err(db)?,
+                    r.try_get::<i64, _>("offline_counter").map_err(db)? as u16,
+                ),
+                Prior {
+                    id: r.try_get("id").map_err(db)?,
+                    window: r.try_get("window_id").map_err(db)?,
+                },
+            );
+        }
+    }
+    Ok(known)
+}
+
+#[async_trait]
+impl PurchaseStore for SqliteStore {
+    async fn purchases_ingest(
+        &self,
+        batch: &PurchaseBatch<'_>,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<Vec<IngestOutcome>> {
+        let n = batch.purchases.len();
+        if n > PURCHASE_BATCH_MAX {
+            return Err(StoreError::TooMany {
+                got: n,
+                max: PURCHASE_BATCH_MAX,
+            });
+        }
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let cards = batch_cards(batch);
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let known = known(&mut tx, batch, &cards).await?;
+        let (accounts, mut balances) =
+            batch_accounts(&mut tx, &cards, batch.merchant, now_ms).await?;
+        let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM purchases")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let plan = plan(
+            &ledger_purchases(batch),
+            &known,
+            &accounts,
+            &mut balances,
+            batch.window_start_ms,
+            &transfer_key_prefix(first),
+            &transfer_memo(batch),
+        )
+        .map_err(|e| StoreError::Corrupt(format!("offline purchases could not be planned: {e}")))?;
+        let transfers: Vec<&Transfer> = plan.transfers.iter().collect();
+        let transfer_ids = insert_planned(&mut tx, &transfers, &plan.balances, now_ms).await?;
+        let ids: Vec<i64> = (0..n as i64).map(|k| first + k).collect();
+        let rows = new_rows(&plan.verdicts, &ids);
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO purchases (id, card_number, offline_counter, merchant, terminal_id, \
+                 terminal_serial, amount_fen, tx_type, algorithm_id, tx_ms, balance_before_fen, \
+                 tac, window_id, transfer_id, flags, gap_first, gap_last, shortfall_fen, \
+                 ingested_ms) VALUES {}",
+                placeholders(chunk.len(), PURCHASE_COLS)
+            );
+            let mut q = sqlx::query(&sql);
+            for (i, id, t, flags) in chunk {
+                let p = &batch.purchases[*i];
+                q = q
+                    .bind(*id)
+                    .bind(&p.card_number)
+                    .bind(i64::from(p.offline_counter))
+                    .bind(batch.merchant)
+                    .bind(&p.terminal_id)
+                    .bind(i64::from(p.terminal_serial))
+                    .bind(i64::from(p.amount_fen))
+                    .bind(i64::from(p.tx_type))
+                    .bind(i64::from(p.algorithm_id))
+                    .bind(p.tx_ms)
+                    .bind(i64::from(p.balance_before_fen))
+                    .bind(&p.tac[..])
+                    .bind(batch.window)
+                    .bind(t.map(|t| transfer_ids[t]))
+                    .bind(flags.bits())
+                    .bind(flags.gap.map(|g| i64::from(g.0)))
+                    .bind(flags.gap.map(|g| i64::from(g.1)))
+                    .bind(flags.shortfall.get())
+                    .bind(now_ms);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+        append_audit(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(outcomes(&plan.verdicts, &rows, &transfer_ids, batch.window))
+    }
+
+    async fn purchase_by_counter(&self, card: &str, counter: u16) -> Result<Option<PurchaseRow>> {
+        sqlx::query("SELECT * FROM purchases WHERE card_number = ? AND offline_counter = ?")
+            .bind(card)
+            .bind(i64::from(counter))
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(purchase_row)
+            .transpose()
+    }
+
+    async fn purchases_of_window(
+        &self,
+        window: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<PurchaseRow>> {
+        sqlx::query("SELECT * FROM purchases WHERE window_id = ? AND id > ? ORDER BY id LIMIT ?")
+            .bind(window)
+            .bind(after_id)
+            .bind(i64::from(limit.min(store::PAGE_MAX)))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(purchase_row)
+            .collect()
+    }
+}

@@ -1,0 +1,312 @@
+//! Conformance of offline purchase storage: a repeated record is posted once and answered with
+//! the first (in a batch and across batches), flags (counter gap, deny-listed, late,
+//! shortfall from suspense), the window fixed at posting, balances that the ledger check
+//! derives from postings, one audit entry per batch, the batch bound, and many concurrent
+//! batches crediting one hot merchant without a deadlock.
+
+use super::{NOW, draft};
+use crate::ledger::PostOutcome;
+use crate::purchases::*;
+use crate::*;
+use ::ledger::offline::Flags;
+use ::ledger::{
+    AccountKey, AccountKind, Amount, IdempotencyKey, Owner, Transfer, TransferKind, Unit,
+};
+
+const W1: &str = "2026-11-30";
+const W1_START: i64 = NOW - 3_600_000;
+const W2: &str = "2026-12-01";
+const W2_START: i64 = W1_START + 86_400_000;
+
+fn card(i: u32) -> String {
+    format!("41010000{i:08}")
+}
+
+fn purchase(card: &str, counter: u16, fen: u32) -> NewPurchase {
+    NewPurchase {
+        card_number: card.into(),
+        offline_counter: counter,
+        amount_fen: fen,
+        tx_type: 6,
+        algorithm_id: 4,
+        terminal_id: "112233445566".into(),
+        terminal_serial: u32::from(counter) + 1,
+        tx_ms: W1_START + 60_000,
+        balance_before_fen: 1_000,
+        tac: [1, 2, 3, 4],
+        deny_listed: false,
+    }
+}
+
+fn key(kind: AccountKind, owner: Owner) -> AccountKey {
+    AccountKey::new(kind, owner, Unit::Cny).unwrap()
+}
+
+/// Loads `fen` onto each card's shadow from the bank float.
+async fn fund(s: &dyn Store, cards: &[String], fen: i64) {
+    let mut keys = vec![key(AccountKind::BankFloat, Owner::Bank("ICBC".into()))];
+    keys.extend(cards.iter().map(|c| AccountKey::epurse_shadow(c)));
+    let rows = s
+        .ledger_open_accounts(&keys, draft("ledger.account.open"), NOW)
+        .await
+        .unwrap();
+    let loads: Vec<Transfer> = rows[1..]
+        .iter()
+        .map(|r| {
+            Transfer::simple(
+                IdempotencyKey::parse(&format!("load-{}", r.id)).unwrap(),
+                TransferKind::Load,
+                "test load",
+                rows[0].id,
+                r.id,
+                Unit::Cny,
+                Amount(fen),
+            )
+        })
+        .collect();
+    for chunk in loads.chunks(1_000) {
+        let out = s
+            .ledger_post_batch(chunk, draft("ledger.post"), NOW)
+            .await
+            .unwrap();
+        assert!(out.iter().all(|o| matches!(o, PostOutcome::Applied { .. })));
+    }
+}
+
+async fn balance_of(s: &dyn Store, k: &AccountKey) -> i64 {
+    s.ledger_account(k).await.unwrap().map_or(0, |a| a.balance)
+}
+
+fn metro() -> AccountKey {
+    key(
+        AccountKind::MerchantPayable,
+        Owner::Merchant("metro".into()),
+    )
+}
+
+fn suspense() -> AccountKey {
+    AccountKey::company(AccountKind::Suspense, Unit::Cny).unwrap()
+}
+
+fn posted(o: &IngestOutcome) -> (i64, Option<i64>, Flags) {
+    match o {
+        IngestOutcome::Posted {
+            id,
+            window,
+            transfer_id,
+            flags,
+        } => {
+            assert_eq!(window, W1);
+            (*id, *transfer_id, *flags)
+        }
+        o => panic!("not posted: {o:?}"),
+    }
+}
+
+pub async fn purchases_post_once_with_flags(s: &dyn Store) {
+    let (a, b, c) = (card(1), card(2), card(3));
+    fund(s, &[a.clone(), b.clone()], 1_000).await;
+    let head0 = s.audit_head().await.unwrap().map_or(0, |h| h.0);
+    let mut deny = purchase(&c, 5, 100);
+    deny.deny_listed = true;
+    let batch = vec![
+        purchase(&a, 0, 200),
+        purchase(&a, 1, 300),
+        purchase(&a, 0, 200),
+        purchase(&b, 0, 1_050),
+        deny,
+        purchase(&a, 3, 0),
+    ];
+    let out = s
+        .purchases_ingest(
+            &PurchaseBatch {
+                merchant: "metro",
+                purchases: &batch,
+                window: W1,
+                window_start_ms: W1_START,
+            },
+            draft("purchase.ingest"),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 6);
+    let (a0, t0, f0) = posted(&out[0]);
+    assert!(t0.is_some() && !f0.any());
+    let (a1, _, f1) = posted(&out[1]);
+    assert!(!f1.any());
+    assert_eq!(
+        out[2],
+        IngestOutcome::Duplicate {
+            id: a0,
+            window: W1.into()
+        }
+    );
+    let (_, _, fb) = posted(&out[3]);
+    assert_eq!(fb.shortfall, Amount(50));
+    assert_eq!(fb.bits(), Flags::SHORTFALL);
+    let (_, _, fc) = posted(&out[4]);
+    assert!(fc.deny_listed);
+    assert_eq!(fc.gap, Some((0, 4)));
+    assert_eq!(fc.shortfall, Amount(100));
+    let (_, tap_transfer, ftap) = posted(&out[5]);
+    assert_eq!(tap_transfer, None, "an entry tap moves no money");
+    assert_eq!(ftap.gap, Some((2, 2)));
+    // a: 1,000 - 500; b: 1,000 - 1,000 (50 short); c: nothing (100 short).
+    assert_eq!(balance_of(s, &AccountKey::epurse_shadow(&a)).await, 500);
+    assert_eq!(balance_of(s, &AccountKey::epurse_shadow(&b)).await, 0);
+    assert_eq!(balance_of(s, &AccountKey::epurse_shadow(&c)).await, 0);
+    assert_eq!(balance_of(s, &metro()).await, 1_650);
+    assert_eq!(balance_of(s, &suspense()).await, 150);
+    let head1 = s.audit_head().await.unwrap().unwrap().0;
+    assert_eq!(head1, head0 + 1, "one audit entry per batch");
+
+    // The next window: a repeat of the first batch answers with the first, the missing
+    // counter 2 fills the gap without a flag, and a tap from the previous window is late.
+    let mut late = purchase(&a, 4, 10);
+    late.tx_ms = W2_START - 1;
+    let mut fill = purchase(&a, 2, 50);
+    fill.tx_ms = W2_START + 1_000;
+    let batch2 = vec![purchase(&a, 1, 300), fill, late];
+    let out = s
+        .purchases_ingest(
+            &PurchaseBatch {
+                merchant: "metro",
+                purchases: &batch2,
+                window: W2,
+                window_start_ms: W2_START,
+            },
+            draft("purchase.ingest"),
+            NOW + 86_400_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out[0],
+        IngestOutcome::Duplicate {
+            id: a1,
+            window: W1.into()
+        }
+    );
+    match (&out[1], &out[2]) {
+        (
+            IngestOutcome::Posted {
+                window: w1,
+                flags: f1,
+                ..
+            },
+            IngestOutcome::Posted {
+                window: w2,
+                flags: f2,
+                ..
+            },
+        ) => {
+            assert_eq!((w1.as_str(), w2.as_str()), (W2, W2));
+            assert!(!f1.any());
+            assert_eq!(f2.bits(), Flags::LATE);
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(balance_of(s, &AccountKey::epurse_shadow(&a)).await, 440);
+    assert_eq!(balance_of(s, &metro()).await, 1_710);
+
+    let row = s.purchase_by_counter(&a, 0).await.unwrap().unwrap();
+    assert_eq!((row.id, row.amount_fen), (a0, 200));
+    assert_eq!(row.window, W1);
+    assert_eq!(row.transfer_id, t0);
+    assert_eq!(row.merchant, "metro");
+    assert!(s.purchase_by_counter(&a, 9).await.unwrap().is_none());
+    let flagged = s.purchase_by_counter(&c, 5).await.unwrap().unwrap();
+    assert_eq!(flagged.flags, fc);
+    let w1 = s.purchases_of_window(W1, 0, 100).await.unwrap();
+    assert_eq!(w1.len(), 5);
+    assert_eq!(s.purchases_of_window(W2, 0, 100).await.unwrap().len(), 2);
+    // The transfer carrying a purchase names the card's shadow among its postings.
+    let transfers = s.ledger_transfers_page(0, 1_000).await.unwrap();
+    let t = transfers.iter().find(|t| Some(t.id) == t0).unwrap();
+    let shadow_a = s
+        .ledger_account(&AccountKey::epurse_shadow(&a))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(t.postings.iter().any(|p| p.account == shadow_a));
+
+    let c = s.ledger_check().await.unwrap();
+    assert_eq!(c.mismatch, None, "{c:?}");
+    assert_eq!(audit_verify(s).await.unwrap().map(|n| n > 0), Ok(true));
+
+    // The bound.
+    let big = vec![purchase(&a, 100, 1); PURCHASE_BATCH_MAX + 1];
+    let r = s
+        .purchases_ingest(
+            &PurchaseBatch {
+                merchant: "metro",
+                purchases: &big,
+                window: W2,
+                window_start_ms: W2_START,
+            },
+            draft("purchase.ingest"),
+            NOW,
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::TooMany { .. })), "{r:?}");
+}
+
+pub async fn purchases_hot_merchant_under_concurrency(s: &'static dyn Store) {
+    const TASKS: u32 = 6;
+    const CARDS: u32 = 40;
+    const TAPS: u16 = 5;
+    let cards: Vec<String> = (0..TASKS * CARDS).map(|i| card(100 + i)).collect();
+    fund(s, &cards, 10_000).await;
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let mine: Vec<String> =
+            cards[(task * CARDS) as usize..((task + 1) * CARDS) as usize].to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut posted = 0;
+            for tap in 0..TAPS {
+                // Each batch also repeats the previous tap of every card.
+                let mut batch: Vec<NewPurchase> =
+                    mine.iter().map(|c| purchase(c, tap, 100)).collect();
+                if tap > 0 {
+                    batch.extend(mine.iter().map(|c| purchase(c, tap - 1, 100)));
+                }
+                let out = s
+                    .purchases_ingest(
+                        &PurchaseBatch {
+                            merchant: "metro",
+                            purchases: &batch,
+                            window: W1,
+                            window_start_ms: W1_START,
+                        },
+                        draft("purchase.ingest"),
+                        NOW,
+                    )
+                    .await
+                    .expect("no batch fails, no deadlock");
+                for o in out {
+                    if matches!(o, IngestOutcome::Posted { .. }) {
+                        posted += 1;
+                    }
+                }
+            }
+            posted
+        }));
+    }
+    let mut posted = 0;
+    for t in tasks {
+        posted += t.await.unwrap();
+    }
+    let expected = TASKS * CARDS * u32::from(TAPS);
+    assert_eq!(posted, expected);
+    assert_eq!(balance_of(s, &metro()).await, i64::from(expected) * 100);
+    assert_eq!(
+        balance_of(s, &AccountKey::epurse_shadow(&cards[0])).await,
+        10_000 - i64::from(TAPS) * 100
+    );
+    assert_eq!(balance_of(s, &suspense()).await, 0);
+    let c = s.ledger_check().await.unwrap();
+    assert_eq!(c.mismatch, None, "{c:?}");
+    assert_eq!(audit_verify(s).await.unwrap().map(|n| n > 0), Ok(true));
+}
