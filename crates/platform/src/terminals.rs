@@ -305,4 +305,23 @@ impl Platform {
             merchant: t.merchant.clone(),
         })
     }
+
+    /// Ingests an upload from an authenticated terminal: its merchant's payable account is
+    /// credited; the audit names the terminal. Per record, the same answers as
+    /// [`Platform::ingest_purchases`] (a re-sent upload answers `duplicate` for every record it
+    /// already posted, so a broken connection is resumed by sending the same upload again).
+    pub async fn terminal_upload(
+        &self,
+        t: &TerminalCaller,
+        records: Vec<chip::host::RawUpload>,
+    ) -> Result<Vec<crate::purchases::PurchaseResult>> {
+        let acting = Caller {
+            operator_id: None,
+            username: format!("terminal:{}", t.terminal),
+            role: Role::ClearingOfficer,
+            department: None,
+            origin: format!("terminal:{}", t.terminal),
+        };
+        self.ingest_purchases(&acting, &t.merchant, records).await
+    }
 }

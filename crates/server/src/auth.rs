@@ -160,6 +160,7 @@ pub static PERMISSIONS: &[Permission] = &[
     // Terminals authenticate by their own signature (checked in the handler), not a token.
     perm!(POST "/api/v1/terminal/activation" Access::Public),
     perm!(GET "/api/v1/terminal/parameters" Access::Terminal),
+    perm!(POST "/api/v1/terminal/uploads" Access::Terminal),
     perm!(POST "/api/v1/residents/{id_number}/topups" Access::Roles(COUNTER_MONEY)),
     perm!(GET "/api/v1/topups/{order_id}" Access::Roles(MONEY_READERS)),
     perm!(POST "/api/v1/topups/resolve" Access::Roles(SWEEPERS)),

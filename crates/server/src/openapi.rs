@@ -117,6 +117,7 @@ impl utoipa::Modify for ProblemResponses {
         crate::terminals_api::merchant_create, crate::terminals_api::merchants,
         crate::terminals_api::terminal_register, crate::terminals_api::terminals,
         crate::terminals_api::activate, crate::terminals_api::parameters,
+        crate::terminals_api::upload,
         crate::money_api::topup, crate::money_api::topup_get, crate::money_api::topups_resolve,
         crate::money_api::load_authorize, crate::money_api::load_get,
         crate::money_api::load_confirm, crate::money_api::load_resolve,

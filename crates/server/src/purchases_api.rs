@@ -105,7 +105,7 @@ pub struct PurchaseUploadResultDto {
     pub results: Vec<PurchaseResultDto>,
 }
 
-fn result_dto(r: PurchaseResult) -> PurchaseResultDto {
+pub(crate) fn result_dto(r: PurchaseResult) -> PurchaseResultDto {
     let mut dto = PurchaseResultDto {
         result: String::new(),
         purchase_id: None,

@@ -22,6 +22,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/terminals", get(terminals).post(terminal_register))
         .route("/api/v1/terminal/activation", post(activate))
         .route("/api/v1/terminal/parameters", get(parameters))
+        .route(
+            "/api/v1/terminal/uploads",
+            post(upload).layer(axum::extract::DefaultBodyLimit::max(
+                crate::purchases_api::PURCHASES_BODY_MAX,
+            )),
+        )
 }
 
 #[derive(serde::Serialize, serde::Deserialize, ToSchema)]
@@ -261,5 +267,65 @@ pub async fn parameters(
         deny_list_version: p.deny_list_version,
         fares: serde_json::to_value(&p.fares).map_err(|e| ApiError::Internal(e.to_string()))?,
         merchant: p.merchant,
+    }))
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct TerminalUploadDto {
+    /// The terminal's records since its last acknowledged upload (at most 10,000); its
+    /// merchant is the terminal's.
+    pub records: Vec<crate::purchases_api::PurchaseRecordDto>,
+}
+
+#[utoipa::path(post, path = "/api/v1/terminal/uploads", tag = "terminals",
+    params(
+        ("x-terminal-id" = String, Header, description = "The terminal's id"),
+        ("x-terminal-time" = i64, Header, description = "Unix seconds"),
+        ("x-terminal-nonce" = String, Header, description = "16 to 64 hex digits, never reused"),
+        ("x-terminal-signature" = String, Header, description = "SM2 signature (hex) over the canonical form, body included")),
+    request_body = TerminalUploadDto,
+    responses((status = 200, body = crate::purchases_api::PurchaseUploadResultDto,
+        description = "One result per record; sending the same upload again answers duplicate"),
+        (status = 401, body = Problem), (status = 413, body = Problem)))]
+pub async fn upload(
+    State(s): State<AppState>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<crate::purchases_api::PurchaseUploadResultDto>> {
+    let t = terminal_caller(&s, &headers, &method, &uri, &body).await?;
+    let dto: TerminalUploadDto = serde_json::from_slice(&body)
+        .map_err(|e| platform::PlatformError::invalid("body", format!("not an upload: {e}")))?;
+    let records = dto
+        .records
+        .into_iter()
+        .map(|r| chip::host::RawUpload {
+            card_number: r.card_number,
+            algorithm_id: r.algorithm_id,
+            key_version: r.key_version,
+            offline_counter: r.offline_counter,
+            amount_fen: r.amount_fen,
+            tx_type: r.tx_type,
+            terminal_id: r.terminal_id,
+            terminal_serial: r.terminal_serial,
+            date: r.date,
+            time: r.time,
+            balance_before_fen: r.balance_before_fen,
+            tac: r.tac,
+        })
+        .collect();
+    let results = s.platform.terminal_upload(&t, records).await?;
+    let counts = platform::purchases::IngestCounts::of(&results);
+    Ok(axum::Json(crate::purchases_api::PurchaseUploadResultDto {
+        posted: counts.posted,
+        duplicate: counts.duplicate,
+        bad_tac: counts.bad_tac,
+        malformed: counts.malformed,
+        flagged: counts.flagged,
+        results: results
+            .into_iter()
+            .map(crate::purchases_api::result_dto)
+            .collect(),
     }))
 }

@@ -164,10 +164,155 @@ async fn terminals_over_http(backend: platform::testing::Backend) {
     let r = app.get(path, None).await;
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.json()["detail"].as_str().unwrap().contains("header"));
+
+    // The terminal uploads what its validators recorded (real TACs from the card emulator),
+    // signed with its key, body included: posted for its merchant; sent again, duplicates; a
+    // body changed after signing is refused.
+    platform::testing::install_test_master_keys(&app.tp).unwrap();
+    let (d, t) = (
+        chip::BcdDate::new(2026, 11, 26).unwrap(),
+        chip::BcdTime::new(9, 30, 0).unwrap(),
+    );
+    let mut fleet = chip::fleet::Fleet::new(
+        800_000,
+        1,
+        crypto::Algorithm::Sm4,
+        chip::TerminalId([0x44; 6]),
+    );
+    fleet.load(0, 1_000, d, t).unwrap();
+    let records: Vec<serde_json::Value> = (0..2)
+        .map(|_| {
+            let raw = fleet.buy(0, 200, d, t).unwrap().to_raw();
+            json!({
+                "card_number": raw.card_number, "algorithm_id": raw.algorithm_id,
+                "key_version": raw.key_version, "offline_counter": raw.offline_counter,
+                "amount_fen": raw.amount_fen, "tx_type": raw.tx_type,
+                "terminal_id": raw.terminal_id, "terminal_serial": raw.terminal_serial,
+                "date": raw.date, "time": raw.time,
+                "balance_before_fen": raw.balance_before_fen, "tac": raw.tac,
+            })
+        })
+        .collect();
+    let body = serde_json::to_vec(&json!({ "records": records })).unwrap();
+    let upload = "/api/v1/terminal/uploads";
+    let (status, v) = signed(
+        &app,
+        &key,
+        "POST",
+        upload,
+        now,
+        "a123456789abcdef",
+        &body,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["posted"].as_i64(), v["duplicate"].as_i64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
+    let (status, v) = signed(
+        &app,
+        &key,
+        "POST",
+        upload,
+        now,
+        "b123456789abcdef",
+        &body,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["posted"].as_i64(), v["duplicate"].as_i64()),
+        (Some(0), Some(2)),
+        "{v}"
+    );
+    let mut changed = body.clone();
+    let at = changed.iter().position(|&c| c == b'2').unwrap();
+    changed[at] = b'9';
+    let (status, v) = signed(
+        &app,
+        &key,
+        "POST",
+        upload,
+        now,
+        "c123456789abcdef",
+        &body,
+        Some(changed),
+    )
+    .await;
+    assert_eq!(status, 401, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("signature"), "{v}");
+    let shadow = app
+        .tp
+        .platform
+        .store
+        .ledger_account(
+            &ledger::AccountKey::new(
+                ledger::AccountKind::MerchantPayable,
+                ledger::Owner::Merchant("metro".into()),
+                ledger::Unit::Cny,
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        shadow.balance, 400,
+        "the terminal's merchant is owed the two purchases"
+    );
+
     let list = app.get("/api/v1/terminals", Some(&admin)).await.json();
     assert_eq!(list[0]["software_version"], "2.1.0");
     let doc = app.get("/api/openapi.json", None).await.json();
     assert!(doc["paths"]["/api/v1/terminal/parameters"].is_object());
+}
+
+/// Sends `body` signed as it is, or `send_instead` (a body changed after signing).
+#[allow(clippy::too_many_arguments)]
+async fn signed(
+    app: &common::App,
+    key: &Sm2SigningKey,
+    method: &str,
+    path: &str,
+    time_s: i64,
+    nonce: &str,
+    body: &[u8],
+    send_instead: Option<Vec<u8>>,
+) -> (u16, serde_json::Value) {
+    let parts = terminals::RequestParts {
+        terminal_id: "GATE-0104",
+        time_s,
+        nonce,
+        method,
+        path_and_query: path,
+        body,
+    };
+    let sig = terminals::sign(key, &parts);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", app.base))
+        .header("content-type", "application/json")
+        .header("x-terminal-id", "GATE-0104")
+        .header("x-terminal-time", time_s.to_string())
+        .header("x-terminal-nonce", nonce)
+        .header("x-terminal-signature", sig)
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+            send_instead.unwrap_or_else(|| body.to_vec()),
+        )))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 fn p_now(app: &common::App) -> i64 {
