@@ -617,6 +617,15 @@ impl Platform {
                 card.state
             )));
         }
+        let debts = self.store.ecode_debts_of_card(&number).await?;
+        if !debts.is_empty() {
+            let fen: i64 = debts.iter().map(|d| d.amount_fen).sum();
+            return Err(PlatformError::Conflict(format!(
+                "card {number} has {} unpaid e-code payment(s) of {fen} fen: no new certificate \
+                 until they are settled (top up the account, then settle)",
+                debts.len()
+            )));
+        }
         let key = request.device_public_key.to_compressed();
         let devices = self.store.devices_of_card(&number).await?;
         let device = devices

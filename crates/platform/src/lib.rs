@@ -15,6 +15,7 @@ pub mod demo;
 pub mod disbursements;
 pub mod ecode;
 pub mod ecode_identity;
+pub mod ecode_payments;
 mod error;
 pub mod ledger;
 pub mod money;

@@ -409,3 +409,53 @@ pub async fn identity_uses(
             .collect(),
     ))
 }
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct EcodeDebtDto {
+    pub key: String,
+    pub merchant: String,
+    pub terminal: String,
+    pub amount_fen: i64,
+    pub code_time: i64,
+    pub created_ms: i64,
+}
+
+fn debt_dtos(rows: Vec<store::EcodePaymentRow>) -> Vec<EcodeDebtDto> {
+    rows.into_iter()
+        .map(|d| EcodeDebtDto {
+            key: d.key,
+            merchant: d.merchant,
+            terminal: d.terminal,
+            amount_fen: d.amount_fen,
+            code_time: d.code_time,
+            created_ms: d.created_ms,
+        })
+        .collect()
+}
+
+#[utoipa::path(get, path = "/api/v1/cards/{number}/ecode-debts", tag = "ecode",
+    security(("bearer" = [])), params(("number" = String, Path, description = "16-digit card number")),
+    responses((status = 200, body = [EcodeDebtDto],
+        description = "E-code payments the account could not pay; no certificate until settled")))]
+pub async fn debts(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(number): Path<String>,
+) -> ApiResult<axum::Json<Vec<EcodeDebtDto>>> {
+    Ok(axum::Json(debt_dtos(
+        s.platform.ecode_debts(&c, &number).await?,
+    )))
+}
+
+#[utoipa::path(post, path = "/api/v1/cards/{number}/ecode-debts/settlement", tag = "ecode",
+    security(("bearer" = [])), params(("number" = String, Path, description = "16-digit card number")),
+    responses((status = 200, body = [EcodeDebtDto], description = "What is still open")))]
+pub async fn settle_debts(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(number): Path<String>,
+) -> ApiResult<axum::Json<Vec<EcodeDebtDto>>> {
+    Ok(axum::Json(debt_dtos(
+        s.platform.ecode_settle_debts(&c, &number).await?,
+    )))
+}

@@ -170,6 +170,11 @@ pub fn router(platform: Platform) -> Router {
         .route("/api/v1/ecode/roots/{key_id}/withdraw", post(ecode_api::root_withdraw))
         .route("/api/v1/ecode/verify", post(ecode_api::verify))
         .route("/api/v1/ecode/identity", post(ecode_api::identity))
+        .route("/api/v1/cards/{number}/ecode-debts", get(ecode_api::debts))
+        .route(
+            "/api/v1/cards/{number}/ecode-debts/settlement",
+            post(ecode_api::settle_debts),
+        )
         .route("/api/v1/ecode/identity/uses", post(ecode_api::identity_uses))
         .route("/api/v1/apps", get(apps_api::registry).post(apps_api::register_app))
         .route("/api/v1/apps/{code}/functions", post(apps_api::register_function))

@@ -23,6 +23,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/terminal/activation", post(activate))
         .route("/api/v1/terminal/parameters", get(parameters))
         .route(
+            "/api/v1/terminal/ecode-payments",
+            post(ecode_upload).layer(axum::extract::DefaultBodyLimit::max(
+                crate::purchases_api::PURCHASES_BODY_MAX,
+            )),
+        )
+        .route(
             "/api/v1/terminal/uploads",
             post(upload).layer(axum::extract::DefaultBodyLimit::max(
                 crate::purchases_api::PURCHASES_BODY_MAX,
@@ -328,4 +334,68 @@ pub async fn upload(
             .map(crate::purchases_api::result_dto)
             .collect(),
     }))
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct EcodePaymentItem {
+    /// The scanned `ZZC1:` text.
+    pub text: String,
+    pub amount_fen: i64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct EcodeUploadDto {
+    /// At most 5,000 payments the terminal accepted offline.
+    pub payments: Vec<EcodePaymentItem>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct EcodePaymentResultDto {
+    /// paid, debt, duplicate, refused, malformed
+    pub result: String,
+    pub reason: Option<String>,
+    pub key: Option<String>,
+    pub payment_id: Option<i64>,
+    /// The certificate's payments now exceed its offline limit.
+    pub over_limit: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/terminal/ecode-payments", tag = "terminals",
+    params(
+        ("x-terminal-id" = String, Header, description = "The terminal's id"),
+        ("x-terminal-time" = i64, Header, description = "Unix seconds"),
+        ("x-terminal-nonce" = String, Header, description = "16 to 64 hex digits, never reused"),
+        ("x-terminal-signature" = String, Header, description = "SM2 signature (hex) over the canonical form, body included")),
+    request_body = EcodeUploadDto,
+    responses((status = 200, body = [EcodePaymentResultDto],
+        description = "One result per code: paid from the holder's account, or a debt"),
+        (status = 401, body = Problem), (status = 413, body = Problem)))]
+pub async fn ecode_upload(
+    State(s): State<AppState>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<Vec<EcodePaymentResultDto>>> {
+    let t = terminal_caller(&s, &headers, &method, &uri, &body).await?;
+    let dto: EcodeUploadDto = serde_json::from_slice(&body)
+        .map_err(|e| platform::PlatformError::invalid("body", format!("not an upload: {e}")))?;
+    let items: Vec<(String, i64)> = dto
+        .payments
+        .into_iter()
+        .map(|p| (p.text, p.amount_fen))
+        .collect();
+    let results = s.platform.ecode_payment_upload(&t, &items).await?;
+    Ok(axum::Json(
+        results
+            .into_iter()
+            .map(|r| EcodePaymentResultDto {
+                result: r.result,
+                reason: r.reason,
+                key: r.key,
+                payment_id: r.payment_id,
+                over_limit: r.over_limit,
+            })
+            .collect(),
+    ))
 }

@@ -265,6 +265,8 @@ async fn terminals_over_http(backend: platform::testing::Backend) {
         "the terminal's merchant is owed the two purchases"
     );
 
+    ecode_payments(&app, &key, now).await;
+
     let list = app.get("/api/v1/terminals", Some(&admin)).await.json();
     assert_eq!(list[0]["software_version"], "2.1.0");
     let doc = app.get("/api/openapi.json", None).await.json();
@@ -313,6 +315,164 @@ async fn signed(
         status,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// E-code payments (issue 7.5) uploaded by the gate: paid from the holder's online account,
+/// once per code; one the account cannot pay becomes a debt that blocks a new certificate
+/// until it is settled; the offline limit counts across uploads.
+async fn ecode_payments(app: &common::App, key: &Sm2SigningKey, now: i64) {
+    use platform::cards::{CardRequest as R, parse_reason};
+    let p = &app.tp.platform;
+    let sys = platform::Caller::cli("test");
+    let clerk = platform::Caller {
+        operator_id: Some(1),
+        username: "clerk".into(),
+        role: Role::CounterClerk,
+        department: None,
+        origin: "test".into(),
+    };
+    let holder = common::seeded_id(2);
+    let card = p
+        .apply_for_card(&clerk, &holder, "ordinary", None)
+        .await
+        .unwrap()
+        .number;
+    for (who, req, reason) in [
+        (&clerk, R::Approve, "routine"),
+        (&sys, R::SendToProduction, "routine"),
+        (&sys, R::ProductionDone, "routine"),
+        (&clerk, R::Post, "routine"),
+        (&clerk, R::Activate, "holder_request"),
+    ] {
+        p.card_action(who, &card, req, parse_reason(reason).unwrap())
+            .await
+            .unwrap();
+    }
+    p.ecode_root_generate(&sys).await.unwrap();
+    let mut phone = ecode::Phone::new(
+        ecode::DeviceId::parse("pay-phone").unwrap(),
+        &crypto::Key32::from_bytes([0x43; 32]),
+    )
+    .unwrap();
+    p.ecode_device_bind(
+        &clerk,
+        &card,
+        "pay-phone",
+        &phone.public_key().to_compressed(),
+    )
+    .await
+    .unwrap();
+    let number = ecode::CardNumber::parse(&card).unwrap();
+    let issued = p
+        .ecode_certify(&clerk, &phone.certificate_request(number, now as u32))
+        .await
+        .unwrap();
+    phone.install_certificate(issued.certificate).unwrap();
+    // 5.00 yuan in the holder's online account.
+    let resident = p
+        .resident_by_id_number(&sys, &holder, false)
+        .await
+        .unwrap()
+        .resident_id;
+    let sys_ref = &sys;
+    let fund = |fen: i64, k: &'static str| async move {
+        let sys = sys_ref;
+        let rows = p
+            .ledger_accounts(
+                sys,
+                &[
+                    ledger::AccountKey::new(
+                        ledger::AccountKind::BankFloat,
+                        ledger::Owner::Bank("ICBC".into()),
+                        ledger::Unit::Cny,
+                    )
+                    .unwrap(),
+                    ledger::AccountKey::citizen_online(resident),
+                ],
+            )
+            .await
+            .unwrap();
+        p.transfer(
+            sys,
+            ledger::Transfer::simple(
+                ledger::IdempotencyKey::parse(k).unwrap(),
+                ledger::TransferKind::TopUp,
+                "",
+                rows[0].id,
+                rows[1].id,
+                ledger::Unit::Cny,
+                ledger::Amount(fen),
+            ),
+        )
+        .await
+        .unwrap();
+    };
+    fund(500, "fund-ecode-1").await;
+    let online = || async { p.resident_balances(&sys, &holder).await.unwrap().online_fen };
+
+    let upload = |items: Vec<(String, i64)>, nonce: &'static str| {
+        let body = serde_json::to_vec(&json!({
+            "payments": items.iter().map(|(t, a)| json!({"text": t, "amount_fen": a})).collect::<Vec<_>>()
+        }))
+        .unwrap();
+        async move {
+            signed(
+                app,
+                key,
+                "POST",
+                "/api/v1/terminal/ecode-payments",
+                now,
+                nonce,
+                &body,
+                None,
+            )
+            .await
+        }
+    };
+    let first = phone.make_code(now as u32).unwrap().to_text();
+    let (status, v) = upload(vec![(first.clone(), 300)], "e123456789abcdef").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v[0]["result"], "paid", "{v}");
+    assert_eq!(online().await, 200);
+    // The same code again (a re-sent upload): nothing more is taken.
+    let (_, v) = upload(
+        vec![(first, 300), ("ZZC1:NOPE".into(), 1)],
+        "e223456789abcdef",
+    )
+    .await;
+    assert_eq!(
+        (v[0]["result"].as_str(), v[1]["result"].as_str()),
+        (Some("duplicate"), Some("malformed"))
+    );
+    assert_eq!(online().await, 200);
+    // 5.00 on 2.00 left: a debt; no new certificate until it is settled.
+    let second = phone.make_code(now as u32 + 5).unwrap().to_text();
+    let (_, v) = upload(vec![(second, 500)], "e323456789abcdef").await;
+    assert_eq!(v[0]["result"], "debt", "{v}");
+    assert_eq!(online().await, 200);
+    let r = p
+        .ecode_certify(&clerk, &phone.certificate_request(number, now as u32 + 6))
+        .await;
+    assert!(
+        matches!(&r, Err(platform::PlatformError::Conflict(m)) if m.contains("unpaid")),
+        "{r:?}"
+    );
+    fund(1_000, "fund-ecode-2").await;
+    let open = p.ecode_settle_debts(&clerk, &card).await.unwrap();
+    assert!(open.is_empty());
+    assert_eq!(online().await, 700);
+    p.ecode_certify(&clerk, &phone.certificate_request(number, now as u32 + 7))
+        .await
+        .unwrap();
+    // The offline limit (200.00 yuan) across uploads: the payment that passes it is flagged.
+    fund(30_000, "fund-ecode-3").await;
+    let big = phone.make_code(now as u32 + 8).unwrap().to_text();
+    let (_, v) = upload(vec![(big, 19_500)], "e423456789abcdef").await;
+    assert_eq!(
+        (v[0]["result"].as_str(), v[0]["over_limit"].as_bool()),
+        (Some("paid"), Some(true)),
+        "{v}"
+    );
 }
 
 fn p_now(app: &common::App) -> i64 {

@@ -370,6 +370,103 @@ impl EcodeStore for SqliteStore {
         rows.iter().map(certificate_row).collect()
     }
 
+    async fn ecode_payment(&self, key: &str) -> Result<Option<store::EcodePaymentRow>> {
+        sqlx::query("SELECT * FROM ecode_payments WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?
+            .map(|r| ecode_payment_row(&r))
+            .transpose()
+    }
+
+    async fn ecode_payment_insert(
+        &self,
+        row: &store::EcodePaymentRow,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO ecode_payments (key, card_number, certificate_digest, merchant, terminal, \
+             amount_fen, code_time, state, payment_id, over_limit, created_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.key)
+        .bind(&row.card_number)
+        .bind(&row.certificate_digest)
+        .bind(&row.merchant)
+        .bind(&row.terminal)
+        .bind(row.amount_fen)
+        .bind(row.code_time)
+        .bind(&row.state)
+        .bind(row.payment_id)
+        .bind(i64::from(row.over_limit))
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match db(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("e-code payment {}", row.key)),
+            other => other,
+        })?;
+        append_audit(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn ecode_spent_on_certificate(&self, certificate_digest: &str) -> Result<i64> {
+        sqlx::query_scalar(
+            "SELECT COALESCE(SUM(amount_fen), 0) FROM ecode_payments WHERE certificate_digest = ?",
+        )
+        .bind(certificate_digest)
+        .fetch_one(&self.read)
+        .await
+        .map_err(db)
+    }
+
+    async fn ecode_debts_of_card(&self, card_number: &str) -> Result<Vec<store::EcodePaymentRow>> {
+        sqlx::query(
+            "SELECT * FROM ecode_payments WHERE card_number = ? AND state = 'debt' \
+             ORDER BY created_ms, key LIMIT 1000",
+        )
+        .bind(card_number)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(ecode_payment_row)
+        .collect()
+    }
+
+    async fn ecode_debt_settle(
+        &self,
+        key: &str,
+        payment_id: i64,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let done = sqlx::query(
+            "UPDATE ecode_payments SET state = 'settled', payment_id = ?, settled_ms = ? \
+             WHERE key = ? AND state = 'debt'",
+        )
+        .bind(payment_id)
+        .bind(now_ms)
+        .bind(key)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if done == 0 {
+            return Err(StoreError::Conflict(format!(
+                "e-code payment {key} is not a debt"
+            )));
+        }
+        append_audit(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
     async fn ecode_stat_add(&self, day: &str, purpose: &str, reason: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO ecode_stats (day, purpose, reason, count) VALUES (?, ?, ?, 1) \
@@ -405,4 +502,21 @@ impl EcodeStore for SqliteStore {
             })
             .collect()
     }
+}
+
+fn ecode_payment_row(r: &sqlx::sqlite::SqliteRow) -> Result<store::EcodePaymentRow> {
+    Ok(store::EcodePaymentRow {
+        key: r.try_get("key").map_err(db)?,
+        card_number: r.try_get("card_number").map_err(db)?,
+        certificate_digest: r.try_get("certificate_digest").map_err(db)?,
+        merchant: r.try_get("merchant").map_err(db)?,
+        terminal: r.try_get("terminal").map_err(db)?,
+        amount_fen: r.try_get("amount_fen").map_err(db)?,
+        code_time: r.try_get("code_time").map_err(db)?,
+        state: r.try_get("state").map_err(db)?,
+        payment_id: r.try_get("payment_id").map_err(db)?,
+        over_limit: r.try_get::<i64, _>("over_limit").map_err(db)? != 0,
+        created_ms: r.try_get("created_ms").map_err(db)?,
+        settled_ms: r.try_get("settled_ms").map_err(db)?,
+    })
 }

@@ -149,11 +149,59 @@ pub trait EcodeStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<CertificateRow>>;
 
+    /// The e-code payment uploaded under `key`, if any.
+    async fn ecode_payment(&self, key: &str) -> Result<Option<EcodePaymentRow>>;
+
+    /// Records an uploaded e-code payment (`paid` or `debt`). `Conflict` when the key exists.
+    async fn ecode_payment_insert(
+        &self,
+        row: &EcodePaymentRow,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<()>;
+
+    /// What payments under one certificate add up to, in fen (the offline limit across all
+    /// terminals).
+    async fn ecode_spent_on_certificate(&self, certificate_digest: &str) -> Result<i64>;
+
+    /// A card's payments in state `debt`, oldest first.
+    async fn ecode_debts_of_card(&self, card_number: &str) -> Result<Vec<EcodePaymentRow>>;
+
+    /// `debt` → `settled` with the payment that settled it. `Conflict` when not a debt.
+    async fn ecode_debt_settle(
+        &self,
+        key: &str,
+        payment_id: i64,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<()>;
+
     /// Counts one verification decision of `day` (`YYYY-MM-DD`), for the usage page.
     async fn ecode_stat_add(&self, day: &str, purpose: &str, reason: &str) -> Result<()>;
 
     /// The counts of the days `from_day..=to_day`, by day, purpose and reason.
     async fn ecode_stats(&self, from_day: &str, to_day: &str) -> Result<Vec<EcodeStatRow>>;
+}
+
+/// An e-code payment a terminal accepted offline and uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcodePaymentRow {
+    /// `ecode:{card}:{root key id}:{code time}:{sequence}`: one code pays once.
+    pub key: String,
+    pub card_number: String,
+    /// SM3 of the certificate, hex: payments under one certificate count against its limit.
+    pub certificate_digest: String,
+    pub merchant: String,
+    pub terminal: String,
+    pub amount_fen: i64,
+    pub code_time: i64,
+    /// paid, debt (the account could not pay), settled (a debt paid later)
+    pub state: String,
+    pub payment_id: Option<i64>,
+    /// Whether this payment took the certificate past its offline limit.
+    pub over_limit: bool,
+    pub created_ms: i64,
+    pub settled_ms: Option<i64>,
 }
 
 /// How many verifications of one day, purpose and outcome (`accepted` or a reason code).
