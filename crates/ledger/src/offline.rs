@@ -40,6 +40,11 @@ pub struct Purchase {
     pub tx_ms: i64,
     /// On the deny-list when the record arrived.
     pub deny_listed: bool,
+    /// The terminal (PSAM) id and its transaction serial: what the TAC binds. The offline
+    /// counter is *not* under the TAC (`epurse.md` §5), so a genuine record re-sent with another
+    /// counter is recognised by card, terminal and serial.
+    pub terminal: String,
+    pub serial: u32,
 }
 
 /// A purchase already stored with the same card and counter.
@@ -111,6 +116,8 @@ pub struct Known {
     pub counters_max: HashMap<String, u16>,
     /// Stored purchases that have the card and counter of a record of the batch.
     pub stored: HashMap<(String, u16), Prior>,
+    /// Stored purchases that have the card, terminal and terminal serial of a record.
+    pub stored_by_terminal: HashMap<(String, String, u32), Prior>,
 }
 
 /// The accounts a batch posts to, by store id.
@@ -147,13 +154,23 @@ pub fn plan(
     // 1. New or repeated.
     let mut verdicts = Vec::with_capacity(purchases.len());
     let mut first_of: HashMap<(&str, u16), usize> = HashMap::with_capacity(purchases.len());
+    let mut first_at: HashMap<(&str, &str, u32), usize> = HashMap::with_capacity(purchases.len());
     for (i, p) in purchases.iter().enumerate() {
-        if let Some(prior) = known.stored.get(&(p.card.clone(), p.counter)) {
+        let at = (p.card.as_str(), p.terminal.as_str(), p.serial);
+        if let Some(prior) = known.stored.get(&(p.card.clone(), p.counter)).or_else(|| {
+            known
+                .stored_by_terminal
+                .get(&(p.card.clone(), p.terminal.clone(), p.serial))
+        }) {
             verdicts.push(Verdict::Stored(prior.clone()));
-        } else if let Some(first) = first_of.get(&(p.card.as_str(), p.counter)) {
+        } else if let Some(first) = first_of
+            .get(&(p.card.as_str(), p.counter))
+            .or_else(|| first_at.get(&at))
+        {
             verdicts.push(Verdict::SameAs(*first));
         } else {
             first_of.insert((p.card.as_str(), p.counter), i);
+            first_at.insert(at, i);
             verdicts.push(Verdict::New {
                 flags: Flags {
                     deny_listed: p.deny_listed,
@@ -299,6 +316,8 @@ mod tests {
             amount: Amount(fen),
             tx_ms: 1_000,
             deny_listed: false,
+            terminal: "112233445566".into(),
+            serial: 1_000 + u32::from(counter),
         }
     }
 
@@ -326,6 +345,46 @@ mod tests {
 
     const A: &str = "4101000000000018";
     const B: &str = "4101000000000026";
+
+    /// The TAC does not cover the offline counter: a genuine record re-sent with another
+    /// counter is the same purchase (same card, terminal and serial), stored or in the batch.
+    #[test]
+    fn a_record_resent_with_another_counter_is_a_duplicate() {
+        let (accounts, mut balances) = setup(&[(A, 1_000)]);
+        let mut known = Known::default();
+        known.counters_max.insert(A.into(), 3);
+        let stored = p(A, 3, 200);
+        known.stored_by_terminal.insert(
+            (A.into(), stored.terminal.clone(), stored.serial),
+            Prior {
+                id: 77,
+                window: "2026-11-30".into(),
+            },
+        );
+        let forged_stored = Purchase {
+            counter: 9,
+            ..stored
+        };
+        let genuine = p(A, 4, 100);
+        let forged_in_batch = Purchase {
+            counter: 12,
+            ..genuine.clone()
+        };
+        let batch = vec![forged_stored, genuine, forged_in_batch];
+        let plan = plan(&batch, &known, &accounts, &mut balances, 0, "t", "m").unwrap();
+        assert!(matches!(&plan.verdicts[0], Verdict::Stored(p) if p.id == 77));
+        assert!(matches!(plan.verdicts[1], Verdict::New { .. }));
+        assert_eq!(plan.verdicts[2], Verdict::SameAs(1));
+        // Only the genuine new one is paid.
+        let moved: i64 = plan
+            .transfers
+            .iter()
+            .flat_map(|t| t.postings.iter())
+            .filter(|p| p.account == accounts.merchant)
+            .map(|p| p.amount.get())
+            .sum();
+        assert_eq!(moved, 100);
+    }
 
     #[test]
     fn duplicates_gaps_late_and_shortfall() {

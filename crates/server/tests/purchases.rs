@@ -90,6 +90,29 @@ async fn upload_over_http(backend: Backend) {
     assert_eq!(r.json()["posted"], 0);
     assert_eq!(r.json()["duplicate"], 3);
 
+    // The TAC does not cover the offline counter: the first record re-sent with another
+    // counter still passes the TAC check, and is answered as the purchase it repeats.
+    let mut recounted = first.clone();
+    recounted["offline_counter"] = json!(first["offline_counter"].as_i64().unwrap() + 7);
+    let r = app
+        .post_json(
+            "/api/v1/purchases",
+            Some(&clearing),
+            json!({"merchant": "metro", "records": [recounted]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (r.json()["posted"].as_i64(), r.json()["duplicate"].as_i64()),
+        (Some(0), Some(1)),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.json()["results"][0]["purchase_id"].as_i64(),
+        Some(first_id)
+    );
+
     // Only clearing officers and administrators upload; the size is bounded.
     let clerk = app.token(Role::CounterClerk).await;
     let r = app

@@ -193,6 +193,57 @@ async fn known(
         }
     }
     // Only a record at or below its card's highest counter can repeat a stored one.
+    // The TAC binds card, terminal and serial but not the counter: a record of a card with
+    // history may repeat a stored purchase under another counter.
+    let mut at: Vec<(&str, &str, i64)> = batch
+        .purchases
+        .iter()
+        .filter(|p| known.counters_max.contains_key(&p.card_number))
+        .map(|p| {
+            (
+                p.card_number.as_str(),
+                p.terminal_id.as_str(),
+                i64::from(p.terminal_serial),
+            )
+        })
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    if !at.is_empty() {
+        let mut ac = Vec::with_capacity(at.len());
+        let mut at_t = Vec::with_capacity(at.len());
+        let mut an = Vec::with_capacity(at.len());
+        for (c, t, n) in &at {
+            ac.push(*c);
+            at_t.push(*t);
+            an.push(*n);
+        }
+        let rows = sqlx::query(
+            "SELECT p.id, v.c AS card_number, v.t AS terminal_id, v.n AS terminal_serial, \
+             p.window_id FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v(c, t, n) \
+             CROSS JOIN LATERAL (SELECT id, window_id FROM purchases WHERE card_number = v.c \
+             AND terminal_id = v.t AND terminal_serial = v.n LIMIT 1) p",
+        )
+        .bind(&ac)
+        .bind(&at_t)
+        .bind(&an)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        for r in rows {
+            known.stored_by_terminal.insert(
+                (
+                    r.try_get("card_number").map_err(db)?,
+                    r.try_get("terminal_id").map_err(db)?,
+                    r.try_get::<i64, _>("terminal_serial").map_err(db)? as u32,
+                ),
+                Prior {
+                    id: r.try_get("id").map_err(db)?,
+                    window: r.try_get("window_id").map_err(db)?,
+                },
+            );
+        }
+    }
     let mut probes: Vec<(&str, u16)> = batch
         .purchases
         .iter()

@@ -226,6 +226,46 @@ async fn known(
             );
         }
     }
+    // The TAC binds card, terminal and serial but not the counter: a record of a card with
+    // history may repeat a stored purchase under another counter.
+    let mut at: Vec<(&str, &str, u32)> = batch
+        .purchases
+        .iter()
+        .filter(|p| known.counters_max.contains_key(&p.card_number))
+        .map(|p| {
+            (
+                p.card_number.as_str(),
+                p.terminal_id.as_str(),
+                p.terminal_serial,
+            )
+        })
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    for chunk in at.chunks(KEYS_PER_QUERY / 3) {
+        let sql = format!(
+            "SELECT id, card_number, terminal_id, terminal_serial, window_id FROM purchases \
+             WHERE (card_number, terminal_id, terminal_serial) IN (VALUES {})",
+            placeholders(chunk.len(), 3)
+        );
+        let mut q = sqlx::query(&sql);
+        for (c, t, n) in chunk {
+            q = q.bind(*c).bind(*t).bind(i64::from(*n));
+        }
+        for r in q.fetch_all(&mut *conn).await.map_err(db)? {
+            known.stored_by_terminal.insert(
+                (
+                    r.try_get("card_number").map_err(db)?,
+                    r.try_get("terminal_id").map_err(db)?,
+                    r.try_get::<i64, _>("terminal_serial").map_err(db)? as u32,
+                ),
+                Prior {
+                    id: r.try_get("id").map_err(db)?,
+                    window: r.try_get("window_id").map_err(db)?,
+                },
+            );
+        }
+    }
     Ok(known)
 }
 

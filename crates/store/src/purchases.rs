@@ -109,6 +109,8 @@ pub fn ledger_purchases(batch: &PurchaseBatch<'_>) -> Vec<::ledger::offline::Pur
             amount: ::ledger::Amount(i64::from(p.amount_fen)),
             tx_ms: p.tx_ms,
             deny_listed: p.deny_listed,
+            terminal: p.terminal_id.clone(),
+            serial: p.terminal_serial,
         })
         .collect()
 }
