@@ -10,6 +10,7 @@ pub mod apps;
 pub mod audit_writer;
 pub mod cards;
 pub mod channel;
+pub mod clearing;
 pub mod clock;
 pub mod demo;
 pub mod disbursements;

@@ -9,6 +9,7 @@ pub mod apps_api;
 pub mod auth;
 mod card_console;
 pub mod cards_api;
+pub mod clearing_api;
 pub mod console;
 pub mod disbursements_api;
 pub mod disbursements_console;
@@ -185,6 +186,7 @@ pub fn router(platform: Platform) -> Router {
         .merge(console::routes())
         .merge(production_api::routes())
         .merge(disbursements_api::routes())
+        .merge(clearing_api::routes())
         .merge(disbursements_console::routes())
         .merge(ecode_console::routes())
         .merge(terminals_api::routes())

@@ -118,6 +118,8 @@ impl utoipa::Modify for ProblemResponses {
         crate::terminals_api::terminal_register, crate::terminals_api::terminals,
         crate::terminals_api::activate, crate::terminals_api::parameters,
         crate::terminals_api::upload, crate::terminals_api::ecode_upload,
+        crate::clearing_api::close, crate::clearing_api::report,
+        crate::clearing_api::settlement,
         crate::ecode_api::debts, crate::ecode_api::settle_debts,
         crate::money_api::topup, crate::money_api::topup_get, crate::money_api::topups_resolve,
         crate::money_api::load_authorize, crate::money_api::load_get,

@@ -136,6 +136,67 @@ async fn upload_over_http(backend: Backend) {
 
     let doc = app.get("/api/openapi.json", None).await.json();
     assert!(doc["paths"]["/api/v1/purchases"]["post"].is_object());
+
+    // Clearing: the window of the purchases closes only after its cut-off; its report (the
+    // metro's two purchases, 0.30 % transit fee per purchase, half up) is written once; its
+    // settlement file is ISO 20022 pain.001 to the metro's account.
+    app.tp
+        .platform
+        .merchant_create(
+            &platform::Caller::cli("test"),
+            "metro",
+            "郑州地铁",
+            "transit",
+            "41050100000001",
+        )
+        .await
+        .unwrap();
+    let close = "/api/v1/clearing/windows/2026-11-26/close";
+    let r = app.send("POST", close, Some(&clearing), None).await;
+    assert_eq!(r.status, 409, "still open: {}", r.body);
+    app.tp.clock.advance_ms(12 * 3_600_000);
+    let r = app.send("POST", close, Some(&clearing), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let report = r.json();
+    assert_eq!(report["lines"].as_array().unwrap().len(), 1, "{report}");
+    let line = &report["lines"][0];
+    assert_eq!(
+        (
+            line["merchant"].as_str(),
+            line["category"].as_str(),
+            line["count"].as_i64(),
+            line["gross_fen"].as_i64(),
+            line["fee_fen"].as_i64(),
+            line["net_fen"].as_i64()
+        ),
+        (
+            Some("metro"),
+            Some("transit"),
+            Some(2),
+            Some(500),
+            Some(2),
+            Some(498)
+        )
+    );
+    let again = app.send("POST", close, Some(&clearing), None).await.json();
+    assert_eq!(again["digest"], report["digest"]);
+    assert_eq!(again["closed_ms"], report["closed_ms"]);
+    let xml = app
+        .get(
+            "/api/v1/clearing/windows/2026-11-26/settlement?execution_date=2026-11-27",
+            Some(&clearing),
+        )
+        .await;
+    assert_eq!(xml.status, 200, "{}", xml.body);
+    let doc = clearing::pain001::parse(&xml.body).unwrap();
+    assert_eq!(doc.instructions.len(), 1);
+    assert_eq!(
+        (
+            doc.instructions[0].creditor_account.as_str(),
+            doc.instructions[0].amount_fen
+        ),
+        ("41050100000001", 498)
+    );
 }
 
 both_backends!(upload_over_http);

@@ -21,6 +21,7 @@ use store::{
 };
 
 mod applications;
+mod clearing;
 mod disbursements;
 mod ledger;
 mod money;

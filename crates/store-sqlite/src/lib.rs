@@ -26,6 +26,7 @@ use store::{
 };
 
 mod applications;
+mod clearing;
 mod disbursements;
 mod ledger;
 mod money;

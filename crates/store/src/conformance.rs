@@ -13,6 +13,8 @@ mod disbursements;
 pub use disbursements::*;
 mod terminals;
 pub use terminals::*;
+mod clearing;
+pub use clearing::*;
 
 use crate::*;
 use resident::{Field, Residency, Source};
@@ -528,7 +530,8 @@ macro_rules! conformance_tests {
             merchants_and_terminals_activate_once,
             money_movements_record_once_and_change_by_compare_and_set,
             money_group_commit_answers_each_item,
-            purchases_post_once_with_flags);
+            purchases_post_once_with_flags,
+            clearing_windows_close_once);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn money_refunds_never_exceed_the_payment() {

@@ -8,6 +8,7 @@
 
 mod applications;
 mod apps;
+mod clearing;
 mod disbursements;
 mod ecode;
 mod error;
@@ -25,6 +26,7 @@ pub mod conformance_production;
 
 pub use applications::*;
 pub use apps::{AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, FunctionRow};
+pub use clearing::*;
 pub use disbursements::*;
 pub use ecode::*;
 pub use error::StoreError;
@@ -53,6 +55,7 @@ pub trait Store:
     + LedgerStore
     + ProductionStore
     + TerminalStore
+    + ClearingStore
     + MoneyStore
     + PurchaseStore
     + Send

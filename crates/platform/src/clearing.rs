@@ -1,0 +1,294 @@
+//! Clearing windows (清分) and settlement files (结算): closing a past window computes, from
+//! the offline purchases posted into it, each merchant's gross, fees (the city's fee schedule
+//! by merchant category, `clearing::fees`) and net, and stores the report once — closing again
+//! returns the same report. A closed window's settlement instructions go to the partner bank as
+//! an ISO 20022 `pain.001.001.09` file (`clearing::pain001`).
+
+use crate::{Caller, Platform, PlatformError, Result};
+use clearing::fees::{FeeRule, FeeSchedule, Scope};
+use clearing::positions::{Cleared, net_positions};
+use store::{ClearingLineRow, ClearingWindowRow, Role};
+
+/// Purchases read per page while closing.
+const PAGE: u32 = 10_000;
+
+/// The city's default fee schedule (in force since 2026-01-01): transit 0.30 %, shops 0.60 %,
+/// hospitals and utilities 0.10 %, canteens, libraries and government none.
+pub fn default_fee_schedule() -> FeeSchedule {
+    let from = time::macros::date!(2026 - 01 - 01);
+    let rule = |c: &str, bp: i64| FeeRule {
+        scope: Scope::Category(c.into()),
+        rate_bp: bp,
+        fixed_fen: 0,
+        effective_from: from,
+    };
+    FeeSchedule::new(vec![
+        rule("transit", 30),
+        rule("shop", 60),
+        rule("taxi", 30),
+        rule("bike", 30),
+        rule("hospital", 10),
+        rule("utility", 10),
+    ])
+    .expect("the default schedule is valid")
+}
+
+/// A window's report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WindowReport {
+    pub window: String,
+    pub closed_ms: i64,
+    pub closed_by: String,
+    /// SM3 over the canonical lines: the report is the same however often it is read.
+    pub digest: String,
+    pub lines: Vec<ReportLine>,
+    pub gross_fen: i64,
+    pub fee_fen: i64,
+    pub net_fen: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReportLine {
+    pub merchant: String,
+    pub category: String,
+    pub count: i64,
+    pub gross_fen: i64,
+    pub fee_fen: i64,
+    pub net_fen: i64,
+}
+
+fn may_clear(caller: &Caller) -> Result<()> {
+    match caller.role {
+        Role::Administrator | Role::ClearingOfficer => Ok(()),
+        _ => Err(PlatformError::Forbidden(
+            "clearing windows are closed by clearing officers".into(),
+        )),
+    }
+}
+
+fn digest(lines: &[ClearingLineRow]) -> String {
+    use sm3::Digest;
+    let mut h = sm3::Sm3::new();
+    for l in lines {
+        h.update(
+            format!(
+                "{}|{}|{}|{}|{}|{}|{}\n",
+                l.window_id, l.merchant, l.category, l.count, l.gross_fen, l.fee_fen, l.net_fen
+            )
+            .as_bytes(),
+        );
+    }
+    hex::encode_upper(h.finalize())
+}
+
+impl Platform {
+    /// Closes a clearing window that has ended: the report per merchant and category, stored
+    /// once. A window still open (today's) is refused; closing again returns the stored report.
+    pub async fn close_window(&self, caller: &Caller, window: &str) -> Result<WindowReport> {
+        may_clear(caller)?;
+        let day = time::Date::parse(
+            window,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .map_err(|_| {
+            PlatformError::invalid("window", "a window is its closing date, YYYY-MM-DD")
+        })?;
+        let current = self.windows.window_of(self.clock.now_ms()).to_string();
+        if window >= current.as_str() {
+            return Err(PlatformError::Conflict(format!(
+                "window {window} has not ended (the open window is {current}); it closes at the \
+                 cut-off"
+            )));
+        }
+        if self.store.clearing_window(window).await?.is_none() {
+            let categories: std::collections::HashMap<String, String> = self
+                .store
+                .merchants()
+                .await?
+                .into_iter()
+                .map(|m| (m.code, m.category))
+                .collect();
+            let mut items = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = self.store.purchases_of_window(window, after, PAGE).await?;
+                let n = page.len();
+                for p in &page {
+                    after = p.id;
+                    items.push(Cleared {
+                        merchant: p.merchant.clone(),
+                        category: categories
+                            .get(&p.merchant)
+                            .cloned()
+                            .unwrap_or_else(|| "unregistered".into()),
+                        day,
+                        amount_fen: i64::from(p.amount_fen),
+                    });
+                }
+                if n < PAGE as usize {
+                    break;
+                }
+            }
+            let (per, total) = net_positions(&items, &default_fee_schedule());
+            let lines: Vec<ClearingLineRow> = per
+                .into_iter()
+                .map(|((merchant, category), p)| ClearingLineRow {
+                    window_id: window.into(),
+                    merchant,
+                    category,
+                    count: p.count as i64,
+                    gross_fen: p.gross_fen,
+                    fee_fen: p.fee_fen,
+                    net_fen: p.net_fen,
+                })
+                .collect();
+            let now = self.clock.now_ms();
+            self.store
+                .clearing_close(
+                    &ClearingWindowRow {
+                        window_id: window.into(),
+                        closed_ms: now,
+                        closed_by: caller.actor(),
+                        digest: digest(&lines),
+                    },
+                    &lines,
+                    caller.draft(
+                        "clearing.close",
+                        format!("window:{window}"),
+                        format!(
+                            "{} purchase(s), gross {} fen, fees {} fen, {} line(s)",
+                            total.count,
+                            total.gross_fen,
+                            total.fee_fen,
+                            lines.len()
+                        ),
+                    ),
+                    now,
+                )
+                .await?;
+        }
+        self.window_report(caller, window).await
+    }
+
+    /// A closed window's report.
+    pub async fn window_report(&self, caller: &Caller, window: &str) -> Result<WindowReport> {
+        match caller.role {
+            Role::Administrator | Role::ClearingOfficer | Role::Auditor => {}
+            _ => {
+                return Err(PlatformError::Forbidden(
+                    "clearing reports are for clearing and audit".into(),
+                ));
+            }
+        }
+        let w = self
+            .store
+            .clearing_window(window)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("closed window {window}")))?;
+        let rows = self.store.clearing_lines(window).await?;
+        if digest(&rows) != w.digest {
+            return Err(PlatformError::Unexpected(format!(
+                "the stored report of window {window} does not match its digest"
+            )));
+        }
+        let lines: Vec<ReportLine> = rows
+            .into_iter()
+            .map(|l| ReportLine {
+                merchant: l.merchant,
+                category: l.category,
+                count: l.count,
+                gross_fen: l.gross_fen,
+                fee_fen: l.fee_fen,
+                net_fen: l.net_fen,
+            })
+            .collect();
+        Ok(WindowReport {
+            window: w.window_id,
+            closed_ms: w.closed_ms,
+            closed_by: w.closed_by,
+            digest: w.digest,
+            gross_fen: lines.iter().map(|l| l.gross_fen).sum(),
+            fee_fen: lines.iter().map(|l| l.fee_fen).sum(),
+            net_fen: lines.iter().map(|l| l.net_fen).sum(),
+            lines,
+        })
+    }
+
+    /// The settlement file of a closed window: one credit transfer per registered merchant
+    /// with a positive net, to its settlement account, from the company's account at the bank.
+    /// Merchants without a registration are left out and named.
+    pub async fn settlement_file(
+        &self,
+        caller: &Caller,
+        window: &str,
+        execution_date: time::Date,
+    ) -> Result<(String, Vec<String>)> {
+        may_clear(caller)?;
+        let report = self.window_report(caller, window).await?;
+        let accounts: std::collections::HashMap<String, store::MerchantRow> = self
+            .store
+            .merchants()
+            .await?
+            .into_iter()
+            .map(|m| (m.code.clone(), m))
+            .collect();
+        let mut net: std::collections::BTreeMap<String, i64> = Default::default();
+        for l in &report.lines {
+            *net.entry(l.merchant.clone()).or_default() += l.net_fen;
+        }
+        let mut instructions = Vec::new();
+        let mut left_out = Vec::new();
+        for (merchant, fen) in net.into_iter().filter(|(_, f)| *f > 0) {
+            match accounts.get(&merchant) {
+                Some(m) => instructions.push(clearing::pain001::Instruction {
+                    end_to_end_id: format!("W{}-{}", window.replace('-', ""), merchant)
+                        .chars()
+                        .take(35)
+                        .collect(),
+                    creditor_name: m.name.clone(),
+                    creditor_account: m.settlement_account.clone(),
+                    amount_fen: fen,
+                    remittance: format!("citycard clearing window {window}"),
+                }),
+                None => left_out.push(merchant),
+            }
+        }
+        if instructions.is_empty() {
+            return Err(PlatformError::Conflict(format!(
+                "window {window} owes no registered merchant anything"
+            )));
+        }
+        let doc = clearing::pain001::Initiation {
+            message_id: format!("STL-{}", window.replace('-', "")),
+            created: time::OffsetDateTime::from_unix_timestamp(self.clock.now_ms() / 1000)
+                .map(|t| {
+                    let t = t.to_offset(time::macros::offset!(+8));
+                    format!(
+                        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+08:00",
+                        t.year(),
+                        u8::from(t.month()),
+                        t.day(),
+                        t.hour(),
+                        t.minute(),
+                        t.second()
+                    )
+                })
+                .map_err(|e| PlatformError::Unexpected(e.to_string()))?,
+            debtor_name: "郑州市民卡有限公司".into(),
+            debtor_account: "1702020109000012345".into(),
+            debtor_agent_bic: "ICBKCNBJHNN".into(),
+            execution_date,
+            instructions,
+        };
+        let xml = doc
+            .to_xml()
+            .map_err(|e| PlatformError::Unexpected(format!("settlement file: {e}")))?;
+        self.audit(caller.draft(
+            "clearing.settlement_file",
+            format!("window:{window}"),
+            format!("{} transfer(s)", doc.instructions.len()),
+        ))
+        .await?;
+        Ok((xml, left_out))
+    }
+}
