@@ -19,13 +19,31 @@ async fn signed_get(
     nonce: &str,
     tamper: bool,
 ) -> (u16, serde_json::Value) {
+    send_signed(app, key, id, "GET", path, time_s, nonce, b"", None, tamper).await
+}
+
+/// Signs a request as terminal `id` and sends it: `body` as signed, or `send_instead` (a body
+/// changed after signing); `tamper` flips the signature's first byte.
+#[allow(clippy::too_many_arguments)]
+async fn send_signed(
+    app: &common::App,
+    key: &Sm2SigningKey,
+    id: &str,
+    method: &str,
+    path: &str,
+    time_s: i64,
+    nonce: &str,
+    body: &[u8],
+    send_instead: Option<Vec<u8>>,
+    tamper: bool,
+) -> (u16, serde_json::Value) {
     let parts = terminals::RequestParts {
         terminal_id: id,
         time_s,
         nonce,
-        method: "GET",
+        method,
         path_and_query: path,
-        body: b"",
+        body,
     };
     let mut sig = terminals::sign(key, &parts);
     if tamper {
@@ -34,13 +52,16 @@ async fn signed_get(
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<hyper::body::Bytes>>();
     let req = hyper::Request::builder()
-        .method("GET")
+        .method(method)
         .uri(format!("{}{path}", app.base))
+        .header("content-type", "application/json")
         .header("x-terminal-id", id)
         .header("x-terminal-time", time_s.to_string())
         .header("x-terminal-nonce", nonce)
         .header("x-terminal-signature", sig)
-        .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+            send_instead.unwrap_or_else(|| body.to_vec()),
+        )))
         .unwrap();
     let resp = client.request(req).await.unwrap();
     let status = resp.status().as_u16();
@@ -273,7 +294,8 @@ async fn terminals_over_http(backend: platform::testing::Backend) {
     assert!(doc["paths"]["/api/v1/terminal/parameters"].is_object());
 }
 
-/// Sends `body` signed as it is, or `send_instead` (a body changed after signing).
+/// Sends `body` signed as it is, or `send_instead` (a body changed after signing), as the
+/// gate `GATE-0104`.
 #[allow(clippy::too_many_arguments)]
 async fn signed(
     app: &common::App,
@@ -285,36 +307,19 @@ async fn signed(
     body: &[u8],
     send_instead: Option<Vec<u8>>,
 ) -> (u16, serde_json::Value) {
-    let parts = terminals::RequestParts {
-        terminal_id: "GATE-0104",
+    send_signed(
+        app,
+        key,
+        "GATE-0104",
+        method,
+        path,
         time_s,
         nonce,
-        method,
-        path_and_query: path,
         body,
-    };
-    let sig = terminals::sign(key, &parts);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<hyper::body::Bytes>>();
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", app.base))
-        .header("content-type", "application/json")
-        .header("x-terminal-id", "GATE-0104")
-        .header("x-terminal-time", time_s.to_string())
-        .header("x-terminal-nonce", nonce)
-        .header("x-terminal-signature", sig)
-        .body(http_body_util::Full::new(hyper::body::Bytes::from(
-            send_instead.unwrap_or_else(|| body.to_vec()),
-        )))
-        .unwrap();
-    let resp = client.request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        send_instead,
+        false,
     )
+    .await
 }
 
 /// E-code payments (issue 7.5) uploaded by the gate: paid from the holder's online account,
