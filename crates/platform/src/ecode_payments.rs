@@ -78,9 +78,14 @@ impl Platform {
             department: None,
             origin: format!("terminal:{}", t.terminal),
         };
+        // The root keys as they stand, read once per upload.
+        let roots = self.ecode_root_keys().await?;
         let mut out = Vec::with_capacity(items.len());
         for (text, amount) in items {
-            out.push(self.ecode_payment_one(&acting, t, text, *amount).await?);
+            out.push(
+                self.ecode_payment_one(&acting, t, &roots, text, *amount)
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -89,6 +94,7 @@ impl Platform {
         &self,
         acting: &Caller,
         t: &TerminalCaller,
+        roots: &RootKeys,
         text: &str,
         amount_fen: i64,
     ) -> Result<EcodePaymentResult> {
@@ -124,7 +130,7 @@ impl Platform {
         }
         // The spec's checks as the terminal made them, at the code's own time (an upload comes
         // later than the scan); the deny-list was the terminal's to apply.
-        let mut verifier = Verifier::new(self.ecode_root_keys().await?, VerifierConfig::default())
+        let mut verifier = Verifier::new(roots.clone(), VerifierConfig::default())
             .map_err(|e| PlatformError::Unexpected(format!("verifier: {e}")))?;
         verifier.set_deny_list(|_| false);
         if let Err(r) = verifier.verify(
