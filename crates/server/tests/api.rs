@@ -534,36 +534,14 @@ async fn ledger_over_http(backend: Backend) {
     assert_eq!(b.status, 200, "{}", b.body);
     assert_eq!(b.json()["epurse_fen"], 0);
     let p = &app.tp.platform;
-    let sys = platform::Caller::cli("test");
-    let rows = p
-        .ledger_accounts(
-            &sys,
-            &[
-                ledger::AccountKey::new(
-                    ledger::AccountKind::BankFloat,
-                    ledger::Owner::Bank("ICBC".into()),
-                    ledger::Unit::Cny,
-                )
-                .unwrap(),
-                ledger::AccountKey::epurse_shadow(&number),
-            ],
-        )
-        .await
-        .unwrap();
-    p.transfer(
-        &sys,
-        ledger::Transfer::simple(
-            ledger::IdempotencyKey::parse("load-1").unwrap(),
-            ledger::TransferKind::Load,
-            "",
-            rows[0].id,
-            rows[1].id,
-            ledger::Unit::Cny,
-            ledger::Amount(1_234),
-        ),
+    common::fund(
+        p,
+        ledger::AccountKey::epurse_shadow(&number),
+        ledger::TransferKind::Load,
+        1_234,
+        "load-1",
     )
-    .await
-    .unwrap();
+    .await;
     let b = app.get(&path, Some(&auditor)).await.json();
     assert_eq!(
         (b["number"].as_str(), b["epurse_fen"].as_i64()),
@@ -867,35 +845,14 @@ async fn card_console_page(backend: Backend) {
     // Money on the card's e-purse shadow: 12.34 yuan.
     let p = &app.tp.platform;
     let sys = platform::Caller::cli("test");
-    let rows = p
-        .ledger_accounts(
-            &sys,
-            &[
-                ledger::AccountKey::new(
-                    ledger::AccountKind::BankFloat,
-                    ledger::Owner::Bank("ICBC".into()),
-                    ledger::Unit::Cny,
-                )
-                .unwrap(),
-                ledger::AccountKey::epurse_shadow(&number),
-            ],
-        )
-        .await
-        .unwrap();
-    p.transfer(
-        &sys,
-        ledger::Transfer::simple(
-            ledger::IdempotencyKey::parse("load-page").unwrap(),
-            ledger::TransferKind::Load,
-            "",
-            rows[0].id,
-            rows[1].id,
-            ledger::Unit::Cny,
-            ledger::Amount(1_234),
-        ),
+    common::fund(
+        p,
+        ledger::AccountKey::epurse_shadow(&number),
+        ledger::TransferKind::Load,
+        1_234,
+        "load-page",
     )
-    .await
-    .unwrap();
+    .await;
     let holder = p.resident_by_id_number(&sys, &id, true).await.unwrap();
     let full_name = holder.name.unwrap();
     let reads_before = p

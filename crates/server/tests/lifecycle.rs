@@ -200,43 +200,16 @@ async fn every_path_over_http(backend: platform::testing::Backend) {
     assert_eq!(r.json()["state"], "active");
 
     // Money on A's and C's chips (their e-purse shadows).
-    let load = |n: String, fen: i64, key: &'static str| {
-        let p = p.clone();
-        let sys = sys.clone();
-        async move {
-            let rows = p
-                .ledger_accounts(
-                    &sys,
-                    &[
-                        ledger::AccountKey::new(
-                            ledger::AccountKind::BankFloat,
-                            ledger::Owner::Bank("ICBC".into()),
-                            ledger::Unit::Cny,
-                        )
-                        .unwrap(),
-                        ledger::AccountKey::epurse_shadow(&n),
-                    ],
-                )
-                .await
-                .unwrap();
-            p.transfer(
-                &sys,
-                ledger::Transfer::simple(
-                    ledger::IdempotencyKey::parse(key).unwrap(),
-                    ledger::TransferKind::Load,
-                    "",
-                    rows[0].id,
-                    rows[1].id,
-                    ledger::Unit::Cny,
-                    ledger::Amount(fen),
-                ),
-            )
-            .await
-            .unwrap();
-        }
-    };
-    load(a.clone(), 1_234, "load-a").await;
-    load(c.clone(), 500, "load-c").await;
+    for (n, fen, key) in [(&a, 1_234, "load-a"), (&c, 500, "load-c")] {
+        common::fund(
+            &p,
+            ledger::AccountKey::epurse_shadow(n),
+            ledger::TransferKind::Load,
+            fen,
+            key,
+        )
+        .await;
+    }
 
     // A: lost at the counter, found again (the holder, within the undo period), lost again,
     // replaced at the counter: a successor, the old card deny-listed.

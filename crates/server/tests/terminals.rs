@@ -379,38 +379,14 @@ async fn ecode_payments(app: &common::App, key: &Sm2SigningKey, now: i64) {
         .await
         .unwrap()
         .resident_id;
-    let sys_ref = &sys;
-    let fund = |fen: i64, k: &'static str| async move {
-        let sys = sys_ref;
-        let rows = p
-            .ledger_accounts(
-                sys,
-                &[
-                    ledger::AccountKey::new(
-                        ledger::AccountKind::BankFloat,
-                        ledger::Owner::Bank("ICBC".into()),
-                        ledger::Unit::Cny,
-                    )
-                    .unwrap(),
-                    ledger::AccountKey::citizen_online(resident),
-                ],
-            )
-            .await
-            .unwrap();
-        p.transfer(
-            sys,
-            ledger::Transfer::simple(
-                ledger::IdempotencyKey::parse(k).unwrap(),
-                ledger::TransferKind::TopUp,
-                "",
-                rows[0].id,
-                rows[1].id,
-                ledger::Unit::Cny,
-                ledger::Amount(fen),
-            ),
+    let fund = |fen: i64, k: &'static str| {
+        common::fund(
+            p,
+            ledger::AccountKey::citizen_online(resident),
+            ledger::TransferKind::TopUp,
+            fen,
+            k,
         )
-        .await
-        .unwrap();
     };
     fund(500, "fund-ecode-1").await;
     let online = || async { p.resident_balances(&sys, &holder).await.unwrap().online_fen };

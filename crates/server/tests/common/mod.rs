@@ -182,3 +182,44 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// Moves `fen` from the bank float (ICBC) into `to` as a ledger transfer of `kind` under
+/// idempotency key `key`: money on a card's shadow or a citizen's account for a test.
+pub async fn fund(
+    p: &platform::Platform,
+    to: ledger::AccountKey,
+    kind: ledger::TransferKind,
+    fen: i64,
+    key: &str,
+) {
+    let sys = Caller::cli("test");
+    let rows = p
+        .ledger_accounts(
+            &sys,
+            &[
+                ledger::AccountKey::new(
+                    ledger::AccountKind::BankFloat,
+                    ledger::Owner::Bank("ICBC".into()),
+                    ledger::Unit::Cny,
+                )
+                .unwrap(),
+                to,
+            ],
+        )
+        .await
+        .unwrap();
+    p.transfer(
+        &sys,
+        ledger::Transfer::simple(
+            ledger::IdempotencyKey::parse(key).unwrap(),
+            kind,
+            "",
+            rows[0].id,
+            rows[1].id,
+            ledger::Unit::Cny,
+            ledger::Amount(fen),
+        ),
+    )
+    .await
+    .unwrap();
+}
