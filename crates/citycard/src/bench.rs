@@ -40,6 +40,10 @@ pub enum BenchCommand {
     /// E-code certificate issuance and online verification (per second) through the platform,
     /// offline verification with the terminal's Verifier, beside raw SM2 sign and verify.
     Ecode(crate::ecode_cmd::BenchArgs),
+    /// What a gate does with an e-code on one core: scan to decision from camera-sized frames
+    /// (median, p90), offline verifications per second beside `openssl speed sm2`, and how often
+    /// one frame reads by module size beside zbar.
+    EcodeOffline(crate::bench_ecode_scan::ScanArgs),
     /// Ledger transfers posted in batches on SQLite and (with --database-url) PostgreSQL,
     /// beside a naive baseline of one SQL transaction per transfer.
     Ledger {
@@ -315,6 +319,7 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
             rounds,
         } => crate::bench_denylist::run(entries, delta, rounds, cfg).await,
         BenchCommand::Ecode(args) => crate::ecode_cmd::bench(args, cfg).await,
+        BenchCommand::EcodeOffline(args) => crate::bench_ecode_scan::run(args),
         BenchCommand::Ledger {
             transfers,
             batch,

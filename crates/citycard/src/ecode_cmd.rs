@@ -71,8 +71,12 @@ pub enum EcodeCommand {
         /// The root public keys (PEM with `# key-id:` lines).
         #[arg(long)]
         roots: PathBuf,
+        /// The code's ZZC1: text.
+        #[arg(long, required_unless_present = "image", conflicts_with = "image")]
+        text: Option<String>,
+        /// A PNG photo or screenshot of the code, read as a gate's scanner reads a frame.
         #[arg(long)]
-        text: String,
+        image: Option<PathBuf>,
         /// The terminal clock, unix seconds [default: now].
         #[arg(long)]
         now: Option<u32>,
@@ -96,9 +100,19 @@ pub enum EcodeCommand {
         #[arg(long, default_value = "holder_request")]
         reason: String,
     },
-    /// The platform's SM2 root keys.
+    /// The platform's SM2 root keys; `ecode roots --out ROOTS.pem` writes the public roots
+    /// for terminals (the same as `ecode roots export --out`).
+    Roots(RootsArgs),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RootsArgs {
     #[command(subcommand)]
-    Roots(RootsCommand),
+    command: Option<RootsCommand>,
+    /// Write the public roots as PEM (`# key-id: N` + PUBLIC KEY blocks).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand)]
@@ -151,7 +165,7 @@ fn now_s() -> anyhow::Result<u32> {
     u32::try_from(SystemClock.now_ms().div_euclid(1000)).context("clock outside the e-code range")
 }
 
-fn random_secret() -> anyhow::Result<crypto::Key32> {
+pub(crate) fn random_secret() -> anyhow::Result<crypto::Key32> {
     // A random 256-bit value is a valid scalar except with negligible probability.
     for _ in 0..8 {
         let mut b = [0u8; 32];
@@ -320,10 +334,25 @@ pub async fn run(command: EcodeCommand, cfg: &Config) -> anyhow::Result<ExitCode
                     .context("the server's answer has no certificate")?;
                 Certificate::parse(&hex::decode(hex_text)?)?
             } else {
+                // An operator at the data directory issues the certificate for the holder, so
+                // the phone is enrolled on the card first when it is not yet (the platform
+                // refuses both for a card that may not have an e-code).
                 let p = crate::open(cfg).await?;
-                p.ecode_certify(&Caller::cli("ecode-certify"), &request)
-                    .await?
-                    .certificate
+                let caller = Caller::cli("ecode-certify");
+                let number = card.to_string();
+                let key = request.device_public_key.to_compressed();
+                let enrolled = p.ecode_devices(&caller, &number).await?.iter().any(|d| {
+                    d.device_id == request.device_id.as_str()
+                        && d.state == store::DEVICE_ACTIVE
+                        && d.public_key.eq_ignore_ascii_case(&hex::encode(key))
+                });
+                if !enrolled {
+                    let v = p
+                        .ecode_device_bind(&caller, &number, request.device_id.as_str(), &key)
+                        .await?;
+                    println!("enrolled device {} on card {}", v.device_id, v.card_number);
+                }
+                p.ecode_certify(&caller, &request).await?.certificate
             };
             phone.install_certificate(certificate)?;
             save_phone(&device, &phone)?;
@@ -372,10 +401,33 @@ pub async fn run(command: EcodeCommand, cfg: &Config) -> anyhow::Result<ExitCode
         EcodeCommand::Verify {
             roots,
             text,
+            image,
             now,
             amount,
             purpose,
         } => {
+            let text = match (text, image) {
+                (Some(text), _) => text,
+                (None, Some(path)) => {
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let scanned = ecode::scan::frame_from_png(&bytes).and_then(|(w, h, px)| {
+                        ecode::scan::read_frame(ecode::scan::GrayFrame {
+                            width: w,
+                            height: h,
+                            pixels: &px,
+                        })
+                    });
+                    match scanned {
+                        Ok(text) => text,
+                        Err(e) => {
+                            println!("refused: {} (scan): {e}", e.code());
+                            return Ok(ExitCode::from(1));
+                        }
+                    }
+                }
+                (None, None) => bail!("give the code as --text ZZC1:… or --image FILE.png"),
+            };
             let pem = std::fs::read_to_string(&roots)
                 .with_context(|| format!("reading {}", roots.display()))?;
             let keys = RootKeys::from_pem(&pem)?;
@@ -429,7 +481,14 @@ pub async fn run(command: EcodeCommand, cfg: &Config) -> anyhow::Result<ExitCode
                 .await?;
             println!("enrolment {} of card {} revoked", d.id, d.card_number);
         }
-        EcodeCommand::Roots(r) => {
+        EcodeCommand::Roots(RootsArgs { command, out }) => {
+            let r = match (command, out) {
+                (Some(c), _) => c,
+                (None, Some(out)) => RootsCommand::Export { out },
+                (None, None) => bail!(
+                    "say what to do: --out ROOTS.pem, or one of list, generate, rotate, withdraw, export"
+                ),
+            };
             let p = crate::open(cfg).await?;
             let caller = Caller::cli("ecode-roots");
             match r {

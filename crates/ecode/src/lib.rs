@@ -23,6 +23,8 @@ pub mod qr;
 mod replay;
 mod request;
 mod roots;
+#[cfg(feature = "scan")]
+pub mod scan;
 mod verify;
 
 pub use certificate::{Certificate, CertificateFields, RootKeyId, Uses};

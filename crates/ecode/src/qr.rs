@@ -67,6 +67,15 @@ impl QrSymbol {
         self.code.width()
     }
 
+    /// The modules row by row, `true` where dark, without the quiet zone.
+    pub fn dark_modules(&self) -> Vec<bool> {
+        self.code
+            .to_colors()
+            .into_iter()
+            .map(|c| c == Color::Dark)
+            .collect()
+    }
+
     /// Whether the module at (`x`, `y`) is dark.
     fn dark(&self, colors: &[Color], x: usize, y: usize) -> bool {
         colors[y * self.width() + x] == Color::Dark

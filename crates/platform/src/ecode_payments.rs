@@ -18,7 +18,7 @@ pub const ECODE_UPLOAD_MAX: usize = 5_000;
 /// The answer for one uploaded code.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EcodePaymentResult {
-    /// paid, debt, duplicate, refused, malformed
+    /// paid, debt, duplicate, refused, malformed; online also declined
     pub result: String,
     /// The refusal's reason code, or what is wrong.
     pub reason: Option<String>,
@@ -41,6 +41,17 @@ fn result(result: &str, reason: Option<String>) -> EcodePaymentResult {
 fn hex_sm3(bytes: &[u8]) -> String {
     use sm3::Digest;
     hex::encode_upper(sm3::Sm3::digest(bytes))
+}
+
+/// The terminal acting in the payments it reports.
+fn terminal_acting(t: &TerminalCaller) -> Caller {
+    Caller {
+        operator_id: None,
+        username: format!("terminal:{}", t.terminal),
+        role: Role::ClearingOfficer,
+        department: None,
+        origin: format!("terminal:{}", t.terminal),
+    }
 }
 
 impl Platform {
@@ -71,23 +82,36 @@ impl Platform {
                 limit: format!("{ECODE_UPLOAD_MAX} payments"),
             });
         }
-        let acting = Caller {
-            operator_id: None,
-            username: format!("terminal:{}", t.terminal),
-            role: Role::ClearingOfficer,
-            department: None,
-            origin: format!("terminal:{}", t.terminal),
-        };
+        let acting = terminal_acting(t);
         // The root keys as they stand, read once per upload.
         let roots = self.ecode_root_keys().await?;
         let mut out = Vec::with_capacity(items.len());
         for (text, amount) in items {
             out.push(
-                self.ecode_payment_one(&acting, t, &roots, text, *amount)
+                self.ecode_payment_one(&acting, t, &roots, text, *amount, false)
                     .await?,
             );
         }
         Ok(out)
+    }
+
+    /// A connected POS asks before it accepts: the code is checked now, at the platform's clock
+    /// (freshness, signatures, the card active), and paid from the holder's account at once.
+    /// `paid` means the POS may hand over the goods; `declined` (the account cannot pay, the card
+    /// is not active) and `refused` (the code fails a check) record nothing, and no debt is
+    /// made: the citizen is standing at the till. A retry of the same code answers `duplicate`
+    /// with the first payment's id. Online payments are not offline risk and do not count
+    /// against the certificate's offline limit.
+    pub async fn ecode_payment_online(
+        &self,
+        t: &TerminalCaller,
+        text: &str,
+        amount_fen: i64,
+    ) -> Result<EcodePaymentResult> {
+        let acting = terminal_acting(t);
+        let roots = self.ecode_root_keys().await?;
+        self.ecode_payment_one(&acting, t, &roots, text, amount_fen, true)
+            .await
     }
 
     async fn ecode_payment_one(
@@ -97,6 +121,7 @@ impl Platform {
         roots: &RootKeys,
         text: &str,
         amount_fen: i64,
+        online: bool,
     ) -> Result<EcodePaymentResult> {
         let Ok(amount) = u32::try_from(amount_fen) else {
             return Ok(result("malformed", Some("amount_fen out of range".into())));
@@ -128,21 +153,26 @@ impl Platform {
                 over_limit: done.over_limit,
             });
         }
-        // The spec's checks as the terminal made them, at the code's own time (an upload comes
-        // later than the scan); the deny-list was the terminal's to apply.
+        // Offline: the spec's checks as the terminal made them, at the code's own time (an
+        // upload comes later than the scan); the deny-list was the terminal's to apply.
+        // Online: the checks now, at the platform's clock; the card's state is checked by the
+        // payment itself (an active card only).
         let mut verifier = Verifier::new(roots.clone(), VerifierConfig::default())
             .map_err(|e| PlatformError::Unexpected(format!("verifier: {e}")))?;
         verifier.set_deny_list(|_| false);
-        if let Err(r) = verifier.verify(
-            &code,
-            code.time().saturating_add(1),
-            Purpose::Pay { amount_fen: amount },
-        ) {
+        let at = if online {
+            u32::try_from(self.clock.now_ms().div_euclid(1000)).unwrap_or(u32::MAX)
+        } else {
+            code.time().saturating_add(1)
+        };
+        if let Err(r) = verifier.verify(&code, at, Purpose::Pay { amount_fen: amount }) {
             return Ok(result("refused", Some(r.code().into())));
         }
         let digest = hex_sm3(cert.as_bytes());
-        let spent = self.store.ecode_spent_on_certificate(&digest).await?;
-        let over_limit = spent + amount_fen > i64::from(cert.fields().offline_limit_fen);
+        let over_limit = !online && {
+            let spent = self.store.ecode_spent_on_certificate(&digest).await?;
+            spent + amount_fen > i64::from(cert.fields().offline_limit_fen)
+        };
         let paid = self
             .pay(
                 acting,
@@ -157,7 +187,12 @@ impl Platform {
             .await;
         let (state, payment_id, reason) = match paid {
             Ok(p) => ("paid", Some(p.id), None),
-            // The account cannot pay (or the card is no longer active): a debt, settled later.
+            // Online, the POS declines and nothing is owed.
+            Err(PlatformError::Conflict(m)) if online => {
+                return Ok(result("declined", Some(m)));
+            }
+            // Offline, the goods are gone: the account cannot pay (or the card is no longer
+            // active), so a debt, settled later.
             Err(PlatformError::Conflict(m)) => ("debt", None, Some(m)),
             Err(e) => return Err(e),
         };
@@ -172,6 +207,7 @@ impl Platform {
             state: state.into(),
             payment_id,
             over_limit,
+            online,
             created_ms: self.clock.now_ms(),
             settled_ms: None,
         };
@@ -182,8 +218,9 @@ impl Platform {
                     "ecode.payment",
                     format!("card:{number}"),
                     format!(
-                        "{state} {amount_fen} fen at {}{}",
+                        "{state} {amount_fen} fen at {}{}{}",
                         t.merchant,
+                        if online { ", authorised online" } else { "" },
                         if over_limit {
                             ", over the offline limit"
                         } else {

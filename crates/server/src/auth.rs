@@ -162,6 +162,7 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/api/v1/terminal/parameters" Access::Terminal),
     perm!(POST "/api/v1/terminal/uploads" Access::Terminal),
     perm!(POST "/api/v1/terminal/ecode-payments" Access::Terminal),
+    perm!(POST "/api/v1/terminal/ecode-payments/online" Access::Terminal),
     perm!(GET "/api/v1/cards/{number}/ecode-debts" Access::Roles(DENY_READERS)),
     perm!(POST "/api/v1/cards/{number}/ecode-debts/settlement" Access::Roles(FEES)),
     perm!(POST "/api/v1/residents/{id_number}/topups" Access::Roles(COUNTER_MONEY)),

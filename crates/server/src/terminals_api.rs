@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
                 crate::purchases_api::PURCHASES_BODY_MAX,
             )),
         )
+        .route("/api/v1/terminal/ecode-payments/online", post(ecode_online))
         .route(
             "/api/v1/terminal/uploads",
             post(upload).layer(axum::extract::DefaultBodyLimit::max(
@@ -350,8 +351,15 @@ pub struct EcodeUploadDto {
 }
 
 #[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct EcodeOnlineDto {
+    /// The scanned `ZZC1:` text.
+    pub text: String,
+    pub amount_fen: i64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
 pub struct EcodePaymentResultDto {
-    /// paid, debt, duplicate, refused, malformed
+    /// paid, debt, duplicate, refused, malformed; online also declined
     pub result: String,
     pub reason: Option<String>,
     pub key: Option<String>,
@@ -387,15 +395,46 @@ pub async fn ecode_upload(
         .collect();
     let results = s.platform.ecode_payment_upload(&t, &items).await?;
     Ok(axum::Json(
-        results
-            .into_iter()
-            .map(|r| EcodePaymentResultDto {
-                result: r.result,
-                reason: r.reason,
-                key: r.key,
-                payment_id: r.payment_id,
-                over_limit: r.over_limit,
-            })
-            .collect(),
+        results.into_iter().map(ecode_result_dto).collect(),
     ))
+}
+
+fn ecode_result_dto(r: platform::ecode_payments::EcodePaymentResult) -> EcodePaymentResultDto {
+    EcodePaymentResultDto {
+        result: r.result,
+        reason: r.reason,
+        key: r.key,
+        payment_id: r.payment_id,
+        over_limit: r.over_limit,
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/terminal/ecode-payments/online", tag = "terminals",
+    params(
+        ("x-terminal-id" = String, Header, description = "The terminal's id"),
+        ("x-terminal-time" = i64, Header, description = "Unix seconds"),
+        ("x-terminal-nonce" = String, Header, description = "16 to 64 hex digits, never reused"),
+        ("x-terminal-signature" = String, Header, description = "SM2 signature (hex) over the canonical form, body included")),
+    request_body = EcodeOnlineDto,
+    responses((status = 200, body = EcodePaymentResultDto,
+        description = "paid (hand over the goods), declined (the account cannot pay or the card \
+            is not active; nothing owed), refused (a check of the code failed, with its reason \
+            code), duplicate (this code already paid; the first payment's id), malformed"),
+        (status = 401, body = Problem)))]
+pub async fn ecode_online(
+    State(s): State<AppState>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<EcodePaymentResultDto>> {
+    let t = terminal_caller(&s, &headers, &method, &uri, &body).await?;
+    let dto: EcodeOnlineDto = serde_json::from_slice(&body).map_err(|e| {
+        platform::PlatformError::invalid("body", format!("not an e-code payment: {e}"))
+    })?;
+    let r = s
+        .platform
+        .ecode_payment_online(&t, &dto.text, dto.amount_fen)
+        .await?;
+    Ok(axum::Json(ecode_result_dto(r)))
 }

@@ -454,6 +454,68 @@ async fn ecode_payments(app: &common::App, key: &Sm2SigningKey, now: i64) {
         (Some("paid"), Some(true)),
         "{v}"
     );
+    assert_eq!(online().await, 11_200);
+
+    // A connected POS asks online before it accepts, checked at the platform's clock.
+    app.tp.clock.advance_ms(10_000);
+    let t = now as u32 + 10;
+    let ask = |text: String, fen: i64, nonce: &'static str| {
+        let body = serde_json::to_vec(&json!({"text": text, "amount_fen": fen})).unwrap();
+        async move {
+            signed(
+                app,
+                key,
+                "POST",
+                "/api/v1/terminal/ecode-payments/online",
+                p_now(app),
+                nonce,
+                &body,
+                None,
+            )
+            .await
+        }
+    };
+    let code = phone.make_code(t).unwrap().to_text();
+    let (status, v) = ask(code.clone(), 100, "f123456789abcdef").await;
+    assert_eq!(status, 200, "{v}");
+    // Paid at once; authorised online, so not counted against the offline limit already passed.
+    assert_eq!(
+        (v["result"].as_str(), v["over_limit"].as_bool()),
+        (Some("paid"), Some(false)),
+        "{v}"
+    );
+    let first_id = v["payment_id"].clone();
+    assert_eq!(online().await, 11_100);
+    // The POS retries after a timeout: the same payment, nothing more taken.
+    let (_, v) = ask(code, 100, "f223456789abcdef").await;
+    assert_eq!(
+        (v["result"].as_str(), &v["payment_id"]),
+        (Some("duplicate"), &first_id)
+    );
+    assert_eq!(online().await, 11_100);
+    // More than the account holds: declined at the till, and no debt is made.
+    let code = phone.make_code(t).unwrap().to_text();
+    let (_, v) = ask(code, 15_000, "f323456789abcdef").await;
+    assert_eq!(v["result"], "declined", "{v}");
+    assert_eq!(online().await, 11_100);
+    assert!(p.ecode_debts(&clerk, &card).await.unwrap().is_empty());
+    // Forged: a code changed after the phone signed it.
+    let mut forged = phone.make_code(t).unwrap().to_text().into_bytes();
+    let i = forged.len() - 20;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let (_, v) = ask(String::from_utf8(forged).unwrap(), 100, "f523456789abcdef").await;
+    assert!(
+        matches!(v["result"].as_str(), Some("refused" | "malformed")),
+        "{v}"
+    );
+    assert_eq!(online().await, 11_100);
+    // A code shown 15 minutes ago is stale online (an offline upload would still pay it).
+    let stale = phone.make_code(t).unwrap().to_text();
+    app.tp.clock.advance_ms(900_000);
+    let (_, v) = ask(stale, 100, "f423456789abcdef").await;
+    assert_eq!(v["result"], "refused", "{v}");
+    assert!(v["reason"].as_str().is_some(), "{v}");
+    assert_eq!(online().await, 11_100);
 }
 
 fn p_now(app: &common::App) -> i64 {

@@ -398,8 +398,8 @@ impl EcodeStore for PgStore {
         crate::lock_head(&mut tx).await?;
         sqlx::query(
             "INSERT INTO ecode_payments (key, card_number, certificate_digest, merchant, terminal, \
-             amount_fen, code_time, state, payment_id, over_limit, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             amount_fen, code_time, state, payment_id, over_limit, created_ms, authorised) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&row.key)
         .bind(&row.card_number)
@@ -412,6 +412,7 @@ impl EcodeStore for PgStore {
         .bind(row.payment_id)
         .bind(i64::from(row.over_limit))
         .bind(now_ms)
+        .bind(if row.online { "online" } else { "offline" })
         .execute(&mut *tx)
         .await
         .map_err(|e| match db(e) {
@@ -425,7 +426,8 @@ impl EcodeStore for PgStore {
 
     async fn ecode_spent_on_certificate(&self, certificate_digest: &str) -> Result<i64> {
         sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount_fen), 0)::BIGINT FROM ecode_payments WHERE certificate_digest = $1",
+            "SELECT COALESCE(SUM(amount_fen), 0)::BIGINT FROM ecode_payments \
+             WHERE certificate_digest = $1 AND authorised = 'offline'",
         )
         .bind(certificate_digest)
         .fetch_one(&self.pool)
@@ -526,6 +528,7 @@ fn ecode_payment_row(r: &sqlx::postgres::PgRow) -> Result<store::EcodePaymentRow
         state: r.try_get("state").map_err(db)?,
         payment_id: r.try_get("payment_id").map_err(db)?,
         over_limit: r.try_get::<i64, _>("over_limit").map_err(db)? != 0,
+        online: r.try_get::<String, _>("authorised").map_err(db)? == "online",
         created_ms: r.try_get("created_ms").map_err(db)?,
         settled_ms: r.try_get("settled_ms").map_err(db)?,
     })

@@ -389,8 +389,8 @@ impl EcodeStore for SqliteStore {
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         sqlx::query(
             "INSERT INTO ecode_payments (key, card_number, certificate_digest, merchant, terminal, \
-             amount_fen, code_time, state, payment_id, over_limit, created_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             amount_fen, code_time, state, payment_id, over_limit, created_ms, authorised) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&row.key)
         .bind(&row.card_number)
@@ -403,6 +403,7 @@ impl EcodeStore for SqliteStore {
         .bind(row.payment_id)
         .bind(i64::from(row.over_limit))
         .bind(now_ms)
+        .bind(if row.online { "online" } else { "offline" })
         .execute(&mut *tx)
         .await
         .map_err(|e| match db(e) {
@@ -416,7 +417,8 @@ impl EcodeStore for SqliteStore {
 
     async fn ecode_spent_on_certificate(&self, certificate_digest: &str) -> Result<i64> {
         sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount_fen), 0) FROM ecode_payments WHERE certificate_digest = ?",
+            "SELECT COALESCE(SUM(amount_fen), 0) FROM ecode_payments \
+             WHERE certificate_digest = ? AND authorised = 'offline'",
         )
         .bind(certificate_digest)
         .fetch_one(&self.read)
@@ -516,6 +518,7 @@ fn ecode_payment_row(r: &sqlx::sqlite::SqliteRow) -> Result<store::EcodePaymentR
         state: r.try_get("state").map_err(db)?,
         payment_id: r.try_get("payment_id").map_err(db)?,
         over_limit: r.try_get::<i64, _>("over_limit").map_err(db)? != 0,
+        online: r.try_get::<String, _>("authorised").map_err(db)? == "online",
         created_ms: r.try_get("created_ms").map_err(db)?,
         settled_ms: r.try_get("settled_ms").map_err(db)?,
     })

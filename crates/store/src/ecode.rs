@@ -200,6 +200,9 @@ pub struct EcodePaymentRow {
     pub payment_id: Option<i64>,
     /// Whether this payment took the certificate past its offline limit.
     pub over_limit: bool,
+    /// Authorised online by a connected terminal at the scan (not offline risk: it does not
+    /// count against the offline limit).
+    pub online: bool,
     pub created_ms: i64,
     pub settled_ms: Option<i64>,
 }
