@@ -7,7 +7,28 @@
 use crate::{Caller, Platform, PlatformError, Result};
 use clearing::fees::{FeeRule, FeeSchedule, Scope};
 use clearing::positions::{Cleared, net_positions};
-use store::{ClearingLineRow, ClearingWindowRow, Role};
+use store::{
+    BankStatementRow, ClearingLineRow, ClearingWindowRow, ReconciliationExceptionRow, Role,
+    SettlementInstructionRow,
+};
+
+/// A bank statement file is at most 20 MiB (a day of a busy account is far less).
+pub const STATEMENT_BYTES_MAX: usize = 20 * 1024 * 1024;
+/// A resolution note is at most this many characters.
+pub const RESOLUTION_CHARS_MAX: usize = 500;
+
+/// What importing a statement found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementImport {
+    pub statement_id: String,
+    pub account: String,
+    pub entries: i64,
+    pub matched: i64,
+    /// The exceptions this statement raised (all of them, also when imported before).
+    pub exceptions: Vec<ReconciliationExceptionRow>,
+    /// The statement was imported before with the same content: nothing was recorded again.
+    pub already_imported: bool,
+}
 
 /// Purchases read per page while closing.
 const PAGE: u32 = 10_000;
@@ -238,18 +259,22 @@ impl Platform {
         }
         let mut instructions = Vec::new();
         let mut left_out = Vec::new();
+        let mut paid_merchants = Vec::new();
         for (merchant, fen) in net.into_iter().filter(|(_, f)| *f > 0) {
             match accounts.get(&merchant) {
-                Some(m) => instructions.push(clearing::pain001::Instruction {
-                    end_to_end_id: format!("W{}-{}", window.replace('-', ""), merchant)
-                        .chars()
-                        .take(35)
-                        .collect(),
-                    creditor_name: m.name.clone(),
-                    creditor_account: m.settlement_account.clone(),
-                    amount_fen: fen,
-                    remittance: format!("citycard clearing window {window}"),
-                }),
+                Some(m) => {
+                    paid_merchants.push(merchant.clone());
+                    instructions.push(clearing::pain001::Instruction {
+                        end_to_end_id: format!("W{}-{}", window.replace('-', ""), merchant)
+                            .chars()
+                            .take(35)
+                            .collect(),
+                        creditor_name: m.name.clone(),
+                        creditor_account: m.settlement_account.clone(),
+                        amount_fen: fen,
+                        remittance: format!("citycard clearing window {window}"),
+                    })
+                }
                 None => left_out.push(merchant),
             }
         }
@@ -283,6 +308,27 @@ impl Platform {
         let xml = doc
             .to_xml()
             .map_err(|e| PlatformError::Unexpected(format!("settlement file: {e}")))?;
+        // Kept for reconciliation with the bank's statement (once, however often made).
+        let date = format!(
+            "{:04}-{:02}-{:02}",
+            execution_date.year(),
+            u8::from(execution_date.month()),
+            execution_date.day()
+        );
+        let kept: Vec<SettlementInstructionRow> = doc
+            .instructions
+            .iter()
+            .zip(paid_merchants)
+            .map(|(i, merchant)| SettlementInstructionRow {
+                end_to_end_id: i.end_to_end_id.clone(),
+                window_id: window.to_owned(),
+                merchant,
+                amount_fen: i.amount_fen,
+                execution_date: date.clone(),
+                state: "sent".into(),
+            })
+            .collect();
+        self.store.settlement_instructions_record(&kept).await?;
         self.audit(caller.draft(
             "clearing.settlement_file",
             format!("window:{window}"),
@@ -290,5 +336,226 @@ impl Platform {
         ))
         .await?;
         Ok((xml, left_out))
+    }
+
+    /// Imports the bank's statement (camt.053) of the company's account and reconciles it with
+    /// the settlement instructions due by its last booking day: matched instructions are closed;
+    /// amount differences, instructions the bank has not booked and debits that answer no
+    /// instruction go to the exceptions queue. Importing the same file again changes nothing
+    /// and answers the same; another file under the same statement id is refused.
+    pub async fn import_statement(&self, caller: &Caller, xml: &str) -> Result<StatementImport> {
+        may_clear(caller)?;
+        if xml.len() > STATEMENT_BYTES_MAX {
+            return Err(PlatformError::TooLarge {
+                what: format!("a statement of {} bytes", xml.len()),
+                limit: format!("{STATEMENT_BYTES_MAX} bytes"),
+            });
+        }
+        let statement = clearing::camt053::parse(xml).map_err(|e| {
+            PlatformError::invalid("statement", format!("not a camt.053 statement: {e}"))
+        })?;
+        let digest = {
+            use sm3::Digest;
+            hex::encode_upper(sm3::Sm3::digest(xml.as_bytes()))
+        };
+        if let Some(done) = self.store.bank_statement(&statement.id).await? {
+            if done.digest != digest {
+                return Err(PlatformError::Conflict(format!(
+                    "bank statement {} was imported before with other content",
+                    statement.id
+                )));
+            }
+            return self.statement_result(done, true).await;
+        }
+        let last_day = statement
+            .entries
+            .iter()
+            .map(|e| e.booked)
+            .max()
+            .ok_or_else(|| PlatformError::invalid("statement", "the statement has no entries"))?;
+        let due = self
+            .store
+            .settlement_instructions_due(&format!(
+                "{:04}-{:02}-{:02}",
+                last_day.year(),
+                u8::from(last_day.month()),
+                last_day.day()
+            ))
+            .await?;
+        let instructions: Vec<clearing::pain001::Instruction> = due
+            .iter()
+            .map(|d| clearing::pain001::Instruction {
+                end_to_end_id: d.end_to_end_id.clone(),
+                creditor_name: String::new(),
+                creditor_account: String::new(),
+                amount_fen: d.amount_fen,
+                remittance: String::new(),
+            })
+            .collect();
+        let mut matched = Vec::new();
+        let mut exceptions = Vec::new();
+        let now = self.clock.now_ms();
+        let exception = |kind: &str,
+                         e2e: Option<String>,
+                         reference: Option<String>,
+                         sent: Option<i64>,
+                         booked: Option<i64>| ReconciliationExceptionRow {
+            id: 0,
+            statement_id: statement.id.clone(),
+            kind: kind.into(),
+            end_to_end_id: e2e,
+            reference,
+            sent_fen: sent,
+            booked_fen: booked,
+            state: "open".into(),
+            resolution: None,
+            resolved_by: None,
+            resolved_ms: None,
+            created_ms: now,
+        };
+        for item in clearing::reconcile::reconcile(&instructions, &statement.entries) {
+            use clearing::reconcile::Item;
+            match item {
+                Item::Matched { end_to_end_id, .. } => matched.push(end_to_end_id),
+                Item::AmountMismatch {
+                    end_to_end_id,
+                    sent_fen,
+                    booked_fen,
+                    reference,
+                } => exceptions.push(exception(
+                    "amount_mismatch",
+                    Some(end_to_end_id),
+                    Some(reference),
+                    Some(sent_fen),
+                    Some(booked_fen),
+                )),
+                Item::Missing {
+                    end_to_end_id,
+                    sent_fen,
+                } => exceptions.push(exception(
+                    "missing",
+                    Some(end_to_end_id),
+                    None,
+                    Some(sent_fen),
+                    None,
+                )),
+                Item::Unexpected {
+                    reference,
+                    end_to_end_id,
+                    booked_fen,
+                } => exceptions.push(exception(
+                    "unexpected",
+                    end_to_end_id,
+                    Some(reference),
+                    None,
+                    Some(booked_fen),
+                )),
+            }
+        }
+        let row = BankStatementRow {
+            id: statement.id.clone(),
+            account: statement.account.clone(),
+            digest,
+            entries: statement.entries.len() as i64,
+            matched: matched.len() as i64,
+            imported_ms: now,
+            imported_by: caller.username.clone(),
+        };
+        self.store
+            .statement_import(
+                &row,
+                &matched,
+                &exceptions,
+                caller.draft(
+                    "clearing.statement_import",
+                    format!("statement:{}", statement.id),
+                    format!(
+                        "{} entries, {} matched, {} exception(s)",
+                        row.entries,
+                        row.matched,
+                        exceptions.len()
+                    ),
+                ),
+                now,
+            )
+            .await?;
+        self.statement_result(row, false).await
+    }
+
+    async fn statement_result(
+        &self,
+        row: BankStatementRow,
+        already_imported: bool,
+    ) -> Result<StatementImport> {
+        let exceptions = self
+            .store
+            .reconciliation_exceptions(None, 200_000)
+            .await?
+            .into_iter()
+            .filter(|e| e.statement_id == row.id)
+            .collect();
+        Ok(StatementImport {
+            statement_id: row.id,
+            account: row.account,
+            entries: row.entries,
+            matched: row.matched,
+            exceptions,
+            already_imported,
+        })
+    }
+
+    /// The exceptions queue, oldest first: all, or `open` / `resolved` only.
+    pub async fn reconciliation_exceptions(
+        &self,
+        caller: &Caller,
+        state: Option<&str>,
+    ) -> Result<Vec<ReconciliationExceptionRow>> {
+        may_clear(caller)?;
+        if let Some(s) = state
+            && !matches!(s, "open" | "resolved")
+        {
+            return Err(PlatformError::invalid("state", "open or resolved"));
+        }
+        Ok(self.store.reconciliation_exceptions(state, 10_000).await?)
+    }
+
+    /// An operator resolves an exception with a note saying what was done (the bank corrected
+    /// the amount, the transfer was re-sent, the debit was a bank fee booked to suspense…).
+    /// Audited; a resolved exception stays resolved.
+    pub async fn resolve_exception(
+        &self,
+        caller: &Caller,
+        id: i64,
+        resolution: &str,
+    ) -> Result<ReconciliationExceptionRow> {
+        may_clear(caller)?;
+        let note = resolution.trim();
+        if note.is_empty() {
+            return Err(PlatformError::invalid(
+                "resolution",
+                "say how the difference was resolved",
+            ));
+        }
+        if note.chars().count() > RESOLUTION_CHARS_MAX {
+            return Err(PlatformError::invalid(
+                "resolution",
+                format!("at most {RESOLUTION_CHARS_MAX} characters"),
+            ));
+        }
+        let now = self.clock.now_ms();
+        Ok(self
+            .store
+            .reconciliation_exception_resolve(
+                id,
+                note,
+                &caller.username,
+                caller.draft(
+                    "clearing.exception_resolve",
+                    format!("reconciliation_exception:{id}"),
+                    note.to_owned(),
+                ),
+                now,
+            )
+            .await?)
     }
 }

@@ -22,6 +22,140 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/clearing/windows/{window}/settlement",
             get(settlement),
         )
+        .route(
+            "/api/v1/clearing/statements",
+            post(import_statement).layer(axum::extract::DefaultBodyLimit::max(
+                platform::clearing::STATEMENT_BYTES_MAX,
+            )),
+        )
+        .route("/api/v1/clearing/exceptions", get(exceptions))
+        .route("/api/v1/clearing/exceptions/{id}/resolution", post(resolve))
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct ExceptionDto {
+    pub id: i64,
+    pub statement_id: String,
+    /// amount_mismatch (booked another amount), missing (sent, not booked), unexpected (a
+    /// debit that answers no instruction)
+    pub kind: String,
+    pub end_to_end_id: Option<String>,
+    /// The bank's reference of the entry.
+    pub reference: Option<String>,
+    pub sent_fen: Option<i64>,
+    pub booked_fen: Option<i64>,
+    /// open, resolved
+    pub state: String,
+    pub resolution: Option<String>,
+    pub resolved_by: Option<String>,
+    pub resolved_ms: Option<i64>,
+    pub created_ms: i64,
+}
+
+impl From<store::ReconciliationExceptionRow> for ExceptionDto {
+    fn from(r: store::ReconciliationExceptionRow) -> Self {
+        ExceptionDto {
+            id: r.id,
+            statement_id: r.statement_id,
+            kind: r.kind,
+            end_to_end_id: r.end_to_end_id,
+            reference: r.reference,
+            sent_fen: r.sent_fen,
+            booked_fen: r.booked_fen,
+            state: r.state,
+            resolution: r.resolution,
+            resolved_by: r.resolved_by,
+            resolved_ms: r.resolved_ms,
+            created_ms: r.created_ms,
+        }
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct StatementImportDto {
+    pub statement_id: String,
+    pub account: String,
+    pub entries: i64,
+    pub matched: i64,
+    pub exceptions: Vec<ExceptionDto>,
+    /// Imported before with the same content: nothing recorded again.
+    pub already_imported: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/clearing/statements", tag = "clearing",
+    security(("bearer" = [])),
+    request_body(content = String, content_type = "application/xml",
+        description = "The bank's ISO 20022 camt.053 statement of the company's account"),
+    responses((status = 200, body = StatementImportDto,
+        description = "Matched instructions closed; differences in the exceptions queue"),
+        (status = 422, body = Problem, description = "Not a camt.053 statement"),
+        (status = 409, body = Problem, description = "Another file under the same statement id"),
+        (status = 413, body = Problem)))]
+pub async fn import_statement(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<StatementImportDto>> {
+    let xml = std::str::from_utf8(&body)
+        .map_err(|_| platform::PlatformError::invalid("statement", "not UTF-8 text"))?;
+    let r = s.platform.import_statement(&c, xml).await?;
+    Ok(axum::Json(StatementImportDto {
+        statement_id: r.statement_id,
+        account: r.account,
+        entries: r.entries,
+        matched: r.matched,
+        exceptions: r.exceptions.into_iter().map(Into::into).collect(),
+        already_imported: r.already_imported,
+    }))
+}
+
+#[derive(serde::Deserialize, IntoParams)]
+pub struct ExceptionsParams {
+    /// open or resolved [default: all]
+    pub state: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/clearing/exceptions", tag = "clearing",
+    security(("bearer" = [])), params(ExceptionsParams),
+    responses((status = 200, body = [ExceptionDto], description = "The queue, oldest first")))]
+pub async fn exceptions(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Query(q): Query<ExceptionsParams>,
+) -> ApiResult<axum::Json<Vec<ExceptionDto>>> {
+    Ok(axum::Json(
+        s.platform
+            .reconciliation_exceptions(&c, q.state.as_deref())
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+pub struct ResolutionDto {
+    /// What was done (at most 500 characters).
+    pub resolution: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/clearing/exceptions/{id}/resolution", tag = "clearing",
+    security(("bearer" = [])), params(("id" = i64, Path, description = "The exception")),
+    request_body = ResolutionDto,
+    responses((status = 200, body = ExceptionDto, description = "Resolved, audited"),
+        (status = 404, body = Problem), (status = 409, body = Problem, description = "Already resolved")))]
+pub async fn resolve(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    crate::extract::Json(b): crate::extract::Json<ResolutionDto>,
+) -> ApiResult<axum::Json<ExceptionDto>> {
+    Ok(axum::Json(
+        s.platform
+            .resolve_exception(&c, id, &b.resolution)
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(serde::Serialize, serde::Deserialize, ToSchema)]

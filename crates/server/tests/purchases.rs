@@ -197,6 +197,128 @@ async fn upload_over_http(backend: Backend) {
         ),
         ("41050100000001", 498)
     );
+
+    // Reconciliation: the bank's statement books the transfer at 4.90 instead of 4.98 and a
+    // 0.15 debit no instruction asked for (a bank fee); a credit is not settlement.
+    use clearing::camt053::{Direction, Entry, Statement};
+    let e2e = doc.instructions[0].end_to_end_id.clone();
+    let day = time::macros::date!(2026 - 11 - 27);
+    let entry = |reference: &str, fen: i64, direction, e2e: Option<String>| Entry {
+        reference: reference.into(),
+        amount_fen: fen,
+        direction,
+        booked: day,
+        end_to_end_id: e2e,
+    };
+    let statement = |entries: Vec<Entry>| {
+        Statement {
+            id: "STMT-20261127".into(),
+            account: "1702020109000012345".into(),
+            entries,
+        }
+        .to_xml("2026-11-27T18:00:00+08:00")
+        .unwrap()
+    };
+    let a = statement(vec![
+        entry("BK001", 490, Direction::Debit, Some(e2e.clone())),
+        entry("BK002", 15, Direction::Debit, None),
+        entry("BK003", 100_000, Direction::Credit, None),
+    ]);
+    let post = |body: String| {
+        let clearing = clearing.clone();
+        let app = &app;
+        async move {
+            app.send(
+                "POST",
+                "/api/v1/clearing/statements",
+                Some(&clearing),
+                Some(("application/xml", body.into_bytes())),
+            )
+            .await
+        }
+    };
+    let r = post(a.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(
+        (v["entries"].as_i64(), v["matched"].as_i64()),
+        (Some(3), Some(0)),
+        "{v}"
+    );
+    let kinds: Vec<_> = v["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_owned(),
+                e["sent_fen"].as_i64(),
+                e["booked_fen"].as_i64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("amount_mismatch".to_owned(), Some(498), Some(490)),
+            ("unexpected".to_owned(), None, Some(15)),
+        ]
+    );
+    // The same file again: nothing recorded twice.
+    let v = post(a).await.json();
+    assert_eq!(v["already_imported"], true, "{v}");
+    let open = app
+        .get("/api/v1/clearing/exceptions?state=open", Some(&clearing))
+        .await
+        .json();
+    assert_eq!(open.as_array().unwrap().len(), 2, "{open}");
+    // Another file under the same id is refused; garbage is named.
+    let r = post(statement(vec![entry(
+        "BK009",
+        498,
+        Direction::Debit,
+        Some(e2e),
+    )]))
+    .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = post("<Document><nope/>".into()).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("camt.053"), "{}", r.body);
+
+    // An operator resolves the fee with a note: once; the note is required.
+    let id = open[1]["id"].as_i64().unwrap();
+    let path = format!("/api/v1/clearing/exceptions/{id}/resolution");
+    let r = app
+        .post_json(&path, Some(&clearing), json!({"resolution": "  "}))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = app
+        .post_json(
+            &path,
+            Some(&clearing),
+            json!({"resolution": "bank fee for the transfer, booked to fee expense"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "resolved");
+    let r = app
+        .post_json(&path, Some(&clearing), json!({"resolution": "again"}))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = app
+        .post_json(
+            "/api/v1/clearing/exceptions/999999/resolution",
+            Some(&clearing),
+            json!({"resolution": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let open = app
+        .get("/api/v1/clearing/exceptions?state=open", Some(&clearing))
+        .await
+        .json();
+    assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
+    assert_eq!(open[0]["kind"], "amount_mismatch");
 }
 
 both_backends!(upload_over_http);

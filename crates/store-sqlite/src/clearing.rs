@@ -3,7 +3,10 @@
 use crate::{append_audit, db};
 use async_trait::async_trait;
 use sqlx::Row;
-use store::{ClearingLineRow, ClearingStore, ClearingWindowRow, Result};
+use store::{
+    BankStatementRow, ClearingLineRow, ClearingStore, ClearingWindowRow,
+    ReconciliationExceptionRow, Result, SettlementInstructionRow, StoreError,
+};
 
 use crate::SqliteStore;
 
@@ -16,6 +19,46 @@ fn line_row(r: &sqlx::sqlite::SqliteRow) -> Result<ClearingLineRow> {
         gross_fen: r.try_get("gross_fen").map_err(db)?,
         fee_fen: r.try_get("fee_fen").map_err(db)?,
         net_fen: r.try_get("net_fen").map_err(db)?,
+    })
+}
+
+fn instruction_row(r: &sqlx::sqlite::SqliteRow) -> Result<SettlementInstructionRow> {
+    Ok(SettlementInstructionRow {
+        end_to_end_id: r.try_get("end_to_end_id").map_err(db)?,
+        window_id: r.try_get("window_id").map_err(db)?,
+        merchant: r.try_get("merchant").map_err(db)?,
+        amount_fen: r.try_get("amount_fen").map_err(db)?,
+        execution_date: r.try_get("execution_date").map_err(db)?,
+        state: r.try_get("state").map_err(db)?,
+    })
+}
+
+fn statement_row(r: &sqlx::sqlite::SqliteRow) -> Result<BankStatementRow> {
+    Ok(BankStatementRow {
+        id: r.try_get("id").map_err(db)?,
+        account: r.try_get("account").map_err(db)?,
+        digest: r.try_get("digest").map_err(db)?,
+        entries: r.try_get("entries").map_err(db)?,
+        matched: r.try_get("matched").map_err(db)?,
+        imported_ms: r.try_get("imported_ms").map_err(db)?,
+        imported_by: r.try_get("imported_by").map_err(db)?,
+    })
+}
+
+fn exception_row(r: &sqlx::sqlite::SqliteRow) -> Result<ReconciliationExceptionRow> {
+    Ok(ReconciliationExceptionRow {
+        id: r.try_get("id").map_err(db)?,
+        statement_id: r.try_get("statement_id").map_err(db)?,
+        kind: r.try_get("kind").map_err(db)?,
+        end_to_end_id: r.try_get("end_to_end_id").map_err(db)?,
+        reference: r.try_get("reference").map_err(db)?,
+        sent_fen: r.try_get("sent_fen").map_err(db)?,
+        booked_fen: r.try_get("booked_fen").map_err(db)?,
+        state: r.try_get("state").map_err(db)?,
+        resolution: r.try_get("resolution").map_err(db)?,
+        resolved_by: r.try_get("resolved_by").map_err(db)?,
+        resolved_ms: r.try_get("resolved_ms").map_err(db)?,
+        created_ms: r.try_get("created_ms").map_err(db)?,
     })
 }
 
@@ -99,5 +142,201 @@ impl ClearingStore for SqliteStore {
         .iter()
         .map(line_row)
         .collect()
+    }
+
+    async fn settlement_instructions_record(
+        &self,
+        rows: &[SettlementInstructionRow],
+    ) -> Result<()> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        for chunk in rows.chunks(100) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO settlement_instructions (end_to_end_id, window_id, merchant, \
+                 amount_fen, execution_date, state) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.end_to_end_id)
+                    .push_bind(&r.window_id)
+                    .push_bind(&r.merchant)
+                    .push_bind(r.amount_fen)
+                    .push_bind(&r.execution_date)
+                    .push_bind("sent");
+            });
+            q.push(" ON CONFLICT (end_to_end_id) DO NOTHING");
+            q.build().execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn settlement_instructions_due(
+        &self,
+        date: &str,
+    ) -> Result<Vec<SettlementInstructionRow>> {
+        sqlx::query(
+            "SELECT * FROM settlement_instructions WHERE state = 'sent' AND execution_date <= ? \
+             ORDER BY end_to_end_id LIMIT 200000",
+        )
+        .bind(date)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(instruction_row)
+        .collect()
+    }
+
+    async fn settlement_instruction(
+        &self,
+        end_to_end_id: &str,
+    ) -> Result<Option<SettlementInstructionRow>> {
+        sqlx::query("SELECT * FROM settlement_instructions WHERE end_to_end_id = ?")
+            .bind(end_to_end_id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(instruction_row)
+            .transpose()
+    }
+
+    async fn statement_import(
+        &self,
+        statement: &BankStatementRow,
+        matched: &[String],
+        exceptions: &[ReconciliationExceptionRow],
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO bank_statements (id, account, digest, entries, matched, imported_ms, \
+             imported_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&statement.id)
+        .bind(&statement.account)
+        .bind(&statement.digest)
+        .bind(statement.entries)
+        .bind(statement.matched)
+        .bind(statement.imported_ms)
+        .bind(&statement.imported_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match db(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!(
+                "bank statement {} is already imported",
+                statement.id
+            )),
+            other => other,
+        })?;
+        for id in matched {
+            sqlx::query(
+                "UPDATE settlement_instructions SET state = 'matched' WHERE end_to_end_id = ?",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        for e in exceptions {
+            sqlx::query(
+                "INSERT INTO reconciliation_exceptions (statement_id, kind, end_to_end_id, \
+                 reference, sent_fen, booked_fen, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&statement.id)
+            .bind(&e.kind)
+            .bind(&e.end_to_end_id)
+            .bind(&e.reference)
+            .bind(e.sent_fen)
+            .bind(e.booked_fen)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(id) = &e.end_to_end_id {
+                sqlx::query(
+                    "UPDATE settlement_instructions SET state = 'exception' \
+                     WHERE end_to_end_id = ? AND state = 'sent'",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+        }
+        append_audit(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn bank_statement(&self, id: &str) -> Result<Option<BankStatementRow>> {
+        sqlx::query("SELECT * FROM bank_statements WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(statement_row)
+            .transpose()
+    }
+
+    async fn reconciliation_exceptions(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ReconciliationExceptionRow>> {
+        sqlx::query(
+            "SELECT * FROM reconciliation_exceptions WHERE (? IS NULL OR state = ?) \
+             ORDER BY id LIMIT ?",
+        )
+        .bind(state)
+        .bind(state)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(exception_row)
+        .collect()
+    }
+
+    async fn reconciliation_exception_resolve(
+        &self,
+        id: i64,
+        resolution: &str,
+        resolved_by: &str,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<ReconciliationExceptionRow> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let current = sqlx::query("SELECT * FROM reconciliation_exceptions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(exception_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("reconciliation exception {id}")))?;
+        if current.state != "open" {
+            return Err(StoreError::Conflict(format!(
+                "reconciliation exception {id} is already resolved"
+            )));
+        }
+        let row = sqlx::query(
+            "UPDATE reconciliation_exceptions SET state = 'resolved', resolution = ?, \
+             resolved_by = ?, resolved_ms = ? WHERE id = ? RETURNING *",
+        )
+        .bind(resolution)
+        .bind(resolved_by)
+        .bind(now_ms)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let row = exception_row(&row)?;
+        append_audit(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(row)
     }
 }

@@ -24,6 +24,55 @@ pub struct ClearingWindowRow {
     pub digest: String,
 }
 
+/// One credit transfer of a settlement file, kept so the bank's statement can be matched
+/// against it (对账).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementInstructionRow {
+    /// The instruction's end-to-end id: the bank returns it on the statement.
+    pub end_to_end_id: String,
+    pub window_id: String,
+    pub merchant: String,
+    pub amount_fen: i64,
+    /// `YYYY-MM-DD`: the day the bank is asked to execute it.
+    pub execution_date: String,
+    /// sent, matched, exception
+    pub state: String,
+}
+
+/// An imported bank statement (camt.053).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankStatementRow {
+    /// The statement's own id (`Stmt/Id`): a statement is imported once.
+    pub id: String,
+    pub account: String,
+    /// SM3 of the file, hex: the same id with other content is refused.
+    pub digest: String,
+    pub entries: i64,
+    pub matched: i64,
+    pub imported_ms: i64,
+    pub imported_by: String,
+}
+
+/// A difference between what was sent and what the bank booked, for the operators' queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconciliationExceptionRow {
+    pub id: i64,
+    pub statement_id: String,
+    /// amount_mismatch, missing, unexpected
+    pub kind: String,
+    pub end_to_end_id: Option<String>,
+    /// The bank's reference of the entry, when there is one.
+    pub reference: Option<String>,
+    pub sent_fen: Option<i64>,
+    pub booked_fen: Option<i64>,
+    /// open, resolved
+    pub state: String,
+    pub resolution: Option<String>,
+    pub resolved_by: Option<String>,
+    pub resolved_ms: Option<i64>,
+    pub created_ms: i64,
+}
+
 #[async_trait]
 pub trait ClearingStore: Send + Sync {
     /// Records a window's close and its report in one transaction. When the window is already
@@ -39,4 +88,53 @@ pub trait ClearingStore: Send + Sync {
     async fn clearing_window(&self, window_id: &str) -> Result<Option<ClearingWindowRow>>;
 
     async fn clearing_lines(&self, window_id: &str) -> Result<Vec<ClearingLineRow>>;
+
+    /// Keeps a settlement file's instructions; an instruction already kept stays as it is
+    /// (the file of a closed window is the same however often it is made).
+    async fn settlement_instructions_record(&self, rows: &[SettlementInstructionRow])
+    -> Result<()>;
+
+    /// Instructions still waiting for the bank (state `sent`) due on or before `date`
+    /// (`YYYY-MM-DD`).
+    async fn settlement_instructions_due(
+        &self,
+        date: &str,
+    ) -> Result<Vec<SettlementInstructionRow>>;
+
+    async fn settlement_instruction(
+        &self,
+        end_to_end_id: &str,
+    ) -> Result<Option<SettlementInstructionRow>>;
+
+    /// Records an imported statement in one transaction: the statement, the instructions it
+    /// matched (state `matched`), and its exceptions (their instructions, if any, state
+    /// `exception`). `Conflict` if a statement with this id is already imported.
+    async fn statement_import(
+        &self,
+        statement: &BankStatementRow,
+        matched: &[String],
+        exceptions: &[ReconciliationExceptionRow],
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<()>;
+
+    async fn bank_statement(&self, id: &str) -> Result<Option<BankStatementRow>>;
+
+    /// Exceptions in id order, all or only those in `state`; at most `limit`.
+    async fn reconciliation_exceptions(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ReconciliationExceptionRow>>;
+
+    /// Closes an open exception with the operator's resolution, audited in the same
+    /// transaction. `NotFound` if there is no such exception, `Conflict` if it is resolved.
+    async fn reconciliation_exception_resolve(
+        &self,
+        id: i64,
+        resolution: &str,
+        resolved_by: &str,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<ReconciliationExceptionRow>;
 }

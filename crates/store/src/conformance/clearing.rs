@@ -66,3 +66,176 @@ pub async fn clearing_windows_close_once(s: &dyn Store) {
     assert!(s.clearing_window("2026-12-01").await.unwrap().is_none());
     assert_eq!(audit_verify(s).await.unwrap(), Ok(1));
 }
+
+/// Reconciliation: instructions are kept once; a statement is imported once with its matched
+/// instructions and exceptions in one transaction; an exception is resolved once.
+pub async fn statements_import_once_and_exceptions_resolve_once(s: &dyn Store) {
+    let instruction = |id: &str, fen: i64, date: &str| SettlementInstructionRow {
+        end_to_end_id: id.into(),
+        window_id: "2026-11-26".into(),
+        merchant: "metro".into(),
+        amount_fen: fen,
+        execution_date: date.into(),
+        state: "sent".into(),
+    };
+    let rows = [
+        instruction("W20261126-metro", 498, "2026-11-27"),
+        instruction("W20261126-bus", 1_000, "2026-11-27"),
+        instruction("W20261127-metro", 700, "2026-11-28"),
+    ];
+    s.settlement_instructions_record(&rows).await.unwrap();
+    // Kept again (the file made twice): nothing changes.
+    s.settlement_instructions_record(&rows[..1]).await.unwrap();
+    let due = s.settlement_instructions_due("2026-11-27").await.unwrap();
+    assert_eq!(
+        due.iter()
+            .map(|r| r.end_to_end_id.as_str())
+            .collect::<Vec<_>>(),
+        ["W20261126-bus", "W20261126-metro"]
+    );
+    let statement = BankStatementRow {
+        id: "STMT-1".into(),
+        account: "1702020109000012345".into(),
+        digest: "AB".repeat(32),
+        entries: 3,
+        matched: 1,
+        imported_ms: NOW,
+        imported_by: "operator:clr".into(),
+    };
+    let exception = |kind: &str, e2e: Option<&str>, sent, booked| ReconciliationExceptionRow {
+        id: 0,
+        statement_id: "STMT-1".into(),
+        kind: kind.into(),
+        end_to_end_id: e2e.map(Into::into),
+        reference: Some("BK1".into()),
+        sent_fen: sent,
+        booked_fen: booked,
+        state: "open".into(),
+        resolution: None,
+        resolved_by: None,
+        resolved_ms: None,
+        created_ms: NOW,
+    };
+    let exceptions = [
+        exception(
+            "amount_mismatch",
+            Some("W20261126-bus"),
+            Some(1_000),
+            Some(990),
+        ),
+        exception("unexpected", None, None, Some(15)),
+    ];
+    s.statement_import(
+        &statement,
+        &["W20261126-metro".into()],
+        &exceptions,
+        draft("clearing.statement_import"),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let again = s
+        .statement_import(
+            &statement,
+            &[],
+            &[],
+            draft("clearing.statement_import"),
+            NOW,
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(s.bank_statement("STMT-1").await.unwrap(), Some(statement));
+    assert!(s.bank_statement("STMT-2").await.unwrap().is_none());
+    let state = |id: &'static str| async move {
+        s.settlement_instruction(id).await.unwrap().unwrap().state
+    };
+    assert_eq!(state("W20261126-metro").await, "matched");
+    assert_eq!(state("W20261126-bus").await, "exception");
+    assert_eq!(state("W20261127-metro").await, "sent");
+    assert!(s.settlement_instruction("nope").await.unwrap().is_none());
+    assert!(
+        s.settlement_instructions_due("2026-11-27")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let open = s
+        .reconciliation_exceptions(Some("open"), 100)
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 2);
+    assert_eq!(
+        (
+            open[0].kind.as_str(),
+            open[0].booked_fen,
+            open[1].kind.as_str()
+        ),
+        ("amount_mismatch", Some(990), "unexpected")
+    );
+    let done = s
+        .reconciliation_exception_resolve(
+            open[1].id,
+            "bank fee",
+            "operator:clr",
+            draft("clearing.exception_resolve"),
+            NOW + 5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            done.state.as_str(),
+            done.resolution.as_deref(),
+            done.resolved_by.as_deref(),
+            done.resolved_ms
+        ),
+        (
+            "resolved",
+            Some("bank fee"),
+            Some("operator:clr"),
+            Some(NOW + 5)
+        )
+    );
+    let twice = s
+        .reconciliation_exception_resolve(
+            open[1].id,
+            "again",
+            "operator:clr",
+            draft("clearing.exception_resolve"),
+            NOW + 6,
+        )
+        .await;
+    assert!(matches!(twice, Err(StoreError::Conflict(_))), "{twice:?}");
+    let missing = s
+        .reconciliation_exception_resolve(
+            9_999_999,
+            "x",
+            "operator:clr",
+            draft("clearing.exception_resolve"),
+            NOW,
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    assert_eq!(
+        s.reconciliation_exceptions(Some("open"), 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.reconciliation_exceptions(Some("resolved"), 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.reconciliation_exceptions(None, 100).await.unwrap().len(),
+        2
+    );
+}
