@@ -182,19 +182,19 @@ impl Kind {
             }
             Kind::Fund => json!({
                 "id_number": id_number,
-                "account_status": if h[0] % 10 == 0 { "sealed" } else { "normal" },
+                "account_status": if h[0].is_multiple_of(10) { "sealed" } else { "normal" },
                 "balance_fen": n(2, 10_000) * 1_000 + n(4, 1_000),
                 "monthly_deposit_fen": 50_000 + n(6, 300) * 1_000,
             }),
             Kind::Hr => json!({
                 "id_number": id_number,
-                "insured": h[0] % 8 != 0,
+                "insured": !h[0].is_multiple_of(8),
                 "months_paid": n(2, 360),
                 "last_paid_month": month(4),
                 "contribution_base_fen": 350_000 + n(6, 1_000) * 1_000,
             }),
             Kind::Civil => {
-                let eligible = h[0] % 5 == 0;
+                let eligible = h[0].is_multiple_of(5);
                 json!({
                     "id_number": id_number,
                     "eligible": eligible,

@@ -260,7 +260,7 @@ pub(crate) mod tests {
         let s = service(false);
         let mut g = grant(&["points", "id_number", "count"]);
         g.full_fields = names(&["count"]);
-        let all = check(&ask(&s, &[]), &[g.clone()], &[], 5_000).unwrap();
+        let all = check(&ask(&s, &[]), std::slice::from_ref(&g), &[], 5_000).unwrap();
         assert_eq!(all.fields, names(&["id_number", "count", "points"]));
         assert_eq!(all.full_fields, names(&["count"]));
         assert_eq!(all.grant_id, 7);
@@ -281,19 +281,25 @@ pub(crate) mod tests {
         let mut other = g.clone();
         other.consumer = "hr".into();
         assert_eq!(r(&[other], &[], 5_000).code(), "no_grant");
-        assert_eq!(r(&[g.clone()], &[], 10_000), Refusal::GrantExpired);
-        assert_eq!(r(&[g.clone()], &[], 999), Refusal::GrantNotYetValid);
+        assert_eq!(
+            r(std::slice::from_ref(&g), &[], 10_000),
+            Refusal::GrantExpired
+        );
+        assert_eq!(
+            r(std::slice::from_ref(&g), &[], 999),
+            Refusal::GrantNotYetValid
+        );
         let mut w = g.clone();
         w.withdrawn_ms = Some(4_000);
         assert_eq!(r(&[w.clone()], &[], 5_000), Refusal::GrantWithdrawn);
         // Before the withdrawal it still held.
         check(&ask(&s, &[]), &[w], &[], 3_999).unwrap();
         assert_eq!(
-            r(&[g.clone()], &names(&["name", "count"]), 5_000),
+            r(std::slice::from_ref(&g), &names(&["name", "count"]), 5_000),
             Refusal::FieldsBeyondGrant(names(&["name"]))
         );
         assert_eq!(
-            r(&[g.clone()], &names(&["salary"]), 5_000),
+            r(std::slice::from_ref(&g), &names(&["salary"]), 5_000),
             Refusal::UnknownFields(names(&["salary"]))
         );
         let other_purpose = CallAsk {
@@ -335,10 +341,18 @@ pub(crate) mod tests {
         let s = service(true);
         let g = grant(&["count"]);
         let c = consent();
-        let go = |consents: &[Consent], now| check(&ask(&s, &[]), &[g.clone()], consents, now);
+        let go = |consents: &[Consent], now| {
+            check(&ask(&s, &[]), std::slice::from_ref(&g), consents, now)
+        };
         assert_eq!(go(&[], 5_000), Err(Refusal::NoConsent));
-        assert_eq!(go(&[c.clone()], 5_000).unwrap().consent_id, Some(3));
-        assert_eq!(go(&[c.clone()], 8_000), Err(Refusal::ConsentExpired));
+        assert_eq!(
+            go(std::slice::from_ref(&c), 5_000).unwrap().consent_id,
+            Some(3)
+        );
+        assert_eq!(
+            go(std::slice::from_ref(&c), 8_000),
+            Err(Refusal::ConsentExpired)
+        );
         let mut revoked = c.clone();
         revoked.revoked_ms = Some(4_000);
         assert_eq!(go(&[revoked], 5_000), Err(Refusal::ConsentRevoked));
@@ -364,7 +378,7 @@ pub(crate) mod tests {
             ..ask(&s, &[])
         };
         assert_eq!(
-            check(&unknown, &[g.clone()], &[c], 5_000),
+            check(&unknown, std::slice::from_ref(&g), &[c], 5_000),
             Err(Refusal::UnknownSubject)
         );
     }
