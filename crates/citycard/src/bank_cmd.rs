@@ -1,4 +1,5 @@
-//! The bank side of top-ups: `citycard sim bank` serves the simulated bank (the protocol of
+//! The bank side of top-ups (and `citycard sim provider`, the exchange's simulated departments):
+//! `citycard sim bank` serves the simulated bank (the protocol of
 //! `docs/bank-channel.md`); [`BankArgs`] attach a payment channel to a platform (a real bank's
 //! URL, or in development the simulated bank started in process).
 
@@ -25,6 +26,21 @@ pub enum SimCommand {
         /// Each account's balance in fen.
         #[arg(long, default_value_t = 10_000_000)]
         balance_fen: i64,
+    },
+    /// Serve a simulated department provider of the data-sharing exchange (synthetic data,
+    /// answers signed with the department's development key): police (traffic violations),
+    /// fund (housing fund balance), hr (social insurance contributions), civil
+    /// (minimum-living-allowance eligibility). Prints its public key and catalog entry.
+    Provider {
+        #[arg(long)]
+        kind: String,
+        /// Address to listen on; port 0 picks a free one (printed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// The exchange's SM2 public key (hex, GET /api/v1/exchange/key): requests it signed
+        /// are answered.
+        #[arg(long)]
+        exchange_key: Option<String>,
     },
 }
 
@@ -97,5 +113,10 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<std::process::ExitCode> {
             drop(server);
             Ok(std::process::ExitCode::SUCCESS)
         }
+        SimCommand::Provider {
+            kind,
+            listen,
+            exchange_key,
+        } => crate::exchange_cmd::run_provider(&kind, &listen, exchange_key.as_deref()).await,
     }
 }

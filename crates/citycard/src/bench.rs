@@ -104,6 +104,9 @@ pub enum BenchCommand {
     /// Online payment authorization over HTTP at a fixed rate (p50, p99) beside GET /healthz
     /// at the same rate, on SQLite and (with --database-url) PostgreSQL.
     Payments(crate::bench_payments::Args),
+    /// Data-sharing calls (issue 8) through the exchange to a local simulated provider beside
+    /// direct calls to the same provider: calls/s and the p50 the exchange adds.
+    Exchange(crate::exchange_cmd::BenchArgs),
 }
 
 pub(crate) struct Scratch {
@@ -372,6 +375,7 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
             crate::bench_production::run(cards, alg, cfg).await
         }
         BenchCommand::Payments(args) => crate::bench_payments::run(args, cfg).await,
+        BenchCommand::Exchange(args) => crate::exchange_cmd::bench(args, cfg).await,
     }
 }
 

@@ -14,6 +14,7 @@ mod card;
 mod config;
 mod disbursement_cmd;
 mod ecode_cmd;
+mod exchange_cmd;
 mod keys_cmd;
 mod ledger_cmd;
 mod production_cmd;
@@ -123,7 +124,8 @@ enum Command {
     /// the daily journal and its closing.
     #[command(subcommand)]
     Counter(production_cmd::CounterCommand),
-    /// Simulated outside parties: the bank of the top-up channel.
+    /// Simulated outside parties: the bank of the top-up channel, the exchange's department
+    /// providers.
     #[command(subcommand)]
     Sim(bank_cmd::SimCommand),
     /// Money movements: resolve top-ups the bank did not answer in time.
@@ -346,6 +348,10 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             }
             // Held while serving: the in-process simulated bank of development.
             let _sim_bank = bank_cmd::attach(&p, &bank, cfg.production).await?;
+            // The data-sharing exchange reaches providers over HTTP and stamps the audit
+            // log's head once a minute.
+            p.exchange_attach_transport(Arc::new(exchange_link::HttpProviderTransport::new()));
+            let _stamper = p.exchange_spawn_stamper(platform::exchange::STAMP_INTERVAL_MS);
             // Top-ups the bank did not answer in time are asked about again every minute.
             tokio::spawn({
                 let p = p.clone();

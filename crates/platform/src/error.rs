@@ -27,6 +27,14 @@ pub enum PlatformError {
     TerminalRefused(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A call through the data-sharing exchange was refused (and logged); `code` names why
+    /// (`no_grant`, `no_consent`, `signature`, `replay`, …).
+    #[error("{code}: {message}")]
+    ExchangeRefused { code: String, message: String },
+    /// The provider behind the exchange failed (timeout, unreachable, too large, a forged or
+    /// malformed answer); the call was logged.
+    #[error("{code}: {message}")]
+    ProviderFailed { code: String, message: String },
     #[error("{0}")]
     Locked(String),
     #[error("{what} is larger than the limit of {limit}")]

@@ -18,6 +18,7 @@ pub mod ecode;
 pub mod ecode_identity;
 pub mod ecode_payments;
 mod error;
+pub mod exchange;
 pub mod ledger;
 pub mod money;
 pub mod open;
@@ -52,6 +53,8 @@ pub struct Platform {
     deny_cache: Arc<cards::DenyCache>,
     ecode: Arc<crate::ecode::EcodeState>,
     terminal_auth: Arc<terminals::TerminalAuth>,
+    /// The data-sharing exchange: its signer, replay cache and provider transport.
+    exchange: Arc<exchange::ExchangeState>,
     /// The card company's master-key store (file or HSM), when this process holds one:
     /// production export, instant issuance and post-issuance scripts compute through it.
     masters: Arc<std::sync::OnceLock<Arc<dyn keys::master::MasterKeyStore>>>,
@@ -119,6 +122,7 @@ impl Platform {
             deny_cache: Arc::new(cards::DenyCache::default()),
             ecode: Arc::default(),
             terminal_auth: Arc::default(),
+            exchange: Arc::new(exchange::ExchangeState::new(keys.exchange)),
             masters: Arc::default(),
             channels: Arc::default(),
             payments: Arc::default(),

@@ -164,6 +164,9 @@ pub async fn open_vault(store: &dyn Store, keystore: &mut FileKeyStore) -> Resul
 
 /// The deny-list signing key's purpose in the data-keys table.
 pub const DENYLIST_SIGNER: &str = "signer:denylist";
+/// The data-sharing exchange's signing key (what it forwards and delivers, the audit head's
+/// stamps).
+pub const EXCHANGE_SIGNER: &str = "signer:exchange";
 
 /// An SM2 signing key of the platform, wrapped in the database like the vault's keys and
 /// generated on first start.
@@ -202,16 +205,18 @@ pub async fn open_signer(
 }
 
 /// The keys a running platform holds, unwrapped: the personal-data vault and the deny-list
-/// signer.
+/// signer, the exchange's signer.
 pub struct PlatformKeys {
     pub vault: Vault,
     pub denylist: Signer,
+    pub exchange: Signer,
 }
 
 pub async fn open_keys(store: &dyn Store, keystore: &mut FileKeyStore) -> Result<PlatformKeys> {
     Ok(PlatformKeys {
         vault: open_vault(store, keystore).await?,
         denylist: open_signer(store, keystore, DENYLIST_SIGNER).await?,
+        exchange: open_signer(store, keystore, EXCHANGE_SIGNER).await?,
     })
 }
 

@@ -25,6 +25,9 @@ pub enum Access {
     /// Activated terminals: the handler checks the request's SM2 signature (operators'
     /// tokens do not open these routes).
     Terminal,
+    /// Members of the data-sharing exchange: the handler checks the call's SM2 signature
+    /// (operators' tokens do not open these routes).
+    Member,
 }
 
 pub struct Permission {
@@ -66,6 +69,11 @@ const PAYMENTS: &[Role] = &[ADM, CLR];
 const FEES: &[Role] = &[ADM, CLR, CLK];
 const MONEY_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
 const SWEEPERS: &[Role] = &[ADM, CLR];
+const EXCHANGE_READERS: &[Role] = &[ADM, DEP, AUD];
+/// Consents are recorded for the citizen at a counter until the portal; the tracker is read
+/// for them there.
+const FOR_CITIZEN: &[Role] = &[ADM, CLK];
+const TRACKER_READERS: &[Role] = &[ADM, CLK, AUD];
 
 macro_rules! perm {
     ($m:ident $p:literal $a:expr) => {
@@ -183,6 +191,22 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/api/v1/clearing/statements" Access::Roles(FUNDING)),
     perm!(GET "/api/v1/clearing/exceptions" Access::Roles(FUNDING)),
     perm!(POST "/api/v1/clearing/exceptions/{id}/resolution" Access::Roles(FUNDING)),
+    perm!(GET "/api/v1/exchange/key" Access::Public),
+    perm!(GET "/api/v1/exchange/members" Access::Roles(EXCHANGE_READERS)),
+    perm!(POST "/api/v1/exchange/members" Access::Roles(ADMINS)),
+    perm!(GET "/api/v1/exchange/services" Access::Roles(EXCHANGE_READERS)),
+    perm!(POST "/api/v1/exchange/services" Access::Roles(ADMINS)),
+    perm!(GET "/api/v1/exchange/grants" Access::Roles(OVERSIGHT)),
+    perm!(POST "/api/v1/exchange/grants" Access::Roles(ADMINS)),
+    perm!(POST "/api/v1/exchange/grants/{id}/withdraw" Access::Roles(ADMINS)),
+    perm!(POST "/api/v1/exchange/consents" Access::Roles(FOR_CITIZEN)),
+    perm!(POST "/api/v1/exchange/consents/{id}/revoke" Access::Roles(FOR_CITIZEN)),
+    // Consumers authenticate by their member signature (checked in the handler).
+    perm!(POST "/api/v1/exchange/call" Access::Member),
+    perm!(GET "/api/v1/exchange/access" Access::Roles(OVERSIGHT)),
+    perm!(POST "/api/v1/exchange/stamps" Access::Roles(ADMINS)),
+    perm!(GET "/api/v1/exchange/stamps/check" Access::Roles(OVERSIGHT)),
+    perm!(POST "/api/v1/residents/data-access" Access::Roles(TRACKER_READERS)),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),
@@ -256,7 +280,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         );
     };
     let roles = match perm.access {
-        Access::Public | Access::Terminal => return next.run(req).await,
+        Access::Public | Access::Terminal | Access::Member => return next.run(req).await,
         Access::Roles(r) => r,
     };
     let origin = origin_of(&req);

@@ -64,6 +64,26 @@ impl ApiError {
                     e.to_string(),
                     vec![],
                 ),
+                P::ExchangeRefused { code, .. } => (
+                    match code.as_str() {
+                        "signature" | "replay" | "clock" | "nonce" | "member"
+                        | "unknown_member" | "unsigned" => StatusCode::UNAUTHORIZED,
+                        _ => StatusCode::FORBIDDEN,
+                    },
+                    "exchange-refused",
+                    e.to_string(),
+                    vec![],
+                ),
+                P::ProviderFailed { code, .. } => (
+                    if code == "provider_timeout" {
+                        StatusCode::GATEWAY_TIMEOUT
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    },
+                    "provider-failed",
+                    e.to_string(),
+                    vec![],
+                ),
                 P::Locked(_) => (
                     StatusCode::TOO_MANY_REQUESTS,
                     "locked",

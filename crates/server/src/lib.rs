@@ -16,6 +16,7 @@ pub mod disbursements_console;
 pub mod ecode_api;
 pub mod ecode_console;
 pub mod error;
+pub mod exchange_api;
 mod extract;
 mod i18n;
 pub mod ledger_api;
@@ -190,6 +191,7 @@ pub fn router(platform: Platform) -> Router {
         .merge(disbursements_console::routes())
         .merge(ecode_console::routes())
         .merge(terminals_api::routes())
+        .merge(exchange_api::routes())
         .merge(money_api::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())

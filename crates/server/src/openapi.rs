@@ -128,6 +128,14 @@ impl utoipa::Modify for ProblemResponses {
         crate::money_api::load_confirm, crate::money_api::load_resolve,
         crate::money_api::pay, crate::money_api::fee, crate::money_api::payment_get,
         crate::money_api::refund, crate::money_api::reverse,
+        crate::exchange_api::key, crate::exchange_api::member_create,
+        crate::exchange_api::members, crate::exchange_api::service_publish,
+        crate::exchange_api::services, crate::exchange_api::grant_create,
+        crate::exchange_api::grants, crate::exchange_api::grant_withdraw,
+        crate::exchange_api::consent_give, crate::exchange_api::consent_revoke,
+        crate::exchange_api::call, crate::exchange_api::data_access,
+        crate::exchange_api::access_log, crate::exchange_api::stamp,
+        crate::exchange_api::stamps_check,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -144,6 +152,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "money", description = "Money movements: top-ups, loads, payments, fees, refunds (支付清算)"),
         (name = "apps", description = "Application management and post-issuance scripts (应用管理)"),
         (name = "terminals", description = "Merchants, terminals, activation and signed terminal requests (网络终端)"),
+        (name = "exchange", description = "Data sharing: members, service catalog, grants, consents, signed calls, the citizen's data tracker (数据共享)"),
         (name = "disbursements", description = "Subsidies and benefits paid by departments, four eyes (待遇发放)"),
     )
 )]

@@ -32,6 +32,10 @@ async fn role_matrix(backend: Backend) {
                 assert_eq!(r.status, 401, "{method} {path} anonymous: {}", r.body);
                 assert!(r.body.contains("terminal-refused"), "{}", r.body);
             }
+            Access::Member => {
+                assert_eq!(r.status, 401, "{method} {path} anonymous: {}", r.body);
+                assert!(r.body.contains("exchange-refused"), "{}", r.body);
+            }
             Access::Roles(_) if path.starts_with("/console") => assert_eq!(
                 (
                     r.status,
@@ -55,7 +59,7 @@ async fn role_matrix(backend: Backend) {
                 Access::Public => true,
                 Access::Roles(roles) => roles.contains(&role),
                 // An operator's token is no terminal signature.
-                Access::Terminal => {
+                Access::Terminal | Access::Member => {
                     assert_eq!(r.status, 401, "{method} {path} as {role:?}: {}", r.body);
                     checked += 1;
                     continue;

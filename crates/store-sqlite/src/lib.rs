@@ -28,6 +28,7 @@ use store::{
 mod applications;
 mod clearing;
 mod disbursements;
+mod exchange;
 mod ledger;
 mod money;
 mod purchases;

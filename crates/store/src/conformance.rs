@@ -15,6 +15,8 @@ mod terminals;
 pub use terminals::*;
 mod clearing;
 pub use clearing::*;
+mod exchange;
+pub use exchange::*;
 
 use crate::*;
 use resident::{Field, Residency, Source};
@@ -532,7 +534,8 @@ macro_rules! conformance_tests {
             money_group_commit_answers_each_item,
             purchases_post_once_with_flags,
             clearing_windows_close_once,
-            statements_import_once_and_exceptions_resolve_once);
+            statements_import_once_and_exceptions_resolve_once,
+            exchange_members_grants_consents_and_access);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn money_refunds_never_exceed_the_payment() {

@@ -12,6 +12,7 @@ mod clearing;
 mod disbursements;
 mod ecode;
 mod error;
+mod exchange;
 pub mod ledger;
 pub mod money;
 mod production;
@@ -30,6 +31,7 @@ pub use clearing::*;
 pub use disbursements::*;
 pub use ecode::*;
 pub use error::StoreError;
+pub use exchange::*;
 pub use ledger::LedgerStore;
 pub use money::MoneyStore;
 pub use production::*;
@@ -56,6 +58,7 @@ pub trait Store:
     + ProductionStore
     + TerminalStore
     + ClearingStore
+    + ExchangeStore
     + MoneyStore
     + PurchaseStore
     + Send

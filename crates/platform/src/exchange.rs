@@ -1,0 +1,1119 @@
+//! The data-sharing exchange (数据共享, issue 8): members and their SM2 keys, the service
+//! catalog, grants, citizens' consents, and the call consumer → platform → provider and back.
+//!
+//! A call is checked here in this order, and every refusal is written to the audit log and the
+//! access log before it is answered: the consumer's signature and clock (`exchange` crate's
+//! canonical form), its nonce (in memory, then in storage, so a restart does not forget), the
+//! service, the subject, the grant (fields, purpose, validity) and, when the service needs it,
+//! the citizen's consent. The platform then forwards a request it signs itself to the
+//! provider's endpoint over a [`ProviderTransport`] (bounded answer, time limit), checks the
+//! provider's signature on the answer, keeps only the granted fields (masked unless the grant
+//! allows them in full), signs what it delivers, and records the SM3 digests of all four
+//! messages in the hash-chained audit log and an access row the citizen's data tracker lists.
+//! The audit log's head is stamped with the exchange's key once a minute
+//! ([`Platform::exchange_stamp_head`]), so a rewritten chain no longer matches its stamps.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::{Caller, Platform, PlatformError, Result};
+use exchange::message::{
+    HEADER_MEMBER, HEADER_NONCE, HEADER_REPLY_TO, HEADER_SIGNATURE, HEADER_TIME, HeadStamp,
+};
+use exchange::{Envelope, FieldSpec, MessageError, MessageKind, ReplayCache, Service};
+use store::{
+    AccessRow, ConsentRow, GrantRow, HeadStampRow, MemberRow, Role, ServiceRow, StoreError,
+};
+
+/// The exchange's own member code: the sender of what it forwards and delivers.
+pub const PLATFORM_MEMBER: &str = "exchange";
+/// A consumer's call body is at most this large.
+pub const CALL_BODY_MAX: usize = 16 * 1024;
+/// A provider's answer is at most this large.
+pub const ANSWER_BYTES_MAX: usize = 64 * 1024;
+/// How long a provider may take, unless configured otherwise.
+pub const PROVIDER_TIMEOUT_MS_DEFAULT: u64 = 3_000;
+/// How often the audit head is stamped.
+pub const STAMP_INTERVAL_MS: u64 = 60_000;
+/// A consent lasts at most this long.
+pub const CONSENT_DURATION_MAX_MS: i64 = 3 * 366 * 86_400_000;
+
+/// What a provider answered, as received.
+#[derive(Debug, Clone)]
+pub struct ProviderReply {
+    pub status: u16,
+    /// The `x-exchange-*` headers, lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ProviderReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("the provider did not answer within {0} ms")]
+    Timeout(u64),
+    #[error("the provider could not be reached: {0}")]
+    Unreachable(String),
+    #[error("the provider's answer is larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+impl TransportError {
+    fn code(&self) -> &'static str {
+        match self {
+            TransportError::Timeout(_) => "provider_timeout",
+            TransportError::Unreachable(_) => "provider_unreachable",
+            TransportError::TooLarge(_) => "provider_too_large",
+        }
+    }
+}
+
+/// How the platform reaches providers: `exchange_link::HttpProviderTransport` over HTTP.
+#[async_trait::async_trait]
+pub trait ProviderTransport: Send + Sync {
+    /// POSTs `body` as JSON with `headers` to `endpoint`; the whole exchange, answer included,
+    /// within `timeout_ms`, the answer at most `answer_max` bytes.
+    async fn post(
+        &self,
+        endpoint: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+        timeout_ms: u64,
+        answer_max: usize,
+    ) -> std::result::Result<ProviderReply, TransportError>;
+}
+
+/// The exchange's state in a process.
+pub struct ExchangeState {
+    signer: keys::Signer,
+    replay: Mutex<ReplayCache>,
+    transport: RwLock<Option<Arc<dyn ProviderTransport>>>,
+    timeout_ms: AtomicU64,
+}
+
+impl ExchangeState {
+    pub fn new(signer: keys::Signer) -> Self {
+        ExchangeState {
+            signer,
+            replay: Mutex::new(ReplayCache::new()),
+            transport: RwLock::new(None),
+            timeout_ms: AtomicU64::new(PROVIDER_TIMEOUT_MS_DEFAULT),
+        }
+    }
+}
+
+/// A consumer's signed call as received.
+#[derive(Debug, Clone)]
+pub struct SignedCall<'a> {
+    pub member: &'a str,
+    pub time_s: i64,
+    pub nonce: &'a str,
+    pub signature: &'a str,
+    pub body: &'a [u8],
+    pub origin: &'a str,
+}
+
+/// The call's body.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct CallBody {
+    pub service: String,
+    /// The citizen the call is about. Personal data: never logged.
+    pub id_number: String,
+    /// Fields asked for; empty for every field the grant allows.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    pub purpose: String,
+}
+
+/// What the platform forwards to the provider.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct ForwardBody {
+    pub service: String,
+    pub consumer: String,
+    pub id_number: String,
+    pub fields: Vec<String>,
+    pub purpose: String,
+}
+
+/// What the consumer receives, signed by the exchange.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// JSON: `service`, `call` (the request's nonce), `data`, `masked`, `legal_basis`,
+    /// `consent`.
+    pub body: Vec<u8>,
+    pub time_s: i64,
+    pub nonce: String,
+    pub reply_to: String,
+    pub signature: String,
+}
+
+/// The audit chain and its stamps, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StampReport {
+    /// Entries checked, or the chain's first break.
+    pub chain: std::result::Result<u64, String>,
+    pub stamps_checked: usize,
+    /// Stamps that no longer match the chain or their signature: (seq, why).
+    pub bad_stamps: Vec<(i64, String)>,
+}
+
+fn admin_only(caller: &Caller, what: &str) -> Result<()> {
+    if caller.role == Role::Administrator {
+        Ok(())
+    } else {
+        Err(PlatformError::Forbidden(format!(
+            "only administrators {what}"
+        )))
+    }
+}
+
+fn name_err(e: exchange::NameError) -> PlatformError {
+    PlatformError::invalid(e.what, e.rule)
+}
+
+fn random_nonce() -> Result<String> {
+    let mut r = [0u8; 16];
+    getrandom::fill(&mut r)
+        .map_err(|_| PlatformError::Unexpected("no randomness for a nonce".into()))?;
+    Ok(exchange::message::nonce_hex(&r))
+}
+
+pub fn service_of_row(r: &ServiceRow) -> Result<Service> {
+    let fields: Vec<FieldSpec> = serde_json::from_str(&r.fields_json)
+        .map_err(|e| PlatformError::Unexpected(format!("stored service fields: {e}")))?;
+    Ok(Service {
+        code: r.code.clone(),
+        provider: r.provider.clone(),
+        name: r.name.clone(),
+        description: r.description.clone(),
+        input: r.input.clone(),
+        fields,
+        endpoint: r.endpoint.clone(),
+        consent_required: r.consent_required,
+    })
+}
+
+fn grant_of_row(g: &GrantRow) -> exchange::Grant {
+    exchange::Grant {
+        id: g.id,
+        consumer: g.consumer.clone(),
+        service: g.service.clone(),
+        fields: g.fields.clone(),
+        full_fields: g.full_fields.clone(),
+        purpose: g.purpose.clone(),
+        legal_basis: g.legal_basis.clone(),
+        valid_from_ms: g.valid_from_ms,
+        valid_until_ms: g.valid_until_ms,
+        withdrawn_ms: g.withdrawn_ms,
+    }
+}
+
+fn consent_of_row(c: &ConsentRow) -> exchange::Consent {
+    exchange::Consent {
+        id: c.id,
+        resident_id: c.resident_id,
+        consumer: c.consumer.clone(),
+        service: c.service.clone(),
+        purpose: c.purpose.clone(),
+        given_ms: c.given_ms,
+        expires_ms: c.expires_ms,
+        revoked_ms: c.revoked_ms,
+    }
+}
+
+/// The parts of a call known so far, for its log row.
+#[derive(Debug, Clone, Default)]
+struct CallLog {
+    consumer: String,
+    service: String,
+    provider: String,
+    resident_id: Option<i64>,
+    fields: Vec<String>,
+    masked: Vec<String>,
+    purpose: String,
+    legal_basis: Option<String>,
+    grant_id: Option<i64>,
+    consent_id: Option<i64>,
+    request_digest: Option<String>,
+    forward_digest: Option<String>,
+    response_digest: Option<String>,
+    delivery_digest: Option<String>,
+}
+
+fn message_code(e: &MessageError) -> &'static str {
+    match e {
+        MessageError::Member => "member",
+        MessageError::Nonce => "nonce",
+        MessageError::Clock(_) => "clock",
+        MessageError::Replay => "replay",
+        MessageError::Signature => "signature",
+        MessageError::ReplyTo => "reply_to",
+    }
+}
+
+impl Platform {
+    /// Attaches how providers are reached (HTTP in a server; tests use the same).
+    pub fn exchange_attach_transport(&self, t: Arc<dyn ProviderTransport>) {
+        *self.exchange.transport.write().expect("transport lock") = Some(t);
+    }
+
+    /// Sets how long a provider may take.
+    pub fn exchange_set_timeout_ms(&self, ms: u64) {
+        self.exchange
+            .timeout_ms
+            .store(ms.clamp(1, 60_000), Ordering::Relaxed);
+    }
+
+    /// Empties the in-memory replay cache, as a restart does (storage still knows the nonces).
+    pub fn exchange_forget_replay_cache(&self) {
+        *self.exchange.replay.lock().expect("replay cache lock") = ReplayCache::new();
+    }
+
+    /// The exchange's SM2 public key (SEC1 compressed): providers verify forwarded requests and
+    /// consumers verify deliveries with it.
+    pub fn exchange_public_key(&self) -> [u8; 33] {
+        self.exchange.signer.public_key()
+    }
+
+    pub async fn exchange_member_create(
+        &self,
+        caller: &Caller,
+        code: &str,
+        name: &str,
+        public_key: &[u8],
+    ) -> Result<MemberRow> {
+        admin_only(caller, "register exchange members")?;
+        exchange::check_member(code).map_err(name_err)?;
+        if code == PLATFORM_MEMBER {
+            return Err(PlatformError::invalid(
+                "code",
+                "is the exchange's own member code",
+            ));
+        }
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(PlatformError::invalid("name", "1 to 100 characters"));
+        }
+        let key = crypto::Sm2PublicKey::from_sec1(public_key)
+            .map_err(|e| PlatformError::invalid("public_key", e.to_string()))?;
+        let m = MemberRow {
+            code: code.into(),
+            name: name.into(),
+            public_key: key.to_compressed().to_vec(),
+            status: "active".into(),
+            created_ms: self.clock.now_ms(),
+        };
+        self.store
+            .member_insert(
+                &m,
+                caller.draft("exchange.member.create", format!("member:{code}"), name),
+                m.created_ms,
+            )
+            .await?;
+        Ok(m)
+    }
+
+    pub async fn exchange_members(&self) -> Result<Vec<MemberRow>> {
+        Ok(self.store.members().await?)
+    }
+
+    /// Publishes a service of a member in the catalog.
+    pub async fn exchange_service_publish(&self, caller: &Caller, s: &Service) -> Result<Service> {
+        admin_only(caller, "publish services")?;
+        exchange::check_service(&s.code).map_err(name_err)?;
+        exchange::check_member(&s.provider).map_err(name_err)?;
+        exchange::check_text("name", &s.name).map_err(name_err)?;
+        if s.description.chars().count() > 1_000 {
+            return Err(PlatformError::invalid(
+                "description",
+                "at most 1000 characters",
+            ));
+        }
+        if s.fields.is_empty() || s.fields.len() > exchange::catalog::FIELDS_MAX {
+            return Err(PlatformError::invalid(
+                "fields",
+                format!("1 to {} fields", exchange::catalog::FIELDS_MAX),
+            ));
+        }
+        for (i, f) in s.fields.iter().enumerate() {
+            exchange::check_field(&f.name).map_err(name_err)?;
+            if s.fields[..i].iter().any(|g| g.name == f.name) {
+                return Err(PlatformError::invalid(
+                    "fields",
+                    format!("{} is listed twice", f.name),
+                ));
+            }
+        }
+        if s.input != "id_number" {
+            return Err(PlatformError::invalid(
+                "input",
+                "services take the subject's id_number",
+            ));
+        }
+        if !s.endpoint.starts_with("http://") && !s.endpoint.starts_with("https://")
+            || s.endpoint.len() > 200
+        {
+            return Err(PlatformError::invalid(
+                "endpoint",
+                "an http(s) URL of at most 200 characters",
+            ));
+        }
+        let fields_json = serde_json::to_string(&s.fields)
+            .map_err(|e| PlatformError::Unexpected(e.to_string()))?;
+        let now = self.clock.now_ms();
+        let row = ServiceRow {
+            code: s.code.clone(),
+            provider: s.provider.clone(),
+            name: s.name.clone(),
+            description: s.description.clone(),
+            input: s.input.clone(),
+            fields_json,
+            endpoint: s.endpoint.clone(),
+            consent_required: s.consent_required,
+            created_ms: now,
+        };
+        self.store
+            .service_insert(
+                &row,
+                caller.draft(
+                    "exchange.service.publish",
+                    format!("service:{}", s.code),
+                    format!("provider {}, {} fields", s.provider, s.fields.len()),
+                ),
+                now,
+            )
+            .await?;
+        Ok(s.clone())
+    }
+
+    pub async fn exchange_services(&self) -> Result<Vec<Service>> {
+        self.store
+            .services()
+            .await?
+            .iter()
+            .map(service_of_row)
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn exchange_grant_create(
+        &self,
+        caller: &Caller,
+        consumer: &str,
+        service: &str,
+        fields: &[String],
+        full_fields: &[String],
+        purpose: &str,
+        legal_basis: &str,
+        valid_from_ms: i64,
+        valid_until_ms: i64,
+    ) -> Result<GrantRow> {
+        admin_only(caller, "grant access to services")?;
+        exchange::check_member(consumer).map_err(name_err)?;
+        exchange::check_service(service).map_err(name_err)?;
+        exchange::check_text("purpose", purpose).map_err(name_err)?;
+        exchange::check_text("legal_basis", legal_basis).map_err(name_err)?;
+        let svc = self
+            .store
+            .service(service)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(format!("service {service}")))?;
+        let svc = service_of_row(&svc)?;
+        if fields.is_empty() || fields.len() > exchange::catalog::FIELDS_MAX {
+            return Err(PlatformError::invalid("fields", "at least one field"));
+        }
+        if let Some(f) = fields.iter().find(|f| svc.field(f).is_none()) {
+            return Err(PlatformError::invalid(
+                "fields",
+                format!("the service has no field {f}"),
+            ));
+        }
+        if let Some(f) = full_fields.iter().find(|f| !fields.contains(f)) {
+            return Err(PlatformError::invalid(
+                "full_fields",
+                format!("{f} is not among the granted fields"),
+            ));
+        }
+        if valid_until_ms <= valid_from_ms {
+            return Err(PlatformError::invalid(
+                "valid_until_ms",
+                "must be after valid_from_ms",
+            ));
+        }
+        let now = self.clock.now_ms();
+        let mut g = GrantRow {
+            id: 0,
+            consumer: consumer.into(),
+            service: service.into(),
+            fields: fields.to_vec(),
+            full_fields: full_fields.to_vec(),
+            purpose: purpose.trim().into(),
+            legal_basis: legal_basis.trim().into(),
+            valid_from_ms,
+            valid_until_ms,
+            withdrawn_ms: None,
+            created_ms: now,
+        };
+        g.id = self
+            .store
+            .grant_insert(
+                &g,
+                caller.draft(
+                    "exchange.grant.create",
+                    format!("member:{consumer}"),
+                    format!(
+                        "service {service}, fields {}, full {}, purpose {}",
+                        fields.join(","),
+                        full_fields.join(","),
+                        g.purpose
+                    ),
+                ),
+                now,
+            )
+            .await?;
+        Ok(g)
+    }
+
+    pub async fn exchange_grant_withdraw(&self, caller: &Caller, id: i64) -> Result<GrantRow> {
+        admin_only(caller, "withdraw grants")?;
+        self.store
+            .grant_withdraw(
+                id,
+                caller.draft("exchange.grant.withdraw", format!("grant:{id}"), ""),
+                self.clock.now_ms(),
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => PlatformError::Conflict(m),
+                e => e.into(),
+            })
+    }
+
+    pub async fn exchange_grants(&self, consumer: Option<&str>) -> Result<Vec<GrantRow>> {
+        Ok(self.store.grants_of(consumer, None).await?)
+    }
+
+    async fn resident_id_of(&self, id_number: &str) -> Result<i64> {
+        let id = resident::ResidentId::parse(id_number, self.clock.today())
+            .map_err(|e| PlatformError::invalid("id_number", e.to_string()))?;
+        let blind = self.vault.blind("id_number", id.as_str());
+        Ok(self
+            .store
+            .resident_by_blind(&blind)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound("resident".into()))?
+            .id)
+    }
+
+    fn may_act_for_citizen(caller: &Caller) -> Result<()> {
+        match caller.role {
+            Role::Administrator | Role::CounterClerk => Ok(()),
+            _ => Err(PlatformError::Forbidden(
+                "consents are recorded for the citizen at a counter (or in the portal)".into(),
+            )),
+        }
+    }
+
+    /// Records a citizen's consent to one consumer calling one service for one purpose.
+    pub async fn exchange_consent_give(
+        &self,
+        caller: &Caller,
+        id_number: &str,
+        consumer: &str,
+        service: &str,
+        purpose: &str,
+        expires_ms: i64,
+    ) -> Result<ConsentRow> {
+        Self::may_act_for_citizen(caller)?;
+        exchange::check_member(consumer).map_err(name_err)?;
+        exchange::check_service(service).map_err(name_err)?;
+        exchange::check_text("purpose", purpose).map_err(name_err)?;
+        let now = self.clock.now_ms();
+        if expires_ms <= now || expires_ms - now > CONSENT_DURATION_MAX_MS {
+            return Err(PlatformError::invalid(
+                "expires_ms",
+                "in the future, at most three years ahead",
+            ));
+        }
+        let resident_id = self.resident_id_of(id_number).await?;
+        let mut c = ConsentRow {
+            id: 0,
+            resident_id,
+            consumer: consumer.into(),
+            service: service.into(),
+            purpose: purpose.trim().into(),
+            channel: if caller.role == Role::CounterClerk {
+                "counter".into()
+            } else {
+                "operator".into()
+            },
+            given_ms: now,
+            expires_ms,
+            revoked_ms: None,
+        };
+        c.id = self
+            .store
+            .consent_insert(
+                &c,
+                caller.draft(
+                    "exchange.consent.give",
+                    format!("resident:{resident_id}"),
+                    format!(
+                        "consumer {consumer}, service {service}, purpose {}",
+                        c.purpose
+                    ),
+                ),
+                now,
+            )
+            .await?;
+        Ok(c)
+    }
+
+    pub async fn exchange_consent_revoke(
+        &self,
+        caller: &Caller,
+        id_number: &str,
+        consent_id: i64,
+    ) -> Result<ConsentRow> {
+        Self::may_act_for_citizen(caller)?;
+        let resident_id = self.resident_id_of(id_number).await?;
+        self.store
+            .consent_revoke(
+                consent_id,
+                resident_id,
+                caller.draft(
+                    "exchange.consent.revoke",
+                    format!("resident:{resident_id}"),
+                    format!("consent {consent_id}"),
+                ),
+                self.clock.now_ms(),
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => PlatformError::Conflict(m),
+                e => e.into(),
+            })
+    }
+
+    pub async fn exchange_consents(
+        &self,
+        caller: &Caller,
+        id_number: &str,
+    ) -> Result<Vec<ConsentRow>> {
+        Self::may_act_for_citizen(caller)?;
+        let resident_id = self.resident_id_of(id_number).await?;
+        Ok(self.store.consents_of(resident_id, None).await?)
+    }
+
+    /// The citizen's data tracker: every call about them through the exchange (delivered,
+    /// refused or failed), newest first. The read is audited.
+    pub async fn exchange_data_access(
+        &self,
+        caller: &Caller,
+        id_number: &str,
+        limit: u32,
+    ) -> Result<Vec<AccessRow>> {
+        match caller.role {
+            Role::Administrator | Role::CounterClerk | Role::Auditor => {}
+            _ => {
+                return Err(PlatformError::Forbidden(
+                    "a citizen's data accesses are read for the citizen at a counter".into(),
+                ));
+            }
+        }
+        let resident_id = self.resident_id_of(id_number).await?;
+        let rows = self
+            .store
+            .accesses_of_resident(resident_id, limit.min(store::EXCHANGE_LIST_MAX))
+            .await?;
+        self.audit(caller.draft(
+            "exchange.data-access.read",
+            format!("resident:{resident_id}"),
+            format!("{} access(es)", rows.len()),
+        ))
+        .await?;
+        Ok(rows)
+    }
+
+    /// The access log for oversight, newest first.
+    pub async fn exchange_accesses(
+        &self,
+        consumer: Option<&str>,
+        outcome: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AccessRow>> {
+        Ok(self.store.accesses_recent(consumer, outcome, limit).await?)
+    }
+
+    /// Writes a call's audit entry and access row.
+    async fn exchange_log(
+        &self,
+        log: &CallLog,
+        outcome: &str,
+        reason: Option<&str>,
+        origin: &str,
+    ) -> Result<()> {
+        let now = self.clock.now_ms();
+        let action = match outcome {
+            "delivered" => "exchange.call",
+            "refused" => "exchange.call.refused",
+            _ => "exchange.call.failed",
+        };
+        let record = match log.resident_id {
+            Some(id) => format!("resident:{id}"),
+            None => format!("service:{}", log.service),
+        };
+        let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+        let detail = format!(
+            "service={} fields={} masked={} purpose={} grant={} consent={} reason={} \
+             request_sm3={} forward_sm3={} response_sm3={} delivery_sm3={}",
+            log.service,
+            log.fields.join(","),
+            log.masked.join(","),
+            log.purpose,
+            log.grant_id.map_or("-".into(), |g| g.to_string()),
+            log.consent_id.map_or("-".into(), |c| c.to_string()),
+            reason.unwrap_or("-"),
+            opt(&log.request_digest),
+            opt(&log.forward_digest),
+            opt(&log.response_digest),
+            opt(&log.delivery_digest),
+        );
+        let entry = self
+            .audit(audit::Draft::new(
+                format!("member:{}", log.consumer),
+                action,
+                record,
+                origin,
+                detail,
+            ))
+            .await?;
+        self.store
+            .access_insert(&AccessRow {
+                id: 0,
+                at_ms: now,
+                consumer: log.consumer.clone(),
+                service: log.service.clone(),
+                provider: log.provider.clone(),
+                resident_id: log.resident_id,
+                fields: log.fields.clone(),
+                masked: log.masked.clone(),
+                purpose: log.purpose.clone(),
+                legal_basis: log.legal_basis.clone(),
+                grant_id: log.grant_id,
+                consent_id: log.consent_id,
+                outcome: outcome.into(),
+                reason: reason.map(str::to_string),
+                request_digest: log.request_digest.clone(),
+                response_digest: log.response_digest.clone(),
+                audit_seq: Some(entry.seq),
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn refuse(
+        &self,
+        log: &CallLog,
+        code: &str,
+        message: String,
+        origin: &str,
+    ) -> PlatformError {
+        if let Err(e) = self.exchange_log(log, "refused", Some(code), origin).await {
+            return e;
+        }
+        PlatformError::ExchangeRefused {
+            code: code.into(),
+            message,
+        }
+    }
+
+    async fn fail(
+        &self,
+        log: &CallLog,
+        code: &str,
+        message: String,
+        origin: &str,
+    ) -> PlatformError {
+        if let Err(e) = self.exchange_log(log, "failed", Some(code), origin).await {
+            return e;
+        }
+        PlatformError::ProviderFailed {
+            code: code.into(),
+            message,
+        }
+    }
+
+    /// A call that came without the signature headers: logged and refused.
+    pub async fn exchange_refuse_unsigned(&self, member: &str, origin: &str) -> PlatformError {
+        let log = CallLog {
+            consumer: if exchange::check_member(member).is_ok() {
+                member.into()
+            } else {
+                "?".into()
+            },
+            service: "?".into(),
+            ..CallLog::default()
+        };
+        let msg = "the x-exchange-member, -time, -nonce and -signature headers are required";
+        self.refuse(&log, "unsigned", msg.into(), origin).await
+    }
+
+    /// One call through the exchange. Every outcome is logged; see the module's description.
+    pub async fn exchange_call(&self, call: &SignedCall<'_>) -> Result<Delivered> {
+        let origin = call.origin;
+        let mut log = CallLog {
+            consumer: if exchange::check_member(call.member).is_ok() {
+                call.member.into()
+            } else {
+                "?".into()
+            },
+            ..CallLog::default()
+        };
+        if call.body.len() > CALL_BODY_MAX {
+            return Err(PlatformError::TooLarge {
+                what: "an exchange call".into(),
+                limit: format!("{CALL_BODY_MAX} bytes"),
+            });
+        }
+        let body: CallBody = match serde_json::from_slice(call.body) {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(PlatformError::invalid(
+                    "body",
+                    format!("not an exchange call: {e}"),
+                ));
+            }
+        };
+        log.service = if exchange::check_service(&body.service).is_ok() {
+            body.service.clone()
+        } else {
+            "?".into()
+        };
+        log.fields = body.fields.clone();
+        log.fields.truncate(exchange::catalog::FIELDS_MAX);
+        log.purpose = body.purpose.chars().take(200).collect();
+        let env = Envelope {
+            kind: MessageKind::Request,
+            member: call.member,
+            time_s: call.time_s,
+            nonce: call.nonce,
+            service: &body.service,
+            reply_to: "",
+            body: call.body,
+        };
+        log.request_digest = Some(hex::encode_upper(env.digest()));
+
+        // The consumer: a member, its signature, its clock, its nonce.
+        let member = match self.store.member(&log.consumer).await? {
+            Some(m) if m.status == "active" => m,
+            _ => {
+                let msg = format!("{} is not an active exchange member", log.consumer);
+                return Err(self.refuse(&log, "unknown_member", msg, origin).await);
+            }
+        };
+        let key = crypto::Sm2PublicKey::from_sec1(&member.public_key)
+            .map_err(|e| PlatformError::Unexpected(format!("stored member key: {e}")))?;
+        let now_s = self.clock.now_ms().div_euclid(1000);
+        if let Err(e) = env.verify(&key, call.signature, now_s) {
+            return Err(self
+                .refuse(&log, message_code(&e), e.to_string(), origin)
+                .await);
+        }
+        let fresh = self
+            .exchange
+            .replay
+            .lock()
+            .expect("replay cache lock")
+            .check_and_insert(call.member, call.nonce, call.time_s, now_s);
+        let fresh = match fresh {
+            Ok(()) => match self
+                .store
+                .exchange_nonce_use(call.member, call.nonce, call.time_s * 1000)
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(StoreError::Conflict(_)) => Err(MessageError::Replay),
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = fresh {
+            return Err(self
+                .refuse(&log, message_code(&e), e.to_string(), origin)
+                .await);
+        }
+
+        // The service, the subject, the grant and the consent.
+        let service = match self.store.service(&body.service).await? {
+            Some(s) => service_of_row(&s)?,
+            None => {
+                let msg = format!("no service {}", log.service);
+                return Err(self.refuse(&log, "unknown_service", msg, origin).await);
+            }
+        };
+        log.provider = service.provider.clone();
+        let resident_id = match self.resident_id_of(&body.id_number).await {
+            Ok(id) => Some(id),
+            Err(PlatformError::NotFound(_)) => None,
+            Err(PlatformError::Invalid { message, .. }) => {
+                return Err(self.refuse(&log, "bad_subject", message, origin).await);
+            }
+            Err(e) => return Err(e),
+        };
+        log.resident_id = resident_id;
+        let grants: Vec<exchange::Grant> = self
+            .store
+            .grants_of(Some(&member.code), Some(&service.code))
+            .await?
+            .iter()
+            .map(grant_of_row)
+            .collect();
+        let consents: Vec<exchange::Consent> = match (service.consent_required, resident_id) {
+            (true, Some(r)) => self
+                .store
+                .consents_of(r, Some((&member.code, &service.code)))
+                .await?
+                .iter()
+                .map(consent_of_row)
+                .collect(),
+            _ => vec![],
+        };
+        let ask = exchange::CallAsk {
+            consumer: &member.code,
+            service: &service,
+            fields: &body.fields,
+            purpose: &body.purpose,
+            resident_id,
+        };
+        let allowed = match exchange::check(&ask, &grants, &consents, self.clock.now_ms()) {
+            Ok(a) => a,
+            Err(r) => return Err(self.refuse(&log, r.code(), r.to_string(), origin).await),
+        };
+        log.fields = allowed.fields.clone();
+        log.grant_id = Some(allowed.grant_id);
+        log.consent_id = allowed.consent_id;
+        log.legal_basis = Some(allowed.legal_basis.clone());
+
+        // Forward, signed by the exchange.
+        let forward = serde_json::to_vec(&ForwardBody {
+            service: service.code.clone(),
+            consumer: member.code.clone(),
+            id_number: body.id_number.clone(),
+            fields: allowed.fields.clone(),
+            purpose: body.purpose.clone(),
+        })
+        .map_err(|e| PlatformError::Unexpected(e.to_string()))?;
+        let fwd_nonce = random_nonce()?;
+        let fwd = Envelope {
+            kind: MessageKind::Forward,
+            member: PLATFORM_MEMBER,
+            time_s: now_s,
+            nonce: &fwd_nonce,
+            service: &service.code,
+            reply_to: "",
+            body: &forward,
+        };
+        log.forward_digest = Some(hex::encode_upper(fwd.digest()));
+        let fwd_sig = fwd.sign_with(|m| self.exchange.signer.sign(m));
+        let transport = self
+            .exchange
+            .transport
+            .read()
+            .expect("transport lock")
+            .clone();
+        let Some(transport) = transport else {
+            let msg = "no provider transport is attached to this process".to_string();
+            return Err(self.fail(&log, "provider_unreachable", msg, origin).await);
+        };
+        let headers = vec![
+            (HEADER_MEMBER, PLATFORM_MEMBER.to_string()),
+            (HEADER_TIME, now_s.to_string()),
+            (HEADER_NONCE, fwd_nonce.clone()),
+            (HEADER_SIGNATURE, fwd_sig),
+        ];
+        let timeout_ms = self.exchange.timeout_ms.load(Ordering::Relaxed);
+        let reply = match transport
+            .post(
+                &service.endpoint,
+                headers,
+                forward,
+                timeout_ms,
+                ANSWER_BYTES_MAX,
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Err(self.fail(&log, e.code(), e.to_string(), origin).await),
+        };
+        if reply.status != 200 {
+            let msg = format!("the provider answered HTTP {}", reply.status);
+            return Err(self.fail(&log, "provider_status", msg, origin).await);
+        }
+
+        // The provider's answer: signed by the provider, for this forward.
+        let provider =
+            self.store.member(&service.provider).await?.ok_or_else(|| {
+                PlatformError::Unexpected("a service without its provider".into())
+            })?;
+        let pkey = crypto::Sm2PublicKey::from_sec1(&provider.public_key)
+            .map_err(|e| PlatformError::Unexpected(format!("stored member key: {e}")))?;
+        let h = |n: &str| reply.header(n).unwrap_or("");
+        let r_time: i64 = h(HEADER_TIME).parse().unwrap_or(i64::MIN / 2);
+        let renv = Envelope {
+            kind: MessageKind::Response,
+            member: h(HEADER_MEMBER),
+            time_s: r_time,
+            nonce: h(HEADER_NONCE),
+            service: &service.code,
+            reply_to: h(HEADER_REPLY_TO),
+            body: &reply.body,
+        };
+        log.response_digest = Some(hex::encode_upper(renv.digest()));
+        let checked = if renv.member != provider.code {
+            Err(MessageError::Member)
+        } else if !renv.reply_to.eq_ignore_ascii_case(&fwd_nonce) {
+            Err(MessageError::ReplyTo)
+        } else {
+            renv.verify(&pkey, h(HEADER_SIGNATURE), now_s)
+        };
+        if let Err(e) = checked {
+            let msg = format!("the provider's answer was refused: {e}");
+            return Err(self.fail(&log, "provider_signature", msg, origin).await);
+        }
+        let answer: serde_json::Map<String, serde_json::Value> =
+            match serde_json::from_slice(&reply.body) {
+                Ok(a) => a,
+                Err(e) => {
+                    let msg = format!("the provider's answer is not a JSON object: {e}");
+                    return Err(self.fail(&log, "provider_malformed", msg, origin).await);
+                }
+            };
+
+        // Minimise, mask, sign what is delivered.
+        let (data, masked) =
+            exchange::minimise(&service, &answer, &allowed.fields, &allowed.full_fields);
+        log.masked = masked.clone();
+        let delivery = serde_json::to_vec(&serde_json::json!({
+            "service": service.code,
+            "call": call.nonce.to_ascii_lowercase(),
+            "data": data,
+            "masked": masked,
+            "legal_basis": allowed.legal_basis,
+            "consent": allowed.consent_id,
+        }))
+        .map_err(|e| PlatformError::Unexpected(e.to_string()))?;
+        let d_nonce = random_nonce()?;
+        let denv = Envelope {
+            kind: MessageKind::Delivery,
+            member: PLATFORM_MEMBER,
+            time_s: now_s,
+            nonce: &d_nonce,
+            service: &service.code,
+            reply_to: call.nonce,
+            body: &delivery,
+        };
+        log.delivery_digest = Some(hex::encode_upper(denv.digest()));
+        let signature = denv.sign_with(|m| self.exchange.signer.sign(m));
+        self.exchange_log(&log, "delivered", None, origin).await?;
+        Ok(Delivered {
+            body: delivery,
+            time_s: now_s,
+            nonce: d_nonce,
+            reply_to: call.nonce.to_ascii_lowercase(),
+            signature,
+        })
+    }
+
+    /// Stamps the audit log's head with the exchange's key, unless it was stamped at this head
+    /// already. Returns the new stamp.
+    pub async fn exchange_stamp_head(&self) -> Result<Option<HeadStampRow>> {
+        let Some((seq, hash)) = self.store.audit_head().await? else {
+            return Ok(None);
+        };
+        if self
+            .store
+            .head_stamps(1)
+            .await?
+            .first()
+            .is_some_and(|s| s.seq == seq)
+        {
+            return Ok(None);
+        }
+        let stamp = HeadStamp {
+            seq,
+            hash,
+            stamped_ms: self.clock.now_ms(),
+        };
+        let row = HeadStampRow {
+            seq,
+            hash,
+            stamped_ms: stamp.stamped_ms,
+            signature: self.exchange.signer.sign(&stamp.signing_input()).to_vec(),
+        };
+        match self.store.head_stamp_insert(&row).await {
+            Ok(()) => Ok(Some(row)),
+            // Another process stamped the same head first.
+            Err(StoreError::Conflict(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stamps the head every `every_ms` until the process ends.
+    pub fn exchange_spawn_stamper(&self, every_ms: u64) -> tokio::task::JoinHandle<()> {
+        let p = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(every_ms));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = p.exchange_stamp_head().await {
+                    tracing::error!(error = %e, "stamping the audit head failed");
+                }
+            }
+        })
+    }
+
+    /// Checks the audit chain and that every recent stamp still matches the entry it stamped
+    /// and carries the exchange's signature.
+    pub async fn exchange_check_stamps(&self) -> Result<StampReport> {
+        let chain = self.audit_verify().await?.map_err(|e| e.to_string());
+        let key = crypto::Sm2PublicKey::from_sec1(&self.exchange.signer.public_key())
+            .map_err(|e| PlatformError::Unexpected(e.to_string()))?;
+        let stamps = self.store.head_stamps(store::EXCHANGE_LIST_MAX).await?;
+        let mut bad = Vec::new();
+        for s in &stamps {
+            let stamp = HeadStamp {
+                seq: s.seq,
+                hash: s.hash,
+                stamped_ms: s.stamped_ms,
+            };
+            if stamp.verify(&key, &s.signature).is_err() {
+                bad.push((s.seq, "the stamp's signature does not verify".to_string()));
+                continue;
+            }
+            let entry = self.store.audit_range(s.seq - 1, 1).await?;
+            match entry.first() {
+                Some(e) if e.seq == s.seq && e.hash == s.hash => {}
+                Some(e) if e.seq == s.seq => bad.push((
+                    s.seq,
+                    "the entry's hash differs from the stamped one".to_string(),
+                )),
+                _ => bad.push((s.seq, "the stamped entry is missing".to_string())),
+            }
+        }
+        Ok(StampReport {
+            chain,
+            stamps_checked: stamps.len(),
+            bad_stamps: bad,
+        })
+    }
+}
