@@ -156,8 +156,11 @@ pub fn read_frame(frame: GrayFrame<'_>) -> Result<String, ScanError> {
         rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| pixels[y * width + x])
             .detect_grids(),
     );
-    if let Ok(text) = first {
-        return Ok(text);
+    match first {
+        Ok(text) => return Ok(text),
+        // Two phones seen: a second pass that missed one must not pick the other.
+        Err(ScanError::Several(n)) => return Err(ScanError::Several(n)),
+        Err(_) => {}
     }
     let smooth = box_blur_3x3(pixels, width, height);
     let threshold = otsu_threshold(&smooth);
