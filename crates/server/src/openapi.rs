@@ -118,6 +118,7 @@ impl utoipa::Modify for ProblemResponses {
         crate::terminals_api::terminal_register, crate::terminals_api::terminals,
         crate::terminals_api::activate, crate::terminals_api::parameters,
         crate::terminals_api::upload, crate::terminals_api::ecode_upload,
+        crate::terminals_api::deny_list,
         crate::clearing_api::close, crate::clearing_api::report,
         crate::clearing_api::settlement,
         crate::ecode_api::debts, crate::ecode_api::settle_debts,

@@ -4,6 +4,7 @@
 
 mod apps;
 mod ecode;
+mod terminal_fleet;
 mod production;
 
 use async_trait::async_trait;

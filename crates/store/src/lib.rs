@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod money;
 mod production;
 pub mod purchases;
+mod terminal_fleet;
 mod terminals;
 mod types;
 
@@ -34,6 +35,7 @@ pub use ledger::LedgerStore;
 pub use money::MoneyStore;
 pub use production::*;
 pub use purchases::PurchaseStore;
+pub use terminal_fleet::*;
 pub use terminals::*;
 pub use types::*;
 
@@ -55,6 +57,7 @@ pub trait Store:
     + LedgerStore
     + ProductionStore
     + TerminalStore
+    + TerminalFleetStore
     + ClearingStore
     + MoneyStore
     + PurchaseStore
