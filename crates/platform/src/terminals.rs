@@ -506,13 +506,17 @@ impl Platform {
                 limit: format!("{UPLOAD_RECORDS_MAX} records"),
             });
         }
-        let psam = self.store.terminal_psam(&t.terminal).await?.ok_or_else(|| {
-            PlatformError::Conflict(format!(
-                "terminal {} has no PSAM bound: bind one at registration or activation before \
+        let psam = self
+            .store
+            .terminal_psam(&t.terminal)
+            .await?
+            .ok_or_else(|| {
+                PlatformError::Conflict(format!(
+                    "terminal {} has no PSAM bound: bind one at registration or activation before \
                  uploading",
-                t.terminal
-            ))
-        })?;
+                    t.terminal
+                ))
+            })?;
         let acting = Caller {
             operator_id: None,
             username: format!("terminal:{}", t.terminal),
@@ -544,9 +548,9 @@ impl Platform {
             .into_iter()
             .map(|s| match s {
                 Some(r) => Ok(r),
-                None => posted.next().ok_or_else(|| {
-                    PlatformError::Unexpected("fewer answers than records".into())
-                }),
+                None => posted
+                    .next()
+                    .ok_or_else(|| PlatformError::Unexpected("fewer answers than records".into())),
             })
             .collect()
     }
@@ -641,7 +645,12 @@ pub struct FleetView {
 }
 
 /// The alerts of one terminal at `now_ms` (pure).
-pub fn fleet_alerts(e: &FleetEntry, now_ms: i64, parameters_version: &str, deny: i64) -> Vec<Alert> {
+pub fn fleet_alerts(
+    e: &FleetEntry,
+    now_ms: i64,
+    parameters_version: &str,
+    deny: i64,
+) -> Vec<Alert> {
     let mut out = Vec::new();
     if e.terminal.status != "active" {
         return out;
@@ -653,7 +662,9 @@ pub fn fleet_alerts(e: &FleetEntry, now_ms: i64, parameters_version: &str, deny:
     if now_ms - st.last_seen_ms > SILENT_AFTER_MS {
         out.push(Alert::Silent);
     }
-    let deny_behind = st.deny_list_version.is_some_and(|v| deny - v > DENY_BEHIND_MAX);
+    let deny_behind = st
+        .deny_list_version
+        .is_some_and(|v| deny - v > DENY_BEHIND_MAX);
     let params_behind = st
         .parameters_version
         .as_deref()

@@ -437,7 +437,8 @@ pub async fn upload(
             .collect(),
     })
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    metrics::counter!("citycard_terminal_records_uploaded_total", "kind" => "card").increment(n as u64);
+    metrics::counter!("citycard_terminal_records_uploaded_total", "kind" => "card")
+        .increment(n as u64);
     let answer = match batch_id {
         Some(id) => {
             s.platform
@@ -522,7 +523,8 @@ pub async fn ecode_upload(
             .collect::<Vec<_>>(),
     )
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    metrics::counter!("citycard_terminal_records_uploaded_total", "kind" => "ecode").increment(n as u64);
+    metrics::counter!("citycard_terminal_records_uploaded_total", "kind" => "ecode")
+        .increment(n as u64);
     let answer = match dto.batch_id {
         Some(id) => {
             s.platform

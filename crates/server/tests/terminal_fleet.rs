@@ -102,8 +102,26 @@ async fn agent_over_http(backend: platform::testing::Backend) {
     let admin = app.token(Role::Administrator).await;
     merchant(&app, &admin, "bus").await;
     merchant(&app, &admin, "shop").await;
-    let key = terminal(&app, &admin, "BUS-0101", "bus", Some("000000000101"), None, 0x31).await;
-    let shop_key = terminal(&app, &admin, "POS-0201", "shop", None, Some("000000000201"), 0x32).await;
+    let key = terminal(
+        &app,
+        &admin,
+        "BUS-0101",
+        "bus",
+        Some("000000000101"),
+        None,
+        0x31,
+    )
+    .await;
+    let shop_key = terminal(
+        &app,
+        &admin,
+        "POS-0201",
+        "shop",
+        None,
+        Some("000000000201"),
+        0x32,
+    )
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("terminal.sqlite");
@@ -121,7 +139,10 @@ async fn agent_over_http(backend: platform::testing::Backend) {
     let sync = agent.sync(&client, None).await.unwrap();
     assert!(sync.parameters_changed);
     let again = agent.sync(&client, None).await.unwrap();
-    assert!(!again.parameters_changed, "the same version: nothing changed");
+    assert!(
+        !again.parameters_changed,
+        "the same version: nothing changed"
+    );
     assert_eq!(again.parameters_version, sync.parameters_version);
 
     // Taps: bus B2 (2 yuan), a student card (index 3) half, a metro ride.
@@ -150,7 +171,14 @@ async fn agent_over_http(backend: platform::testing::Backend) {
         },
         at_s: now,
     };
-    assert_eq!(agent.tap_emulated(cards[1], &entry).await.unwrap().charged_fen, 0);
+    assert_eq!(
+        agent
+            .tap_emulated(cards[1], &entry)
+            .await
+            .unwrap()
+            .charged_fen,
+        0
+    );
     let exit = TapRequest {
         tap_ref: Some("m-out".into()),
         ride: Ride::MetroExit {
@@ -162,7 +190,9 @@ async fn agent_over_http(backend: platform::testing::Backend) {
     assert_eq!(d.charged_fen, 300, "6.2 km: 2 yuan base + 1 band");
     charged += 300;
     // The queue holds six: the seventh tap is refused before the card is touched.
-    let r = agent.tap_emulated(cards[2], &bus("B2", now, "t-full")).await;
+    let r = agent
+        .tap_emulated(cards[2], &bus("B2", now, "t-full"))
+        .await;
     assert!(matches!(r, Err(TapError::QueueFull { max: 6 })), "{r:?}");
     assert_eq!(agent.emulated_balance(cards[2]).await.unwrap(), Some(4_800));
     assert_eq!(agent.pending(), 6);
@@ -187,14 +217,23 @@ async fn agent_over_http(backend: platform::testing::Backend) {
         .tap_emulated(cards[0], &bus("B906", now, "t-batch"))
         .await
         .unwrap();
-    let body = |id: &str, records: &str| format!("{{\"batch_id\":\"{id}\",\"records\":[{records}]}}");
+    let body =
+        |id: &str, records: &str| format!("{{\"batch_id\":\"{id}\",\"records\":[{records}]}}");
     let first = client
-        .send("POST", "/api/v1/terminal/uploads", body("B-1", "").into_bytes())
+        .send(
+            "POST",
+            "/api/v1/terminal/uploads",
+            body("B-1", "").into_bytes(),
+        )
         .await
         .unwrap();
     assert_eq!(first.status, 200);
     let again = client
-        .send("POST", "/api/v1/terminal/uploads", body("B-1", "").into_bytes())
+        .send(
+            "POST",
+            "/api/v1/terminal/uploads",
+            body("B-1", "").into_bytes(),
+        )
         .await
         .unwrap();
     assert_eq!((again.status, &again.body), (200, &first.body));
@@ -222,7 +261,10 @@ async fn agent_over_http(backend: platform::testing::Backend) {
     )
     .await
     .unwrap();
-    let shop_cards = shop_agent.emulator_provision(820_000, 1, 5_000).await.unwrap();
+    let shop_cards = shop_agent
+        .emulator_provision(820_000, 1, 5_000)
+        .await
+        .unwrap();
     shop_agent
         .tap_emulated(
             shop_cards[0],
@@ -240,7 +282,11 @@ async fn agent_over_http(backend: platform::testing::Backend) {
     assert_eq!((report.accepted, report.refused), (0, 1));
     let refused = shop_agent.refused(10).await.unwrap();
     assert!(
-        refused[0].2.as_deref().unwrap().contains("PSAM 000000000201"),
+        refused[0]
+            .2
+            .as_deref()
+            .unwrap()
+            .contains("PSAM 000000000201"),
         "{refused:?}"
     );
     assert_eq!(payable(&app, "bus").await, charged);
@@ -248,13 +294,21 @@ async fn agent_over_http(backend: platform::testing::Backend) {
     // Oversized: 10,001 records.
     let many = vec!["{}"; 10_001].join(",");
     let r = client
-        .send("POST", "/api/v1/terminal/uploads", body("B-2", &many).into_bytes())
+        .send(
+            "POST",
+            "/api/v1/terminal/uploads",
+            body("B-2", &many).into_bytes(),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 413, "{:?}", r.body);
     // Garbage bytes.
     let r = client
-        .send("POST", "/api/v1/terminal/uploads", vec![0xFF, 0x00, 0x13, 0x37])
+        .send(
+            "POST",
+            "/api/v1/terminal/uploads",
+            vec![0xFF, 0x00, 0x13, 0x37],
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 422, "{:?}", r.body);
@@ -262,7 +316,11 @@ async fn agent_over_http(backend: platform::testing::Backend) {
     // A forged signature: the shop terminal's key under the bus terminal's id.
     let forged = PlatformClient::new(&app.base, "BUS-0101", shop_key.clone()).unwrap();
     let r = forged
-        .send("POST", "/api/v1/terminal/uploads", body("B-3", "").into_bytes())
+        .send(
+            "POST",
+            "/api/v1/terminal/uploads",
+            body("B-3", "").into_bytes(),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 401);
@@ -286,14 +344,26 @@ async fn agent_over_http(backend: platform::testing::Backend) {
                "software_version": "agent-1", "psam_terminal_id": psam})
     };
     let r = app
-        .post_json("/api/v1/terminal/activation", None, activation("000000000109"))
+        .post_json(
+            "/api/v1/terminal/activation",
+            None,
+            activation("000000000109"),
+        )
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("000000000102"), "{}", r.body);
     let r = app
-        .post_json("/api/v1/terminal/activation", None, activation("000000000102"))
+        .post_json(
+            "/api/v1/terminal/activation",
+            None,
+            activation("000000000102"),
+        )
         .await;
-    assert_eq!(r.status, 200, "the code was not spent by the refusal: {}", r.body);
+    assert_eq!(
+        r.status, 200,
+        "the code was not spent by the refusal: {}",
+        r.body
+    );
     let r = app
         .post_json(
             "/api/v1/terminals",
@@ -315,7 +385,11 @@ async fn agent_over_http(backend: platform::testing::Backend) {
     assert_eq!(r.status, 200);
     let unbound = PlatformClient::new(&app.base, "BUS-0103", k4).unwrap();
     let r = unbound
-        .send("POST", "/api/v1/terminal/uploads", body("B-4", "").into_bytes())
+        .send(
+            "POST",
+            "/api/v1/terminal/uploads",
+            body("B-4", "").into_bytes(),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 409, "{:?}", r.body);
@@ -326,7 +400,8 @@ async fn agent_over_http(backend: platform::testing::Backend) {
         .await
         .unwrap();
     assert_eq!(full.status, 200);
-    let deny_key = crypto::Sm2PublicKey::from_sec1(&app.tp.platform.deny_list_public_key()).unwrap();
+    let deny_key =
+        crypto::Sm2PublicKey::from_sec1(&app.tp.platform.deny_list_public_key()).unwrap();
     let list = issuance::DenyList::decode(&full.body, &deny_key).unwrap();
     assert_eq!(Some(list.version().0 as i64), full.deny_list_version);
     let mut tampered = full.body.to_vec();
@@ -345,8 +420,16 @@ async fn agent_over_http(backend: platform::testing::Backend) {
     let zh = app.get("/console/terminals", Some(&admin)).await;
     assert!(zh.body.contains("终端监控"));
     let metrics = app.get("/metrics", None).await;
-    assert!(metrics.body.contains("citycard_terminals_silent"), "{}", metrics.body);
-    assert!(metrics.body.contains("citycard_terminal_records_uploaded_total"));
+    assert!(
+        metrics.body.contains("citycard_terminals_silent"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("citycard_terminal_records_uploaded_total")
+    );
     let st = app.tp.platform.terminal_fleet_view().await.unwrap();
     let bus = st
         .rows
@@ -355,7 +438,10 @@ async fn agent_over_http(backend: platform::testing::Backend) {
         .unwrap();
     let status = bus.entry.status.as_ref().unwrap();
     assert_eq!(status.records_pending, Some(0));
-    assert_eq!(status.uploaded_records, 8, "the agent's 6 and 1, the empty B-1, the shop's record sent as its own");
+    assert_eq!(
+        status.uploaded_records, 8,
+        "the agent's 6 and 1, the empty B-1, the shop's record sent as its own"
+    );
     let doc = app.get("/api/openapi.json", None).await.json();
     assert!(doc["paths"]["/api/v1/terminal/denylist"].is_object());
 }

@@ -4,8 +4,8 @@
 
 mod apps;
 mod ecode;
-mod terminal_fleet;
 mod production;
+mod terminal_fleet;
 
 use async_trait::async_trait;
 use keys::BlindIndex;

@@ -108,14 +108,13 @@ impl TerminalFleetStore for PgStore {
 
     async fn terminal_batch_insert(&self, row: &TerminalBatchRow) -> Result<TerminalBatchRow> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let stored = sqlx::query(
-            "SELECT * FROM terminal_batches WHERE terminal_id = $1 AND batch_id = $2",
-        )
-        .bind(&row.terminal)
-        .bind(&row.batch_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
+        let stored =
+            sqlx::query("SELECT * FROM terminal_batches WHERE terminal_id = $1 AND batch_id = $2")
+                .bind(&row.terminal)
+                .bind(&row.batch_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         if let Some(r) = stored {
             return batch_row(&r);
         }

@@ -49,13 +49,12 @@ impl TerminalFleetStore for SqliteStore {
         if known.is_none() {
             return Err(StoreError::NotFound(format!("terminal {terminal}")));
         }
-        let bound: Option<String> = sqlx::query_scalar(
-            "SELECT psam_terminal_id FROM terminal_psams WHERE terminal_id = ?",
-        )
-        .bind(terminal)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
+        let bound: Option<String> =
+            sqlx::query_scalar("SELECT psam_terminal_id FROM terminal_psams WHERE terminal_id = ?")
+                .bind(terminal)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         match bound {
             Some(p) if p == psam_terminal_id => return Ok(()),
             Some(p) => {
@@ -108,14 +107,13 @@ impl TerminalFleetStore for SqliteStore {
 
     async fn terminal_batch_insert(&self, row: &TerminalBatchRow) -> Result<TerminalBatchRow> {
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let stored = sqlx::query(
-            "SELECT * FROM terminal_batches WHERE terminal_id = ? AND batch_id = ?",
-        )
-        .bind(&row.terminal)
-        .bind(&row.batch_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
+        let stored =
+            sqlx::query("SELECT * FROM terminal_batches WHERE terminal_id = ? AND batch_id = ?")
+                .bind(&row.terminal)
+                .bind(&row.batch_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         if let Some(r) = stored {
             return batch_row(&r);
         }

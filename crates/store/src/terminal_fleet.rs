@@ -53,8 +53,11 @@ pub trait TerminalFleetStore: Send + Sync {
     ) -> Result<()>;
     async fn terminal_psam(&self, terminal: &str) -> Result<Option<String>>;
 
-    async fn terminal_batch(&self, terminal: &str, batch_id: &str)
-    -> Result<Option<TerminalBatchRow>>;
+    async fn terminal_batch(
+        &self,
+        terminal: &str,
+        batch_id: &str,
+    ) -> Result<Option<TerminalBatchRow>>;
     /// Stores an answered batch, and counts its records as uploaded now. When the batch id is
     /// stored already (two sends raced), nothing changes and the stored row is returned.
     async fn terminal_batch_insert(&self, row: &TerminalBatchRow) -> Result<TerminalBatchRow>;

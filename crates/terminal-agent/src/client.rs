@@ -75,7 +75,10 @@ impl PlatformClient {
     }
 
     fn now_s(&self) -> i64 {
-        crate::clock::now_ms().div_euclid(1000) + self.clock_offset_s.load(std::sync::atomic::Ordering::Relaxed)
+        crate::clock::now_ms().div_euclid(1000)
+            + self
+                .clock_offset_s
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends a signed request; any HTTP status is an answer, only transport failures are errors.

@@ -143,7 +143,10 @@ impl Db {
     pub async fn deny_list(&self) -> Result<Option<issuance::DenyList>> {
         self.meta_blob("deny_list")
             .await?
-            .map(|b| issuance::DenyList::decode(&b, &issuance::Unsigned).map_err(|e| corrupt("deny-list", e)))
+            .map(|b| {
+                issuance::DenyList::decode(&b, &issuance::Unsigned)
+                    .map_err(|e| corrupt("deny-list", e))
+            })
             .transpose()
     }
 
@@ -181,10 +184,12 @@ impl Db {
     }
 
     pub async fn has_tap_ref(&self, tap_ref: &str) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT seq FROM records WHERE tap_ref = ?")
-            .bind(tap_ref)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT seq FROM records WHERE tap_ref = ?")
+                .bind(tap_ref)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Writes a taken record with the chip state it left (the emulated card's and the PSAM's
@@ -261,7 +266,10 @@ impl Db {
         .fetch_optional(&self.pool)
         .await?;
         let (id, kind) = match open {
-            Some(r) => (r.try_get::<String, _>("id")?, r.try_get::<String, _>("kind")?),
+            Some(r) => (
+                r.try_get::<String, _>("id")?,
+                r.try_get::<String, _>("kind")?,
+            ),
             None => {
                 let mut tx = self.pool.begin().await?;
                 let kind: Option<String> = sqlx::query_scalar(
@@ -305,12 +313,7 @@ impl Db {
     }
 
     /// Marks a batch answered and each of its records by its answer, in one transaction.
-    pub async fn answer_batch(
-        &self,
-        batch: &Batch,
-        answers: &[Answer],
-        now_ms: i64,
-    ) -> Result<()> {
+    pub async fn answer_batch(&self, batch: &Batch, answers: &[Answer], now_ms: i64) -> Result<()> {
         assert_eq!(batch.records.len(), answers.len(), "one answer per record");
         let mut tx = self.pool.begin().await?;
         for ((seq, _), a) in batch.records.iter().zip(answers) {
@@ -343,7 +346,8 @@ impl Db {
             .map(|r| {
                 Ok((
                     r.try_get("seq")?,
-                    r.try_get::<Option<String>, _>("result")?.unwrap_or_default(),
+                    r.try_get::<Option<String>, _>("result")?
+                        .unwrap_or_default(),
                     r.try_get("reason")?,
                 ))
             })

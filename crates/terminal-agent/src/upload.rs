@@ -78,7 +78,6 @@ fn problem_text(body: &[u8]) -> String {
     }
 }
 
-
 /// The request body of a batch: the same bytes every time it is sent.
 fn batch_body(b: &Batch) -> Vec<u8> {
     let list = if b.kind == "card" {
@@ -224,10 +223,12 @@ impl Agent {
         client.set_clock_offset(p.server_time_s - local_s);
         let changed = p.changed.unwrap_or(true) && p.fares.is_some();
         if changed {
-            let fares: fares::FareRules = serde_json::from_value(p.fares.clone().unwrap_or_default())
-                .map_err(|e| AgentError::Refused {
-                    status: 200,
-                    detail: format!("fare tables: {e}"),
+            let fares: fares::FareRules =
+                serde_json::from_value(p.fares.clone().unwrap_or_default()).map_err(|e| {
+                    AgentError::Refused {
+                        status: 200,
+                        detail: format!("fare tables: {e}"),
+                    }
                 })?;
             fares
                 .validate()
@@ -304,11 +305,10 @@ impl Agent {
                 detail: problem_text(&a.body),
             });
         }
-        let list =
-            issuance::DenyList::decode(&a.body, key).map_err(|e| AgentError::Refused {
-                status: 200,
-                detail: format!("deny-list: {e}"),
-            })?;
+        let list = issuance::DenyList::decode(&a.body, key).map_err(|e| AgentError::Refused {
+            status: 200,
+            detail: format!("deny-list: {e}"),
+        })?;
         Ok((list, "full"))
     }
 

@@ -207,7 +207,11 @@ pub async fn terminal_fleet_binds_psams_and_answers_batches_once(s: &dyn Store) 
         }
     );
     assert_eq!(
-        (st[1].last_seen_ms, st[1].last_upload_ms, st[1].uploaded_records),
+        (
+            st[1].last_seen_ms,
+            st[1].last_upload_ms,
+            st[1].uploaded_records
+        ),
         (NOW + 1, None, 0)
     );
 }
