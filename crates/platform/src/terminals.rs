@@ -139,6 +139,7 @@ impl Platform {
     }
 
     /// Registers a terminal for a merchant; the answer holds the activation code, shown once.
+    #[allow(clippy::too_many_arguments)]
     pub async fn terminal_register(
         &self,
         caller: &Caller,
