@@ -107,6 +107,26 @@ pub enum BenchCommand {
     /// Data-sharing calls (issue 8) through the exchange to a local simulated provider beside
     /// direct calls to the same provider: calls/s and the p50 the exchange adds.
     Exchange(crate::exchange_cmd::BenchArgs),
+    /// The terminal network (issue 6): a tap at the agent with its durable write (beside the
+    /// purchase flow alone), uploads of many simulated terminals over HTTP loopback into the
+    /// ledger on SQLite (beside in-process ingest), and signed deny-list delta downloads
+    /// (beside building them in process).
+    Terminal {
+        #[arg(long, default_value_t = 2_000)]
+        taps: u32,
+        #[arg(long, default_value_t = 1_000)]
+        terminals: u32,
+        #[arg(long, default_value_t = 20)]
+        records_per_terminal: u32,
+        #[arg(long, default_value_t = 10_000)]
+        deny_downloads: u32,
+        /// Cards on the deny-list before the 100 changes of the delta.
+        #[arg(long, default_value_t = 100_000)]
+        deny_entries: u64,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
 }
 
 pub(crate) struct Scratch {
@@ -376,6 +396,27 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
         }
         BenchCommand::Payments(args) => crate::bench_payments::run(args, cfg).await,
         BenchCommand::Exchange(args) => crate::exchange_cmd::bench(args, cfg).await,
+        BenchCommand::Terminal {
+            taps,
+            terminals,
+            records_per_terminal,
+            deny_downloads,
+            deny_entries,
+            concurrency,
+        } => {
+            crate::bench_terminal::run(
+                crate::bench_terminal::Args {
+                    taps,
+                    terminals,
+                    records_per_terminal,
+                    deny_downloads,
+                    deny_entries,
+                    concurrency,
+                },
+                cfg,
+            )
+            .await
+        }
     }
 }
 

@@ -24,7 +24,7 @@ fn number(i: u64) -> anyhow::Result<String> {
     Ok(chip::CardNumber::from_sequence(seq)?.to_string())
 }
 
-async fn seed(target: &StorageTarget, entries: u64, delta: u64) -> anyhow::Result<()> {
+pub(crate) async fn seed(target: &StorageTarget, entries: u64, delta: u64) -> anyhow::Result<()> {
     // Adds for every entry, then `delta` changes at the end (half removals of listed cards,
     // half new cards), so a delta from `entries` covers exactly those changes.
     let mut rows: Vec<(String, &'static str)> = Vec::with_capacity((entries + delta) as usize);

@@ -10,6 +10,7 @@ mod bench_ingest;
 mod bench_ledger;
 mod bench_payments;
 mod bench_production;
+mod bench_terminal;
 mod card;
 mod config;
 mod disbursement_cmd;
@@ -19,6 +20,7 @@ mod keys_cmd;
 mod ledger_cmd;
 mod production_cmd;
 mod terminal;
+mod terminal_agent_cmd;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -102,6 +104,9 @@ enum Command {
     Psam(card::PsamCommand),
     /// Tap a card at a terminal: a purchase (消费) in process; prints the upload record.
     Tap(terminal::TapArgs),
+    /// The terminal itself (终端): run it against the platform, taps from a script.
+    #[command(subcommand)]
+    Terminal(terminal_agent_cmd::TerminalCommand),
     /// Load (圈存) a card, authorized by the host; prints the result.
     Load(terminal::LoadArgs),
     /// Master keys of the card company (key ceremony): generate, import, list.
@@ -311,6 +316,11 @@ async fn run_demo(p: &Platform, residents: u64, days: u32, seed: u64) -> anyhow:
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The terminal's --config is its own TOML (terminal_agent_cmd), not the platform's.
+    let command = match cli.command {
+        Command::Terminal(cmd) => return terminal_agent_cmd::main(cmd, cli.global.config).await,
+        c => c,
+    };
     let cfg = match Config::load(&cli.global) {
         Ok(c) => c,
         Err(e) => {
@@ -319,7 +329,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     init_tracing(&cfg);
-    match run(cli.command, cfg).await {
+    match run(command, cfg).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -647,6 +657,7 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
         Command::Card(c) => card::run_card(c).await,
         Command::Psam(c) => card::run_psam(c),
         Command::Tap(a) => terminal::tap(a),
+        Command::Terminal(_) => anyhow::bail!("the terminal runs from main"),
         Command::Load(a) => terminal::load(a, &cfg),
         Command::Keys(c) => keys_cmd::run(c, &cfg),
         Command::Ecode(c) => ecode_cmd::run(c, &cfg).await,

@@ -50,9 +50,14 @@ pub struct Registered {
 pub struct Parameters {
     /// Changes whenever any part changes.
     pub version: String,
+    /// Whether anything changed since the version the terminal holds.
+    pub changed: bool,
     pub server_time_s: i64,
     pub deny_list_version: i64,
-    pub fares: fares::FareRules,
+    /// SEC1 compressed SM2 key (hex) deny-lists are signed with.
+    pub deny_list_key: String,
+    /// The fare tables, when they changed.
+    pub fares: Option<fares::FareRules>,
     pub merchant: String,
 }
 
@@ -134,6 +139,7 @@ impl Platform {
     }
 
     /// Registers a terminal for a merchant; the answer holds the activation code, shown once.
+    #[allow(clippy::too_many_arguments)]
     pub async fn terminal_register(
         &self,
         caller: &Caller,
@@ -142,8 +148,10 @@ impl Platform {
         kind: &str,
         site: &str,
         psam_serial: Option<&str>,
+        psam_terminal_id: Option<&str>,
     ) -> Result<Registered> {
         admin_only(caller, "register terminals")?;
+        let psam = psam_terminal_id.map(parse_psam).transpose()?;
         terminals::check_terminal_id(id)
             .map_err(|e| PlatformError::invalid("id", e.to_string()))?;
         if !KINDS.contains(&kind) {
@@ -181,12 +189,24 @@ impl Platform {
                 caller.draft(
                     "terminal.register",
                     format!("terminal:{id}"),
-                    format!("merchant {merchant}, {kind} at {site}"),
+                    format!(
+                        "merchant {merchant}, {kind} at {site}, PSAM {}",
+                        psam.as_deref().unwrap_or("to bind at activation")
+                    ),
                 ),
                 now,
             )
             .await
             .map_err(conflict)?;
+        if let Some(psam) = &psam {
+            self.store
+                .terminal_psam_bind(id, psam, now)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict(m) => PlatformError::Conflict(m),
+                    e => e.into(),
+                })?;
+        }
         Ok(Registered {
             terminal: t,
             activation_code: code,
@@ -205,10 +225,22 @@ impl Platform {
         code: &str,
         public_key: &[u8],
         software_version: &str,
+        psam_terminal_id: Option<&str>,
         origin: &str,
     ) -> Result<TerminalRow> {
         terminals::check_terminal_id(id)
             .map_err(|e| PlatformError::invalid("id", e.to_string()))?;
+        let psam = psam_terminal_id.map(parse_psam).transpose()?;
+        // The PSAM is checked before the code is spent: a terminal presenting another PSAM than
+        // the one it was registered with is refused and may try again with the right one.
+        if let Some(psam) = &psam
+            && let Some(bound) = self.store.terminal_psam(id).await?
+            && &bound != psam
+        {
+            return Err(PlatformError::Forbidden(format!(
+                "terminal {id} is registered with PSAM {bound}, not {psam}"
+            )));
+        }
         crypto::Sm2PublicKey::from_sec1(public_key)
             .map_err(|e| PlatformError::invalid("public_key", e.to_string()))?;
         let version = software_version.trim();
@@ -219,7 +251,8 @@ impl Platform {
             ));
         }
         let system = Caller::cli(origin);
-        self.store
+        let row = self
+            .store
             .terminal_activate(
                 id,
                 &terminals::activation_digest(id, code),
@@ -238,7 +271,17 @@ impl Platform {
                     "terminal {id}: unknown, already active, or a wrong activation code"
                 )),
                 e => e.into(),
-            })
+            })?;
+        if let Some(psam) = &psam {
+            self.store
+                .terminal_psam_bind(id, psam, self.clock.now_ms())
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict(m) => PlatformError::Conflict(m),
+                    e => e.into(),
+                })?;
+        }
+        Ok(row)
     }
 
     /// Authenticates a signed terminal request: an active terminal, the clock window, its
@@ -276,6 +319,9 @@ impl Platform {
             .expect("replay cache lock")
             .check_and_insert(parts.terminal_id, parts.nonce, parts.time_s, now_s)
             .map_err(refuse)?;
+        self.store
+            .terminal_seen(&t.id, self.clock.now_ms(), None)
+            .await?;
         Ok(TerminalCaller {
             terminal: t.id,
             merchant: t.merchant,
@@ -283,9 +329,44 @@ impl Platform {
         })
     }
 
-    /// The parameters a terminal downloads (fares, deny-list version, clock); `version` lets it
-    /// ask "what changed since".
-    pub async fn terminal_parameters(&self, t: &TerminalCaller) -> Result<Parameters> {
+    /// The parameters a terminal downloads (fares, deny-list version and key, clock). With
+    /// `since` equal to the current version, only "unchanged" and the clock are answered.
+    /// `report` is what the terminal says of itself (pending records, versions held), kept for
+    /// fleet monitoring.
+    pub async fn terminal_parameters(
+        &self,
+        t: &TerminalCaller,
+        since: Option<&str>,
+        report: Option<&store::TerminalReport>,
+    ) -> Result<Parameters> {
+        let (version, fares, deny) = self.parameters_now().await?;
+        let now = self.clock.now_ms();
+        if let Some(r) = report {
+            if r.parameters_version.as_ref().is_some_and(|v| v.len() > 64)
+                || r.records_pending.is_some_and(|n| n < 0)
+                || r.deny_list_version.is_some_and(|n| n < 0)
+            {
+                return Err(PlatformError::invalid(
+                    "report",
+                    "pending and deny-list version not negative, version at most 64 characters",
+                ));
+            }
+            self.store.terminal_seen(&t.terminal, now, Some(r)).await?;
+        }
+        let changed = since != Some(version.as_str());
+        Ok(Parameters {
+            version,
+            changed,
+            server_time_s: now.div_euclid(1000),
+            deny_list_version: deny,
+            deny_list_key: hex::encode_upper(self.deny_list_public_key()),
+            fares: changed.then_some(fares),
+            merchant: t.merchant.clone(),
+        })
+    }
+
+    /// The current parameter version, fare tables and deny-list version.
+    async fn parameters_now(&self) -> Result<(String, fares::FareRules, i64)> {
         let fares = fares::default_rules();
         let deny = self.store.deny_list_version().await?;
         let fares_json =
@@ -297,24 +378,146 @@ impl Platform {
             h.update(deny.to_be_bytes());
             hex::encode_upper(&h.finalize()[..8])
         };
-        Ok(Parameters {
-            version,
-            server_time_s: self.clock.now_ms().div_euclid(1000),
+        Ok((version, fares, deny))
+    }
+
+    /// The fleet for monitoring: every terminal with its last report and its alerts, and the
+    /// counts. `caller` must be allowed to read merchants' terminals.
+    pub async fn terminal_fleet_view(&self) -> Result<FleetView> {
+        let (parameters_version, _, deny) = self.parameters_now().await?;
+        let now = self.clock.now_ms();
+        let mut counts = FleetCounts::default();
+        let rows: Vec<FleetRow> = self
+            .terminal_fleet()
+            .await?
+            .into_iter()
+            .map(|e| {
+                let alerts = fleet_alerts(&e, now, &parameters_version, deny);
+                counts.terminals += 1;
+                if e.terminal.status == "active" {
+                    counts.active += 1;
+                }
+                if let Some(st) = &e.status {
+                    counts.records_pending += st.records_pending.unwrap_or(0).max(0) as u64;
+                    counts.records_uploaded += st.uploaded_records.max(0) as u64;
+                }
+                if alerts.contains(&Alert::Silent) {
+                    counts.silent += 1;
+                }
+                if alerts.contains(&Alert::Behind) {
+                    counts.behind += 1;
+                }
+                if alerts.contains(&Alert::Backlog) {
+                    counts.backlog += 1;
+                }
+                FleetRow { entry: e, alerts }
+            })
+            .collect();
+        Ok(FleetView {
+            now_ms: now,
+            parameters_version,
             deny_list_version: deny,
-            fares,
-            merchant: t.merchant.clone(),
+            rows,
+            counts,
         })
+    }
+
+    /// An upload batch this terminal sent before: the answer it got then, when `digest` (SM3 of
+    /// the body) matches; `Conflict` when the batch id was used for another body.
+    pub async fn terminal_batch_answer(
+        &self,
+        t: &TerminalCaller,
+        batch_id: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        check_batch_id(batch_id)?;
+        match self.store.terminal_batch(&t.terminal, batch_id).await? {
+            Some(b) if b.digest == digest => Ok(Some(b.answer)),
+            Some(_) => Err(PlatformError::Conflict(format!(
+                "batch {batch_id} was sent before with other records: a batch id names one upload"
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Keeps the answer to a batch, so a resend gets it again; returns the answer that stands
+    /// (the first one, when two sends of the batch raced).
+    pub async fn terminal_batch_keep(
+        &self,
+        t: &TerminalCaller,
+        batch_id: &str,
+        kind: &str,
+        digest: &str,
+        records: usize,
+        answer: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        check_batch_id(batch_id)?;
+        let row = self
+            .store
+            .terminal_batch_insert(&store::TerminalBatchRow {
+                terminal: t.terminal.clone(),
+                batch_id: batch_id.into(),
+                kind: kind.into(),
+                digest: digest.into(),
+                records: records as i64,
+                answer,
+                received_ms: self.clock.now_ms(),
+            })
+            .await?;
+        Ok(row.answer)
+    }
+
+    /// The fleet as the terminals last reported, with each terminal's registration.
+    pub async fn terminal_fleet(&self) -> Result<Vec<FleetEntry>> {
+        let statuses: std::collections::HashMap<String, store::TerminalStatusRow> = self
+            .store
+            .terminal_statuses()
+            .await?
+            .into_iter()
+            .map(|s| (s.terminal.clone(), s))
+            .collect();
+        let mut out = Vec::new();
+        for t in self.store.terminals_of(None).await? {
+            let psam = self.store.terminal_psam(&t.id).await?;
+            let status = statuses.get(&t.id).cloned();
+            out.push(FleetEntry {
+                terminal: t,
+                psam_terminal_id: psam,
+                status,
+            });
+        }
+        Ok(out)
     }
 
     /// Ingests an upload from an authenticated terminal: its merchant's payable account is
     /// credited; the audit names the terminal. Per record, the same answers as
     /// [`Platform::ingest_purchases`] (a re-sent upload answers `duplicate` for every record it
     /// already posted, so a broken connection is resumed by sending the same upload again).
+    /// Every record must carry the terminal id of the PSAM the terminal is bound to; one that
+    /// does not is answered malformed and nothing of it is posted.
     pub async fn terminal_upload(
         &self,
         t: &TerminalCaller,
         records: Vec<chip::host::RawUpload>,
     ) -> Result<Vec<crate::purchases::PurchaseResult>> {
+        use crate::purchases::{PurchaseResult, UPLOAD_RECORDS_MAX};
+        if records.len() > UPLOAD_RECORDS_MAX {
+            return Err(PlatformError::TooLarge {
+                what: format!("an upload of {} purchase records", records.len()),
+                limit: format!("{UPLOAD_RECORDS_MAX} records"),
+            });
+        }
+        let psam = self
+            .store
+            .terminal_psam(&t.terminal)
+            .await?
+            .ok_or_else(|| {
+                PlatformError::Conflict(format!(
+                    "terminal {} has no PSAM bound: bind one at registration or activation before \
+                 uploading",
+                    t.terminal
+                ))
+            })?;
         let acting = Caller {
             operator_id: None,
             username: format!("terminal:{}", t.terminal),
@@ -322,6 +525,156 @@ impl Platform {
             department: None,
             origin: format!("terminal:{}", t.terminal),
         };
-        self.ingest_purchases(&acting, &t.merchant, records).await
+        let mut own = Vec::with_capacity(records.len());
+        let mut slots: Vec<Option<PurchaseResult>> = Vec::with_capacity(records.len());
+        for r in records {
+            if r.terminal_id.eq_ignore_ascii_case(&psam) {
+                own.push(r);
+                slots.push(None);
+            } else {
+                slots.push(Some(PurchaseResult::Malformed {
+                    field: "terminal_id".into(),
+                    reason: format!(
+                        "made with PSAM {}, not with this terminal's PSAM {psam}",
+                        r.terminal_id
+                    ),
+                }));
+            }
+        }
+        let mut posted = self
+            .ingest_purchases(&acting, &t.merchant, own)
+            .await?
+            .into_iter();
+        slots
+            .into_iter()
+            .map(|s| match s {
+                Some(r) => Ok(r),
+                None => posted
+                    .next()
+                    .ok_or_else(|| PlatformError::Unexpected("fewer answers than records".into())),
+            })
+            .collect()
     }
+}
+
+/// One terminal of the fleet: registration, bound PSAM, last report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetEntry {
+    pub terminal: TerminalRow,
+    pub psam_terminal_id: Option<String>,
+    pub status: Option<store::TerminalStatusRow>,
+}
+
+/// A PSAM's terminal id: 12 hex digits (as its records carry it), upper case.
+fn parse_psam(text: &str) -> Result<String> {
+    chip::TerminalId::parse(text.trim())
+        .map(|t| t.to_string())
+        .map_err(|e| PlatformError::invalid("psam_terminal_id", e.to_string()))
+}
+
+/// Batch ids: 1 to 64 characters A-Z a-z 0-9 - _.
+fn check_batch_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(PlatformError::invalid(
+            "batch_id",
+            "1 to 64 characters A-Z a-z 0-9 - _",
+        ))
+    }
+}
+
+/// An active terminal not heard from for this long is silent.
+pub const SILENT_AFTER_MS: i64 = 30 * 60 * 1000;
+/// A terminal more deny-list versions behind than this is behind.
+pub const DENY_BEHIND_MAX: i64 = 5;
+/// A terminal reporting more records waiting than this has a backlog.
+pub const PENDING_ALERT: i64 = 1_000;
+
+/// What is wrong with a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alert {
+    /// Active but not heard from within [`SILENT_AFTER_MS`] (or never).
+    Silent,
+    /// Its deny-list is more than [`DENY_BEHIND_MAX`] versions old, or its parameters are not
+    /// the current ones.
+    Behind,
+    /// More than [`PENDING_ALERT`] records wait in it for upload.
+    Backlog,
+}
+
+impl Alert {
+    pub fn code(self) -> &'static str {
+        match self {
+            Alert::Silent => "silent",
+            Alert::Behind => "behind",
+            Alert::Backlog => "backlog",
+        }
+    }
+}
+
+/// One terminal with its alerts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetRow {
+    pub entry: FleetEntry,
+    pub alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetCounts {
+    pub terminals: u64,
+    pub active: u64,
+    pub silent: u64,
+    pub behind: u64,
+    pub backlog: u64,
+    pub records_pending: u64,
+    pub records_uploaded: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetView {
+    pub now_ms: i64,
+    pub parameters_version: String,
+    pub deny_list_version: i64,
+    pub rows: Vec<FleetRow>,
+    pub counts: FleetCounts,
+}
+
+/// The alerts of one terminal at `now_ms` (pure).
+pub fn fleet_alerts(
+    e: &FleetEntry,
+    now_ms: i64,
+    parameters_version: &str,
+    deny: i64,
+) -> Vec<Alert> {
+    let mut out = Vec::new();
+    if e.terminal.status != "active" {
+        return out;
+    }
+    let Some(st) = &e.status else {
+        out.push(Alert::Silent);
+        return out;
+    };
+    if now_ms - st.last_seen_ms > SILENT_AFTER_MS {
+        out.push(Alert::Silent);
+    }
+    let deny_behind = st
+        .deny_list_version
+        .is_some_and(|v| deny - v > DENY_BEHIND_MAX);
+    let params_behind = st
+        .parameters_version
+        .as_deref()
+        .is_some_and(|v| v != parameters_version);
+    if deny_behind || params_behind {
+        out.push(Alert::Behind);
+    }
+    if st.records_pending.is_some_and(|n| n > PENDING_ALERT) {
+        out.push(Alert::Backlog);
+    }
+    out
 }

@@ -161,6 +161,7 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/console/clearing/disbursements" Access::Roles(DISBURSEMENT_READERS)),
     perm!(POST "/console/clearing/disbursements/{id}" Access::Roles(DISBURSERS)),
     perm!(GET "/console/ecode" Access::Roles(CARD_READERS)),
+    perm!(GET "/console/terminals" Access::Roles(MERCHANT_READERS)),
     perm!(GET "/api/v1/merchants" Access::Roles(MERCHANT_READERS)),
     perm!(POST "/api/v1/merchants" Access::Roles(ADMINS)),
     perm!(GET "/api/v1/terminals" Access::Roles(MERCHANT_READERS)),
@@ -168,6 +169,7 @@ pub static PERMISSIONS: &[Permission] = &[
     // Terminals authenticate by their own signature (checked in the handler), not a token.
     perm!(POST "/api/v1/terminal/activation" Access::Public),
     perm!(GET "/api/v1/terminal/parameters" Access::Terminal),
+    perm!(GET "/api/v1/terminal/denylist" Access::Terminal),
     perm!(POST "/api/v1/terminal/uploads" Access::Terminal),
     perm!(POST "/api/v1/terminal/ecode-payments" Access::Terminal),
     perm!(POST "/api/v1/terminal/ecode-payments/online" Access::Terminal),

@@ -322,7 +322,7 @@ pub async fn deny_changes(
 /// The header that carries a deny-list download's version.
 pub const DENYLIST_VERSION_HEADER: &str = "x-denylist-version";
 
-fn binary(version: i64, bytes: Vec<u8>) -> axum::response::Response {
+pub(crate) fn deny_binary(version: i64, bytes: Vec<u8>) -> axum::response::Response {
     use axum::response::IntoResponse;
     (
         [
@@ -346,7 +346,7 @@ fn binary(version: i64, bytes: Vec<u8>) -> axum::response::Response {
         its version in the x-denylist-version header")))]
 pub async fn deny_full(State(s): State<AppState>) -> ApiResult<axum::response::Response> {
     let (v, bytes) = s.platform.deny_list_full().await?;
-    Ok(binary(v, bytes))
+    Ok(deny_binary(v, bytes))
 }
 
 #[derive(serde::Deserialize, IntoParams)]
@@ -365,7 +365,7 @@ pub async fn deny_delta(
     Query(q): Query<DeltaParams>,
 ) -> ApiResult<axum::response::Response> {
     let (v, bytes) = s.platform.deny_list_delta(q.since).await?;
-    Ok(binary(v, bytes))
+    Ok(deny_binary(v, bytes))
 }
 
 #[derive(serde::Serialize, serde::Deserialize, ToSchema)]

@@ -26,6 +26,7 @@ pub mod production_api;
 mod production_console;
 pub mod purchases_api;
 pub mod terminals_api;
+mod terminals_console;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -103,6 +104,16 @@ async fn readyz(State(s): State<AppState>) -> Response {
 async fn metrics_text(State(s): State<AppState>) -> Response {
     if let Ok(n) = s.platform.resident_count().await {
         metrics::gauge!("citycard_residents").set(n as f64);
+    }
+    if let Ok(v) = s.platform.terminal_fleet_view().await {
+        let c = v.counts;
+        metrics::gauge!("citycard_terminals").set(c.terminals as f64);
+        metrics::gauge!("citycard_terminals_active").set(c.active as f64);
+        metrics::gauge!("citycard_terminals_silent").set(c.silent as f64);
+        metrics::gauge!("citycard_terminals_behind").set(c.behind as f64);
+        metrics::gauge!("citycard_terminals_backlog").set(c.backlog as f64);
+        metrics::gauge!("citycard_terminal_records_pending").set(c.records_pending as f64);
+        metrics::gauge!("citycard_deny_list_version").set(v.deny_list_version as f64);
     }
     let mut r = s.metrics.render().into_response();
     r.headers_mut().insert(
@@ -192,6 +203,7 @@ pub fn router(platform: Platform) -> Router {
         .merge(ecode_console::routes())
         .merge(terminals_api::routes())
         .merge(exchange_api::routes())
+        .merge(terminals_console::routes())
         .merge(money_api::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())

@@ -119,6 +119,7 @@ impl utoipa::Modify for ProblemResponses {
         crate::terminals_api::activate, crate::terminals_api::parameters,
         crate::terminals_api::upload, crate::terminals_api::ecode_upload,
         crate::terminals_api::ecode_online,
+        crate::terminals_api::deny_list,
         crate::clearing_api::close, crate::clearing_api::report,
         crate::clearing_api::settlement, crate::clearing_api::import_statement,
         crate::clearing_api::exceptions, crate::clearing_api::resolve,

@@ -5,7 +5,7 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::Json;
+use crate::extract::{Json, Query};
 use axum::Extension;
 use axum::Router;
 use axum::extract::{OriginalUri, State};
@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use platform::Caller;
 use platform::terminals::TerminalCaller;
 use store::{MerchantRow, TerminalRow};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/terminals", get(terminals).post(terminal_register))
         .route("/api/v1/terminal/activation", post(activate))
         .route("/api/v1/terminal/parameters", get(parameters))
+        .route("/api/v1/terminal/denylist", get(deny_list))
         .route(
             "/api/v1/terminal/ecode-payments",
             post(ecode_upload).layer(axum::extract::DefaultBodyLimit::max(
@@ -93,6 +94,10 @@ pub struct NewTerminal {
     pub kind: String,
     pub site: String,
     pub psam_serial: Option<String>,
+    /// The terminal id of its PSAM (12 hex digits): its uploads must carry it. Bound now, or
+    /// at activation.
+    #[serde(default)]
+    pub psam_terminal_id: Option<String>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize, ToSchema)]
@@ -109,18 +114,43 @@ pub struct ActivationRequest {
     /// The terminal's SM2 public key, SEC1 hex (compressed or not).
     pub public_key: String,
     pub software_version: String,
+    /// The terminal id of the PSAM in the terminal (12 hex digits); must be the registered one
+    /// when one was registered.
+    #[serde(default)]
+    pub psam_terminal_id: Option<String>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize, ToSchema)]
 pub struct ParametersDto {
     /// Changes whenever a part changes.
     pub version: String,
+    /// Whether anything changed since `since`.
+    pub changed: bool,
     pub server_time_s: i64,
     pub deny_list_version: i64,
-    /// The fare tables (`fares::FareRules` as JSON).
-    #[schema(value_type = Object)]
-    pub fares: serde_json::Value,
+    /// SEC1 compressed SM2 key (hex) the deny-list is signed with.
+    pub deny_list_key: String,
+    /// The fare tables (`fares::FareRules` as JSON); absent when unchanged since `since`.
+    #[schema(value_type = Option<Object>)]
+    pub fares: Option<serde_json::Value>,
     pub merchant: String,
+}
+
+/// What the terminal holds and says of itself (kept for fleet monitoring).
+#[derive(serde::Deserialize, IntoParams, Default)]
+pub struct ParametersParams {
+    /// The parameter version the terminal holds: when current, the fares are not sent again.
+    pub since: Option<String>,
+    /// The deny-list version the terminal holds.
+    pub denylist: Option<i64>,
+    /// Records waiting in the terminal for upload.
+    pub pending: Option<i64>,
+}
+
+/// Deny-list download: the full list, or with `since` the delta from that version.
+#[derive(serde::Deserialize, IntoParams, Default)]
+pub struct TerminalDenyParams {
+    pub since: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/merchants", tag = "terminals", security(("bearer" = [])),
@@ -168,6 +198,7 @@ pub async fn terminal_register(
             &b.kind,
             &b.site,
             b.psam_serial.as_deref(),
+            b.psam_terminal_id.as_deref(),
         )
         .await?;
     Ok((
@@ -209,6 +240,7 @@ pub async fn activate(
             &b.activation_code,
             &key,
             &b.software_version,
+            b.psam_terminal_id.as_deref(),
             "terminal",
         )
         .await?;
@@ -257,7 +289,8 @@ pub async fn terminal_caller(
         ("x-terminal-id" = String, Header, description = "The terminal's id"),
         ("x-terminal-time" = i64, Header, description = "Unix seconds"),
         ("x-terminal-nonce" = String, Header, description = "16 to 64 hex digits, never reused"),
-        ("x-terminal-signature" = String, Header, description = "SM2 signature (hex) over the canonical form")),
+        ("x-terminal-signature" = String, Header, description = "SM2 signature (hex) over the canonical form"),
+        ParametersParams),
     responses((status = 200, body = ParametersDto),
         (status = 401, body = Problem, description = "Clock, replay or signature refused")))]
 pub async fn parameters(
@@ -265,20 +298,81 @@ pub async fn parameters(
     method: Method,
     uri: OriginalUri,
     headers: HeaderMap,
+    Query(q): Query<ParametersParams>,
 ) -> ApiResult<axum::Json<ParametersDto>> {
     let t = terminal_caller(&s, &headers, &method, &uri, b"").await?;
-    let p = s.platform.terminal_parameters(&t).await?;
+    let report = (q.denylist.is_some() || q.pending.is_some()).then(|| store::TerminalReport {
+        records_pending: q.pending,
+        parameters_version: q.since.clone(),
+        deny_list_version: q.denylist,
+    });
+    let p = s
+        .platform
+        .terminal_parameters(&t, q.since.as_deref(), report.as_ref())
+        .await?;
     Ok(axum::Json(ParametersDto {
         version: p.version,
+        changed: p.changed,
         server_time_s: p.server_time_s,
         deny_list_version: p.deny_list_version,
-        fares: serde_json::to_value(&p.fares).map_err(|e| ApiError::Internal(e.to_string()))?,
+        deny_list_key: p.deny_list_key,
+        fares: p
+            .fares
+            .map(|f| serde_json::to_value(&f))
+            .transpose()
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
         merchant: p.merchant,
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/terminal/denylist", tag = "terminals",
+    params(
+        ("x-terminal-id" = String, Header, description = "The terminal's id"),
+        ("x-terminal-time" = i64, Header, description = "Unix seconds"),
+        ("x-terminal-nonce" = String, Header, description = "16 to 64 hex digits, never reused"),
+        ("x-terminal-signature" = String, Header, description = "SM2 signature (hex) over the canonical form"),
+        TerminalDenyParams),
+    responses((status = 200, content_type = "application/octet-stream", body = String,
+        description = "The deny-list signed by the platform (issuance::DenyList, or with `since` \
+        issuance::DenyListDelta); its version in the x-denylist-version header"),
+        (status = 401, body = Problem),
+        (status = 409, body = Problem, description = "Nothing changed since `since`")))]
+pub async fn deny_list(
+    State(s): State<AppState>,
+    method: Method,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    Query(q): Query<TerminalDenyParams>,
+) -> ApiResult<axum::response::Response> {
+    terminal_caller(&s, &headers, &method, &uri, b"").await?;
+    let (v, bytes) = match q.since {
+        Some(since) => s.platform.deny_list_delta(since).await?,
+        None => s.platform.deny_list_full().await?,
+    };
+    Ok(crate::cards_api::deny_binary(v, bytes))
+}
+
+/// SM3 of a request body, hex: what a batch id is bound to.
+fn body_digest(body: &[u8]) -> String {
+    use sm3::Digest;
+    hex::encode_upper(sm3::Sm3::digest(body))
+}
+
+fn json_answer(bytes: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
+}
+
 #[derive(serde::Serialize, serde::Deserialize, ToSchema)]
 pub struct TerminalUploadDto {
+    /// The terminal's name for this upload (1 to 64 characters A-Z a-z 0-9 - _): sent again,
+    /// the same body gets the answer it got the first time.
+    #[serde(default)]
+    pub batch_id: Option<String>,
     /// The terminal's records since its last acknowledged upload (at most 10,000); its
     /// merchant is the terminal's.
     pub records: Vec<crate::purchases_api::PurchaseRecordDto>,
@@ -300,11 +394,18 @@ pub async fn upload(
     uri: OriginalUri,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> ApiResult<axum::Json<crate::purchases_api::PurchaseUploadResultDto>> {
+) -> ApiResult<axum::response::Response> {
     let t = terminal_caller(&s, &headers, &method, &uri, &body).await?;
     let dto: TerminalUploadDto = serde_json::from_slice(&body)
         .map_err(|e| platform::PlatformError::invalid("body", format!("not an upload: {e}")))?;
-    let records = dto
+    let digest = body_digest(&body);
+    if let Some(id) = &dto.batch_id
+        && let Some(answer) = s.platform.terminal_batch_answer(&t, id, &digest).await?
+    {
+        return Ok(json_answer(answer));
+    }
+    let batch_id = dto.batch_id;
+    let records: Vec<chip::host::RawUpload> = dto
         .records
         .into_iter()
         .map(|r| chip::host::RawUpload {
@@ -322,9 +423,10 @@ pub async fn upload(
             tac: r.tac,
         })
         .collect();
+    let n = records.len();
     let results = s.platform.terminal_upload(&t, records).await?;
     let counts = platform::purchases::IngestCounts::of(&results);
-    Ok(axum::Json(crate::purchases_api::PurchaseUploadResultDto {
+    let answer = serde_json::to_vec(&crate::purchases_api::PurchaseUploadResultDto {
         posted: counts.posted,
         duplicate: counts.duplicate,
         bad_tac: counts.bad_tac,
@@ -334,7 +436,19 @@ pub async fn upload(
             .into_iter()
             .map(crate::purchases_api::result_dto)
             .collect(),
-    }))
+    })
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    metrics::counter!("citycard_terminal_records_uploaded_total", "kind" => "card")
+        .increment(n as u64);
+    let answer = match batch_id {
+        Some(id) => {
+            s.platform
+                .terminal_batch_keep(&t, &id, "card", &digest, n, answer)
+                .await?
+        }
+        None => answer,
+    };
+    Ok(json_answer(answer))
 }
 
 #[derive(serde::Serialize, serde::Deserialize, ToSchema)]
@@ -346,6 +460,9 @@ pub struct EcodePaymentItem {
 
 #[derive(serde::Serialize, serde::Deserialize, ToSchema)]
 pub struct EcodeUploadDto {
+    /// As for card uploads: the same batch id and body get the first answer again.
+    #[serde(default)]
+    pub batch_id: Option<String>,
     /// At most 5,000 payments the terminal accepted offline.
     pub payments: Vec<EcodePaymentItem>,
 }
@@ -384,19 +501,36 @@ pub async fn ecode_upload(
     uri: OriginalUri,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> ApiResult<axum::Json<Vec<EcodePaymentResultDto>>> {
+) -> ApiResult<axum::response::Response> {
     let t = terminal_caller(&s, &headers, &method, &uri, &body).await?;
     let dto: EcodeUploadDto = serde_json::from_slice(&body)
         .map_err(|e| platform::PlatformError::invalid("body", format!("not an upload: {e}")))?;
+    let digest = body_digest(&body);
+    if let Some(id) = &dto.batch_id
+        && let Some(answer) = s.platform.terminal_batch_answer(&t, id, &digest).await?
+    {
+        return Ok(json_answer(answer));
+    }
     let items: Vec<(String, i64)> = dto
         .payments
         .into_iter()
         .map(|p| (p.text, p.amount_fen))
         .collect();
+    let n = items.len();
     let results = s.platform.ecode_payment_upload(&t, &items).await?;
-    Ok(axum::Json(
-        results.into_iter().map(ecode_result_dto).collect(),
-    ))
+    let answer = serde_json::to_vec(&results.into_iter().map(ecode_result_dto).collect::<Vec<_>>())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    metrics::counter!("citycard_terminal_records_uploaded_total", "kind" => "ecode")
+        .increment(n as u64);
+    let answer = match dto.batch_id {
+        Some(id) => {
+            s.platform
+                .terminal_batch_keep(&t, &id, "ecode", &digest, n, answer)
+                .await?
+        }
+        None => answer,
+    };
+    Ok(json_answer(answer))
 }
 
 fn ecode_result_dto(r: platform::ecode_payments::EcodePaymentResult) -> EcodePaymentResultDto {

@@ -88,7 +88,8 @@ async fn terminals_over_http(backend: platform::testing::Backend) {
         .post_json(
             "/api/v1/terminals",
             Some(&admin),
-            json!({"id": "GATE-0104", "merchant": "metro", "kind": "gate", "site": "M1-04"}),
+            json!({"id": "GATE-0104", "merchant": "metro", "kind": "gate", "site": "M1-04",
+                   "psam_terminal_id": "444444444444"}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);

@@ -5,6 +5,7 @@
 mod apps;
 mod ecode;
 mod production;
+mod terminal_fleet;
 
 use async_trait::async_trait;
 use keys::BlindIndex;

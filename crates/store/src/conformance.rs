@@ -530,6 +530,7 @@ macro_rules! conformance_tests {
             apps_registry_and_card_functions,
             disbursements_submit_decide_and_record_once,
             merchants_and_terminals_activate_once,
+            terminal_fleet_binds_psams_and_answers_batches_once,
             money_movements_record_once_and_change_by_compare_and_set,
             money_group_commit_answers_each_item,
             purchases_post_once_with_flags,

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod money;
 mod production;
 pub mod purchases;
+mod terminal_fleet;
 mod terminals;
 mod types;
 
@@ -36,6 +37,7 @@ pub use ledger::LedgerStore;
 pub use money::MoneyStore;
 pub use production::*;
 pub use purchases::PurchaseStore;
+pub use terminal_fleet::*;
 pub use terminals::*;
 pub use types::*;
 
@@ -57,6 +59,7 @@ pub trait Store:
     + LedgerStore
     + ProductionStore
     + TerminalStore
+    + TerminalFleetStore
     + ClearingStore
     + ExchangeStore
     + MoneyStore

@@ -101,3 +101,117 @@ pub async fn merchants_and_terminals_activate_once(s: &dyn Store) {
     // Merchant, terminal, activation: the refused writes left nothing.
     assert_eq!(audit_verify(s).await.unwrap(), Ok(3));
 }
+
+/// The fleet's state: a PSAM bound to one terminal only, a batch answered once (the first
+/// answer stands), and what terminals report.
+pub async fn terminal_fleet_binds_psams_and_answers_batches_once(s: &dyn Store) {
+    let m = MerchantRow {
+        code: "bus".into(),
+        name: "公交".into(),
+        category: "transit".into(),
+        settlement_account: "41050100000002".into(),
+        created_ms: NOW,
+    };
+    s.merchant_insert(&m, draft("merchant.create"), NOW)
+        .await
+        .unwrap();
+    for id in ["BUS-1", "BUS-2"] {
+        let t = TerminalRow {
+            id: id.into(),
+            merchant: "bus".into(),
+            kind: "validator".into(),
+            site: "B2".into(),
+            status: "registered".into(),
+            activation_digest: Some("D".into()),
+            public_key: None,
+            psam_serial: None,
+            software_version: None,
+            registered_ms: NOW,
+            activated_ms: None,
+        };
+        s.terminal_insert(&t, draft("terminal.register"), NOW)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.terminal_psam("BUS-1").await.unwrap(), None);
+    s.terminal_psam_bind("BUS-1", "000000000101", NOW)
+        .await
+        .unwrap();
+    // Again: a no-op. Another PSAM for it, or its PSAM for another terminal: refused.
+    s.terminal_psam_bind("BUS-1", "000000000101", NOW)
+        .await
+        .unwrap();
+    let r = s.terminal_psam_bind("BUS-1", "000000000102", NOW).await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    let r = s.terminal_psam_bind("BUS-2", "000000000101", NOW).await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    let r = s.terminal_psam_bind("NOPE", "000000000109", NOW).await;
+    assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
+    assert_eq!(
+        s.terminal_psam("BUS-1").await.unwrap().as_deref(),
+        Some("000000000101")
+    );
+    assert_eq!(s.terminal_psam("BUS-2").await.unwrap(), None);
+
+    let b = TerminalBatchRow {
+        terminal: "BUS-1".into(),
+        batch_id: "b1".into(),
+        kind: "card".into(),
+        digest: "AA".into(),
+        records: 3,
+        answer: b"{\"results\":[1]}".to_vec(),
+        received_ms: NOW + 5,
+    };
+    assert_eq!(s.terminal_batch("BUS-1", "b1").await.unwrap(), None);
+    assert_eq!(s.terminal_batch_insert(&b).await.unwrap(), b);
+    let second = TerminalBatchRow {
+        answer: b"{\"results\":[2]}".to_vec(),
+        received_ms: NOW + 9,
+        ..b.clone()
+    };
+    assert_eq!(
+        s.terminal_batch_insert(&second).await.unwrap(),
+        b,
+        "the first answer stands"
+    );
+    assert_eq!(s.terminal_batch("BUS-1", "b1").await.unwrap(), Some(b));
+    // The same batch id of another terminal is another batch.
+    assert_eq!(s.terminal_batch("BUS-2", "b1").await.unwrap(), None);
+
+    s.terminal_seen("BUS-2", NOW + 1, None).await.unwrap();
+    s.terminal_seen(
+        "BUS-1",
+        NOW + 20,
+        Some(&TerminalReport {
+            records_pending: Some(7),
+            parameters_version: Some("P1".into()),
+            deny_list_version: Some(3),
+        }),
+    )
+    .await
+    .unwrap();
+    // An older sighting does not move last seen back.
+    s.terminal_seen("BUS-1", NOW + 10, None).await.unwrap();
+    let st = s.terminal_statuses().await.unwrap();
+    assert_eq!(st.len(), 2);
+    assert_eq!(
+        st[0],
+        TerminalStatusRow {
+            terminal: "BUS-1".into(),
+            last_seen_ms: NOW + 20,
+            last_upload_ms: Some(NOW + 5),
+            uploaded_records: 3,
+            records_pending: Some(7),
+            parameters_version: Some("P1".into()),
+            deny_list_version: Some(3),
+        }
+    );
+    assert_eq!(
+        (
+            st[1].last_seen_ms,
+            st[1].last_upload_ms,
+            st[1].uploaded_records
+        ),
+        (NOW + 1, None, 0)
+    );
+}
