@@ -8,6 +8,7 @@
 pub mod applications;
 pub mod apps;
 pub mod audit_writer;
+pub mod bills;
 pub mod cards;
 pub mod channel;
 pub mod clearing;
@@ -20,6 +21,7 @@ pub mod ecode_payments;
 mod error;
 pub mod ledger;
 pub mod money;
+pub mod notifications;
 pub mod open;
 pub mod operators;
 pub mod production;
@@ -63,6 +65,8 @@ pub struct Platform {
     account_ids: Arc<std::sync::Mutex<std::collections::HashMap<::ledger::AccountKey, i64>>>,
     /// Where clearing windows are cut (default 23:00 in the city).
     windows: ::ledger::WindowCalendar,
+    /// The SMS gateway notices go through.
+    notify: Arc<notifications::NotifyState>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -124,6 +128,7 @@ impl Platform {
             payments: Arc::default(),
             account_ids: Arc::default(),
             windows: ::ledger::WindowCalendar::default(),
+            notify: Arc::default(),
         }
     }
 

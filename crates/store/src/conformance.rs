@@ -23,6 +23,8 @@ mod ecode;
 pub use ecode::ecode_devices_roots_and_certificates;
 mod money;
 pub use money::*;
+mod services;
+pub use services::*;
 
 const NOW: i64 = 1_795_000_000_000;
 
@@ -531,7 +533,9 @@ macro_rules! conformance_tests {
             money_movements_record_once_and_change_by_compare_and_set,
             money_group_commit_answers_each_item,
             purchases_post_once_with_flags,
-            clearing_windows_close_once);
+            clearing_windows_close_once,
+            notifications_enqueue_once_and_deliver_once,
+            bills_upload_all_or_nothing_and_settle_once);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn money_refunds_never_exceed_the_payment() {

@@ -8,12 +8,14 @@
 
 mod applications;
 mod apps;
+mod bills;
 mod clearing;
 mod disbursements;
 mod ecode;
 mod error;
 pub mod ledger;
 pub mod money;
+pub mod notifications;
 mod production;
 pub mod purchases;
 mod terminals;
@@ -26,12 +28,14 @@ pub mod conformance_production;
 
 pub use applications::*;
 pub use apps::{AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, FunctionRow};
+pub use bills::*;
 pub use clearing::*;
 pub use disbursements::*;
 pub use ecode::*;
 pub use error::StoreError;
 pub use ledger::LedgerStore;
 pub use money::MoneyStore;
+pub use notifications::*;
 pub use production::*;
 pub use purchases::PurchaseStore;
 pub use terminals::*;
@@ -58,6 +62,8 @@ pub trait Store:
     + ClearingStore
     + MoneyStore
     + PurchaseStore
+    + NotificationStore
+    + BillStore
     + Send
     + Sync
     + 'static
