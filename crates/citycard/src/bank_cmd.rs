@@ -26,6 +26,14 @@ pub enum SimCommand {
         #[arg(long, default_value_t = 10_000_000)]
         balance_fen: i64,
     },
+    /// Serve the simulated SMS gateway (docs/sms-gateway.md): each message id delivered once;
+    /// PUT /sim/mode with {"mode":"normal"|"unavailable"|"reject"} or
+    /// {"mode":"late","delay_ms":N}; GET /sim/messages lists them, phones masked.
+    Sms {
+        /// Address to listen on; port 0 picks a free one (printed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -97,5 +105,6 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<std::process::ExitCode> {
             drop(server);
             Ok(std::process::ExitCode::SUCCESS)
         }
+        SimCommand::Sms { listen } => crate::services_cmd::sim_sms(&listen).await,
     }
 }

@@ -100,6 +100,10 @@ pub enum BenchCommand {
     /// Online payment authorization over HTTP at a fixed rate (p50, p99) beside GET /healthz
     /// at the same rate, on SQLite and (with --database-url) PostgreSQL.
     Payments(crate::bench_payments::Args),
+    /// A monthly bill run (auto-debit and notices) of N bills through the platform, beside
+    /// the ledger's raw batch posting of as many transfers, on SQLite and (with
+    /// --database-url) PostgreSQL.
+    Billrun(crate::bench_billrun::Args),
 }
 
 pub(crate) struct Scratch {
@@ -367,6 +371,7 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
             crate::bench_production::run(cards, alg, cfg).await
         }
         BenchCommand::Payments(args) => crate::bench_payments::run(args, cfg).await,
+        BenchCommand::Billrun(args) => crate::bench_billrun::run(args, cfg).await,
     }
 }
 

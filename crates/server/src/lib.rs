@@ -24,6 +24,8 @@ pub mod openapi;
 pub mod production_api;
 mod production_console;
 pub mod purchases_api;
+pub mod services_api;
+pub mod services_console;
 pub mod terminals_api;
 
 use axum::Router;
@@ -191,6 +193,8 @@ pub fn router(platform: Platform) -> Router {
         .merge(ecode_console::routes())
         .merge(terminals_api::routes())
         .merge(money_api::routes())
+        .merge(services_api::routes())
+        .merge(services_console::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())
         .merge(purchases_api::routes())

@@ -126,6 +126,15 @@ impl utoipa::Modify for ProblemResponses {
         crate::money_api::load_confirm, crate::money_api::load_resolve,
         crate::money_api::pay, crate::money_api::fee, crate::money_api::payment_get,
         crate::money_api::refund, crate::money_api::reverse,
+        crate::services_api::prefs_set, crate::services_api::prefs_get,
+        crate::services_api::inbox, crate::services_api::outbox, crate::services_api::counts,
+        crate::services_api::deliver, crate::services_api::biller_create,
+        crate::services_api::billers, crate::services_api::bills_upload,
+        crate::services_api::bills_file, crate::services_api::bill_get,
+        crate::services_api::bill_pay, crate::services_api::payment_file,
+        crate::services_api::agreement_sign, crate::services_api::agreement_cancel,
+        crate::services_api::bills_of_citizen, crate::services_api::bill_run,
+        crate::services_api::bill_runs,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -143,6 +152,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "apps", description = "Application management and post-issuance scripts (应用管理)"),
         (name = "terminals", description = "Merchants, terminals, activation and signed terminal requests (网络终端)"),
         (name = "disbursements", description = "Subsidies and benefits paid by departments, four eyes (待遇发放)"),
+        (name = "services", description = "Citizen services: notifications, bills and auto-debit (综合服务)"),
     )
 )]
 pub struct ApiDoc;
