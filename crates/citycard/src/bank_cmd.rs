@@ -42,6 +42,14 @@ pub enum SimCommand {
         #[arg(long)]
         exchange_key: Option<String>,
     },
+    /// Serve the simulated SMS gateway (docs/sms-gateway.md): each message id delivered once;
+    /// PUT /sim/mode with {"mode":"normal"|"unavailable"|"reject"} or
+    /// {"mode":"late","delay_ms":N}; GET /sim/messages lists them, phones masked.
+    Sms {
+        /// Address to listen on; port 0 picks a free one (printed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -118,5 +126,6 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<std::process::ExitCode> {
             listen,
             exchange_key,
         } => crate::exchange_cmd::run_provider(&kind, &listen, exchange_key.as_deref()).await,
+        SimCommand::Sms { listen } => crate::services_cmd::sim_sms(&listen).await,
     }
 }

@@ -127,6 +127,10 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// A monthly bill run (auto-debit and notices) of N bills through the platform, beside
+    /// the ledger's raw batch posting of as many transfers, on SQLite and (with
+    /// --database-url) PostgreSQL.
+    Billrun(crate::bench_billrun::Args),
 }
 
 pub(crate) struct Scratch {
@@ -417,6 +421,7 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
             )
             .await
         }
+        BenchCommand::Billrun(args) => crate::bench_billrun::run(args, cfg).await,
     }
 }
 

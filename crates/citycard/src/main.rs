@@ -4,6 +4,7 @@
 mod apps_cmd;
 mod bank_cmd;
 mod bench;
+mod bench_billrun;
 mod bench_denylist;
 mod bench_ecode_scan;
 mod bench_ingest;
@@ -19,6 +20,7 @@ mod exchange_cmd;
 mod keys_cmd;
 mod ledger_cmd;
 mod production_cmd;
+mod services_cmd;
 mod terminal;
 mod terminal_agent_cmd;
 
@@ -60,6 +62,8 @@ enum Command {
         demo: bool,
         #[command(flatten)]
         bank: bank_cmd::BankArgs,
+        #[command(flatten)]
+        sms: services_cmd::SmsArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -136,6 +140,12 @@ enum Command {
     /// Money movements: resolve top-ups the bank did not answer in time.
     #[command(subcommand)]
     Money(MoneyCommand),
+    /// Bills and auto-debit (公共事业缴费): billers, bill files, agreements, runs.
+    #[command(subcommand)]
+    Bills(services_cmd::BillsCommand),
+    /// Citizen notifications: preferences, SMS delivery, outbox status.
+    #[command(subcommand)]
+    Notifications(services_cmd::NotificationsCommand),
 }
 
 #[derive(Subcommand)]
@@ -341,7 +351,12 @@ async fn main() -> std::process::ExitCode {
 async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match command {
-        Command::Serve { listen, demo, bank } => {
+        Command::Serve {
+            listen,
+            demo,
+            bank,
+            sms,
+        } => {
             let listen = listen
                 .or(cfg.listen.clone())
                 .unwrap_or_else(|| "127.0.0.1:8080".into());
@@ -362,6 +377,9 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             // log's head once a minute.
             p.exchange_attach_transport(Arc::new(exchange_link::HttpProviderTransport::new()));
             let _stamper = p.exchange_spawn_stamper(platform::exchange::STAMP_INTERVAL_MS);
+            // Notices: the SMS gateway (or the log file), delivered every few seconds.
+            println!("{}", services_cmd::attach_sms(&p, &sms, &cfg.data_dir)?);
+            let _notify_worker = p.spawn_notification_worker(std::time::Duration::from_secs(5));
             // Top-ups the bank did not answer in time are asked about again every minute.
             tokio::spawn({
                 let p = p.clone();
@@ -645,6 +663,14 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
         Command::Disbursements(cmd) => {
             let p = open(&cfg).await?;
             disbursement_cmd::run(cmd, &p).await
+        }
+        Command::Bills(cmd) => {
+            let p = open(&cfg).await?;
+            services_cmd::bills(cmd, &p).await
+        }
+        Command::Notifications(cmd) => {
+            let p = open(&cfg).await?;
+            services_cmd::notifications(cmd, &p, &cfg.data_dir).await
         }
         Command::Bench(b) => {
             bench::run(b, &cfg).await?;

@@ -501,18 +501,6 @@ impl Platform {
         Ok(self.store.grants_of(consumer, None).await?)
     }
 
-    async fn resident_id_of(&self, id_number: &str) -> Result<i64> {
-        let id = resident::ResidentId::parse(id_number, self.clock.today())
-            .map_err(|e| PlatformError::invalid("id_number", e.to_string()))?;
-        let blind = self.vault.blind("id_number", id.as_str());
-        Ok(self
-            .store
-            .resident_by_blind(&blind)
-            .await?
-            .ok_or_else(|| PlatformError::NotFound("resident".into()))?
-            .id)
-    }
-
     fn may_act_for_citizen(caller: &Caller) -> Result<()> {
         match caller.role {
             Role::Administrator | Role::CounterClerk => Ok(()),

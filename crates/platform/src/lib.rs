@@ -8,6 +8,7 @@
 pub mod applications;
 pub mod apps;
 pub mod audit_writer;
+pub mod bills;
 pub mod cards;
 pub mod channel;
 pub mod clearing;
@@ -21,6 +22,7 @@ mod error;
 pub mod exchange;
 pub mod ledger;
 pub mod money;
+pub mod notifications;
 pub mod open;
 pub mod operators;
 pub mod production;
@@ -66,6 +68,8 @@ pub struct Platform {
     account_ids: Arc<std::sync::Mutex<std::collections::HashMap<::ledger::AccountKey, i64>>>,
     /// Where clearing windows are cut (default 23:00 in the city).
     windows: ::ledger::WindowCalendar,
+    /// The SMS gateway notices go through.
+    notify: Arc<notifications::NotifyState>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -128,6 +132,7 @@ impl Platform {
             payments: Arc::default(),
             account_ids: Arc::default(),
             windows: ::ledger::WindowCalendar::default(),
+            notify: Arc::default(),
         }
     }
 

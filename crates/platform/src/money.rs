@@ -477,6 +477,84 @@ fn refused(what: &str, e: BookError) -> PlatformError {
     }
 }
 
+/// One payment or fee, its accounts resolved: what [`payment_item`] turns into a movement.
+pub(crate) struct PaymentItem<'a> {
+    pub kind: MovementKind,
+    pub key: &'a str,
+    pub resident: i64,
+    pub card: Option<String>,
+    pub payer_account: i64,
+    pub payee: &'a AccountKey,
+    pub payee_account: i64,
+    pub payee_code: &'a str,
+    pub item: Option<&'a str>,
+    pub amount_fen: i64,
+    pub reference: &'a str,
+}
+
+/// A payment's movement row, transfer, audit entry and digest, checked; nothing written.
+pub(crate) struct PreparedPayment {
+    pub movement: NewMovement,
+    pub transfer: Transfer,
+    pub draft: audit::Draft,
+    pub digest: [u8; 32],
+}
+
+pub(crate) fn payment_item(caller: &Caller, p: &PaymentItem<'_>) -> Result<PreparedPayment> {
+    let amount = check_amount("amount_fen", p.amount_fen, PAYMENT_FEN_MAX)?;
+    check_text("reference", p.reference, REFERENCE_CHARS_MAX)?;
+    let kind = p.kind;
+    let rk = request_key(kind, p.key)?;
+    let digest = digest(&[
+        kind.as_str().as_bytes(),
+        &p.resident.to_be_bytes(),
+        p.card.as_deref().unwrap_or("").as_bytes(),
+        p.payee.to_string().as_bytes(),
+        p.item.unwrap_or("").as_bytes(),
+        &amount.get().to_be_bytes(),
+        p.reference.as_bytes(),
+    ]);
+    let transfer = Transfer::simple(
+        transfer_key(kind.as_str(), &rk),
+        match kind {
+            MovementKind::Fee => TransferKind::Fee,
+            _ => TransferKind::Payment,
+        },
+        format!("{} to {}", kind.as_str(), p.payee_code),
+        p.payer_account,
+        p.payee_account,
+        Unit::Cny,
+        amount,
+    );
+    let movement = NewMovement {
+        kind,
+        request_key: rk,
+        digest,
+        resident_id: p.resident,
+        card_number: p.card.clone(),
+        counterparty: p.payee_code.to_string(),
+        amount: amount.get(),
+        parent_id: None,
+        state: PAYMENT_PAID.into(),
+        external_ref: None,
+        detail: to_json(&PaymentDetail {
+            reference: p.reference.to_string(),
+            item: p.item.map(str::to_string),
+        }),
+    };
+    let draft = caller.draft(
+        &format!("money.{}", kind.as_str()),
+        format!("resident:{}", p.resident),
+        format!("{} fen to {}", amount.get(), p.payee_code),
+    );
+    Ok(PreparedPayment {
+        movement,
+        transfer,
+        draft,
+        digest,
+    })
+}
+
 /// One payment or fee waiting for the group commit.
 pub(crate) struct PaymentJob {
     movement: NewMovement,
@@ -550,7 +628,11 @@ impl Platform {
     /// Account ids by natural key, opened when new. Ids never change and accounts are never
     /// deleted, so known ids are remembered (up to [`ACCOUNT_IDS_CACHED_MAX`]) and an
     /// authorization does not read them again.
-    async fn account_ids(&self, caller: &Caller, keys: &[AccountKey]) -> Result<Vec<i64>> {
+    pub(crate) async fn account_ids(
+        &self,
+        caller: &Caller,
+        keys: &[AccountKey],
+    ) -> Result<Vec<i64>> {
         {
             let cache = self.account_ids.lock().unwrap_or_else(|p| p.into_inner());
             let known: Vec<i64> = keys.iter().filter_map(|k| cache.get(k).copied()).collect();
@@ -624,7 +706,7 @@ impl Platform {
         Ok((n, card.resident_id))
     }
 
-    async fn payer(&self, payer: &Payer) -> Result<(i64, Option<String>)> {
+    pub(crate) async fn payer(&self, payer: &Payer) -> Result<(i64, Option<String>)> {
         match payer {
             Payer::Card(n) => {
                 let (n, resident) = self.active_card(n).await?;
@@ -1298,57 +1380,57 @@ impl Platform {
         amount_fen: i64,
         reference: &str,
     ) -> Result<PaymentView> {
-        let amount = check_amount("amount_fen", amount_fen, PAYMENT_FEN_MAX)?;
+        // Bad input is named before the payer is looked up.
+        check_amount("amount_fen", amount_fen, PAYMENT_FEN_MAX)?;
         check_text("reference", reference, REFERENCE_CHARS_MAX)?;
-        let rk = request_key(kind, key)?;
+        request_key(kind, key)?;
         let (resident, card) = self.payer(payer).await?;
-        let digest = digest(&[
-            kind.as_str().as_bytes(),
-            &resident.to_be_bytes(),
-            card.as_deref().unwrap_or("").as_bytes(),
-            payee.to_string().as_bytes(),
-            item.unwrap_or("").as_bytes(),
-            &amount.get().to_be_bytes(),
-            reference.as_bytes(),
-        ]);
+        self.take_from(
+            caller, kind, key, resident, card, payee, payee_code, item, amount_fen, reference,
+        )
+        .await
+    }
+
+    /// A payment or fee from a known resident's online account (the payer already resolved).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn take_from(
+        &self,
+        caller: &Caller,
+        kind: MovementKind,
+        key: &str,
+        resident: i64,
+        card: Option<String>,
+        payee: AccountKey,
+        payee_code: &str,
+        item: Option<&str>,
+        amount_fen: i64,
+        reference: &str,
+    ) -> Result<PaymentView> {
         // A repeated request is answered by the store (`Recorded::Existing`): the path of an
         // authorization stays one read of the accounts and one write transaction.
         let ids = self
-            .account_ids(caller, &[AccountKey::citizen_online(resident), payee])
+            .account_ids(
+                caller,
+                &[AccountKey::citizen_online(resident), payee.clone()],
+            )
             .await?;
-        let transfer = Transfer::simple(
-            transfer_key(kind.as_str(), &rk),
-            match kind {
-                MovementKind::Fee => TransferKind::Fee,
-                _ => TransferKind::Payment,
+        let p = payment_item(
+            caller,
+            &PaymentItem {
+                kind,
+                key,
+                resident,
+                card,
+                payer_account: ids[0],
+                payee: &payee,
+                payee_account: ids[1],
+                payee_code,
+                item,
+                amount_fen,
+                reference,
             },
-            format!("{} to {payee_code}", kind.as_str()),
-            ids[0],
-            ids[1],
-            Unit::Cny,
-            amount,
-        );
-        let movement = NewMovement {
-            kind,
-            request_key: rk,
-            digest,
-            resident_id: resident,
-            card_number: card,
-            counterparty: payee_code.to_string(),
-            amount: amount.get(),
-            parent_id: None,
-            state: PAYMENT_PAID.into(),
-            external_ref: None,
-            detail: to_json(&PaymentDetail {
-                reference: reference.to_string(),
-                item: item.map(str::to_string),
-            }),
-        };
-        let draft = caller.draft(
-            &format!("money.{}", kind.as_str()),
-            format!("resident:{resident}"),
-            format!("{} fen to {payee_code}", amount.get()),
-        );
+        )?;
+        let (movement, transfer, draft, digest) = (p.movement, p.transfer, p.draft, p.digest);
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.payment_queue()
             .send(PaymentJob {

@@ -61,6 +61,9 @@ const DISBURSERS: &[Role] = &[ADM, DEP];
 const MERCHANT_READERS: &[Role] = &[ADM, CLR, AUD];
 const DISBURSEMENT_READERS: &[Role] = &[ADM, CLR, DEP, AUD];
 const FUNDING: &[Role] = &[ADM, CLR];
+const NOTICE_READERS: &[Role] = &[ADM, CLK, AUD];
+const BILL_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
+const BILL_PAYERS: &[Role] = &[ADM, CLK, CLR];
 const RECEIPT_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
 /// Top-ups and loads: counter work.
 const COUNTER_MONEY: &[Role] = &[ADM, CLK];
@@ -209,6 +212,25 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/api/v1/exchange/stamps" Access::Roles(ADMINS)),
     perm!(GET "/api/v1/exchange/stamps/check" Access::Roles(OVERSIGHT)),
     perm!(POST "/api/v1/residents/data-access" Access::Roles(TRACKER_READERS)),
+    perm!(GET "/api/v1/notifications" Access::Roles(NOTICE_READERS)),
+    perm!(GET "/api/v1/notifications/counts" Access::Roles(NOTICE_READERS)),
+    perm!(POST "/api/v1/notifications/delivery" Access::Roles(ADMINS)),
+    perm!(POST "/api/v1/notifications/preferences" Access::Roles(CARD_WORKERS)),
+    perm!(POST "/api/v1/notifications/preferences/query" Access::Roles(NOTICE_READERS)),
+    perm!(POST "/api/v1/notifications/inbox" Access::Roles(NOTICE_READERS)),
+    perm!(GET "/api/v1/billers" Access::Roles(BILL_READERS)),
+    perm!(POST "/api/v1/billers" Access::Roles(ADMINS)),
+    perm!(POST "/api/v1/billers/{code}/bills" Access::Roles(CLEARING)),
+    perm!(POST "/api/v1/billers/{code}/bills/file" Access::Roles(CLEARING)),
+    perm!(GET "/api/v1/billers/{code}/bills/{number}" Access::Roles(BILL_READERS)),
+    perm!(POST "/api/v1/billers/{code}/bills/{number}/payment" Access::Roles(BILL_PAYERS)),
+    perm!(GET "/api/v1/billers/{code}/payment-file" Access::Roles(CLEARING)),
+    perm!(POST "/api/v1/agreements" Access::Roles(CARD_WORKERS)),
+    perm!(POST "/api/v1/agreements/{id}/cancellation" Access::Roles(CARD_WORKERS)),
+    perm!(POST "/api/v1/bills/of-citizen" Access::Roles(BILL_READERS)),
+    perm!(GET "/api/v1/bill-runs" Access::Roles(BILL_READERS)),
+    perm!(POST "/api/v1/bill-runs" Access::Roles(CLEARING)),
+    perm!(GET "/console/services" Access::Roles(BILL_READERS)),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),

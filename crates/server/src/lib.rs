@@ -25,6 +25,8 @@ pub mod openapi;
 pub mod production_api;
 mod production_console;
 pub mod purchases_api;
+pub mod services_api;
+pub mod services_console;
 pub mod terminals_api;
 mod terminals_console;
 
@@ -205,6 +207,8 @@ pub fn router(platform: Platform) -> Router {
         .merge(exchange_api::routes())
         .merge(terminals_console::routes())
         .merge(money_api::routes())
+        .merge(services_api::routes())
+        .merge(services_console::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())
         .merge(purchases_api::routes())

@@ -137,6 +137,15 @@ impl utoipa::Modify for ProblemResponses {
         crate::exchange_api::call, crate::exchange_api::data_access,
         crate::exchange_api::access_log, crate::exchange_api::stamp,
         crate::exchange_api::stamps_check,
+        crate::services_api::prefs_set, crate::services_api::prefs_get,
+        crate::services_api::inbox, crate::services_api::outbox, crate::services_api::counts,
+        crate::services_api::deliver, crate::services_api::biller_create,
+        crate::services_api::billers, crate::services_api::bills_upload,
+        crate::services_api::bills_file, crate::services_api::bill_get,
+        crate::services_api::bill_pay, crate::services_api::payment_file,
+        crate::services_api::agreement_sign, crate::services_api::agreement_cancel,
+        crate::services_api::bills_of_citizen, crate::services_api::bill_run,
+        crate::services_api::bill_runs,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -155,6 +164,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "terminals", description = "Merchants, terminals, activation and signed terminal requests (网络终端)"),
         (name = "exchange", description = "Data sharing: members, service catalog, grants, consents, signed calls, the citizen's data tracker (数据共享)"),
         (name = "disbursements", description = "Subsidies and benefits paid by departments, four eyes (待遇发放)"),
+        (name = "services", description = "Citizen services: notifications, bills and auto-debit (综合服务)"),
     )
 )]
 pub struct ApiDoc;

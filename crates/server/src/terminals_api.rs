@@ -518,8 +518,13 @@ pub async fn ecode_upload(
         .collect();
     let n = items.len();
     let results = s.platform.ecode_payment_upload(&t, &items).await?;
-    let answer = serde_json::to_vec(&results.into_iter().map(ecode_result_dto).collect::<Vec<_>>())
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let answer = serde_json::to_vec(
+        &results
+            .into_iter()
+            .map(ecode_result_dto)
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     metrics::counter!("citycard_terminal_records_uploaded_total", "kind" => "ecode")
         .increment(n as u64);
     let answer = match dto.batch_id {

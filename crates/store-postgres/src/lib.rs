@@ -3,7 +3,9 @@
 //! appends and the changes they record; reads run concurrently.
 
 mod apps;
+mod bills;
 mod ecode;
+mod notifications;
 mod production;
 mod terminal_fleet;
 

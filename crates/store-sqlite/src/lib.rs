@@ -4,7 +4,9 @@
 //! server runs) waits on the busy timeout instead of failing half-way.
 
 mod apps;
+mod bills;
 mod ecode;
+mod notifications;
 mod production;
 mod terminal_fleet;
 

@@ -25,6 +25,8 @@ mod ecode;
 pub use ecode::ecode_devices_roots_and_certificates;
 mod money;
 pub use money::*;
+mod services;
+pub use services::*;
 
 const NOW: i64 = 1_795_000_000_000;
 
@@ -536,7 +538,9 @@ macro_rules! conformance_tests {
             purchases_post_once_with_flags,
             clearing_windows_close_once,
             statements_import_once_and_exceptions_resolve_once,
-            exchange_members_grants_consents_and_access);
+            exchange_members_grants_consents_and_access,
+            notifications_enqueue_once_and_deliver_once,
+            bills_upload_all_or_nothing_and_settle_once);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn money_refunds_never_exceed_the_payment() {

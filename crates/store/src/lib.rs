@@ -8,6 +8,7 @@
 
 mod applications;
 mod apps;
+mod bills;
 mod clearing;
 mod disbursements;
 mod ecode;
@@ -15,6 +16,7 @@ mod error;
 mod exchange;
 pub mod ledger;
 pub mod money;
+pub mod notifications;
 mod production;
 pub mod purchases;
 mod terminal_fleet;
@@ -28,6 +30,7 @@ pub mod conformance_production;
 
 pub use applications::*;
 pub use apps::{AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, FunctionRow};
+pub use bills::*;
 pub use clearing::*;
 pub use disbursements::*;
 pub use ecode::*;
@@ -35,6 +38,7 @@ pub use error::StoreError;
 pub use exchange::*;
 pub use ledger::LedgerStore;
 pub use money::MoneyStore;
+pub use notifications::*;
 pub use production::*;
 pub use purchases::PurchaseStore;
 pub use terminal_fleet::*;
@@ -64,6 +68,8 @@ pub trait Store:
     + ExchangeStore
     + MoneyStore
     + PurchaseStore
+    + NotificationStore
+    + BillStore
     + Send
     + Sync
     + 'static
