@@ -446,4 +446,190 @@ async fn agent_over_http(backend: platform::testing::Backend) {
     assert!(doc["paths"]["/api/v1/terminal/denylist"].is_object());
 }
 
-both_backends!(agent_over_http);
+/// Issue 7's "done when" at a gate: a phone enrolled and certified pays at the gate while the
+/// gate cannot reach the platform (checked offline by the agent's Verifier); the gate refuses a
+/// replayed, a stale, a forged and an over-limit code on its own; the upload that fails while
+/// offline loses nothing; back online the payment is uploaded and debited once; after the
+/// card is reported lost the gate's next sync brings the deny-list and the card's codes are
+/// refused.
+async fn ecode_at_an_offline_gate(backend: platform::testing::Backend) {
+    use platform::cards::{CardRequest as R, parse_reason};
+    let app = common::start(backend).await;
+    clock_to_real_time(&app);
+    platform::testing::install_test_master_keys(&app.tp).unwrap();
+    let admin = app.token(Role::Administrator).await;
+    merchant(&app, &admin, "bus").await;
+    let key = terminal(
+        &app,
+        &admin,
+        "GATE-0301",
+        "bus",
+        Some("000000000301"),
+        None,
+        0x33,
+    )
+    .await;
+
+    // An active card, a phone enrolled and certified, 5.00 yuan in the holder's account.
+    let p = &app.tp.platform;
+    let sys = platform::Caller::cli("test");
+    let clerk = platform::Caller {
+        operator_id: Some(1),
+        username: "clerk".into(),
+        role: Role::CounterClerk,
+        department: None,
+        origin: "test".into(),
+    };
+    let holder = common::seeded_id(3);
+    let card = p
+        .apply_for_card(&clerk, &holder, "ordinary", None)
+        .await
+        .unwrap()
+        .number;
+    for (who, req, reason) in [
+        (&clerk, R::Approve, "routine"),
+        (&sys, R::SendToProduction, "routine"),
+        (&sys, R::ProductionDone, "routine"),
+        (&clerk, R::Post, "routine"),
+        (&clerk, R::Activate, "holder_request"),
+    ] {
+        p.card_action(who, &card, req, parse_reason(reason).unwrap())
+            .await
+            .unwrap();
+    }
+    p.ecode_root_generate(&sys).await.unwrap();
+    let mut phone = ecode::Phone::new(
+        ecode::DeviceId::parse("gate-phone").unwrap(),
+        &Key32::from_bytes([0x44; 32]),
+    )
+    .unwrap();
+    p.ecode_device_bind(
+        &clerk,
+        &card,
+        "gate-phone",
+        &phone.public_key().to_compressed(),
+    )
+    .await
+    .unwrap();
+    let now = real_now_s();
+    let number = ecode::CardNumber::parse(&card).unwrap();
+    let issued = p
+        .ecode_certify(&clerk, &phone.certificate_request(number, now as u32 - 5))
+        .await
+        .unwrap();
+    phone.install_certificate(issued.certificate).unwrap();
+    let limit = phone.certificate().unwrap().fields().offline_limit_fen;
+    let resident = p
+        .resident_by_id_number(&sys, &holder, false)
+        .await
+        .unwrap()
+        .resident_id;
+    common::fund(
+        p,
+        ledger::AccountKey::citizen_online(resident),
+        ledger::TransferKind::TopUp,
+        500,
+        "fund-gate",
+    )
+    .await;
+    let balance = || async { p.resident_balances(&sys, &holder).await.unwrap().online_fen };
+
+    // The gate: its roots provisioned, its platform address unreachable (a closed port).
+    let dir = tempfile::tempdir().unwrap();
+    let psam = chip::TerminalId::parse("000000000301").unwrap();
+    let agent = Agent::open(&dir.path().join("gate.sqlite"), psam, Limits::default())
+        .await
+        .unwrap();
+    agent
+        .set_ecode_roots(&p.ecode_roots_pem().await.unwrap())
+        .await
+        .unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        drop(l);
+        format!("http://{a}")
+    };
+    let offline = PlatformClient::new(&closed, "GATE-0301", key.clone()).unwrap();
+
+    let code = phone.make_code(now as u32).unwrap().to_text();
+    let done = agent.tap_ecode(&code, 200, Some("e1"), now).await.unwrap();
+    assert_eq!(
+        (done.charged_fen, done.card_number.map(|c| c.to_string())),
+        (200, Some(card.clone()))
+    );
+    let refused = |e: TapError, what: &str| {
+        assert!(
+            matches!(&e, TapError::Ecode(m) if m.contains(what)),
+            "{e} should name {what}"
+        );
+    };
+    // Replayed at the gate, stale (shown ten minutes after it was made), forged, over the limit.
+    refused(
+        agent
+            .tap_ecode(&code, 200, Some("e2"), now + 1)
+            .await
+            .unwrap_err(),
+        "replay",
+    );
+    let later = phone.make_code(now as u32).unwrap().to_text();
+    refused(
+        agent
+            .tap_ecode(&later, 200, Some("e3"), now + 600)
+            .await
+            .unwrap_err(),
+        "not fresh",
+    );
+    let mut forged = phone.make_code(now as u32).unwrap().to_text().into_bytes();
+    let i = forged.len() - 12;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let e = agent
+        .tap_ecode(&forged, 200, Some("e4"), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TapError::Ecode(_)), "{e}");
+    let big = phone.make_code(now as u32).unwrap().to_text();
+    refused(
+        agent
+            .tap_ecode(&big, limit.min(100_000), Some("e5"), now)
+            .await
+            .unwrap_err(),
+        "offline limit",
+    );
+    assert_eq!(agent.pending(), 1, "only the accepted payment waits");
+
+    // Offline: the upload fails and nothing is lost.
+    assert!(agent.upload_once(&offline).await.is_err());
+    assert_eq!(agent.pending(), 1);
+    assert_eq!(balance().await, 500);
+    // Back online: uploaded and debited once.
+    let online = PlatformClient::new(&app.base, "GATE-0301", key).unwrap();
+    let report = agent.upload_once(&online).await.unwrap();
+    assert_eq!((report.accepted, report.refused), (1, 0), "{report:?}");
+    assert_eq!(agent.pending(), 0);
+    assert_eq!(balance().await, 300);
+    assert_eq!(payable(&app, "bus").await, 200);
+    assert_eq!(agent.upload_once(&online).await.unwrap().batches, 0);
+    assert_eq!(balance().await, 300);
+
+    // The card is reported lost; the gate's next sync brings the deny-list.
+    let desk = p
+        .ensure_outlet_with_clerk(&sys, "ZZ-GATE1", "gate-desk", "gate desk password 1")
+        .await
+        .unwrap();
+    p.counter_report_lost(&desk, "ZZ-GATE1", &card)
+        .await
+        .unwrap();
+    agent.sync(&online, None).await.unwrap();
+    let after = phone.make_code(now as u32 + 2).unwrap().to_text();
+    refused(
+        agent
+            .tap_ecode(&after, 200, Some("e6"), now + 2)
+            .await
+            .unwrap_err(),
+        "deny-list",
+    );
+}
+
+both_backends!(agent_over_http, ecode_at_an_offline_gate);
