@@ -453,7 +453,6 @@ async fn agent_over_http(backend: platform::testing::Backend) {
 /// card is reported lost the gate's next sync brings the deny-list and the card's codes are
 /// refused.
 async fn ecode_at_an_offline_gate(backend: platform::testing::Backend) {
-    use platform::cards::{CardRequest as R, parse_reason};
     let app = common::start(backend).await;
     clock_to_real_time(&app);
     platform::testing::install_test_master_keys(&app.tp).unwrap();
@@ -473,51 +472,9 @@ async fn ecode_at_an_offline_gate(backend: platform::testing::Backend) {
     // An active card, a phone enrolled and certified, 5.00 yuan in the holder's account.
     let p = &app.tp.platform;
     let sys = platform::Caller::cli("test");
-    let clerk = platform::Caller {
-        operator_id: Some(1),
-        username: "clerk".into(),
-        role: Role::CounterClerk,
-        department: None,
-        origin: "test".into(),
-    };
-    let holder = common::seeded_id(3);
-    let card = p
-        .apply_for_card(&clerk, &holder, "ordinary", None)
-        .await
-        .unwrap()
-        .number;
-    for (who, req, reason) in [
-        (&clerk, R::Approve, "routine"),
-        (&sys, R::SendToProduction, "routine"),
-        (&sys, R::ProductionDone, "routine"),
-        (&clerk, R::Post, "routine"),
-        (&clerk, R::Activate, "holder_request"),
-    ] {
-        p.card_action(who, &card, req, parse_reason(reason).unwrap())
-            .await
-            .unwrap();
-    }
-    p.ecode_root_generate(&sys).await.unwrap();
-    let mut phone = ecode::Phone::new(
-        ecode::DeviceId::parse("gate-phone").unwrap(),
-        &Key32::from_bytes([0x44; 32]),
-    )
-    .unwrap();
-    p.ecode_device_bind(
-        &clerk,
-        &card,
-        "gate-phone",
-        &phone.public_key().to_compressed(),
-    )
-    .await
-    .unwrap();
     let now = real_now_s();
-    let number = ecode::CardNumber::parse(&card).unwrap();
-    let issued = p
-        .ecode_certify(&clerk, &phone.certificate_request(number, now as u32 - 5))
-        .await
-        .unwrap();
-    phone.install_certificate(issued.certificate).unwrap();
+    let (card, holder, mut phone) =
+        common::card_with_phone(p, 3, "gate-phone", 0x44, now as u32 - 5).await;
     let limit = phone.certificate().unwrap().fields().offline_limit_fen;
     let resident = p
         .resident_by_id_number(&sys, &holder, false)

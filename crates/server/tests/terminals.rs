@@ -327,53 +327,12 @@ async fn signed(
 /// once per code; one the account cannot pay becomes a debt that blocks a new certificate
 /// until it is settled; the offline limit counts across uploads.
 async fn ecode_payments(app: &common::App, key: &Sm2SigningKey, now: i64) {
-    use platform::cards::{CardRequest as R, parse_reason};
     let p = &app.tp.platform;
     let sys = platform::Caller::cli("test");
-    let clerk = platform::Caller {
-        operator_id: Some(1),
-        username: "clerk".into(),
-        role: Role::CounterClerk,
-        department: None,
-        origin: "test".into(),
-    };
-    let holder = common::seeded_id(2);
-    let card = p
-        .apply_for_card(&clerk, &holder, "ordinary", None)
-        .await
-        .unwrap()
-        .number;
-    for (who, req, reason) in [
-        (&clerk, R::Approve, "routine"),
-        (&sys, R::SendToProduction, "routine"),
-        (&sys, R::ProductionDone, "routine"),
-        (&clerk, R::Post, "routine"),
-        (&clerk, R::Activate, "holder_request"),
-    ] {
-        p.card_action(who, &card, req, parse_reason(reason).unwrap())
-            .await
-            .unwrap();
-    }
-    p.ecode_root_generate(&sys).await.unwrap();
-    let mut phone = ecode::Phone::new(
-        ecode::DeviceId::parse("pay-phone").unwrap(),
-        &crypto::Key32::from_bytes([0x43; 32]),
-    )
-    .unwrap();
-    p.ecode_device_bind(
-        &clerk,
-        &card,
-        "pay-phone",
-        &phone.public_key().to_compressed(),
-    )
-    .await
-    .unwrap();
+    let clerk = common::clerk();
+    let (card, holder, mut phone) =
+        common::card_with_phone(p, 2, "pay-phone", 0x43, now as u32).await;
     let number = ecode::CardNumber::parse(&card).unwrap();
-    let issued = p
-        .ecode_certify(&clerk, &phone.certificate_request(number, now as u32))
-        .await
-        .unwrap();
-    phone.install_certificate(issued.certificate).unwrap();
     // 5.00 yuan in the holder's online account.
     let resident = p
         .resident_by_id_number(&sys, &holder, false)

@@ -223,3 +223,62 @@ pub async fn fund(
     .await
     .unwrap();
 }
+
+/// The counter clerk of the fixture (operator 1), as the platform sees it.
+pub fn clerk() -> Caller {
+    Caller {
+        operator_id: Some(1),
+        username: "clerk".into(),
+        role: Role::CounterClerk,
+        department: None,
+        origin: "test".into(),
+    }
+}
+
+/// An active card for the seeded resident `holder_seed`, a root key generated, and a phone
+/// (`device`, secret bytes `secret`) enrolled on the card and certified at `certified_at`
+/// (unix seconds). Returns the card number, the holder's ID number and the phone.
+pub async fn card_with_phone(
+    p: &platform::Platform,
+    holder_seed: u64,
+    device: &str,
+    secret: u8,
+    certified_at: u32,
+) -> (String, String, ecode::Phone) {
+    use platform::cards::{CardRequest as R, parse_reason};
+    let sys = Caller::cli("test");
+    let clerk = clerk();
+    let holder = seeded_id(holder_seed);
+    let card = p
+        .apply_for_card(&clerk, &holder, "ordinary", None)
+        .await
+        .unwrap()
+        .number;
+    for (who, req, reason) in [
+        (&clerk, R::Approve, "routine"),
+        (&sys, R::SendToProduction, "routine"),
+        (&sys, R::ProductionDone, "routine"),
+        (&clerk, R::Post, "routine"),
+        (&clerk, R::Activate, "holder_request"),
+    ] {
+        p.card_action(who, &card, req, parse_reason(reason).unwrap())
+            .await
+            .unwrap();
+    }
+    p.ecode_root_generate(&sys).await.unwrap();
+    let mut phone = ecode::Phone::new(
+        ecode::DeviceId::parse(device).unwrap(),
+        &crypto::Key32::from_bytes([secret; 32]),
+    )
+    .unwrap();
+    p.ecode_device_bind(&clerk, &card, device, &phone.public_key().to_compressed())
+        .await
+        .unwrap();
+    let number = ecode::CardNumber::parse(&card).unwrap();
+    let issued = p
+        .ecode_certify(&clerk, &phone.certificate_request(number, certified_at))
+        .await
+        .unwrap();
+    phone.install_certificate(issued.certificate).unwrap();
+    (card, holder, phone)
+}
