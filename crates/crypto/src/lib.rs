@@ -16,6 +16,7 @@ mod line;
 mod mac;
 mod purse;
 mod signature;
+mod sm2_fast;
 
 pub use algorithm::Algorithm;
 pub use block::{

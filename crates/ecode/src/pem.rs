@@ -155,5 +155,8 @@ fn parse_spki(der: &[u8], line: usize) -> Result<Sm2PublicKey, PemError> {
         .strip_prefix(&SPKI_PREFIX[..SPKI_PREFIX.len() - 1])
         .filter(|p| p.len() == 65 && p[0] == 0x04)
         .ok_or(PemError::NotSm2Spki(line))?;
-    Sm2PublicKey::from_sec1(point).map_err(|_| PemError::InvalidPoint(line))
+    let key = Sm2PublicKey::from_sec1(point).map_err(|_| PemError::InvalidPoint(line))?;
+    // A root verifies every certificate a gate sees: build its table once.
+    key.precompute();
+    Ok(key)
 }

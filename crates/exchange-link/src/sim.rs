@@ -281,6 +281,8 @@ impl SimProvider {
     /// Accepts requests signed by `member` with `key` (the exchange; a benchmark's direct
     /// caller).
     pub fn trust(&self, member: &str, key: Sm2PublicKey) {
+        // A trusted key verifies every request from that member: build its table once.
+        key.precompute();
         let mut t = self.inner.trusted.lock().unwrap_or_else(|p| p.into_inner());
         t.retain(|(m, _)| m != member);
         t.push((member.to_string(), key));

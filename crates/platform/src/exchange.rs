@@ -13,8 +13,11 @@
 //! The audit log's head is stamped with the exchange's key once a minute
 //! ([`Platform::exchange_stamp_head`]), so a rewritten chain no longer matches its stamps.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{Caller, Platform, PlatformError, Result};
 use exchange::message::{
@@ -22,7 +25,8 @@ use exchange::message::{
 };
 use exchange::{Envelope, FieldSpec, MessageError, MessageKind, ReplayCache, Service};
 use store::{
-    AccessRow, ConsentRow, GrantRow, HeadStampRow, MemberRow, Role, ServiceRow, StoreError,
+    AccessRow, ConsentRow, GrantRow, HeadStampRow, MemberRow, NonceClaim, Role, ServiceRow,
+    StoreError,
 };
 
 /// The exchange's own member code: the sender of what it forwards and delivers.
@@ -91,22 +95,159 @@ pub trait ProviderTransport: Send + Sync {
     ) -> std::result::Result<ProviderReply, TransportError>;
 }
 
+/// Members' keys kept parsed, with their multiplication tables, at most this many.
+pub const MEMBER_KEYS_CACHED_MAX: usize = 512;
+/// Writes that may wait for the exchange's group commit; beyond this callers wait for room.
+pub const WRITE_QUEUE_MAX: usize = 4_096;
+/// Writes in one transaction of the group commit.
+pub const WRITE_BATCH_MAX: usize = 512;
+
 /// The exchange's state in a process.
 pub struct ExchangeState {
     signer: keys::Signer,
     replay: Mutex<ReplayCache>,
     transport: RwLock<Option<Arc<dyn ProviderTransport>>>,
     timeout_ms: AtomicU64,
+    /// Parsed member keys by their SEC1 bytes (a key is a pure function of its bytes, so a
+    /// rotated or withdrawn key cannot be served stale: the member row is still read per call).
+    keys: Mutex<HashMap<Vec<u8>, crypto::Sm2PublicKey>>,
+    writer: ExchangeWriter,
 }
 
 impl ExchangeState {
-    pub fn new(signer: keys::Signer) -> Self {
+    pub fn new(
+        signer: keys::Signer,
+        store: Arc<dyn store::Store>,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Self {
         ExchangeState {
             signer,
             replay: Mutex::new(ReplayCache::new()),
             transport: RwLock::new(None),
             timeout_ms: AtomicU64::new(PROVIDER_TIMEOUT_MS_DEFAULT),
+            keys: Mutex::new(HashMap::new()),
+            writer: ExchangeWriter::start(store, clock),
         }
+    }
+
+    /// A member's key, parsed once and with its table built, since it verifies every call of
+    /// that member (about three times faster than a key parsed per call).
+    fn member_key(&self, sec1: &[u8]) -> Result<crypto::Sm2PublicKey> {
+        let mut keys = self.keys.lock().expect("member keys lock");
+        if let Some(k) = keys.get(sec1) {
+            return Ok(k.clone());
+        }
+        let key = crypto::Sm2PublicKey::from_sec1(sec1)
+            .map_err(|e| PlatformError::Unexpected(format!("stored member key: {e}")))?;
+        key.precompute();
+        if keys.len() >= MEMBER_KEYS_CACHED_MAX {
+            keys.clear();
+        }
+        keys.insert(sec1.to_vec(), key.clone());
+        Ok(key)
+    }
+}
+
+enum WriteOp {
+    Claim(NonceClaim, oneshot::Sender<Result<bool>>),
+    Log(
+        Box<(audit::Draft, AccessRow)>,
+        oneshot::Sender<Result<audit::Entry>>,
+    ),
+}
+
+/// Group commit for the exchange's two writes per call, as [`crate::audit_writer`] does for
+/// the audit log: the nonces claimed while the previous transaction ran are claimed in one
+/// transaction, and the calls' audit entries with their access rows are written in one more.
+/// Each caller is answered when its write is durable.
+#[derive(Clone)]
+struct ExchangeWriter {
+    tx: mpsc::Sender<WriteOp>,
+}
+
+impl ExchangeWriter {
+    fn start(store: Arc<dyn store::Store>, clock: Arc<dyn crate::clock::Clock>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<WriteOp>(WRITE_QUEUE_MAX);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(WRITE_BATCH_MAX);
+            while rx.recv_many(&mut batch, WRITE_BATCH_MAX).await > 0 {
+                let mut claims = vec![];
+                let mut claim_replies = vec![];
+                let mut logs = vec![];
+                let mut log_replies = vec![];
+                for op in batch.drain(..) {
+                    match op {
+                        WriteOp::Claim(c, r) => {
+                            claims.push(c);
+                            claim_replies.push(r);
+                        }
+                        WriteOp::Log(item, r) => {
+                            logs.push(*item);
+                            log_replies.push(r);
+                        }
+                    }
+                }
+                if !claims.is_empty() {
+                    match store.exchange_nonces_claim(&claims).await {
+                        Ok(fresh) => {
+                            for (r, f) in claim_replies.into_iter().zip(fresh) {
+                                let _ = r.send(Ok(f));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "exchange nonce claim failed");
+                            for r in claim_replies {
+                                let _ = r.send(Err(PlatformError::Unexpected(format!(
+                                    "nonce store unavailable: {e}"
+                                ))));
+                            }
+                        }
+                    }
+                }
+                if !logs.is_empty() {
+                    match store.exchange_log_batch(logs, clock.now_ms()).await {
+                        Ok(entries) => {
+                            for (r, e) in log_replies.into_iter().zip(entries) {
+                                let _ = r.send(Ok(e));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "exchange log write failed");
+                            for r in log_replies {
+                                let _ = r.send(Err(PlatformError::Unexpected(format!(
+                                    "audit log unavailable: {e}"
+                                ))));
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        ExchangeWriter { tx }
+    }
+
+    async fn send<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(op(reply))
+            .await
+            .map_err(|_| PlatformError::Unexpected("exchange writer stopped".into()))?;
+        wait.await
+            .map_err(|_| PlatformError::Unexpected("exchange writer stopped".into()))?
+    }
+
+    /// True when the nonce was fresh (and is now recorded), false for a replay.
+    async fn claim(&self, member: &str, nonce: &str, at_ms: i64) -> Result<bool> {
+        let c = NonceClaim {
+            member: member.into(),
+            nonce: nonce.into(),
+            at_ms,
+        };
+        self.send(|r| WriteOp::Claim(c, r)).await
+    }
+
+    async fn log(&self, draft: audit::Draft, row: AccessRow) -> Result<audit::Entry> {
+        self.send(|r| WriteOp::Log(Box::new((draft, row)), r)).await
     }
 }
 
@@ -675,35 +816,37 @@ impl Platform {
             opt(&log.response_digest),
             opt(&log.delivery_digest),
         );
-        let entry = self
-            .audit(audit::Draft::new(
-                format!("member:{}", log.consumer),
-                action,
-                record,
-                origin,
-                detail,
-            ))
-            .await?;
-        self.store
-            .access_insert(&AccessRow {
-                id: 0,
-                at_ms: now,
-                consumer: log.consumer.clone(),
-                service: log.service.clone(),
-                provider: log.provider.clone(),
-                resident_id: log.resident_id,
-                fields: log.fields.clone(),
-                masked: log.masked.clone(),
-                purpose: log.purpose.clone(),
-                legal_basis: log.legal_basis.clone(),
-                grant_id: log.grant_id,
-                consent_id: log.consent_id,
-                outcome: outcome.into(),
-                reason: reason.map(str::to_string),
-                request_digest: log.request_digest.clone(),
-                response_digest: log.response_digest.clone(),
-                audit_seq: Some(entry.seq),
-            })
+        let draft = audit::Draft::new(
+            format!("member:{}", log.consumer),
+            action,
+            record,
+            origin,
+            detail,
+        );
+        self.exchange
+            .writer
+            .log(
+                draft,
+                AccessRow {
+                    id: 0,
+                    at_ms: now,
+                    consumer: log.consumer.clone(),
+                    service: log.service.clone(),
+                    provider: log.provider.clone(),
+                    resident_id: log.resident_id,
+                    fields: log.fields.clone(),
+                    masked: log.masked.clone(),
+                    purpose: log.purpose.clone(),
+                    legal_basis: log.legal_basis.clone(),
+                    grant_id: log.grant_id,
+                    consent_id: log.consent_id,
+                    outcome: outcome.into(),
+                    reason: reason.map(str::to_string),
+                    request_digest: log.request_digest.clone(),
+                    response_digest: log.response_digest.clone(),
+                    audit_seq: None,
+                },
+            )
             .await?;
         Ok(())
     }
@@ -808,8 +951,7 @@ impl Platform {
                 return Err(self.refuse(&log, "unknown_member", msg, origin).await);
             }
         };
-        let key = crypto::Sm2PublicKey::from_sec1(&member.public_key)
-            .map_err(|e| PlatformError::Unexpected(format!("stored member key: {e}")))?;
+        let key = self.exchange.member_key(&member.public_key)?;
         let now_s = self.clock.now_ms().div_euclid(1000);
         if let Err(e) = env.verify(&key, call.signature, now_s) {
             return Err(self
@@ -824,13 +966,13 @@ impl Platform {
             .check_and_insert(call.member, call.nonce, call.time_s, now_s);
         let fresh = match fresh {
             Ok(()) => match self
-                .store
-                .exchange_nonce_use(call.member, call.nonce, call.time_s * 1000)
-                .await
+                .exchange
+                .writer
+                .claim(call.member, call.nonce, call.time_s * 1000)
+                .await?
             {
-                Ok(()) => Ok(()),
-                Err(StoreError::Conflict(_)) => Err(MessageError::Replay),
-                Err(e) => return Err(e.into()),
+                true => Ok(()),
+                false => Err(MessageError::Replay),
             },
             Err(e) => Err(e),
         };
@@ -952,8 +1094,7 @@ impl Platform {
             self.store.member(&service.provider).await?.ok_or_else(|| {
                 PlatformError::Unexpected("a service without its provider".into())
             })?;
-        let pkey = crypto::Sm2PublicKey::from_sec1(&provider.public_key)
-            .map_err(|e| PlatformError::Unexpected(format!("stored member key: {e}")))?;
+        let pkey = self.exchange.member_key(&provider.public_key)?;
         let h = |n: &str| reply.header(n).unwrap_or("");
         let r_time: i64 = h(HEADER_TIME).parse().unwrap_or(i64::MIN / 2);
         let renv = Envelope {

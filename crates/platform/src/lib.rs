@@ -115,6 +115,11 @@ impl Caller {
 impl Platform {
     pub fn new(store: Arc<dyn Store>, keys: open::PlatformKeys, clock: Arc<dyn Clock>) -> Self {
         let audit = audit_writer::AuditWriter::start(store.clone(), clock.clone());
+        let exchange = Arc::new(exchange::ExchangeState::new(
+            keys.exchange,
+            store.clone(),
+            clock.clone(),
+        ));
         Platform {
             store,
             vault: Arc::new(keys.vault),
@@ -126,7 +131,7 @@ impl Platform {
             deny_cache: Arc::new(cards::DenyCache::default()),
             ecode: Arc::default(),
             terminal_auth: Arc::default(),
-            exchange: Arc::new(exchange::ExchangeState::new(keys.exchange)),
+            exchange,
             masters: Arc::default(),
             channels: Arc::default(),
             payments: Arc::default(),

@@ -1,12 +1,12 @@
 //! `ExchangeStore` on PostgreSQL.
 
-use crate::{append_audit, db, lock_head};
+use crate::{append_audit, append_audit_many, db, lock_head};
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 use store::{
     AccessRow, ConsentRow, EXCHANGE_LIST_MAX, ExchangeStore, GrantRow, HeadStampRow, MemberRow,
-    Result, ServiceRow, StoreError,
+    NonceClaim, Result, ServiceRow, StoreError,
 };
 
 use crate::PgStore;
@@ -439,31 +439,45 @@ impl ExchangeStore for PgStore {
     }
 
     async fn access_insert(&self, a: &AccessRow) -> Result<i64> {
-        sqlx::query_scalar(
-            "INSERT INTO exchange_access (at_ms, consumer, service, provider, resident_id, \
-             fields, masked, purpose, legal_basis, grant_id, consent_id, outcome, reason, \
-             request_digest, response_digest, audit_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-             $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
-        )
-        .bind(a.at_ms)
-        .bind(&a.consumer)
-        .bind(&a.service)
-        .bind(&a.provider)
-        .bind(a.resident_id)
-        .bind(join(&a.fields))
-        .bind(join(&a.masked))
-        .bind(&a.purpose)
-        .bind(&a.legal_basis)
-        .bind(a.grant_id)
-        .bind(a.consent_id)
-        .bind(&a.outcome)
-        .bind(&a.reason)
-        .bind(&a.request_digest)
-        .bind(&a.response_digest)
-        .bind(a.audit_seq)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        insert_access(&mut conn, a).await
+    }
+
+    async fn exchange_nonces_claim(&self, claims: &[NonceClaim]) -> Result<Vec<bool>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut fresh = Vec::with_capacity(claims.len());
+        for c in claims {
+            let n = sqlx::query(
+                "INSERT INTO exchange_nonces (member, nonce, at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&c.member)
+            .bind(c.nonce.to_ascii_lowercase())
+            .bind(c.at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            fresh.push(n == 1);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(fresh)
+    }
+
+    async fn exchange_log_batch(
+        &self,
+        items: Vec<(audit::Draft, AccessRow)>,
+        now_ms: i64,
+    ) -> Result<Vec<audit::Entry>> {
+        let (drafts, mut rows): (Vec<_>, Vec<_>) = items.into_iter().unzip();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let entries = append_audit_many(&mut tx, drafts, now_ms).await?;
+        for (row, entry) in rows.iter_mut().zip(&entries) {
+            row.audit_seq = Some(entry.seq);
+            insert_access(&mut tx, row).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(entries)
     }
 
     async fn accesses_of_resident(&self, resident_id: i64, limit: u32) -> Result<Vec<AccessRow>> {
@@ -526,4 +540,32 @@ impl ExchangeStore for PgStore {
             .map(stamp_row)
             .collect()
     }
+}
+
+async fn insert_access(conn: &mut PgConnection, a: &AccessRow) -> Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO exchange_access (at_ms, consumer, service, provider, resident_id, \
+         fields, masked, purpose, legal_basis, grant_id, consent_id, outcome, reason, \
+         request_digest, response_digest, audit_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+         $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+    )
+    .bind(a.at_ms)
+    .bind(&a.consumer)
+    .bind(&a.service)
+    .bind(&a.provider)
+    .bind(a.resident_id)
+    .bind(join(&a.fields))
+    .bind(join(&a.masked))
+    .bind(&a.purpose)
+    .bind(&a.legal_basis)
+    .bind(a.grant_id)
+    .bind(a.consent_id)
+    .bind(&a.outcome)
+    .bind(&a.reason)
+    .bind(&a.request_digest)
+    .bind(&a.response_digest)
+    .bind(a.audit_seq)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)
 }

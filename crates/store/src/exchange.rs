@@ -103,6 +103,14 @@ pub struct HeadStampRow {
     pub signature: Vec<u8>,
 }
 
+/// A member's nonce, claimed at `at_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceClaim {
+    pub member: String,
+    pub nonce: String,
+    pub at_ms: i64,
+}
+
 #[async_trait]
 pub trait ExchangeStore: Send + Sync {
     /// `Conflict` when the code exists.
@@ -148,6 +156,17 @@ pub trait ExchangeStore: Send + Sync {
 
     /// Records a member's nonce as used; `Conflict` when it was used before (a replay).
     async fn exchange_nonce_use(&self, member: &str, nonce: &str, at_ms: i64) -> Result<()>;
+    /// Claims many nonces in one transaction (the exchange's group commit): for each claim, in
+    /// order, true when it was fresh and is now recorded, false when it was used before (a
+    /// replay, also of an earlier claim in the same batch).
+    async fn exchange_nonces_claim(&self, claims: &[NonceClaim]) -> Result<Vec<bool>>;
+    /// Writes calls' records in one transaction: each draft appended to the audit chain in
+    /// order, then its access row pointing at that entry (`audit_seq`). Returns the entries.
+    async fn exchange_log_batch(
+        &self,
+        items: Vec<(audit::Draft, AccessRow)>,
+        now_ms: i64,
+    ) -> Result<Vec<audit::Entry>>;
     /// Forgets nonces used before `before_ms` (older than the clock window); returns how many.
     async fn exchange_nonces_purge(&self, before_ms: i64) -> Result<u64>;
 

@@ -264,6 +264,47 @@ pub async fn exchange_members_grants_consents_and_access(s: &dyn Store) {
         1
     );
 
+    // The group commit: nonces claimed in one transaction, a replay within the batch and of an
+    // earlier claim refused; calls' audit entries and access rows written together.
+    let claim = |member: &str, nonce: &str| NonceClaim {
+        member: member.into(),
+        nonce: nonce.into(),
+        at_ms: NOW + 30,
+    };
+    let fresh = s
+        .exchange_nonces_claim(&[
+            claim("card-company", "BB00BB00BB00BB00"),
+            claim("card-company", "aa00aa00aa00aa00"),
+            claim("police", "BB00BB00BB00BB00"),
+            claim("card-company", "bb00bb00bb00bb00"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(fresh, vec![true, false, true, false]);
+    let head_before = s.audit_head().await.unwrap().map_or(0, |h| h.0);
+    let b1 = access(Some(resident), "card-company", "delivered", NOW + 40);
+    let b2 = access(None, "police", "refused", NOW + 41);
+    let entries = s
+        .exchange_log_batch(
+            vec![
+                (draft("exchange.call"), b1.clone()),
+                (draft("exchange.call.refused"), b2.clone()),
+            ],
+            NOW + 42,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![head_before + 1, head_before + 2]
+    );
+    let newest = s.accesses_recent(None, None, 2).await.unwrap();
+    assert_eq!(newest[0].audit_seq, Some(head_before + 2));
+    assert_eq!(newest[0].outcome, "refused");
+    assert_eq!(newest[1].audit_seq, Some(head_before + 1));
+    assert_eq!(newest[1].resident_id, Some(resident));
+    assert!(crate::audit_verify(s).await.unwrap().is_ok());
+
     // Head stamps: once per sequence number, newest first.
     let h = HeadStampRow {
         seq: 4,
