@@ -3,6 +3,7 @@
 //! appends and the changes they record; reads run concurrently.
 
 mod apps;
+mod citizens;
 mod bills;
 mod ecode;
 mod notifications;

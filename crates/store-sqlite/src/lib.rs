@@ -4,6 +4,7 @@
 //! server runs) waits on the busy timeout instead of failing half-way.
 
 mod apps;
+mod citizens;
 mod bills;
 mod ecode;
 mod notifications;
