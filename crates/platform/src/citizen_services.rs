@@ -101,7 +101,9 @@ pub enum CitizenCardAction {
     ReportLost,
     UndoLost,
     /// A replacement, for a lost or a damaged card.
-    Replace { lost: bool },
+    Replace {
+        lost: bool,
+    },
 }
 
 impl CitizenCardAction {
@@ -224,7 +226,10 @@ impl Platform {
         {
             return Err(PlatformError::invalid("month", "YYYY-MM"));
         }
-        let mut accounts = vec![("online".to_string(), AccountKey::citizen_online(c.resident_id))];
+        let mut accounts = vec![(
+            "online".to_string(),
+            AccountKey::citizen_online(c.resident_id),
+        )];
         for card in self.store.cards_of_resident(c.resident_id).await? {
             accounts.push((card.number.clone(), AccountKey::epurse_shadow(&card.number)));
         }
@@ -250,7 +255,11 @@ impl Platform {
             while read < STATEMENT_LINES_MAX {
                 let page: Vec<StatementLine> = self
                     .store
-                    .ledger_statement(acc.id, after, (STATEMENT_LINES_MAX - read).min(store::PAGE_MAX))
+                    .ledger_statement(
+                        acc.id,
+                        after,
+                        (STATEMENT_LINES_MAX - read).min(store::PAGE_MAX),
+                    )
                     .await?;
                 if page.is_empty() {
                     break;

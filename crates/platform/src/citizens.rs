@@ -190,7 +190,12 @@ fn new_code() -> Result<String> {
 fn id_key(id_number: &str) -> String {
     format!(
         "id:{}",
-        hex::encode(&sm3(&[b"citizen-id", id_number.trim().to_ascii_uppercase().as_bytes()])[..8])
+        hex::encode(
+            &sm3(&[
+                b"citizen-id",
+                id_number.trim().to_ascii_uppercase().as_bytes()
+            ])[..8]
+        )
     )
 }
 
@@ -472,11 +477,9 @@ impl Platform {
                     kind: kind.into(),
                     expires_ms: now + ttl,
                 },
-                citizen.caller().draft(
-                    "citizen.sign_in",
-                    format!("resident:{resident_id}"),
-                    kind,
-                ),
+                citizen
+                    .caller()
+                    .draft("citizen.sign_in", format!("resident:{resident_id}"), kind),
                 now,
             )
             .await?;
@@ -536,16 +539,19 @@ impl Platform {
             .citizen_password_set(
                 resident_id,
                 &hash,
-                citizen
-                    .caller()
-                    .draft("citizen.password.set", format!("resident:{resident_id}"), ""),
+                citizen.caller().draft(
+                    "citizen.password.set",
+                    format!("resident:{resident_id}"),
+                    "",
+                ),
                 now,
             )
             .await?;
         if let Some(row) = self.store.resident_by_id(resident_id).await? {
-            let id = self
-                .vault
-                .open_string(&crate::residents::ctx(&row.id_blind, "id_number"), &row.id_sealed)?;
+            let id = self.vault.open_string(
+                &crate::residents::ctx(&row.id_blind, "id_number"),
+                &row.id_sealed,
+            )?;
             self.citizens.throttle.clear(&id_key(&id));
         }
         Ok(())
@@ -609,7 +615,11 @@ impl Platform {
             .citizen_password_set(
                 resident_id,
                 &hash,
-                caller.draft("citizen.password.set", format!("resident:{resident_id}"), "counter"),
+                caller.draft(
+                    "citizen.password.set",
+                    format!("resident:{resident_id}"),
+                    "counter",
+                ),
                 self.clock.now_ms(),
             )
             .await?;

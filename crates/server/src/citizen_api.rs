@@ -43,7 +43,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/me/bills", get(bills))
         .route("/api/v1/me/bills/{biller}/{number}/payment", post(bill_pay))
         .route("/api/v1/me/agreements", post(agreement_sign))
-        .route("/api/v1/me/agreements/{id}/cancellation", post(agreement_cancel))
+        .route(
+            "/api/v1/me/agreements/{id}/cancellation",
+            post(agreement_cancel),
+        )
         .route("/api/v1/me/messages", get(messages))
         .route("/api/v1/me/consents", get(consents))
         .route("/api/v1/me/data-access", get(data_access))
@@ -337,8 +340,7 @@ pub async fn spending(
         .platform
         .citizen_transactions(&c, &TxFilter::default())
         .await?;
-    let months =
-        platform::citizen_services::spending_by_month(&lines, s.platform.clock.now_ms());
+    let months = platform::citizen_services::spending_by_month(&lines, s.platform.clock.now_ms());
     Ok(axum::Json(
         months
             .into_iter()

@@ -49,7 +49,10 @@ pub struct LangParam {
 
 /// The page language: `?lang=` (remembered in a cookie for the portal), else the cookie,
 /// else Chinese.
-fn language(headers: &HeaderMap, param: &Option<String>) -> (&'static PortalTexts, Option<HeaderValue>) {
+fn language(
+    headers: &HeaderMap,
+    param: &Option<String>,
+) -> (&'static PortalTexts, Option<HeaderValue>) {
     match param.as_deref() {
         Some(l @ ("en" | "zh")) => (
             texts(l),
@@ -435,7 +438,9 @@ async fn home_page(
                     ("report_lost", t.report_lost),
                     ("replace_damaged", t.replace_damaged),
                 ],
-                "reported_lost" => vec![("undo_lost", t.undo_lost), ("replace_lost", t.replace_lost)],
+                "reported_lost" => {
+                    vec![("undo_lost", t.undo_lost), ("replace_lost", t.replace_lost)]
+                }
                 _ => vec![],
             };
             CardLine {
@@ -548,7 +553,7 @@ fn esc(s: &str) -> String {
 /// The monthly spending chart as SVG: one stacked bar per month, a legend, and a title and
 /// description that say the numbers for screen readers.
 fn spending_svg(t: &PortalTexts, months: &[platform::citizen_services::MonthSpending]) -> String {
-    let (w, h, left, bottom, top) = (640.0_f64, 260.0_f64, 70.0_f64, 30.0_f64, 40.0_f64);
+    let (w, h, left, bottom, top) = (640.0_f64, 280.0_f64, 84.0_f64, 34.0_f64, 44.0_f64);
     let total = |m: &platform::citizen_services::MonthSpending| -> i64 {
         m.by_category.iter().map(|c| c.1).sum()
     };
@@ -578,7 +583,7 @@ fn spending_svg(t: &PortalTexts, months: &[platform::citizen_services::MonthSpen
             ));
         }
         bars.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"middle\" fill=\"#1a1a1a\">{}</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"15\" text-anchor=\"middle\" fill=\"#1a1a1a\">{}</text>",
             x + bw / 2.0,
             h - bottom + 16.0,
             esc(&m.month)
@@ -590,7 +595,7 @@ fn spending_svg(t: &PortalTexts, months: &[platform::citizen_services::MonthSpen
         let v = max * k / 4;
         let y = h - bottom - plot_h * (k as f64) / 4.0;
         axis.push_str(&format!(
-            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#d0d5dc\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"#404040\">¥{}</text>",
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#d0d5dc\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"14\" text-anchor=\"end\" fill=\"#404040\">¥{}</text>",
             w - 10.0,
             left - 6.0,
             y + 4.0,
@@ -599,9 +604,9 @@ fn spending_svg(t: &PortalTexts, months: &[platform::citizen_services::MonthSpen
     }
     let mut legend = String::new();
     for (j, cat) in SPENDING_CATEGORIES.iter().enumerate() {
-        let x = left + 130.0 * j as f64;
+        let x = left + 150.0 * j as f64;
         legend.push_str(&format!(
-            "<rect x=\"{x}\" y=\"10\" width=\"14\" height=\"14\" fill=\"{}\"/><text x=\"{}\" y=\"22\" font-size=\"13\" fill=\"#1a1a1a\">{}</text>",
+            "<rect x=\"{x}\" y=\"10\" width=\"14\" height=\"14\" fill=\"{}\"/><text x=\"{}\" y=\"22\" font-size=\"16\" fill=\"#1a1a1a\">{}</text>",
             CHART_COLOURS[j],
             x + 20.0,
             esc(&kind_label(t, cat))
@@ -643,10 +648,20 @@ async fn transactions(
     )];
     for card in s.platform.citizen_cards(&c).await? {
         let sel = filter.account.as_deref() == Some(card.number.as_str());
-        accounts.push((card.number.clone(), format!("{} {}", t.epurse, card.number), sel));
+        accounts.push((
+            card.number.clone(),
+            format!("{} {}", t.epurse, card.number),
+            sel,
+        ));
     }
     let kinds = [
-        "top_up", "load", "purchase", "payment", "refund", "disbursement", "fee",
+        "top_up",
+        "load",
+        "purchase",
+        "payment",
+        "refund",
+        "disbursement",
+        "fee",
     ]
     .iter()
     .map(|k| {
@@ -754,15 +769,11 @@ async fn topup_submit(
             .citizen_topup(&c, &f.key, fen, &f.bank_account)
             .await
         {
-            Ok(v) if v.state == "succeeded" => notice = format!("{} ¥{}", t.topup_ok, yuan(v.amount_fen)),
-            Ok(v) if v.state == "pending" => notice = t.topup_pending.into(),
-            Ok(v) => {
-                error = format!(
-                    "{}: {}",
-                    t.topup_failed,
-                    v.reason.unwrap_or_default()
-                )
+            Ok(v) if v.state == "succeeded" => {
+                notice = format!("{} ¥{}", t.topup_ok, yuan(v.amount_fen))
             }
+            Ok(v) if v.state == "pending" => notice = t.topup_pending.into(),
+            Ok(v) => error = format!("{}: {}", t.topup_failed, v.reason.unwrap_or_default()),
             Err(e) => error = message(t, &e),
         },
     }
@@ -810,7 +821,9 @@ async fn ecode_render(
 ) -> ApiResult<EcodePage> {
     let cards = s.platform.citizen_cards(c).await?;
     let chosen = match card {
-        Some(n) => cards.into_iter().find(|x| x.number == n && x.state == "active"),
+        Some(n) => cards
+            .into_iter()
+            .find(|x| x.number == n && x.state == "active"),
         None => cards.into_iter().find(|x| x.state == "active"),
     };
     let mut p = EcodePage {
@@ -1040,7 +1053,10 @@ async fn bills(
     Query(l): Query<LangParam>,
 ) -> ApiResult<Response> {
     let (t, set) = language(&headers, &l.lang);
-    page(bills_page(&s, &c, t, String::new(), String::new()).await?, set)
+    page(
+        bills_page(&s, &c, t, String::new(), String::new()).await?,
+        set,
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -1057,7 +1073,10 @@ async fn bill_pay(
     let (t, _) = language(&headers, &None);
     let (biller, number) = f.target.split_once('/').unwrap_or(("", ""));
     let (notice, error) = match s.platform.citizen_bill_pay(&c, biller, number).await {
-        Ok(p) => (format!("{} ¥{}", t.paid_ok, yuan(p.amount_fen)), String::new()),
+        Ok(p) => (
+            format!("{} ¥{}", t.paid_ok, yuan(p.amount_fen)),
+            String::new(),
+        ),
         Err(e) => (String::new(), message(t, &e)),
     };
     page(bills_page(&s, &c, t, notice, error).await?, None)

@@ -291,9 +291,7 @@ async fn console_in_chromium() {
 
 /// Chromium and chromedriver for a test: the driver process (killed on drop), the WebDriver
 /// client and the browser profile's directory.
-async fn browser(
-    window: &str,
-) -> (Driver, fantoccini::Client, tempfile::TempDir) {
+async fn browser(window: &str) -> (Driver, fantoccini::Client, tempfile::TempDir) {
     let chromium = which("chromium").expect("chromium is not installed: run ./scripts/test");
     let chromedriver =
         which("chromedriver").expect("chromedriver is not installed: run ./scripts/test");
@@ -405,9 +403,15 @@ async fn portal_in_chromium() {
     // Resident 4: an active card with the e-code on a phone, a mobile number for notices.
     let now_s = (platform::testing::T0_MS / 1000) as u32;
     let (card, holder, _phone) = common::card_with_phone(p, 4, "phone-4", 4, now_s).await;
-    p.notify_prefs_set(&Caller::cli("test"), &holder, "zh-CN", true, Some("13800000004"))
-        .await
-        .unwrap();
+    p.notify_prefs_set(
+        &Caller::cli("test"),
+        &holder,
+        "zh-CN",
+        true,
+        Some("13800000004"),
+    )
+    .await
+    .unwrap();
     // A water bill of the household, with an auto-debit agreement.
     let admin = app.token(Role::Administrator).await;
     let officer = app.token(Role::ClearingOfficer).await;
@@ -422,7 +426,11 @@ async fn portal_in_chromium() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let r = app
-        .post_json("/api/v1/billers", Some(&admin), json!({"code": "water", "kind": "water"}))
+        .post_json(
+            "/api/v1/billers",
+            Some(&admin),
+            json!({"code": "water", "kind": "water"}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let r = app
@@ -454,9 +462,15 @@ async fn portal_in_chromium() {
         department: Some(resident::Source::CivilAffairs),
         origin: "test".into(),
     };
-    p.fund_department(&Caller::cli("test"), "civil_affairs", "ICBC", ledger::Amount(100_000), "fund-1")
-        .await
-        .unwrap();
+    p.fund_department(
+        &Caller::cli("test"),
+        "civil_affairs",
+        "ICBC",
+        ledger::Amount(100_000),
+        "fund-1",
+    )
+    .await
+    .unwrap();
     let (batch, _) = p
         .submit_disbursement(
             &civil(11),
@@ -465,14 +479,22 @@ async fn portal_in_chromium() {
         )
         .await
         .unwrap();
-    p.decide_disbursement(&civil(12), batch.id, true).await.unwrap();
+    p.decide_disbursement(&civil(12), batch.id, true)
+        .await
+        .unwrap();
 
     let (_driver, c, _profile) = browser("390,844").await;
     let url = |path: &str| format!("{}{path}", app.base);
 
     // Not signed in: the portal's sign-in page, in Chinese.
     c.goto(&url("/portal/")).await.unwrap();
-    assert!(c.current_url().await.unwrap().path().ends_with("/portal/login"));
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/portal/login")
+    );
     assert_eq!(text_of(&c, "h2").await, "登录");
     shot(&c, "portal-01-login").await;
 
@@ -498,7 +520,12 @@ async fn portal_in_chromium() {
     click(&c, "#sign-in").await;
     assert!(text_of(&c, "#code-sent").await.contains("138****0004"));
     let code = last_code(&sms);
-    fill(&c, "code", if code == "000000" { "111111" } else { "000000" }).await;
+    fill(
+        &c,
+        "code",
+        if code == "000000" { "111111" } else { "000000" },
+    )
+    .await;
     click(&c, "#confirm-code").await;
     assert!(text_of(&c, "#error").await.contains("验证码错误"));
     shot(&c, "portal-03-code-refused").await;
@@ -524,7 +551,11 @@ async fn portal_in_chromium() {
         .await
         .unwrap()
         .unwrap_or_default();
-    assert!(text.starts_with("ZZC1:"), "{text}: {}", c.source().await.unwrap());
+    assert!(
+        text.starts_with("ZZC1:"),
+        "{text}: {}",
+        c.source().await.unwrap()
+    );
     assert!(c.find(Locator::Css("#ecode-qr svg")).await.is_ok());
     shot(&c, "portal-05-ecode").await;
     // It refreshes: the page asks to be reloaded, and a reload is a new code.
@@ -564,14 +595,18 @@ async fn portal_in_chromium() {
     // Transactions with the chart: the bill is this month's spending.
     click(&c, "#nav-transactions").await;
     let bar = c
-        .find(Locator::Css("#spending-chart rect.bar[data-category='payment']"))
+        .find(Locator::Css(
+            "#spending-chart rect.bar[data-category='payment']",
+        ))
         .await
         .unwrap();
     assert!(bar.attr("data-month").await.unwrap().is_some());
     assert!(text_of(&c, "#lines").await.contains("-45.00"));
     shot(&c, "portal-08-transactions").await;
     // Filtered to top-ups only.
-    c.goto(&url("/portal/transactions?kind=top_up")).await.unwrap();
+    c.goto(&url("/portal/transactions?kind=top_up"))
+        .await
+        .unwrap();
     let kinds: Vec<String> = {
         let mut v = Vec::new();
         for e in c.find_all(Locator::Css("#lines tr.line")).await.unwrap() {
@@ -579,7 +614,10 @@ async fn portal_in_chromium() {
         }
         v
     };
-    assert!(!kinds.is_empty() && kinds.iter().all(|k| k == "top_up"), "{kinds:?}");
+    assert!(
+        !kinds.is_empty() && kinds.iter().all(|k| k == "top_up"),
+        "{kinds:?}"
+    );
 
     // Benefits, messages and the data tracker.
     click(&c, "#nav-benefits").await;
@@ -604,7 +642,13 @@ async fn portal_in_chromium() {
     wait_text(&c, &format!("#card-{card} .card-state"), "正常").await;
     click(&c, &format!("#replace_damaged-{card}")).await;
     wait_text(&c, &format!("#card-{card} .card-state"), "已补换").await;
-    assert_eq!(c.find_all(Locator::Css("#cards tbody tr")).await.unwrap().len(), 2);
+    assert_eq!(
+        c.find_all(Locator::Css("#cards tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     shot(&c, "portal-13-replacement").await;
 
     // English, then sign out.
@@ -615,6 +659,12 @@ async fn portal_in_chromium() {
     click(&c, "#sign-out").await;
     assert_eq!(text_of(&c, "#sign-in").await, "Next");
     c.goto(&url("/portal/")).await.unwrap();
-    assert!(c.current_url().await.unwrap().path().ends_with("/portal/login"));
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/portal/login")
+    );
     c.close().await.unwrap();
 }

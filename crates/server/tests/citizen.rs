@@ -35,10 +35,12 @@ struct Sms {
 async fn with_sms(app: &App) -> Sms {
     let sim = SimSms::new();
     let server = sim.spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
-    app.tp.platform.set_sms_gateway(Arc::new(HttpSmsGateway::new(
-        &server.url(),
-        Duration::from_secs(2),
-    )));
+    app.tp
+        .platform
+        .set_sms_gateway(Arc::new(HttpSmsGateway::new(
+            &server.url(),
+            Duration::from_secs(2),
+        )));
     Sms {
         sim,
         _server: server,
@@ -49,7 +51,13 @@ async fn with_sms(app: &App) -> Sms {
 async fn phone_on_file(app: &App, i: u64, phone: &str) {
     app.tp
         .platform
-        .notify_prefs_set(&Caller::cli("test"), &seeded_id(i), "zh-CN", true, Some(phone))
+        .notify_prefs_set(
+            &Caller::cli("test"),
+            &seeded_id(i),
+            "zh-CN",
+            true,
+            Some(phone),
+        )
         .await
         .unwrap();
 }
@@ -119,7 +127,11 @@ async fn sign_in_and_its_refusals(backend: Backend) {
         .unwrap();
 
     // No password yet: refused like a wrong one.
-    refusal(&start_sign_in(&app, 1, PASSWORD).await, 401, "bad_credentials");
+    refusal(
+        &start_sign_in(&app, 1, PASSWORD).await,
+        401,
+        "bad_credentials",
+    );
 
     // A first password, with a code sent to the phone on file.
     let r = app
@@ -190,15 +202,27 @@ async fn sign_in_and_its_refusals(backend: Backend) {
     let r = finish_sign_in(&app, &challenge, &code).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let token = r.json()["token"].as_str().unwrap().to_string();
-    refusal(&finish_sign_in(&app, &challenge, &code).await, 401, "code_used");
+    refusal(
+        &finish_sign_in(&app, &challenge, &code).await,
+        401,
+        "code_used",
+    );
 
     // The session opens the citizen's API, and only that.
     let me = app.get("/api/v1/me/profile", Some(&token)).await;
     assert_eq!(me.status, 200, "{}", me.body);
-    assert!(me.json()["id_number_masked"].as_str().unwrap().contains('*'));
+    assert!(
+        me.json()["id_number_masked"]
+            .as_str()
+            .unwrap()
+            .contains('*')
+    );
     assert_eq!(app.get("/api/v1/residents", Some(&token)).await.status, 401);
     let clerk = app.token(Role::CounterClerk).await;
-    assert_eq!(app.get("/api/v1/me/profile", Some(&clerk)).await.status, 401);
+    assert_eq!(
+        app.get("/api/v1/me/profile", Some(&clerk)).await.status,
+        401
+    );
     assert_eq!(app.get("/api/v1/me/profile", None).await.status, 401);
 
     // An expired code.
@@ -208,7 +232,11 @@ async fn sign_in_and_its_refusals(backend: Backend) {
     app.tp
         .clock
         .advance_ms(platform::citizens::CODE_TTL_MS + 1_000);
-    refusal(&finish_sign_in(&app, &challenge, &code).await, 401, "code_expired");
+    refusal(
+        &finish_sign_in(&app, &challenge, &code).await,
+        401,
+        "code_expired",
+    );
 
     // Wrong passwords: counted down, then the ID number is locked, even for the right one.
     for left in (0..platform::citizens::PASSWORD_FAILURES_MAX).rev() {
@@ -236,9 +264,14 @@ async fn sign_in_and_its_refusals(backend: Backend) {
     assert_eq!(start_sign_in(&app, 2, PASSWORD).await.status, 202);
 
     // Signing out ends the session.
-    let r = app.send("DELETE", "/api/v1/me/session", Some(&token), None).await;
+    let r = app
+        .send("DELETE", "/api/v1/me/session", Some(&token), None)
+        .await;
     assert_eq!(r.status, 204, "{}", r.body);
-    assert_eq!(app.get("/api/v1/me/profile", Some(&token)).await.status, 401);
+    assert_eq!(
+        app.get("/api/v1/me/profile", Some(&token)).await.status,
+        401
+    );
 
     // Every step is on the audit log, under the citizen or as an anonymous failure.
     let admin = app.token(Role::Administrator).await;
@@ -425,16 +458,30 @@ async fn the_app_api(backend: Backend) {
     let lines = r.json();
     let lines = lines.as_array().unwrap();
     assert_eq!(lines.len(), 2, "{lines:?}"); // out of the account, into the e-purse
-    assert!(lines.iter().any(|l| l["account"] == "online" && l["amount_fen"] == -3_000));
-    assert!(lines.iter().any(|l| l["account"] == card.as_str() && l["amount_fen"] == 3_000));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["account"] == "online" && l["amount_fen"] == -3_000)
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["account"] == card.as_str() && l["amount_fen"] == 3_000)
+    );
     let r = app
-        .get("/api/v1/me/transactions?account=online&kind=top_up", Some(&token))
+        .get(
+            "/api/v1/me/transactions?account=online&kind=top_up",
+            Some(&token),
+        )
         .await;
     assert_eq!(r.json().as_array().unwrap().len(), 1, "{}", r.body);
     assert_eq!(
-        app.get("/api/v1/me/transactions?account=4101000000000999", Some(&token))
-            .await
-            .status,
+        app.get(
+            "/api/v1/me/transactions?account=4101000000000999",
+            Some(&token)
+        )
+        .await
+        .status,
         404
     );
     let r = app.get("/api/v1/me/spending", Some(&token)).await;
@@ -451,14 +498,26 @@ async fn the_app_api(backend: Backend) {
         assert_eq!(r.status, 200, "{path}: {}", r.body);
     }
     let r = app.get("/api/v1/me/messages", Some(&token)).await;
-    assert!(r.json().as_array().unwrap().iter().any(|m| m["template"] == "one_time_code"));
+    assert!(
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["template"] == "one_time_code")
+    );
 
     // A replacement for a damaged card: the old one is replaced, a successor is on its way.
     let r = act(card.clone(), "replace_damaged").await;
     assert_eq!(r.status, 200, "{}", r.body);
     let cards = app.get("/api/v1/me/cards", Some(&token)).await.json();
     assert_eq!(cards.as_array().unwrap().len(), 2, "{cards}");
-    assert!(cards.as_array().unwrap().iter().any(|c| c["state"] == "approved"));
+    assert!(
+        cards
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["state"] == "approved")
+    );
 
     // Reads of personal data are audited under the citizen.
     let admin = app.token(Role::Administrator).await;

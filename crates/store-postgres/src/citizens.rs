@@ -3,8 +3,8 @@
 use crate::{PgStore, append_audit, db};
 use async_trait::async_trait;
 use sqlx::Row;
-use store::citizens::*;
 use store::Result;
+use store::citizens::*;
 
 fn hash32(v: Vec<u8>) -> Result<[u8; 32]> {
     v.try_into()

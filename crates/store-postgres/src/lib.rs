@@ -3,8 +3,8 @@
 //! appends and the changes they record; reads run concurrently.
 
 mod apps;
-mod citizens;
 mod bills;
+mod citizens;
 mod ecode;
 mod notifications;
 mod production;

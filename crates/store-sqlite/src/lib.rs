@@ -4,8 +4,8 @@
 //! server runs) waits on the busy timeout instead of failing half-way.
 
 mod apps;
-mod citizens;
 mod bills;
+mod citizens;
 mod ecode;
 mod notifications;
 mod production;
