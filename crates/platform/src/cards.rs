@@ -157,6 +157,10 @@ pub struct CardView {
 }
 
 pub(crate) fn actor_of(caller: &Caller) -> Result<Actor> {
+    if let Some(resident) = caller.citizen_id() {
+        // A signed-in citizen acts as the holder: the state machine refuses another's card.
+        return Ok(Actor::Holder(ResidentKey(resident as u64)));
+    }
     match (caller.role, caller.operator_id) {
         (_, None) => Ok(Actor::System),
         (Role::CounterClerk, Some(id)) => Ok(Actor::Clerk(ClerkId(id as u32))),
@@ -192,14 +196,22 @@ fn refuse_outside_its_path(caller: &Caller, request: CardRequest) -> Result<()> 
                  (citycard batches create|import)",
             )
         }
-        CardRequest::ReportLost if caller.role == Role::CounterClerk => Some(
-            "at the counter a lost report is journaled: \
+        CardRequest::ReportLost
+            if caller.role == Role::CounterClerk && caller.operator_id.is_some() =>
+        {
+            Some(
+                "at the counter a lost report is journaled: \
              POST /api/v1/outlets/{code}/lost-reports (citycard counter report-lost)",
-        ),
-        CardRequest::Replace if caller.role == Role::CounterClerk => Some(
-            "at the counter a replacement is journaled with its fee: \
+            )
+        }
+        CardRequest::Replace
+            if caller.role == Role::CounterClerk && caller.operator_id.is_some() =>
+        {
+            Some(
+                "at the counter a replacement is journaled with its fee: \
              POST /api/v1/outlets/{code}/replacements (citycard counter replace)",
-        ),
+            )
+        }
         _ => None,
     };
     match path {

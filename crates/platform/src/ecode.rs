@@ -227,7 +227,7 @@ pub fn parse_device_key(bytes: &[u8]) -> Result<Sm2PublicKey> {
 }
 
 impl Platform {
-    fn now_u32(&self) -> Result<u32> {
+    pub(crate) fn now_u32(&self) -> Result<u32> {
         u32::try_from(self.clock.now_ms().div_euclid(1000)).map_err(|_| {
             PlatformError::Unexpected("the clock is outside the e-code's range".into())
         })

@@ -37,6 +37,10 @@ pub enum PlatformError {
     ProviderFailed { code: String, message: String },
     #[error("{0}")]
     Locked(String),
+    /// A citizen's sign-in step was refused (wrong password or code, expired, used, locked),
+    /// with its message in Chinese and English.
+    #[error("{}", .0.en)]
+    SignInRefused(crate::citizens::Refusal),
     #[error("{what} is larger than the limit of {limit}")]
     TooLarge { what: String, limit: String },
     #[error("storage: {0}")]

@@ -11,6 +11,8 @@ pub mod audit_writer;
 pub mod bills;
 pub mod cards;
 pub mod channel;
+pub mod citizen_services;
+pub mod citizens;
 pub mod clearing;
 pub mod clock;
 pub mod demo;
@@ -70,6 +72,8 @@ pub struct Platform {
     windows: ::ledger::WindowCalendar,
     /// The SMS gateway notices go through.
     notify: Arc<notifications::NotifyState>,
+    /// Citizens' sign-in throttle and the portal's e-code devices.
+    citizens: Arc<citizens::CitizenState>,
 }
 
 /// Who is acting, as established by authentication (or `system`/`cli` for local commands).
@@ -96,6 +100,9 @@ impl Caller {
     }
 
     pub fn actor(&self) -> String {
+        if self.citizen_id().is_some() {
+            return self.username.clone();
+        }
         match self.operator_id {
             Some(_) => format!("operator:{}", self.username),
             None => format!("system:{}", self.username),
@@ -138,6 +145,7 @@ impl Platform {
             account_ids: Arc::default(),
             windows: ::ledger::WindowCalendar::default(),
             notify: Arc::default(),
+            citizens: Arc::default(),
         }
     }
 

@@ -322,7 +322,7 @@ impl Platform {
     }
 
     /// The phone notices go to: the preferences' one, else the resident record's.
-    async fn notice_phone(
+    pub(crate) async fn notice_phone(
         &self,
         resident_id: i64,
         prefs: Option<&NotifyPrefsRow>,

@@ -110,14 +110,14 @@ pub fn hash_password(password: &str) -> Result<String> {
 }
 
 /// A real hash of a password nobody has, verified against when the user is unknown.
-fn dummy_hash() -> String {
+pub(crate) fn dummy_hash() -> String {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY
         .get_or_init(|| hash_password("no operator has this password").unwrap_or_default())
         .clone()
 }
 
-fn verify_password(hash: &str, password: &str) -> bool {
+pub(crate) fn verify_password(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash)
         .map(|h| {
             Argon2::default()

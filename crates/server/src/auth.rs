@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use store::Role;
 
 pub const SESSION_COOKIE: &str = "citycard_session";
+/// The citizen portal's session cookie (apart from the console's).
+pub const CITIZEN_COOKIE: &str = "citycard_citizen";
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +30,9 @@ pub enum Access {
     /// Members of the data-sharing exchange: the handler checks the call's SM2 signature
     /// (operators' tokens do not open these routes).
     Member,
+    /// A signed-in citizen: the portal's session cookie under `/portal`, an app bearer token
+    /// under `/api` (operators' credentials do not open these routes, nor citizens' theirs).
+    Citizen,
 }
 
 pub struct Permission {
@@ -231,6 +236,51 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/api/v1/bill-runs" Access::Roles(BILL_READERS)),
     perm!(POST "/api/v1/bill-runs" Access::Roles(CLEARING)),
     perm!(GET "/console/services" Access::Roles(BILL_READERS)),
+    // Citizens (issue 9): sign-in is public; the rest needs a citizen's session.
+    perm!(POST "/api/v1/citizen/sessions" Access::Public),
+    perm!(POST "/api/v1/citizen/sessions/code" Access::Public),
+    perm!(POST "/api/v1/citizen/password-codes" Access::Public),
+    perm!(POST "/api/v1/citizen/password" Access::Public),
+    perm!(DELETE "/api/v1/me/session" Access::Citizen),
+    perm!(GET "/api/v1/me/profile" Access::Citizen),
+    perm!(GET "/api/v1/me/cards" Access::Citizen),
+    perm!(GET "/api/v1/me/balances" Access::Citizen),
+    perm!(POST "/api/v1/me/cards/{number}/actions" Access::Citizen),
+    perm!(GET "/api/v1/me/transactions" Access::Citizen),
+    perm!(GET "/api/v1/me/spending" Access::Citizen),
+    perm!(POST "/api/v1/me/topups" Access::Citizen),
+    perm!(GET "/api/v1/me/benefits" Access::Citizen),
+    perm!(GET "/api/v1/me/bills" Access::Citizen),
+    perm!(POST "/api/v1/me/bills/{biller}/{number}/payment" Access::Citizen),
+    perm!(POST "/api/v1/me/agreements" Access::Citizen),
+    perm!(POST "/api/v1/me/agreements/{id}/cancellation" Access::Citizen),
+    perm!(GET "/api/v1/me/messages" Access::Citizen),
+    perm!(GET "/api/v1/me/consents" Access::Citizen),
+    perm!(GET "/api/v1/me/data-access" Access::Citizen),
+    perm!(POST "/api/v1/me/cards/{number}/devices" Access::Citizen),
+    perm!(POST "/api/v1/me/ecode/certificates" Access::Citizen),
+    perm!(POST "/api/v1/me/cards/{number}/loads" Access::Citizen),
+    perm!(POST "/api/v1/me/loads/{id}/confirm" Access::Citizen),
+    perm!(GET "/portal/login" Access::Public),
+    perm!(POST "/portal/login" Access::Public),
+    perm!(POST "/portal/login/code" Access::Public),
+    perm!(GET "/portal/password" Access::Public),
+    perm!(POST "/portal/password" Access::Public),
+    perm!(POST "/portal/password/set" Access::Public),
+    perm!(GET "/portal/assets/portal.css" Access::Public),
+    perm!(POST "/portal/logout" Access::Citizen),
+    perm!(GET "/portal/" Access::Citizen),
+    perm!(POST "/portal/cards/{number}" Access::Citizen),
+    perm!(GET "/portal/transactions" Access::Citizen),
+    perm!(GET "/portal/topup" Access::Citizen),
+    perm!(POST "/portal/topup" Access::Citizen),
+    perm!(GET "/portal/ecode" Access::Citizen),
+    perm!(POST "/portal/ecode" Access::Citizen),
+    perm!(GET "/portal/benefits" Access::Citizen),
+    perm!(GET "/portal/bills" Access::Citizen),
+    perm!(POST "/portal/bills" Access::Citizen),
+    perm!(GET "/portal/messages" Access::Citizen),
+    perm!(GET "/portal/privacy" Access::Citizen),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),
@@ -305,6 +355,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     };
     let roles = match perm.access {
         Access::Public | Access::Terminal | Access::Member => return next.run(req).await,
+        Access::Citizen => return citizen(state, req, next).await,
         Access::Roles(r) => r,
     };
     let origin = origin_of(&req);
@@ -342,4 +393,37 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     }
     req.extensions_mut().insert(caller);
     next.run(req).await
+}
+
+/// The token a citizen's request was authenticated with, for sign-out.
+#[derive(Clone)]
+pub struct CitizenToken(pub String);
+
+/// Opens a citizen route: the portal takes only its session cookie, the app API only a bearer
+/// token of an app session.
+async fn citizen(state: AppState, mut req: Request, next: Next) -> Response {
+    let portal = req.uri().path().starts_with("/portal");
+    let (token, kind) = if portal {
+        (cookie(req.headers(), CITIZEN_COOKIE), "portal")
+    } else {
+        (bearer(&req), "app")
+    };
+    let origin = origin_of(&req);
+    let found = match &token {
+        None => Err(PlatformError::Unauthenticated),
+        Some(t) => state.platform.citizen_authenticate(t, kind, &origin).await,
+    };
+    match found {
+        Ok(c) => {
+            if let Some(t) = token {
+                req.extensions_mut().insert(CitizenToken(t));
+            }
+            req.extensions_mut().insert(c);
+            next.run(req).await
+        }
+        Err(PlatformError::Unauthenticated) if portal => {
+            Redirect::to("/portal/login").into_response()
+        }
+        Err(e) => crate::error::ApiError::from(e).into_response(),
+    }
 }

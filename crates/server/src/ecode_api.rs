@@ -169,7 +169,7 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     platform::PlatformError::invalid(field, message).into()
 }
 
-fn hex_field(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn hex_field(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
     hex::decode(text).map_err(|_| invalid(field, "not hex"))
 }
 
@@ -228,6 +228,13 @@ pub async fn certify(
     Extension(c): Extension<Caller>,
     Json(b): Json<CertificateRequestDto>,
 ) -> ApiResult<(StatusCode, axum::Json<CertificateDto>)> {
+    let request = certificate_request(&b)?;
+    let issued = s.platform.ecode_certify(&c, &request).await?;
+    Ok((StatusCode::CREATED, axum::Json(certificate_dto(&issued))))
+}
+
+/// The phone's signed certificate request, parsed.
+pub(crate) fn certificate_request(b: &CertificateRequestDto) -> ApiResult<CertificateRequest> {
     let card_number =
         CardNumber::parse(&b.card_number).map_err(|e| invalid("card_number", e.to_string()))?;
     let device_id =
@@ -236,28 +243,27 @@ pub async fn certify(
     let signature: [u8; 64] = hex_field("signature", &b.signature)?
         .try_into()
         .map_err(|_| invalid("signature", "64 bytes (r || s)"))?;
-    let request = CertificateRequest {
+    Ok(CertificateRequest {
         card_number,
         device_id,
         device_public_key,
         time: b.time,
         signature,
-    };
-    let issued = s.platform.ecode_certify(&c, &request).await?;
+    })
+}
+
+pub(crate) fn certificate_dto(issued: &platform::ecode::IssuedCertificate) -> CertificateDto {
     let cert = &issued.certificate;
     let f = cert.fields();
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(CertificateDto {
-            certificate: hex::encode_upper(cert.as_bytes()),
-            root_key_id: cert.root_key_id().0,
-            not_before: f.not_before,
-            not_after: f.not_after,
-            offline_limit_fen: f.offline_limit_fen,
-            uses: uses_names(f.uses),
-            device: issued.device,
-        }),
-    ))
+    CertificateDto {
+        certificate: hex::encode_upper(cert.as_bytes()),
+        root_key_id: cert.root_key_id().0,
+        not_before: f.not_before,
+        not_after: f.not_after,
+        offline_limit_fen: f.offline_limit_fen,
+        uses: uses_names(f.uses),
+        device: issued.device,
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/ecode/roots", tag = "ecode", security(("bearer" = [])),

@@ -18,6 +18,13 @@ pub struct Problem {
     pub detail: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ProblemField>,
+    /// A stable code for the client (citizen sign-in: `bad_credentials`, `locked`,
+    /// `code_expired`, `code_used`, `code_wrong`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The detail in Chinese, where the platform has it (citizen sign-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail_zh: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize, ToSchema)]
@@ -84,6 +91,16 @@ impl ApiError {
                     e.to_string(),
                     vec![],
                 ),
+                P::SignInRefused(r) => (
+                    if r.locked {
+                        StatusCode::TOO_MANY_REQUESTS
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    },
+                    "sign-in-refused",
+                    r.en.clone(),
+                    vec![],
+                ),
                 P::Locked(_) => (
                     StatusCode::TOO_MANY_REQUESTS,
                     "locked",
@@ -138,7 +155,13 @@ pub fn problem_response(
                 message: f.message,
             })
             .collect(),
+        code: None,
+        detail_zh: None,
     };
+    problem_json(status, body)
+}
+
+fn problem_json(status: StatusCode, body: Problem) -> Response {
     let mut resp = (status, axum::Json(body)).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -150,6 +173,20 @@ pub fn problem_response(
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, detail, fields) = self.parts();
+        if let ApiError::Platform(PlatformError::SignInRefused(r)) = &self {
+            return problem_json(
+                status,
+                Problem {
+                    kind: format!("https://citycard.example/problems/{kind}"),
+                    title: status.canonical_reason().unwrap_or("error").to_string(),
+                    status: status.as_u16(),
+                    detail,
+                    errors: vec![],
+                    code: Some(r.code.to_string()),
+                    detail_zh: Some(r.zh.clone()),
+                },
+            );
+        }
         if status.is_server_error() {
             // The whole chain goes to the log, never to the client.
             let mut chain = format!("{self}");

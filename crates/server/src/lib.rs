@@ -9,6 +9,7 @@ pub mod apps_api;
 pub mod auth;
 mod card_console;
 pub mod cards_api;
+pub mod citizen_api;
 pub mod clearing_api;
 pub mod console;
 pub mod disbursements_api;
@@ -22,6 +23,8 @@ mod i18n;
 pub mod ledger_api;
 pub mod money_api;
 pub mod openapi;
+pub mod portal;
+mod portal_i18n;
 pub mod production_api;
 mod production_console;
 pub mod purchases_api;
@@ -212,6 +215,8 @@ pub fn router(platform: Platform) -> Router {
         .merge(production_console::routes())
         .merge(card_console::routes())
         .merge(purchases_api::routes())
+        .merge(citizen_api::routes())
+        .merge(portal::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .route_layer(middleware::from_fn(track))

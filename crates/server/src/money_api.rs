@@ -267,7 +267,7 @@ fn payer(card: Option<String>, id: Option<String>) -> ApiResult<Payer> {
     }
 }
 
-fn hex4(field: &str, s: &str) -> ApiResult<[u8; 4]> {
+pub(crate) fn hex4(field: &str, s: &str) -> ApiResult<[u8; 4]> {
     let bytes = hex::decode(s)
         .ok()
         .filter(|b| b.len() == 4)

@@ -146,6 +146,17 @@ impl utoipa::Modify for ProblemResponses {
         crate::services_api::agreement_sign, crate::services_api::agreement_cancel,
         crate::services_api::bills_of_citizen, crate::services_api::bill_run,
         crate::services_api::bill_runs,
+        crate::citizen_api::sign_in, crate::citizen_api::sign_in_code,
+        crate::citizen_api::password_code, crate::citizen_api::password_set,
+        crate::citizen_api::sign_out, crate::citizen_api::profile, crate::citizen_api::cards,
+        crate::citizen_api::balances, crate::citizen_api::card_action,
+        crate::citizen_api::transactions, crate::citizen_api::spending,
+        crate::citizen_api::topup, crate::citizen_api::benefits, crate::citizen_api::bills,
+        crate::citizen_api::bill_pay, crate::citizen_api::agreement_sign,
+        crate::citizen_api::agreement_cancel, crate::citizen_api::messages,
+        crate::citizen_api::consents, crate::citizen_api::data_access,
+        crate::citizen_api::ecode_enrol, crate::citizen_api::ecode_certify,
+        crate::citizen_api::load_authorize, crate::citizen_api::load_confirm,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -165,6 +176,7 @@ impl utoipa::Modify for ProblemResponses {
         (name = "exchange", description = "Data sharing: members, service catalog, grants, consents, signed calls, the citizen's data tracker (数据共享)"),
         (name = "disbursements", description = "Subsidies and benefits paid by departments, four eyes (待遇发放)"),
         (name = "services", description = "Citizen services: notifications, bills and auto-debit (综合服务)"),
+        (name = "citizen", description = "The citizen's own API for the phone app: sign-in with password and SMS code, and /api/v1/me/… (市民服务)"),
     )
 )]
 pub struct ApiDoc;

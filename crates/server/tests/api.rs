@@ -36,6 +36,19 @@ async fn role_matrix(backend: Backend) {
                 assert_eq!(r.status, 401, "{method} {path} anonymous: {}", r.body);
                 assert!(r.body.contains("exchange-refused"), "{}", r.body);
             }
+            Access::Citizen if path.starts_with("/portal") => assert_eq!(
+                (
+                    r.status,
+                    r.headers
+                        .get("location")
+                        .map(|v| v.to_str().unwrap().to_string())
+                ),
+                (303, Some("/portal/login".to_string())),
+                "{method} {path} anonymous should be sent to the portal's sign-in"
+            ),
+            Access::Citizen => {
+                assert_eq!(r.status, 401, "{method} {path} anonymous: {}", r.body);
+            }
             Access::Roles(_) if path.starts_with("/console") => assert_eq!(
                 (
                     r.status,
@@ -61,6 +74,17 @@ async fn role_matrix(backend: Backend) {
                 // An operator's token is no terminal signature.
                 Access::Terminal | Access::Member => {
                     assert_eq!(r.status, 401, "{method} {path} as {role:?}: {}", r.body);
+                    checked += 1;
+                    continue;
+                }
+                // An operator's token is no citizen's session.
+                Access::Citizen => {
+                    assert!(
+                        r.status == 401 || r.status == 303,
+                        "{method} {path} as {role:?}: {} {}",
+                        r.status,
+                        r.body
+                    );
                     checked += 1;
                     continue;
                 }

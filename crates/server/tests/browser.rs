@@ -288,3 +288,383 @@ async fn console_in_chromium() {
     );
     c.close().await.unwrap();
 }
+
+/// Chromium and chromedriver for a test: the driver process (killed on drop), the WebDriver
+/// client and the browser profile's directory.
+async fn browser(window: &str) -> (Driver, fantoccini::Client, tempfile::TempDir) {
+    let chromium = which("chromium").expect("chromium is not installed: run ./scripts/test");
+    let chromedriver =
+        which("chromedriver").expect("chromedriver is not installed: run ./scripts/test");
+    let port = free_port();
+    let driver = Driver(
+        Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                format!("--window-size={window}"), format!("--user-data-dir={}", profile.path().display())
+            ]
+        }
+    }))
+    .unwrap();
+    for _ in 0..100 {
+        if let Ok(c) = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            return (driver, c, profile);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start within 10 s")
+}
+
+async fn fill(c: &fantoccini::Client, id: &str, value: &str) {
+    let e = c.find(Locator::Id(id)).await.unwrap();
+    e.clear().await.unwrap();
+    e.send_keys(value).await.unwrap();
+}
+
+async fn click(c: &fantoccini::Client, css: &str) {
+    // Wait for the element: the page may still be loading after the last click.
+    for _ in 0..200 {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            e.click().await.unwrap();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css} not found");
+}
+
+/// Waits (up to 20 s) until the first element matching `css` reads `want`.
+async fn wait_text(c: &fantoccini::Client, css: &str, want: &str) {
+    let mut last = String::new();
+    for _ in 0..200 {
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && let Ok(t) = e.text().await
+        {
+            if t == want {
+                return;
+            }
+            last = t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css} reads {last:?}, not {want:?}");
+}
+
+/// The six digits of the last SMS the simulated gateway received.
+fn last_code(sms: &sms_link::sim::SimSms) -> String {
+    let m = sms.messages();
+    let text = &m.last().expect("an SMS was sent").text;
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {text:?}"))
+        .to_string()
+}
+
+/// The citizen portal on a phone-sized window: a first password with an SMS code, sign-in with
+/// password and SMS code, cards and balances, the e-code (taken over from the phone), a top-up
+/// through the simulated bank, a bill paid, the transactions chart, benefits, messages, the
+/// data tracker, a lost report and its undo, a replacement, English, and sign-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_in_chromium() {
+    use platform::Caller;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    let app = common::start(Backend::Sqlite).await;
+    let p = &app.tp.platform;
+    let sms = sms_link::sim::SimSms::new();
+    let sms_server = sms.spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    p.set_sms_gateway(Arc::new(sms_link::HttpSmsGateway::new(
+        &sms_server.url(),
+        Duration::from_secs(2),
+    )));
+    let bank = bank_link::sim::SimBank::new();
+    bank.open_account("6222000000000004", 1_000_000);
+    let bank_server = bank.spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    p.add_payment_channel(Arc::new(bank_link::HttpBankChannel::new(
+        "SIM",
+        &bank_server.url(),
+        Duration::from_secs(5),
+    )));
+    // Resident 4: an active card with the e-code on a phone, a mobile number for notices.
+    let now_s = (platform::testing::T0_MS / 1000) as u32;
+    let (card, holder, _phone) = common::card_with_phone(p, 4, "phone-4", 4, now_s).await;
+    p.notify_prefs_set(
+        &Caller::cli("test"),
+        &holder,
+        "zh-CN",
+        true,
+        Some("13800000004"),
+    )
+    .await
+    .unwrap();
+    // A water bill of the household, with an auto-debit agreement.
+    let admin = app.token(Role::Administrator).await;
+    let officer = app.token(Role::ClearingOfficer).await;
+    let clerk = app.token(Role::CounterClerk).await;
+    let r = app
+        .post_json(
+            "/api/v1/merchants",
+            Some(&admin),
+            json!({"code": "water", "name": "郑州自来水", "category": "utility",
+                   "settlement_account": "41050100000009"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .post_json(
+            "/api/v1/billers",
+            Some(&admin),
+            json!({"code": "water", "kind": "water"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .send(
+            "POST",
+            "/api/v1/billers/water/bills/file",
+            Some(&officer),
+            Some((
+                "text/csv",
+                b"bill_number,customer_no,period,amount_fen,due_date\nW202611-001,C001,2026-11,4500,2026-12-15\n"
+                    .to_vec(),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .post_json(
+            "/api/v1/agreements",
+            Some(&clerk),
+            json!({"id_number": holder, "biller": "water", "customer_no": "C001", "limit_fen": 20000}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A subsidy from civil affairs, four eyes.
+    let civil = |op: i64| Caller {
+        operator_id: Some(op),
+        username: format!("civil-{op}"),
+        role: Role::DepartmentOfficer,
+        department: Some(resident::Source::CivilAffairs),
+        origin: "test".into(),
+    };
+    p.fund_department(
+        &Caller::cli("test"),
+        "civil_affairs",
+        "ICBC",
+        ledger::Amount(100_000),
+        "fund-1",
+    )
+    .await
+    .unwrap();
+    let (batch, _) = p
+        .submit_disbursement(
+            &civil(11),
+            "2026-11 低保",
+            format!("id_number,amount,benefit\n{holder},80.00,minimum_living\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    p.decide_disbursement(&civil(12), batch.id, true)
+        .await
+        .unwrap();
+
+    let (_driver, c, _profile) = browser("390,844").await;
+    let url = |path: &str| format!("{}{path}", app.base);
+
+    // Not signed in: the portal's sign-in page, in Chinese.
+    c.goto(&url("/portal/")).await.unwrap();
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/portal/login")
+    );
+    assert_eq!(text_of(&c, "h2").await, "登录");
+    shot(&c, "portal-01-login").await;
+
+    // No password yet: refused, with the way to set one.
+    fill(&c, "id_number", &holder).await;
+    fill(&c, "password", "portal-pass-1").await;
+    click(&c, "#sign-in").await;
+    assert!(text_of(&c, "#error").await.contains("身份证号或密码错误"));
+    // A first password with a code sent to the phone on file.
+    click(&c, "#set-password-link").await;
+    fill(&c, "id_number", &holder).await;
+    click(&c, "#send-code").await;
+    assert!(text_of(&c, "#code-sent").await.contains("138****0004"));
+    fill(&c, "code", &last_code(&sms)).await;
+    fill(&c, "password", "portal-pass-1").await;
+    shot(&c, "portal-02-set-password").await;
+    click(&c, "#set-password").await;
+    assert_eq!(text_of(&c, "#notice").await, "密码已设置，请登录");
+
+    // Sign-in: password, then the SMS code (a wrong one first).
+    fill(&c, "id_number", &holder).await;
+    fill(&c, "password", "portal-pass-1").await;
+    click(&c, "#sign-in").await;
+    assert!(text_of(&c, "#code-sent").await.contains("138****0004"));
+    let code = last_code(&sms);
+    fill(
+        &c,
+        "code",
+        if code == "000000" { "111111" } else { "000000" },
+    )
+    .await;
+    click(&c, "#confirm-code").await;
+    assert!(text_of(&c, "#error").await.contains("验证码错误"));
+    shot(&c, "portal-03-code-refused").await;
+    fill(&c, "code", &code).await;
+    click(&c, "#confirm-code").await;
+
+    // My cards and balances: the subsidy is on the online account.
+    assert_eq!(text_of(&c, "#online-balance").await, "¥80.00");
+    wait_text(&c, &format!("#card-{card} .card-state"), "正常").await;
+    assert!(text_of(&c, "#who").await.contains('*'));
+    shot(&c, "portal-04-cards").await;
+
+    // The e-code lives on the phone; the citizen moves it to the browser and sees the QR.
+    c.goto(&url("/portal/ecode")).await.unwrap();
+    assert!(text_of(&c, "#ecode-on-phone").await.contains("phone-4"));
+    click(&c, "#ecode-take-over").await;
+    text_of(&c, "#ecode-qr").await;
+    let text = c
+        .find(Locator::Id("ecode-text"))
+        .await
+        .unwrap()
+        .prop("textContent")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        text.starts_with("ZZC1:"),
+        "{text}: {}",
+        c.source().await.unwrap()
+    );
+    assert!(c.find(Locator::Css("#ecode-qr svg")).await.is_ok());
+    shot(&c, "portal-05-ecode").await;
+    // It refreshes: the page asks to be reloaded, and a reload is a new code.
+    let page = c.source().await.unwrap();
+    assert!(page.contains("http-equiv=\"refresh\""));
+    app.tp.clock.advance_ms(31_000);
+    c.goto(&url("/portal/ecode")).await.unwrap();
+    let text2 = c
+        .find(Locator::Id("ecode-text"))
+        .await
+        .unwrap()
+        .prop("textContent")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(text2.starts_with("ZZC1:") && text2 != text);
+
+    // A top-up through the bank.
+    click(&c, "#nav-topup").await;
+    fill(&c, "amount", "50").await;
+    fill(&c, "bank_account", "6222000000000004").await;
+    click(&c, "#top-up").await;
+    assert!(text_of(&c, "#notice").await.contains("充值成功"));
+    assert_eq!(text_of(&c, "#online-balance").await, "¥130.00");
+    assert_eq!(bank.balance("6222000000000004"), Some(1_000_000 - 5_000));
+    shot(&c, "portal-06-topup").await;
+
+    // The water bill, paid once.
+    click(&c, "#nav-bills").await;
+    assert!(text_of(&c, "#bills").await.contains("W202611-001"));
+    assert!(text_of(&c, "#agreements").await.contains("C001"));
+    click(&c, "#bills .row-action").await;
+    assert!(text_of(&c, "#notice").await.contains("缴费成功"));
+    assert!(c.find(Locator::Css("#bills .row-action")).await.is_err());
+    shot(&c, "portal-07-bills").await;
+
+    // Transactions with the chart: the bill is this month's spending.
+    click(&c, "#nav-transactions").await;
+    let bar = c
+        .find(Locator::Css(
+            "#spending-chart rect.bar[data-category='payment']",
+        ))
+        .await
+        .unwrap();
+    assert!(bar.attr("data-month").await.unwrap().is_some());
+    assert!(text_of(&c, "#lines").await.contains("-45.00"));
+    shot(&c, "portal-08-transactions").await;
+    // Filtered to top-ups only.
+    c.goto(&url("/portal/transactions?kind=top_up"))
+        .await
+        .unwrap();
+    let kinds: Vec<String> = {
+        let mut v = Vec::new();
+        for e in c.find_all(Locator::Css("#lines tr.line")).await.unwrap() {
+            v.push(e.attr("data-kind").await.unwrap().unwrap_or_default());
+        }
+        v
+    };
+    assert!(
+        !kinds.is_empty() && kinds.iter().all(|k| k == "top_up"),
+        "{kinds:?}"
+    );
+
+    // Benefits, messages and the data tracker.
+    click(&c, "#nav-benefits").await;
+    assert!(text_of(&c, "#benefits").await.contains("80.00"));
+    shot(&c, "portal-09-benefits").await;
+    click(&c, "#nav-messages").await;
+    assert!(text_of(&c, "#messages").await.contains("W202611-001"));
+    shot(&c, "portal-10-messages").await;
+    click(&c, "#nav-privacy").await;
+    text_of(&c, "#consents-h").await;
+    text_of(&c, "#data-tracker-h").await;
+    shot(&c, "portal-11-privacy").await;
+    // The marked place for points and credit.
+    assert!(text_of(&c, "#nav-points-credit").await.contains("积分"));
+
+    // Report the card lost, undo it, then ask for a replacement of a damaged card.
+    click(&c, "#nav-home").await;
+    click(&c, &format!("#report_lost-{card}")).await;
+    wait_text(&c, &format!("#card-{card} .card-state"), "已挂失").await;
+    shot(&c, "portal-12-lost").await;
+    click(&c, &format!("#undo_lost-{card}")).await;
+    wait_text(&c, &format!("#card-{card} .card-state"), "正常").await;
+    click(&c, &format!("#replace_damaged-{card}")).await;
+    wait_text(&c, &format!("#card-{card} .card-state"), "已补换").await;
+    assert_eq!(
+        c.find_all(Locator::Css("#cards tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    shot(&c, "portal-13-replacement").await;
+
+    // English, then sign out.
+    c.goto(&url("/portal/?lang=en")).await.unwrap();
+    assert_eq!(text_of(&c, "#nav-home").await, "My cards");
+    wait_text(&c, &format!("#card-{card} .card-state"), "replaced").await;
+    shot(&c, "portal-14-english").await;
+    click(&c, "#sign-out").await;
+    assert_eq!(text_of(&c, "#sign-in").await, "Next");
+    c.goto(&url("/portal/")).await.unwrap();
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/portal/login")
+    );
+    c.close().await.unwrap();
+}

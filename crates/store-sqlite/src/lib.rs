@@ -5,6 +5,7 @@
 
 mod apps;
 mod bills;
+mod citizens;
 mod ecode;
 mod notifications;
 mod production;

@@ -9,6 +9,7 @@
 mod applications;
 mod apps;
 mod bills;
+pub mod citizens;
 mod clearing;
 mod disbursements;
 mod ecode;
@@ -31,6 +32,7 @@ pub mod conformance_production;
 pub use applications::*;
 pub use apps::{AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, FunctionRow};
 pub use bills::*;
+pub use citizens::*;
 pub use clearing::*;
 pub use disbursements::*;
 pub use ecode::*;
@@ -70,6 +72,7 @@ pub trait Store:
     + PurchaseStore
     + NotificationStore
     + BillStore
+    + CitizenStore
     + Send
     + Sync
     + 'static
