@@ -5,7 +5,9 @@
 mod apps;
 mod bills;
 mod ecode;
+mod credit;
 mod notifications;
+mod points;
 mod production;
 mod terminal_fleet;
 

@@ -10,6 +10,7 @@ mod applications;
 mod apps;
 mod bills;
 mod clearing;
+pub mod credit;
 mod disbursements;
 mod ecode;
 mod error;
@@ -17,6 +18,7 @@ mod exchange;
 pub mod ledger;
 pub mod money;
 pub mod notifications;
+pub mod points;
 mod production;
 pub mod purchases;
 mod terminal_fleet;
@@ -39,6 +41,8 @@ pub use exchange::*;
 pub use ledger::LedgerStore;
 pub use money::MoneyStore;
 pub use notifications::*;
+pub use credit::CreditStore;
+pub use points::PointsStore;
 pub use production::*;
 pub use purchases::PurchaseStore;
 pub use terminal_fleet::*;
@@ -70,6 +74,8 @@ pub trait Store:
     + PurchaseStore
     + NotificationStore
     + BillStore
+    + PointsStore
+    + CreditStore
     + Send
     + Sync
     + 'static
