@@ -25,6 +25,8 @@ pub mod openapi;
 pub mod production_api;
 mod production_console;
 pub mod purchases_api;
+pub mod points_api;
+pub mod points_console;
 pub mod services_api;
 pub mod services_console;
 pub mod terminals_api;
@@ -209,6 +211,8 @@ pub fn router(platform: Platform) -> Router {
         .merge(money_api::routes())
         .merge(services_api::routes())
         .merge(services_console::routes())
+        .merge(points_api::routes())
+        .merge(points_console::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())
         .merge(purchases_api::routes())

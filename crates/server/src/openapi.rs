@@ -146,6 +146,14 @@ impl utoipa::Modify for ProblemResponses {
         crate::services_api::agreement_sign, crate::services_api::agreement_cancel,
         crate::services_api::bills_of_citizen, crate::services_api::bill_run,
         crate::services_api::bill_runs,
+        crate::points_api::rules, crate::points_api::rule_set, crate::points_api::items,
+        crate::points_api::item_set, crate::points_api::projects,
+        crate::points_api::project_set, crate::points_api::event,
+        crate::points_api::of_citizen, crate::points_api::redeem, crate::points_api::donate,
+        crate::points_api::expiry, crate::points_api::opt_in, crate::points_api::opt_out,
+        crate::points_api::score, crate::points_api::history, crate::points_api::signal,
+        crate::points_api::disputes, crate::points_api::dispute_open,
+        crate::points_api::dispute_resolve,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -165,6 +173,8 @@ impl utoipa::Modify for ProblemResponses {
         (name = "exchange", description = "Data sharing: members, service catalog, grants, consents, signed calls, the citizen's data tracker (数据共享)"),
         (name = "disbursements", description = "Subsidies and benefits paid by departments, four eyes (待遇发放)"),
         (name = "services", description = "Citizen services: notifications, bills and auto-debit (综合服务)"),
+        (name = "points", description = "Points: earning rules, catalogue, charity projects, a citizen's points (积分)"),
+        (name = "credit", description = "The opt-in, transparent credit score: factors, history, signals, disputes (信用服务)"),
     )
 )]
 pub struct ApiDoc;

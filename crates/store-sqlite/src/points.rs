@@ -256,7 +256,7 @@ impl PointsStore for SqliteStore {
         }
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let mut out = Vec::with_capacity(earnings.len());
-        let mut earned_any = false;
+        let mut transfers = Vec::new();
         for e in earnings {
             if let Some(first) = entry_by_key(&mut tx, &e.key).await? {
                 out.push(EarnOutcome::Duplicate(first));
@@ -292,17 +292,17 @@ impl PointsStore for SqliteStore {
                 now_ms,
             )
             .await?;
-            let t = entry_transfer(OP_EARN, &e.key, e.account, e.issuance, granted)?;
-            if let Err(o) = post_one(&mut tx, t, now_ms).await? {
-                return Err(StoreError::Conflict(format!(
-                    "points earning {}: {o:?}",
-                    e.key
-                )));
-            }
-            earned_any = true;
+            transfers.push(entry_transfer(
+                OP_EARN, &e.key, e.account, e.issuance, granted,
+            )?);
             out.push(EarnOutcome::Earned(row));
         }
-        if earned_any {
+        if !transfers.is_empty() {
+            // One ledger batch for the whole call (a bill run's chunk earns at once).
+            let (outcomes, _) = post_in(&mut tx, &transfers, now_ms).await?;
+            if let Some(o) = outcomes.iter().find(|o| !matches!(o, PostOutcome::Applied { .. })) {
+                return Err(StoreError::Conflict(format!("a points earning: {o:?}")));
+            }
             append_audit(&mut tx, audit, now_ms).await?;
             tx.commit().await.map_err(db)?;
         }
