@@ -20,6 +20,7 @@ mod exchange_cmd;
 mod keys_cmd;
 mod ledger_cmd;
 mod production_cmd;
+mod points_cmd;
 mod services_cmd;
 mod terminal;
 mod terminal_agent_cmd;
@@ -140,6 +141,12 @@ enum Command {
     /// Money movements: resolve top-ups the bank did not answer in time.
     #[command(subcommand)]
     Money(MoneyCommand),
+    /// Points (积分): rules, catalogue, charity projects, use events, redemption, expiry.
+    #[command(subcommand)]
+    Points(points_cmd::PointsCommand),
+    /// The opt-in credit service (信用服务): score, history, signals, disputes.
+    #[command(subcommand)]
+    Credit(points_cmd::CreditCommand),
     /// Bills and auto-debit (公共事业缴费): billers, bill files, agreements, runs.
     #[command(subcommand)]
     Bills(services_cmd::BillsCommand),
@@ -667,6 +674,14 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
         Command::Bills(cmd) => {
             let p = open(&cfg).await?;
             services_cmd::bills(cmd, &p).await
+        }
+        Command::Points(cmd) => {
+            let p = open(&cfg).await?;
+            points_cmd::points(cmd, &p).await
+        }
+        Command::Credit(cmd) => {
+            let p = open(&cfg).await?;
+            points_cmd::credit(cmd, &p).await
         }
         Command::Notifications(cmd) => {
             let p = open(&cfg).await?;

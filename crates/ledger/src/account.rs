@@ -83,10 +83,21 @@ pub enum AccountKind {
     BankFloat,
     /// Money whose destination is not yet known; worked off by an operator.
     Suspense,
+    /// A resident's points (积分), in [`Unit::Points`]: never below zero.
+    CitizenPoints,
+    /// Where points come from (积分发行): its debit balance is every point ever earned, so
+    /// points are never created anywhere else.
+    PointsIssuance,
+    /// Points spent on the redemption catalogue (兑换).
+    PointsRedeemed,
+    /// Points that reached their expiry (过期).
+    PointsExpired,
+    /// Points donated to one charity project (公益捐赠).
+    PointsCharity,
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 11] = [
+    pub const ALL: [AccountKind; 16] = [
         AccountKind::CitizenOnline,
         AccountKind::EpurseShadow,
         AccountKind::EpursePendingLoad,
@@ -98,6 +109,11 @@ impl AccountKind {
         AccountKind::BankSettlement,
         AccountKind::BankFloat,
         AccountKind::Suspense,
+        AccountKind::CitizenPoints,
+        AccountKind::PointsIssuance,
+        AccountKind::PointsRedeemed,
+        AccountKind::PointsExpired,
+        AccountKind::PointsCharity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -113,6 +129,11 @@ impl AccountKind {
             AccountKind::BankSettlement => "bank_settlement",
             AccountKind::BankFloat => "bank_float",
             AccountKind::Suspense => "suspense",
+            AccountKind::CitizenPoints => "citizen_points",
+            AccountKind::PointsIssuance => "points_issuance",
+            AccountKind::PointsRedeemed => "points_redeemed",
+            AccountKind::PointsExpired => "points_expired",
+            AccountKind::PointsCharity => "points_charity",
         }
     }
 
@@ -122,9 +143,10 @@ impl AccountKind {
 
     pub fn normal_side(self) -> NormalSide {
         match self {
-            AccountKind::BankSettlement | AccountKind::BankFloat | AccountKind::Suspense => {
-                NormalSide::Debit
-            }
+            AccountKind::BankSettlement
+            | AccountKind::BankFloat
+            | AccountKind::Suspense
+            | AccountKind::PointsIssuance => NormalSide::Debit,
             _ => NormalSide::Credit,
         }
     }
@@ -140,8 +162,13 @@ impl AccountKind {
             | AccountKind::EpurseShadow
             | AccountKind::EpursePendingLoad
             | AccountKind::Earmarked
-            | AccountKind::DepartmentFunding => Some(0),
+            | AccountKind::DepartmentFunding
+            | AccountKind::CitizenPoints
+            | AccountKind::PointsRedeemed
+            | AccountKind::PointsExpired
+            | AccountKind::PointsCharity => Some(0),
             AccountKind::MerchantPayable
+            | AccountKind::PointsIssuance
             | AccountKind::DepartmentCollection
             | AccountKind::FeeIncome
             | AccountKind::BankSettlement
@@ -164,6 +191,11 @@ impl AccountKind {
 
     /// The Beancount root of this kind's accounts.
     pub fn beancount_root(self) -> &'static str {
+        match self {
+            AccountKind::PointsIssuance => return "Expenses",
+            AccountKind::PointsRedeemed | AccountKind::PointsExpired => return "Income",
+            _ => {}
+        }
         match self.normal_side() {
             NormalSide::Debit => "Assets",
             NormalSide::Credit if self == AccountKind::FeeIncome => "Income",
@@ -179,8 +211,26 @@ impl AccountKind {
             AccountKind::MerchantPayable => "merchant",
             AccountKind::DepartmentFunding | AccountKind::DepartmentCollection => "department",
             AccountKind::BankSettlement | AccountKind::BankFloat => "bank",
-            AccountKind::FeeIncome | AccountKind::Suspense => "company",
+            AccountKind::FeeIncome
+            | AccountKind::Suspense
+            | AccountKind::PointsIssuance
+            | AccountKind::PointsRedeemed
+            | AccountKind::PointsExpired => "company",
+            AccountKind::CitizenPoints => "resident",
+            AccountKind::PointsCharity => "project",
         }
+    }
+
+    /// The kinds that count points only: their accounts are in [`Unit::Points`].
+    pub fn is_points(self) -> bool {
+        matches!(
+            self,
+            AccountKind::CitizenPoints
+                | AccountKind::PointsIssuance
+                | AccountKind::PointsRedeemed
+                | AccountKind::PointsExpired
+                | AccountKind::PointsCharity
+        )
     }
 }
 
@@ -202,6 +252,8 @@ pub enum Owner {
     Bank(String),
     /// The card company itself.
     Company,
+    /// A charity project that receives donated points, by its code.
+    Project(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -220,6 +272,8 @@ pub enum KeyError {
     UnknownKind(String),
     #[error("unknown unit {0:?}")]
     UnknownUnit(String),
+    #[error("a {0} account counts points only")]
+    WrongUnit(&'static str),
     #[error(
         "owner {0:?} is not in the form resident:N, card:N, earmark:N:PURPOSE, merchant:CODE, department:CODE, bank:CODE or company"
     )]
@@ -242,6 +296,7 @@ impl Owner {
             Owner::Department(_) => "department",
             Owner::Bank(_) => "bank",
             Owner::Company => "company",
+            Owner::Project(_) => "project",
         }
     }
 
@@ -254,6 +309,7 @@ impl Owner {
             | Owner::Merchant(c)
             | Owner::Department(c)
             | Owner::Bank(c)
+            | Owner::Project(c)
                 if !code_ok(c) =>
             {
                 Err(KeyError::BadCode(c.clone()))
@@ -272,6 +328,7 @@ impl Owner {
             Owner::Department(c) => format!("department:{c}"),
             Owner::Bank(c) => format!("bank:{c}"),
             Owner::Company => "company".into(),
+            Owner::Project(c) => format!("project:{c}"),
         }
     }
 
@@ -292,6 +349,7 @@ impl Owner {
             Some(("merchant", c)) => Owner::Merchant(c.into()),
             Some(("department", c)) => Owner::Department(c.into()),
             Some(("bank", c)) => Owner::Bank(c.into()),
+            Some(("project", c)) => Owner::Project(c.into()),
             Some(_) => return Err(bad()),
         };
         owner.check()?;
@@ -319,6 +377,9 @@ impl AccountKey {
             });
         }
         owner.check()?;
+        if kind.is_points() && unit != Unit::Points {
+            return Err(KeyError::WrongUnit(kind.as_str()));
+        }
         Ok(AccountKey { kind, owner, unit })
     }
 
@@ -355,6 +416,27 @@ impl AccountKey {
             Unit::Cny,
         )
         .expect("a 16-digit card number")
+    }
+    /// A resident's points account.
+    pub fn citizen_points(resident: i64) -> Self {
+        AccountKey {
+            kind: AccountKind::CitizenPoints,
+            owner: Owner::Resident(resident),
+            unit: Unit::Points,
+        }
+    }
+    /// One of the company's points accounts (issuance, redeemed, expired). Panics on a kind
+    /// that is not one (a programmer error).
+    pub fn points_company(kind: AccountKind) -> Self {
+        AccountKey::new(kind, Owner::Company, Unit::Points).expect("a company points account")
+    }
+    /// A charity project's donated points; `Err` on a malformed code.
+    pub fn points_charity(project: &str) -> Result<Self, KeyError> {
+        AccountKey::new(
+            AccountKind::PointsCharity,
+            Owner::Project(project.into()),
+            Unit::Points,
+        )
     }
     pub fn company(kind: AccountKind, unit: Unit) -> Result<Self, KeyError> {
         AccountKey::new(kind, Owner::Company, unit)
@@ -409,6 +491,14 @@ mod tests {
         ));
         assert!(AccountKey::parse("nope", "company", "CNY").is_err());
         assert!(AccountKey::parse("suspense", "company", "USD").is_err());
+        // Points accounts count points only; charity accounts belong to a project.
+        assert_eq!(
+            AccountKey::parse("citizen_points", "resident:1", "CNY"),
+            Err(KeyError::WrongUnit("citizen_points"))
+        );
+        let k = AccountKey::parse("points_charity", "project:trees-2026", "POINTS").unwrap();
+        assert_eq!(k, AccountKey::points_charity("trees-2026").unwrap());
+        assert!(AccountKey::parse("points_charity", "company", "POINTS").is_err());
         for k in AccountKind::ALL {
             assert_eq!(AccountKind::parse(k.as_str()), Some(k));
             // Citizen-side money may never go negative.

@@ -59,10 +59,18 @@ pub enum TransferKind {
     BalanceMove,
     /// An operator's correction, always through suspense.
     Adjustment,
+    /// Points earned by a use (issuance → the resident's points).
+    PointsEarn,
+    /// Points spent on the redemption catalogue.
+    PointsRedeem,
+    /// Points donated to a charity project.
+    PointsDonate,
+    /// Points that expired.
+    PointsExpire,
 }
 
 impl TransferKind {
-    pub const ALL: [TransferKind; 11] = [
+    pub const ALL: [TransferKind; 15] = [
         TransferKind::TopUp,
         TransferKind::Load,
         TransferKind::Purchase,
@@ -74,6 +82,10 @@ impl TransferKind {
         TransferKind::Settlement,
         TransferKind::BalanceMove,
         TransferKind::Adjustment,
+        TransferKind::PointsEarn,
+        TransferKind::PointsRedeem,
+        TransferKind::PointsDonate,
+        TransferKind::PointsExpire,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,6 +100,10 @@ impl TransferKind {
             TransferKind::Settlement => "settlement",
             TransferKind::BalanceMove => "balance_move",
             TransferKind::Adjustment => "adjustment",
+            TransferKind::PointsEarn => "points_earn",
+            TransferKind::PointsRedeem => "points_redeem",
+            TransferKind::PointsDonate => "points_donate",
+            TransferKind::PointsExpire => "points_expire",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {

@@ -433,6 +433,8 @@ impl Platform {
             )
             .await?;
         if newly == 1 {
+            self.bills_paid_signals(caller, &[(resident, bill.id, bill.due_date.clone())])
+                .await;
             let name = self.biller_name(biller).await?;
             self.notify_residents(
                 caller,
@@ -557,12 +559,15 @@ impl Platform {
             } else {
                 self.store.money_record_many(&items, &audits, now).await?
             };
+            // Bills debited by the run: on their due date or before, so on time.
+            let mut on_time = Vec::new();
             for (&i, answer) in debited.iter().zip(answers) {
                 let d = &due[i];
                 let b = &d.bill;
                 let name = names[&b.biller].clone();
                 match answer {
                     Recorded::Created(row) | Recorded::Existing(row) => {
+                        on_time.push((d.agreement.resident_id, b.id, b.due_date.clone()));
                         run.debited += 1;
                         run.debited_fen += b.amount_fen;
                         paid.push(BillPaid {
@@ -623,6 +628,7 @@ impl Platform {
             }
             self.store.bills_settle(&paid, &failed, now).await?;
             run.notices += self.notify_residents(caller, &notes).await? as i64;
+            self.bills_paid_signals(caller, &on_time).await;
         }
         run.finished_ms = Some(self.clock.now_ms());
         self.store

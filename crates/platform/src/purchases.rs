@@ -258,6 +258,8 @@ impl Platform {
             .await?;
         let mut outcomes = outcomes.into_iter();
         let mut results = Vec::with_capacity(checked.len());
+        let mut good_index = 0;
+        let mut rides = Vec::new();
         for c in checked {
             results.push(match c {
                 Checked::Bad(r) => r,
@@ -283,7 +285,15 @@ impl Platform {
                     }
                 },
             });
+            if let Checked::Good(..) = c {
+                if let Some(PurchaseResult::Posted { .. }) = results.last() {
+                    let p = &purchases[good_index];
+                    rides.push((p.card_number.clone(), p.offline_counter));
+                }
+                good_index += 1;
+            }
         }
+        self.rides_earned(caller, merchant, &rides).await;
         Ok(results)
     }
 

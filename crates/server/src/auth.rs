@@ -82,6 +82,11 @@ const EXCHANGE_READERS: &[Role] = &[ADM, DEP, AUD];
 /// for them there.
 const FOR_CITIZEN: &[Role] = &[ADM, CLK];
 const TRACKER_READERS: &[Role] = &[ADM, CLK, AUD];
+/// Points and credit: rules kept by the administrator, uses and signals reported through the
+/// clearing officer (civil affairs reports volunteer hours), citizens served at the counter.
+const POINTS_READERS: &[Role] = &[ADM, CLK, CLR, AUD];
+const POINTS_REPORTERS: &[Role] = &[ADM, CLR, DEP];
+const CREDIT_READERS: &[Role] = &[ADM, CLK, AUD];
 
 macro_rules! perm {
     ($m:ident $p:literal $a:expr) => {
@@ -281,6 +286,27 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/portal/bills" Access::Citizen),
     perm!(GET "/portal/messages" Access::Citizen),
     perm!(GET "/portal/privacy" Access::Citizen),
+    perm!(GET "/api/v1/points/rules" Access::Roles(POINTS_READERS)),
+    perm!(POST "/api/v1/points/rules" Access::Roles(ADMINS)),
+    perm!(GET "/api/v1/points/catalogue" Access::Roles(POINTS_READERS)),
+    perm!(POST "/api/v1/points/catalogue" Access::Roles(ADMINS)),
+    perm!(GET "/api/v1/points/projects" Access::Roles(POINTS_READERS)),
+    perm!(POST "/api/v1/points/projects" Access::Roles(ADMINS)),
+    perm!(POST "/api/v1/points/events" Access::Roles(POINTS_REPORTERS)),
+    perm!(POST "/api/v1/points/of-citizen" Access::Roles(POINTS_READERS)),
+    perm!(POST "/api/v1/points/redemptions" Access::Roles(CARD_WORKERS)),
+    perm!(POST "/api/v1/points/donations" Access::Roles(CARD_WORKERS)),
+    perm!(POST "/api/v1/points/expiry" Access::Roles(CLEARING)),
+    perm!(POST "/api/v1/credit/opt-in" Access::Roles(CARD_WORKERS)),
+    perm!(POST "/api/v1/credit/opt-out" Access::Roles(CARD_WORKERS)),
+    perm!(POST "/api/v1/credit/score" Access::Roles(CREDIT_READERS)),
+    perm!(POST "/api/v1/credit/history" Access::Roles(CREDIT_READERS)),
+    perm!(POST "/api/v1/credit/signals" Access::Roles(CLEARING)),
+    perm!(GET "/api/v1/credit/disputes" Access::Roles(POINTS_READERS)),
+    perm!(POST "/api/v1/credit/disputes" Access::Roles(CARD_WORKERS)),
+    perm!(POST "/api/v1/credit/disputes/{id}/resolution" Access::Roles(CLEARING)),
+    perm!(GET "/console/points" Access::Roles(POINTS_READERS)),
+    perm!(GET "/console/credit" Access::Roles(POINTS_READERS)),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),
     perm!(GET "/console/assets/console.css" Access::Public),

@@ -28,6 +28,8 @@ mod portal_i18n;
 pub mod production_api;
 mod production_console;
 pub mod purchases_api;
+pub mod points_api;
+pub mod points_console;
 pub mod services_api;
 pub mod services_console;
 pub mod terminals_api;
@@ -212,6 +214,8 @@ pub fn router(platform: Platform) -> Router {
         .merge(money_api::routes())
         .merge(services_api::routes())
         .merge(services_console::routes())
+        .merge(points_api::routes())
+        .merge(points_console::routes())
         .merge(production_console::routes())
         .merge(card_console::routes())
         .merge(purchases_api::routes())

@@ -157,6 +157,14 @@ impl utoipa::Modify for ProblemResponses {
         crate::citizen_api::consents, crate::citizen_api::data_access,
         crate::citizen_api::ecode_enrol, crate::citizen_api::ecode_certify,
         crate::citizen_api::load_authorize, crate::citizen_api::load_confirm,
+        crate::points_api::rules, crate::points_api::rule_set, crate::points_api::items,
+        crate::points_api::item_set, crate::points_api::projects,
+        crate::points_api::project_set, crate::points_api::event,
+        crate::points_api::of_citizen, crate::points_api::redeem, crate::points_api::donate,
+        crate::points_api::expiry, crate::points_api::opt_in, crate::points_api::opt_out,
+        crate::points_api::score, crate::points_api::history, crate::points_api::signal,
+        crate::points_api::disputes, crate::points_api::dispute_open,
+        crate::points_api::dispute_resolve,
     ),
     components(schemas(Problem, ProblemField)),
     modifiers(&BearerAuth, &ProblemResponses),
@@ -177,6 +185,8 @@ impl utoipa::Modify for ProblemResponses {
         (name = "disbursements", description = "Subsidies and benefits paid by departments, four eyes (待遇发放)"),
         (name = "services", description = "Citizen services: notifications, bills and auto-debit (综合服务)"),
         (name = "citizen", description = "The citizen's own API for the phone app: sign-in with password and SMS code, and /api/v1/me/… (市民服务)"),
+        (name = "points", description = "Points: earning rules, catalogue, charity projects, a citizen's points (积分)"),
+        (name = "credit", description = "The opt-in, transparent credit score: factors, history, signals, disputes (信用服务)"),
     )
 )]
 pub struct ApiDoc;

@@ -7,7 +7,9 @@ mod apps;
 mod bills;
 mod citizens;
 mod ecode;
+mod credit;
 mod notifications;
+mod points;
 mod production;
 mod terminal_fleet;
 

@@ -27,6 +27,8 @@ mod money;
 pub use money::*;
 mod services;
 pub use services::*;
+mod points;
+pub use self::points::*;
 
 const NOW: i64 = 1_795_000_000_000;
 
@@ -540,7 +542,9 @@ macro_rules! conformance_tests {
             statements_import_once_and_exceptions_resolve_once,
             exchange_members_grants_consents_and_access,
             notifications_enqueue_once_and_deliver_once,
-            bills_upload_all_or_nothing_and_settle_once);
+            bills_upload_all_or_nothing_and_settle_once,
+            points_earn_spend_and_expire_once,
+            credit_opt_in_signals_disputes_and_opt_out);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn money_refunds_never_exceed_the_payment() {

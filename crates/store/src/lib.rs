@@ -11,6 +11,7 @@ mod apps;
 mod bills;
 pub mod citizens;
 mod clearing;
+pub mod credit;
 mod disbursements;
 mod ecode;
 mod error;
@@ -18,6 +19,7 @@ mod exchange;
 pub mod ledger;
 pub mod money;
 pub mod notifications;
+pub mod points;
 mod production;
 pub mod purchases;
 mod terminal_fleet;
@@ -41,6 +43,8 @@ pub use exchange::*;
 pub use ledger::LedgerStore;
 pub use money::MoneyStore;
 pub use notifications::*;
+pub use credit::CreditStore;
+pub use points::PointsStore;
 pub use production::*;
 pub use purchases::PurchaseStore;
 pub use terminal_fleet::*;
@@ -73,6 +77,8 @@ pub trait Store:
     + NotificationStore
     + BillStore
     + CitizenStore
+    + PointsStore
+    + CreditStore
     + Send
     + Sync
     + 'static
