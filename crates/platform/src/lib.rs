@@ -20,6 +20,7 @@ pub mod ecode_identity;
 pub mod ecode_payments;
 mod error;
 pub mod exchange;
+pub mod feeds;
 pub mod ledger;
 pub mod money;
 pub mod notifications;

@@ -101,6 +101,11 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/api/v1/residents/{id_number}" Access::Roles(RESIDENT_READERS)),
     perm!(GET "/api/v1/residents/{id_number}/history" Access::Roles(RESIDENT_READERS)),
     perm!(POST "/api/v1/residents/import" Access::Roles(FEEDERS)),
+    perm!(POST "/api/v1/residents/changes" Access::Roles(FEEDERS)),
+    // A department officer decides only the fields its department is the authority for
+    // (checked in platform).
+    perm!(GET "/api/v1/residents/reviews" Access::Roles(FEEDERS)),
+    perm!(POST "/api/v1/residents/reviews/{id}/decision" Access::Roles(FEEDERS)),
     perm!(GET "/api/v1/feeds" Access::Roles(FEED_READERS)),
     perm!(GET "/api/v1/operators" Access::Roles(OVERSIGHT)),
     perm!(POST "/api/v1/operators" Access::Roles(ADMINS)),

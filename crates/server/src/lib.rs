@@ -17,6 +17,7 @@ pub mod ecode_api;
 pub mod ecode_console;
 pub mod error;
 pub mod exchange_api;
+pub mod feeds_api;
 mod extract;
 mod i18n;
 pub mod ledger_api;
@@ -205,6 +206,7 @@ pub fn router(platform: Platform) -> Router {
         .merge(ecode_console::routes())
         .merge(terminals_api::routes())
         .merge(exchange_api::routes())
+        .merge(feeds_api::routes())
         .merge(terminals_console::routes())
         .merge(money_api::routes())
         .merge(services_api::routes())

@@ -137,6 +137,7 @@ impl utoipa::Modify for ProblemResponses {
         crate::exchange_api::call, crate::exchange_api::data_access,
         crate::exchange_api::access_log, crate::exchange_api::stamp,
         crate::exchange_api::stamps_check,
+        crate::feeds_api::push_changes, crate::feeds_api::reviews, crate::feeds_api::decide,
         crate::services_api::prefs_set, crate::services_api::prefs_get,
         crate::services_api::inbox, crate::services_api::outbox, crate::services_api::counts,
         crate::services_api::deliver, crate::services_api::biller_create,

@@ -17,6 +17,8 @@ mod clearing;
 pub use clearing::*;
 mod exchange;
 pub use exchange::*;
+mod feed_reviews;
+pub use feed_reviews::*;
 
 use crate::*;
 use resident::{Field, Residency, Source};
@@ -100,7 +102,8 @@ pub async fn residents_apply_is_idempotent(s: &dyn Store) {
         ApplyCounts {
             inserted: 3,
             updated: 0,
-            unchanged: 0
+            unchanged: 0,
+            held: 0
         }
     );
     // The same rows again change nothing and add no history.
@@ -539,6 +542,7 @@ macro_rules! conformance_tests {
             clearing_windows_close_once,
             statements_import_once_and_exceptions_resolve_once,
             exchange_members_grants_consents_and_access,
+            feeds_hold_contradictions_for_review_once,
             notifications_enqueue_once_and_deliver_once,
             bills_upload_all_or_nothing_and_settle_once);
 

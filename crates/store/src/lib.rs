@@ -14,6 +14,7 @@ mod disbursements;
 mod ecode;
 mod error;
 mod exchange;
+mod feed_reviews;
 pub mod ledger;
 pub mod money;
 pub mod notifications;
@@ -36,6 +37,7 @@ pub use disbursements::*;
 pub use ecode::*;
 pub use error::StoreError;
 pub use exchange::*;
+pub use feed_reviews::*;
 pub use ledger::LedgerStore;
 pub use money::MoneyStore;
 pub use notifications::*;
@@ -66,6 +68,7 @@ pub trait Store:
     + TerminalFleetStore
     + ClearingStore
     + ExchangeStore
+    + FeedReviewStore
     + MoneyStore
     + PurchaseStore
     + NotificationStore
