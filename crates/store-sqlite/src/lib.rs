@@ -32,6 +32,7 @@ mod applications;
 mod clearing;
 mod disbursements;
 mod exchange;
+mod exchange_oversight;
 mod feed_reviews;
 mod ledger;
 mod money;

@@ -19,6 +19,8 @@ mod exchange;
 pub use exchange::*;
 mod feed_reviews;
 pub use feed_reviews::*;
+mod exchange_oversight;
+pub use exchange_oversight::*;
 
 use crate::*;
 use resident::{Field, Residency, Source};
@@ -543,6 +545,7 @@ macro_rules! conformance_tests {
             statements_import_once_and_exceptions_resolve_once,
             exchange_members_grants_consents_and_access,
             feeds_hold_contradictions_for_review_once,
+            exchange_access_search_and_consent_stats,
             notifications_enqueue_once_and_deliver_once,
             bills_upload_all_or_nothing_and_settle_once);
 

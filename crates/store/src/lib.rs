@@ -14,6 +14,7 @@ mod disbursements;
 mod ecode;
 mod error;
 mod exchange;
+mod exchange_oversight;
 mod feed_reviews;
 pub mod ledger;
 pub mod money;
@@ -37,6 +38,7 @@ pub use disbursements::*;
 pub use ecode::*;
 pub use error::StoreError;
 pub use exchange::*;
+pub use exchange_oversight::*;
 pub use feed_reviews::*;
 pub use ledger::LedgerStore;
 pub use money::MoneyStore;
@@ -69,6 +71,7 @@ pub trait Store:
     + ClearingStore
     + ExchangeStore
     + FeedReviewStore
+    + ExchangeOversightStore
     + MoneyStore
     + PurchaseStore
     + NotificationStore
