@@ -38,6 +38,11 @@ pub const REQUEST_BYTES_MAX: usize = 16 * 1024;
 pub const HUGE_BYTES: usize = 1024 * 1024;
 /// The path every simulated provider serves.
 pub const QUERY_PATH: &str = "/v1/query";
+/// The police's second service: identity verification with check-in registration (旅馆业
+/// 实名登记核验), for hotels and counters.
+pub const IDENTITY_SERVICE: &str = "police.identity-checkin";
+/// Check-ins the simulated police keeps in memory at most (oldest dropped).
+pub const CHECKINS_MAX: usize = 10_000;
 
 /// Which department.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +161,45 @@ impl Kind {
         }
     }
 
+    /// The codes of every service the department serves.
+    pub fn service_codes(self) -> &'static [&'static str] {
+        match self {
+            Kind::Police => &["police.traffic-violations", IDENTITY_SERVICE],
+            Kind::Fund => &["fund.balance"],
+            Kind::Hr => &["hr.contributions"],
+            Kind::Civil => &["civil.dibao-eligibility"],
+        }
+    }
+
+    /// The police's identity check-in service at `base_url`: the input is the ID number and
+    /// the name as read (from the card's holder file, or the resident base behind an e-code);
+    /// the answer says whether they match the police's register, the registered name, and the
+    /// check-in's registration number. Hotels are granted `verified`, `name` (masked) and
+    /// `checkin_id`; never the ID number back.
+    pub fn identity_service(base_url: &str) -> Service {
+        use MaskStyle::{IdNumber, Name, Redact};
+        use Sensitivity::{Internal, Personal, Sensitive};
+        let f = FieldSpec::new;
+        Service {
+            code: IDENTITY_SERVICE.into(),
+            provider: Kind::Police.member().into(),
+            name: "身份核验与入住登记".into(),
+            description: "Identity verification against the police register, recording the \
+                          check-in (hotels, counters)"
+                .into(),
+            input: "id_number,name".into(),
+            fields: vec![
+                f("id_number", Sensitive, IdNumber, "公民身份号码"),
+                f("verified", Internal, Redact, "核验结果"),
+                f("status", Internal, Redact, "核验状态"),
+                f("name", Personal, Name, "姓名"),
+                f("checkin_id", Internal, Redact, "登记编号"),
+            ],
+            endpoint: format!("{}{QUERY_PATH}", base_url.trim_end_matches('/')),
+            consent_required: false,
+        }
+    }
+
     /// Synthetic data for an ID number: the same number always gives the same answer.
     pub fn answer(self, id_number: &str) -> Map<String, Value> {
         let h: [u8; 32] = Sm3::new()
@@ -236,8 +280,25 @@ pub enum Mode {
     WrongReply,
 }
 
+/// A check-in the simulated police recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkin {
+    pub checkin_id: String,
+    /// The consumer the exchange forwarded for (the hotel).
+    pub hotel: String,
+    pub id_number: String,
+    pub room: String,
+    /// `card` or `ecode`: how the hotel read the guest.
+    pub via: String,
+    pub verified: bool,
+    pub at_s: i64,
+}
+
 struct Inner {
     kind: Kind,
+    /// The police register: ID number → name.
+    register: Mutex<std::collections::HashMap<String, String>>,
+    checkins: Mutex<std::collections::VecDeque<Checkin>>,
     key: Sm2SigningKey,
     clock: Arc<dyn Clock>,
     trusted: Mutex<Vec<(String, Sm2PublicKey)>>,
@@ -259,6 +320,8 @@ impl SimProvider {
         SimProvider {
             inner: Arc::new(Inner {
                 kind,
+                register: Mutex::new(std::collections::HashMap::new()),
+                checkins: Mutex::new(std::collections::VecDeque::new()),
                 key,
                 clock,
                 trusted: Mutex::new(Vec::new()),
@@ -286,6 +349,21 @@ impl SimProvider {
         let mut t = self.inner.trusted.lock().unwrap_or_else(|p| p.into_inner());
         t.retain(|(m, _)| m != member);
         t.push((member.to_string(), key));
+    }
+
+    /// Puts a person on the police's register (identity check-ins compare names with it).
+    pub fn register(&self, id_number: &str, name: &str) {
+        self.inner
+            .register
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id_number.to_string(), name.to_string());
+    }
+
+    /// The check-ins recorded so far, oldest first.
+    pub fn checkins(&self) -> Vec<Checkin> {
+        let c = self.inner.checkins.lock().unwrap_or_else(|p| p.into_inner());
+        c.iter().cloned().collect()
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -347,6 +425,58 @@ fn refuse(p: &SimProvider, status: StatusCode, why: &str) -> Response {
 struct Query {
     service: String,
     id_number: String,
+    #[serde(default)]
+    consumer: String,
+    /// Identity check-in only: the name as read, the room, how the guest was read.
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    room: String,
+    #[serde(default)]
+    via: String,
+}
+
+/// The police's identity check: compares the name with the register and records the
+/// check-in (verified or not: the police want to know of mismatches too).
+fn identity_answer(p: &SimProvider, q: &Query, now_s: i64) -> Map<String, Value> {
+    let registered = p
+        .inner
+        .register
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&q.id_number)
+        .cloned();
+    let (verified, status) = match &registered {
+        None => (false, "not_found"),
+        Some(n) if n == q.name.trim() => (true, "verified"),
+        Some(_) => (false, "mismatch"),
+    };
+    let mut c = p.inner.checkins.lock().unwrap_or_else(|e| e.into_inner());
+    let seq = p.inner.answered.load(Ordering::Relaxed) + c.len() as u64 + 1;
+    let checkin_id = format!("CK{now_s}{seq:06}");
+    if c.len() == CHECKINS_MAX {
+        c.pop_front();
+    }
+    c.push_back(Checkin {
+        checkin_id: checkin_id.clone(),
+        hotel: q.consumer.clone(),
+        id_number: q.id_number.clone(),
+        room: q.room.chars().take(32).collect(),
+        via: q.via.chars().take(16).collect(),
+        verified,
+        at_s: now_s,
+    });
+    let v = json!({
+        "id_number": q.id_number,
+        "verified": verified,
+        "status": status,
+        "name": registered,
+        "checkin_id": checkin_id,
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
 }
 
 async fn query(State(p): State<SimProvider>, headers: HeaderMap, body: Bytes) -> Response {
@@ -369,12 +499,20 @@ async fn query(State(p): State<SimProvider>, headers: HeaderMap, body: Bytes) ->
         return refuse(&p, StatusCode::UNAUTHORIZED, "the sender is not trusted");
     };
     let kind = p.inner.kind;
+    // The service named in the body must be one of ours, and is what the signature covers.
+    let service = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("service").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default();
+    let Some(service) = kind.service_codes().iter().find(|c| **c == service) else {
+        return refuse(&p, StatusCode::NOT_FOUND, "another provider's service");
+    };
     let env = Envelope {
         kind: MessageKind::Forward,
         member: &member,
         time_s,
         nonce: &nonce,
-        service: kind.service_code(),
+        service,
         reply_to: "",
         body: &body,
     };
@@ -394,14 +532,16 @@ async fn query(State(p): State<SimProvider>, headers: HeaderMap, body: Bytes) ->
     let Ok(q) = serde_json::from_slice::<Query>(&body) else {
         return refuse(&p, StatusCode::BAD_REQUEST, "not a query");
     };
-    if q.service != kind.service_code() {
+    if q.service != *service {
         return refuse(&p, StatusCode::NOT_FOUND, "another provider's service");
     }
     let mode = *p.inner.mode.lock().unwrap_or_else(|e| e.into_inner());
     if mode == Mode::Hang {
         std::future::pending::<()>().await;
     }
-    let answer = if mode == Mode::Huge {
+    let answer = if *service == IDENTITY_SERVICE {
+        identity_answer(&p, &q, now_s)
+    } else if mode == Mode::Huge {
         let mut m = kind.answer(&q.id_number);
         m.insert("padding".into(), Value::String("x".repeat(HUGE_BYTES)));
         m
@@ -425,7 +565,7 @@ async fn query(State(p): State<SimProvider>, headers: HeaderMap, body: Bytes) ->
         member: kind.member(),
         time_s: now_s,
         nonce: &r_nonce,
-        service: kind.service_code(),
+        service,
         reply_to,
         body: &out,
     };

@@ -104,10 +104,10 @@ pub const WRITE_BATCH_MAX: usize = 512;
 
 /// The exchange's state in a process.
 pub struct ExchangeState {
-    signer: keys::Signer,
-    replay: Mutex<ReplayCache>,
-    transport: RwLock<Option<Arc<dyn ProviderTransport>>>,
-    timeout_ms: AtomicU64,
+    pub(crate) signer: keys::Signer,
+    pub(crate) replay: Mutex<ReplayCache>,
+    pub(crate) transport: RwLock<Option<Arc<dyn ProviderTransport>>>,
+    pub(crate) timeout_ms: AtomicU64,
     /// Parsed member keys by their SEC1 bytes (a key is a pure function of its bytes, so a
     /// rotated or withdrawn key cannot be served stale: the member row is still read per call).
     keys: Mutex<HashMap<Vec<u8>, crypto::Sm2PublicKey>>,
@@ -320,7 +320,7 @@ fn name_err(e: exchange::NameError) -> PlatformError {
     PlatformError::invalid(e.what, e.rule)
 }
 
-fn random_nonce() -> Result<String> {
+pub(crate) fn random_nonce() -> Result<String> {
     let mut r = [0u8; 16];
     getrandom::fill(&mut r)
         .map_err(|_| PlatformError::Unexpected("no randomness for a nonce".into()))?;
@@ -342,7 +342,7 @@ pub fn service_of_row(r: &ServiceRow) -> Result<Service> {
     })
 }
 
-fn grant_of_row(g: &GrantRow) -> exchange::Grant {
+pub(crate) fn grant_of_row(g: &GrantRow) -> exchange::Grant {
     exchange::Grant {
         id: g.id,
         consumer: g.consumer.clone(),
@@ -372,24 +372,24 @@ fn consent_of_row(c: &ConsentRow) -> exchange::Consent {
 
 /// The parts of a call known so far, for its log row.
 #[derive(Debug, Clone, Default)]
-struct CallLog {
-    consumer: String,
-    service: String,
-    provider: String,
-    resident_id: Option<i64>,
-    fields: Vec<String>,
-    masked: Vec<String>,
-    purpose: String,
-    legal_basis: Option<String>,
-    grant_id: Option<i64>,
-    consent_id: Option<i64>,
-    request_digest: Option<String>,
-    forward_digest: Option<String>,
-    response_digest: Option<String>,
-    delivery_digest: Option<String>,
+pub(crate) struct CallLog {
+    pub(crate) consumer: String,
+    pub(crate) service: String,
+    pub(crate) provider: String,
+    pub(crate) resident_id: Option<i64>,
+    pub(crate) fields: Vec<String>,
+    pub(crate) masked: Vec<String>,
+    pub(crate) purpose: String,
+    pub(crate) legal_basis: Option<String>,
+    pub(crate) grant_id: Option<i64>,
+    pub(crate) consent_id: Option<i64>,
+    pub(crate) request_digest: Option<String>,
+    pub(crate) forward_digest: Option<String>,
+    pub(crate) response_digest: Option<String>,
+    pub(crate) delivery_digest: Option<String>,
 }
 
-fn message_code(e: &MessageError) -> &'static str {
+pub(crate) fn message_code(e: &MessageError) -> &'static str {
     match e {
         MessageError::Member => "member",
         MessageError::Nonce => "nonce",
@@ -783,7 +783,7 @@ impl Platform {
     }
 
     /// Writes a call's audit entry and access row.
-    async fn exchange_log(
+    pub(crate) async fn exchange_log(
         &self,
         log: &CallLog,
         outcome: &str,
@@ -851,7 +851,7 @@ impl Platform {
         Ok(())
     }
 
-    async fn refuse(
+    pub(crate) async fn refuse(
         &self,
         log: &CallLog,
         code: &str,
@@ -867,7 +867,7 @@ impl Platform {
         }
     }
 
-    async fn fail(
+    pub(crate) async fn fail(
         &self,
         log: &CallLog,
         code: &str,

@@ -20,6 +20,17 @@ pub const IMPORT_ROWS_MAX: u64 = 20_000_000;
 pub const SEARCH_RESULTS_MAX: u32 = 50;
 
 pub const CSV_HEADER: [&str; 5] = ["id_number", "name", "phone", "address", "residency"];
+/// The header of a feed that also reports assistance (civil affairs) and student status
+/// (education).
+pub const CSV_HEADER_STATUS: [&str; 7] = [
+    "id_number",
+    "name",
+    "phone",
+    "address",
+    "residency",
+    "assistance",
+    "student",
+];
 
 /// Roles that may see personal data unmasked.
 pub const UNMASK_ROLES: [Role; 3] = [
@@ -43,6 +54,11 @@ pub struct ImportReport {
     pub rejects: Vec<Reject>,
     /// True when more rows were rejected than [`REJECTS_KEPT_MAX`] kept here.
     pub rejects_truncated: bool,
+    /// Rows with a field held for review: this department is not that field's authority and
+    /// contradicted a stored value (`GET /api/v1/residents/reviews`).
+    pub held: u64,
+    /// Cards whose student concession ended because this feed reported a graduation.
+    pub concessions_ended: Vec<String>,
 }
 
 /// Where a field's current value came from.
@@ -63,6 +79,10 @@ pub struct ResidentView {
     pub phone: Option<String>,
     pub address: Option<String>,
     pub residency: Option<resident::Residency>,
+    /// Social assistance status (`minimum_living_allowance` …); `***` when masked.
+    pub assistance: Option<String>,
+    /// Student status (`enrolled`, `graduated`); `***` when masked.
+    pub student: Option<String>,
     pub birth_date: String,
     pub gender: String,
     pub region: String,
@@ -85,15 +105,15 @@ pub(crate) fn ctx(blind: &BlindIndex, field: &str) -> Vec<u8> {
     format!("resident:{}:{field}", blind.to_hex()).into_bytes()
 }
 
-fn change_ctx(blind: &BlindIndex) -> Vec<u8> {
+pub(crate) fn change_ctx(blind: &BlindIndex) -> Vec<u8> {
     format!("resident-change:{}", blind.to_hex()).into_bytes()
 }
 
 /// Seals one validated row for storage: blind indexes to find and compare, ciphertexts to keep.
 pub fn seal_facts(vault: &Vault, f: &ResidentFacts) -> Result<SealedFacts> {
     let id_blind = vault.blind("id_number", f.id.as_str());
-    let mut fields = Vec::with_capacity(3);
-    for field in [Field::Name, Field::Phone, Field::Address] {
+    let mut fields = Vec::with_capacity(Field::SEALED.len());
+    for field in Field::SEALED {
         if let Some(v) = f.value(field) {
             fields.push(SealedField {
                 field,
@@ -105,6 +125,8 @@ pub fn seal_facts(vault: &Vault, f: &ResidentFacts) -> Result<SealedFacts> {
     let reported = serde_json::json!({
         "name": f.name, "phone": f.phone, "address": f.address,
         "residency": f.residency.map(|r| r.as_str()),
+        "assistance": f.assistance.map(|a| a.as_str()),
+        "student": f.student.map(|s| s.as_str()),
     });
     Ok(SealedFacts {
         id_blind,
@@ -127,7 +149,8 @@ pub fn digest(bytes: &[u8]) -> String {
 }
 
 enum Batch {
-    Rows(Vec<SealedFacts>),
+    /// Sealed rows, and the residents among them reported as graduated.
+    Rows(Vec<SealedFacts>, Vec<BlindIndex>),
     Done {
         rows: u64,
         rejects: Vec<Reject>,
@@ -172,18 +195,21 @@ fn produce(
                     .to_string()
             })
             .collect();
-        if !header_ok || header != CSV_HEADER {
+        if !header_ok || (header != CSV_HEADER && header != CSV_HEADER_STATUS) {
             return Err(PlatformError::invalid(
                 "file",
                 format!(
-                    "the first line must be the header {}, found {:?}",
+                    "the first line must be the header {} (optionally followed by \
+                     ,assistance,student), found {:?}",
                     CSV_HEADER.join(","),
                     header.join(",")
                 ),
             ));
         }
+        let columns = header.len();
         let mut seen: std::collections::HashMap<BlindIndex, u64> = std::collections::HashMap::new();
         let mut batch = Vec::with_capacity(IMPORT_BATCH);
+        let mut graduated = Vec::new();
         let mut rows = 0u64;
         loop {
             match csv.read_byte_record(&mut record) {
@@ -220,6 +246,10 @@ fn produce(
                 reject(&mut rejects, line, "not valid UTF-8".into());
                 continue;
             };
+            if cells.len() != columns {
+                reject(&mut rejects, line, resident::RowError::Columns(cells.len()).to_string());
+                continue;
+            }
             let facts = match resident::parse_row(&cells, today) {
                 Ok(f) => f,
                 Err(e) => {
@@ -237,15 +267,19 @@ fn produce(
                 continue;
             }
             seen.insert(sealed.id_blind, line);
+            if facts.student == Some(resident::Student::Graduated) {
+                graduated.push(sealed.id_blind);
+            }
             batch.push(sealed);
             if batch.len() == IMPORT_BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(IMPORT_BATCH));
-                if out.blocking_send(Batch::Rows(full)).is_err() {
+                let grads = std::mem::take(&mut graduated);
+                if out.blocking_send(Batch::Rows(full, grads)).is_err() {
                     return Err(PlatformError::Unexpected("import stopped".into()));
                 }
             }
         }
-        if !batch.is_empty() && out.blocking_send(Batch::Rows(batch)).is_err() {
+        if !batch.is_empty() && out.blocking_send(Batch::Rows(batch, graduated)).is_err() {
             return Err(PlatformError::Unexpected("import stopped".into()));
         }
         Ok((rows, rejects, rejected))
@@ -262,7 +296,7 @@ fn produce(
 }
 
 impl Platform {
-    fn may_feed(caller: &Caller, source: Source) -> Result<()> {
+    pub(crate) fn may_feed(caller: &Caller, source: Source) -> Result<()> {
         match caller.role {
             Role::Administrator => Ok(()),
             Role::DepartmentOfficer if caller.department == Some(source) => Ok(()),
@@ -313,11 +347,13 @@ impl Platform {
         let producer =
             tokio::task::spawn_blocking(move || produce(reader, vault, today, tx, progress));
         let mut totals = FeedTotals::default();
+        let mut held = 0u64;
+        let mut concessions_ended = Vec::new();
         let mut result = Err(PlatformError::Unexpected("import ended early".into()));
         let mut batch_no = 0u64;
         while let Some(msg) = rx.recv().await {
             match msg {
-                Batch::Rows(rows) => {
+                Batch::Rows(rows, graduated) => {
                     batch_no += 1;
                     let counts = self
                         .store
@@ -335,6 +371,8 @@ impl Platform {
                     totals.inserted += counts.inserted;
                     totals.updated += counts.updated;
                     totals.unchanged += counts.unchanged;
+                    held += counts.held;
+                    concessions_ended.extend(self.graduations_applied(caller, &graduated).await?);
                 }
                 Batch::Done {
                     rows,
@@ -374,6 +412,8 @@ impl Platform {
             totals,
             rejects_truncated: rejected as usize > rejects.len(),
             rejects,
+            held,
+            concessions_ended,
         })
     }
 
@@ -588,9 +628,13 @@ impl Platform {
         let mut name = open("name", &row.name_sealed)?;
         let mut phone = open("phone", &row.phone_sealed)?;
         let mut address = open("address", &row.address_sealed)?;
+        let mut assistance = open("assistance", &row.assistance_sealed)?;
+        let mut student = open("student", &row.student_sealed)?;
         let id_number = if unmask {
             id_number
         } else {
+            assistance = assistance.map(|_| "***".into());
+            student = student.map(|_| "***".into());
             name = name.map(|n| resident::mask_name(&n));
             phone = phone.map(|p| resident::mask_phone(&p));
             address = address.map(|a| resident::mask_address(&a));
@@ -616,6 +660,8 @@ impl Platform {
             phone,
             address,
             residency: row.residency,
+            assistance,
+            student,
             region: resident::region_name(&row.region_code).unwrap_or_default(),
             birth_date: row.birth_date,
             gender: row.gender,
@@ -633,6 +679,7 @@ fn mask_json(obj: &mut serde_json::Map<String, serde_json::Value>) {
                 "name" => resident::mask_name(s),
                 "phone" => resident::mask_phone(s),
                 "address" => resident::mask_address(s),
+                "assistance" | "student" => "***".into(),
                 _ => continue,
             };
             *v = serde_json::Value::String(masked);

@@ -10,6 +10,6 @@ mod record;
 pub use id_number::{Gender, IdNumberError, ResidentId, region_name};
 pub use mask::{mask_address, mask_id_number, mask_name, mask_phone};
 pub use record::{
-    ADDRESS_CHARS_MAX, Field, FieldError, NAME_CHARS_MAX, Residency, ResidentFacts, RowError,
-    Source, parse_row,
+    ADDRESS_CHARS_MAX, Assistance, Field, FieldError, NAME_CHARS_MAX, Residency, ResidentFacts,
+    RowError, Source, Student, parse_change, parse_row,
 };

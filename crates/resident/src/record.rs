@@ -88,6 +88,60 @@ impl Source {
     }
 }
 
+/// Social assistance a resident receives, as civil affairs (民政) reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assistance {
+    /// No assistance.
+    None,
+    /// 低保: the minimum living allowance.
+    MinimumLivingAllowance,
+    /// 特困: support for people in extreme hardship.
+    ExtremeHardship,
+}
+
+impl Assistance {
+    pub const ALL: [Assistance; 3] = [
+        Assistance::None,
+        Assistance::MinimumLivingAllowance,
+        Assistance::ExtremeHardship,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Assistance::None => "none",
+            Assistance::MinimumLivingAllowance => "minimum_living_allowance",
+            Assistance::ExtremeHardship => "extreme_hardship",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Assistance::ALL.into_iter().find(|a| a.as_str() == s.trim())
+    }
+}
+
+/// Whether a resident is a student, as education (教育) reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Student {
+    Enrolled,
+    Graduated,
+}
+
+impl Student {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Student::Enrolled => "enrolled",
+            Student::Graduated => "graduated",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "enrolled" => Some(Student::Enrolled),
+            "graduated" => Some(Student::Graduated),
+            _ => None,
+        }
+    }
+}
+
 /// The fields of a resident that carry provenance. The ID number is the key, not a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -96,17 +150,41 @@ pub enum Field {
     Phone,
     Address,
     Residency,
+    /// Social assistance status (sealed: it is sensitive personal information).
+    Assistance,
+    /// Student status (sealed).
+    Student,
 }
 
 impl Field {
-    pub const ALL: [Field; 4] = [Field::Name, Field::Phone, Field::Address, Field::Residency];
+    pub const ALL: [Field; 6] = [
+        Field::Name,
+        Field::Phone,
+        Field::Address,
+        Field::Residency,
+        Field::Assistance,
+        Field::Student,
+    ];
+    /// The fields kept sealed with a blind index (residency is in clear).
+    pub const SEALED: [Field; 5] = [
+        Field::Name,
+        Field::Phone,
+        Field::Address,
+        Field::Assistance,
+        Field::Student,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Field::Name => "name",
             Field::Phone => "phone",
             Field::Address => "address",
             Field::Residency => "residency",
+            Field::Assistance => "assistance",
+            Field::Student => "student",
         }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Field::ALL.into_iter().find(|f| f.as_str() == s.trim())
     }
     pub fn bit(self) -> u8 {
         match self {
@@ -114,7 +192,24 @@ impl Field {
             Field::Phone => 2,
             Field::Address => 4,
             Field::Residency => 8,
+            Field::Assistance => 16,
+            Field::Student => 32,
         }
+    }
+    /// The department whose word on this field is final: police for names and addresses (and
+    /// the ID number, which is the key), civil affairs for assistance, education for student
+    /// status. A field without one (phone, residency) takes the latest report from anyone.
+    pub fn authority(self) -> Option<Source> {
+        match self {
+            Field::Name | Field::Address => Some(Source::Police),
+            Field::Assistance => Some(Source::CivilAffairs),
+            Field::Student => Some(Source::Education),
+            Field::Phone | Field::Residency => None,
+        }
+    }
+    /// Whether `source` may overwrite a value this field already has.
+    pub fn may_overwrite(self, source: Source) -> bool {
+        self.authority().is_none_or(|a| a == source)
     }
     pub fn from_mask(mask: u8) -> Vec<Field> {
         Field::ALL
@@ -133,6 +228,8 @@ pub struct ResidentFacts {
     pub phone: Option<String>,
     pub address: Option<String>,
     pub residency: Option<Residency>,
+    pub assistance: Option<Assistance>,
+    pub student: Option<Student>,
 }
 
 impl ResidentFacts {
@@ -142,6 +239,8 @@ impl ResidentFacts {
             Field::Phone => self.phone.as_deref(),
             Field::Address => self.address.as_deref(),
             Field::Residency => self.residency.map(Residency::as_str),
+            Field::Assistance => self.assistance.map(Assistance::as_str),
+            Field::Student => self.student.map(Student::as_str),
         }
     }
 }
@@ -162,6 +261,10 @@ pub enum FieldError {
     AddressTooLong,
     #[error("residency {0:?} is neither resident nor non_resident")]
     Residency(String),
+    #[error("assistance {0:?} is not none, minimum_living_allowance or extreme_hardship")]
+    Assistance(String),
+    #[error("student {0:?} is neither enrolled nor graduated")]
+    Student(String),
 }
 
 /// Why a feed row was refused, as written into the rejects report.
@@ -171,7 +274,9 @@ pub enum RowError {
     IdNumber(#[from] IdNumberError),
     #[error("{0}")]
     Field(#[from] FieldError),
-    #[error("expected 5 columns (id_number,name,phone,address,residency), found {0}")]
+    #[error(
+        "expected 5 columns (id_number,name,phone,address,residency) or 7 (…,assistance,student), found {0}"
+    )]
     Columns(usize),
     #[error("id_number appears again in this file (first at row {0})")]
     Duplicate(u64),
@@ -208,26 +313,43 @@ fn parse_phone(s: &str) -> Result<String, FieldError> {
     }
 }
 
-/// Validates one row of a department feed (`id_number,name,phone,address,residency`). Empty
-/// optional cells mean "not reported"; the name is required.
+/// Validates one row of a department feed (`id_number,name,phone,address,residency`, or the
+/// same followed by `assistance,student`). Empty optional cells mean "not reported"; the name
+/// is required in a file.
 pub fn parse_row(cells: &[&str], today: Date) -> Result<ResidentFacts, RowError> {
-    if cells.len() != 5 {
+    if cells.len() != 5 && cells.len() != 7 {
         return Err(RowError::Columns(cells.len()));
     }
-    let id = ResidentId::parse(cells[0], today)?;
-    let name = cells[1].trim();
-    if name.is_empty() {
+    if cells[1].trim().is_empty() {
         return Err(FieldError::NameEmpty.into());
     }
-    if name.chars().count() > NAME_CHARS_MAX {
-        return Err(FieldError::NameTooLong.into());
-    }
-    no_control(name, "name")?;
-    let phone = match cells[2].trim() {
+    let cell = |i: usize| cells.get(i).copied().unwrap_or("");
+    parse_change(cells[0], [cell(1), cell(2), cell(3), cell(4), cell(5), cell(6)], today)
+}
+
+/// Validates one reported change: the ID number and, in [`Field::ALL`] order, name, phone,
+/// address, residency, assistance and student, each empty when not reported. A pushed change
+/// may report any subset (education reporting only a graduation names no one).
+pub fn parse_change(
+    id_number: &str,
+    values: [&str; 6],
+    today: Date,
+) -> Result<ResidentFacts, RowError> {
+    let id = ResidentId::parse(id_number, today)?;
+    let [name, phone, address, residency, assistance, student] = values.map(str::trim);
+    let name = match name {
+        "" => None,
+        n if n.chars().count() > NAME_CHARS_MAX => return Err(FieldError::NameTooLong.into()),
+        n => {
+            no_control(n, "name")?;
+            Some(n.to_string())
+        }
+    };
+    let phone = match phone {
         "" => None,
         p => Some(parse_phone(p)?),
     };
-    let address = match cells[3].trim() {
+    let address = match address {
         "" => None,
         a if a.chars().count() > ADDRESS_CHARS_MAX => {
             return Err(FieldError::AddressTooLong.into());
@@ -237,16 +359,26 @@ pub fn parse_row(cells: &[&str], today: Date) -> Result<ResidentFacts, RowError>
             Some(a.to_string())
         }
     };
-    let residency = match cells[4].trim() {
+    let residency = match residency {
         "" => None,
         r => Some(Residency::parse(r).ok_or_else(|| FieldError::Residency(r.to_string()))?),
     };
+    let assistance = match assistance {
+        "" => None,
+        a => Some(Assistance::parse(a).ok_or_else(|| FieldError::Assistance(a.to_string()))?),
+    };
+    let student = match student {
+        "" => None,
+        s => Some(Student::parse(s).ok_or_else(|| FieldError::Student(s.to_string()))?),
+    };
     Ok(ResidentFacts {
         id,
-        name: Some(name.to_string()),
+        name,
         phone,
         address,
         residency,
+        assistance,
+        student,
     })
 }
 
@@ -284,6 +416,13 @@ mod tests {
             &["11010519491231002Y", "张三", "", "", ""],
             Err("id_number"),
         );
+        check(
+            &[id, "张三", "", "", "", "minimum_living_allowance", "graduated"],
+            Ok(()),
+        );
+        check(&[id, "张三", "", "", "", "rich", ""], Err("assistance"));
+        check(&[id, "张三", "", "", "", "", "dropped"], Err("student"));
+        check(&[id, "张三", "", "", "", ""], Err("expected 5 columns"));
         let long = "长".repeat(201);
         check(&[id, "张三", "", &long, ""], Err("address is longer"));
     }
@@ -294,5 +433,33 @@ mod tests {
         assert_eq!(f.phone, None);
         assert_eq!(f.residency, None);
         assert_eq!(f.value(Field::Name), Some("张三"));
+        assert_eq!(f.value(Field::Student), None);
+    }
+
+    #[test]
+    fn authorities() {
+        assert!(Field::Name.may_overwrite(Source::Police));
+        assert!(!Field::Name.may_overwrite(Source::Education));
+        assert!(!Field::Address.may_overwrite(Source::CivilAffairs));
+        assert!(Field::Student.may_overwrite(Source::Education));
+        assert!(!Field::Student.may_overwrite(Source::Police));
+        assert!(Field::Assistance.may_overwrite(Source::CivilAffairs));
+        assert!(!Field::Assistance.may_overwrite(Source::HrSocialSecurity));
+        assert!(Field::Phone.may_overwrite(Source::Tax));
+        for f in Field::ALL {
+            assert_eq!(Field::parse(f.as_str()), Some(f));
+        }
+    }
+
+    #[test]
+    fn a_change_may_report_only_a_status() {
+        let f = parse_change(
+            "11010519491231002X",
+            ["", "", "", "", "", "graduated"],
+            TODAY,
+        )
+        .unwrap();
+        assert_eq!(f.name, None);
+        assert_eq!(f.student, Some(Student::Graduated));
     }
 }

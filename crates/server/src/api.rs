@@ -58,6 +58,11 @@ pub struct ResidentDto {
     pub address: Option<String>,
     /// `resident` or `non_resident`.
     pub residency: Option<String>,
+    /// Social assistance (`none`, `minimum_living_allowance`, `extreme_hardship`), as civil
+    /// affairs reports it; `***` when masked.
+    pub assistance: Option<String>,
+    /// Student status (`enrolled`, `graduated`), as education reports it; `***` when masked.
+    pub student: Option<String>,
     pub birth_date: String,
     pub gender: String,
     pub region: String,
@@ -75,6 +80,8 @@ impl From<ResidentView> for ResidentDto {
             phone: v.phone,
             address: v.address,
             residency: v.residency.map(|r| r.as_str().to_string()),
+            assistance: v.assistance,
+            student: v.student,
             birth_date: v.birth_date,
             gender: v.gender,
             region: v.region,
@@ -137,6 +144,11 @@ pub struct ImportReportDto {
     pub rejected: u64,
     /// At most the first 1,000 rejected rows; the CLI writes all of them to a report file.
     pub rejects: Vec<RejectDto>,
+    /// Rows with a value held for review: this department is not the field's authority and
+    /// contradicted a stored value.
+    pub held: u64,
+    /// Cards whose student concession ended on a reported graduation.
+    pub concessions_ended: Vec<String>,
 }
 
 pub const REJECTS_IN_RESPONSE_MAX: usize = 1_000;
@@ -160,6 +172,8 @@ impl From<ImportReport> for ImportReportDto {
                     reason: x.reason,
                 })
                 .collect(),
+            held: r.held,
+            concessions_ended: r.concessions_ended,
         }
     }
 }
@@ -304,7 +318,7 @@ pub struct AuditParams {
     pub limit: u32,
 }
 
-fn parse_source(s: &str) -> ApiResult<Source> {
+pub(crate) fn parse_source(s: &str) -> ApiResult<Source> {
     Source::parse(s).ok_or_else(|| {
         platform::PlatformError::invalid(
             "source",

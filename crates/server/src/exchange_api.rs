@@ -617,8 +617,11 @@ pub async fn stamp(State(s): State<AppState>) -> ApiResult<axum::Json<Option<Sta
 #[utoipa::path(get, path = "/api/v1/exchange/stamps/check", tag = "exchange",
     security(("bearer" = [])),
     responses((status = 200, body = StampCheckDto)))]
-pub async fn stamps_check(State(s): State<AppState>) -> ApiResult<axum::Json<StampCheckDto>> {
-    let r = s.platform.exchange_check_stamps().await?;
+pub async fn stamps_check(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+) -> ApiResult<axum::Json<StampCheckDto>> {
+    let r = s.platform.exchange_check_stamps_logged(&c).await?;
     Ok(axum::Json(StampCheckDto {
         ok: r.chain.is_ok() && r.bad_stamps.is_empty(),
         entries: r.chain.as_ref().ok().copied(),

@@ -18,6 +18,10 @@ pub mod ecode_api;
 pub mod ecode_console;
 pub mod error;
 pub mod exchange_api;
+pub mod feeds_api;
+pub mod identity_api;
+pub mod exchange_oversight_api;
+pub mod exchange_console;
 mod extract;
 mod i18n;
 pub mod ledger_api;
@@ -210,6 +214,10 @@ pub fn router(platform: Platform) -> Router {
         .merge(ecode_console::routes())
         .merge(terminals_api::routes())
         .merge(exchange_api::routes())
+        .merge(feeds_api::routes())
+        .merge(identity_api::routes())
+        .merge(exchange_oversight_api::routes())
+        .merge(exchange_console::routes())
         .merge(terminals_console::routes())
         .merge(money_api::routes())
         .merge(services_api::routes())

@@ -731,6 +731,97 @@ async fn an_altered_audit_row_is_detected(backend: Backend) {
         .await
         .json();
     assert_eq!(check["bad_stamps"][0]["seq"], stamped, "{check}");
+    // Each check is itself on the log: intact first, then the detections with what broke.
+    let checks = w
+        .app
+        .tp
+        .platform
+        .store
+        .audit_recent(Some("exchange.stamps.check"), 10)
+        .await
+        .unwrap();
+    let mut details: Vec<&str> = checks.iter().map(|e| e.draft.detail.as_str()).collect();
+    details.sort();
+    assert_eq!(details.len(), 3, "{details:?}");
+    assert!(details[0].starts_with("intact"), "{details:?}");
+    assert!(
+        details[1..]
+            .iter()
+            .all(|d| d.starts_with("tampered") && d.contains(&seq.to_string())),
+        "{details:?}"
+    );
+    assert!(
+        details[1..]
+            .iter()
+            .any(|d| d.contains(&format!("bad_stamps=[{stamped}:"))),
+        "{details:?}"
+    );
+}
+
+/// A consent past its expiry is refused like a revoked one, logged and shown to the citizen;
+/// a call from a member the exchange does not know is refused and logged.
+async fn expired_consent_and_unknown_member_are_refused_and_logged(backend: Backend) {
+    let w = world(backend).await;
+    let id1 = common::seeded_id(1);
+    // Resident 1's consent to fund.balance ends after 30 days.
+    w.app.tp.clock.advance_ms(31 * DAY_MS);
+    let now_s = w.app.tp.clock.now_ms() / 1000;
+    let body = json!({"service": "fund.balance", "id_number": id1, "fields": [],
+        "purpose": "loan-check"});
+    let signed = |member: &str, key: &Sm2SigningKey, nonce: &str| {
+        let bytes = body.to_string().into_bytes();
+        let sig = Envelope {
+            kind: MessageKind::Request,
+            member,
+            time_s: now_s,
+            nonce,
+            service: "fund.balance",
+            reply_to: "",
+            body: &bytes,
+        }
+        .sign(key);
+        (
+            vec![
+                ("x-exchange-member", member.to_string()),
+                ("x-exchange-time", now_s.to_string()),
+                ("x-exchange-nonce", nonce.to_string()),
+                ("x-exchange-signature", sig),
+            ],
+            bytes,
+        )
+    };
+    let (h, b) = signed("card-company", &consumer_key(), &nonce());
+    let a = send(&w, &h, b).await;
+    refused(&a, 403, "consent_expired");
+    // A member the exchange does not know.
+    let (h, b) = signed("ghost", &bank_key(), &nonce());
+    let a = send(&w, &h, b).await;
+    refused(&a, 401, "unknown_member");
+    let log = w
+        .app
+        .get("/api/v1/exchange/access?outcome=refused", Some(&w.admin))
+        .await
+        .json();
+    let mut reasons: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["reason"].as_str().unwrap())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, vec!["consent_expired", "unknown_member"]);
+    let t = tracker(&w, &id1).await;
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!((t[0]["outcome"].as_str(), t[0]["reason"].as_str()), (Some("refused"), Some("consent_expired")));
+    let refusals = w
+        .app
+        .tp
+        .platform
+        .store
+        .audit_recent(Some("exchange.call.refused"), 10)
+        .await
+        .unwrap();
+    assert_eq!(refusals.len(), 2);
 }
 
 /// Runs `sql` on the test's database with the audit log's append-only trigger removed.
@@ -770,4 +861,5 @@ both_backends!(
     providers_serve_real_calls_and_the_tracker_shows_exactly_them,
     every_security_case_is_refused_and_logged,
     an_altered_audit_row_is_detected,
+    expired_consent_and_unknown_member_are_refused_and_logged,
 );

@@ -22,7 +22,7 @@ use std::time::Duration;
 use store::{
     ApplicationRow, ApplyCounts, Backend, BalanceMoveRow, CardChange, CardEventRow, CardRow,
     ChangeRow, CredentialKind, CurrentMacs, DenyChangeRow, DenyOp, FeedRow, FeedTotals,
-    NewCredential, NewFeed, NewOperator, OperatorRow, ResidentRow, Result, Role, SealedFacts,
+    NewCredential, NewFeed, NewOperator, OperatorRow, ResidentRow, Result, Role, SealedFacts, SealedField,
     Store, StoreError, StoredDataKeys,
 };
 
@@ -30,6 +30,8 @@ mod applications;
 mod clearing;
 mod disbursements;
 mod exchange;
+mod exchange_oversight;
+mod feed_reviews;
 mod ledger;
 mod money;
 mod purchases;
@@ -89,7 +91,7 @@ impl PgStore {
     }
 }
 
-fn blind(row: &PgRow, col: &str) -> Result<BlindIndex> {
+pub(crate) fn blind(row: &PgRow, col: &str) -> Result<BlindIndex> {
     let b: Vec<u8> = row.try_get(col).map_err(db)?;
     BlindIndex::from_slice(&b).ok_or_else(|| StoreError::Corrupt(format!("{col} length")))
 }
@@ -118,7 +120,8 @@ fn hash32(b: Vec<u8>, what: &str) -> Result<audit::Hash> {
 }
 
 const RESIDENT_COLS: &str = "id, id_blind, id_sealed, birth_date, gender, region_code, \
-    name_sealed, phone_sealed, address_sealed, residency, created_ms, updated_ms, version";
+    name_sealed, phone_sealed, address_sealed, residency, assistance_sealed, student_sealed, \
+    created_ms, updated_ms, version";
 
 fn resident_row(row: &PgRow) -> Result<ResidentRow> {
     Ok(ResidentRow {
@@ -132,6 +135,8 @@ fn resident_row(row: &PgRow) -> Result<ResidentRow> {
         phone_sealed: row.try_get("phone_sealed").map_err(db)?,
         address_sealed: row.try_get("address_sealed").map_err(db)?,
         residency: residency(row)?,
+        assistance_sealed: row.try_get("assistance_sealed").map_err(db)?,
+        student_sealed: row.try_get("student_sealed").map_err(db)?,
         created_ms: row.try_get("created_ms").map_err(db)?,
         updated_ms: row.try_get("updated_ms").map_err(db)?,
         version: row.try_get("version").map_err(db)?,
@@ -466,7 +471,7 @@ impl Store for PgStore {
         let mut current: std::collections::HashMap<BlindIndex, (i64, CurrentMacs)> =
             std::collections::HashMap::with_capacity(rows.len());
         for row in sqlx::query(
-            "SELECT id, id_blind, name_mac, phone_mac, address_mac, residency \
+            "SELECT id, id_blind, name_mac, phone_mac, address_mac, residency, assistance_mac, student_mac \
              FROM residents WHERE id_blind = ANY($1)",
         )
         .bind(&blinds)
@@ -479,6 +484,8 @@ impl Store for PgStore {
                 phone: opt_blind(&row, "phone_mac")?,
                 address: opt_blind(&row, "address_mac")?,
                 residency: residency(&row)?,
+                assistance: opt_blind(&row, "assistance_mac")?,
+                student: opt_blind(&row, "student_mac")?,
             };
             current.insert(
                 blind(&row, "id_blind")?,
@@ -486,6 +493,19 @@ impl Store for PgStore {
             );
         }
 
+        let source: Option<String> = sqlx::query_scalar("SELECT source FROM feeds WHERE id = $1")
+            .bind(feed_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let source = source
+            .ok_or_else(|| StoreError::NotFound(format!("feed {feed_id}")))
+            .and_then(|s| {
+                Source::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("feed source {s}")))
+            })?;
+        // (resident id, held field): contradictions from a department that is not the field's
+        // authority, kept for review instead of applied.
+        let mut held_rows: Vec<(i64, &SealedField)> = Vec::new();
         let mut new_rows: Vec<&SealedFacts> = Vec::new();
         let mut changes: Vec<(i64, u8, &[u8])> = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -498,20 +518,36 @@ impl Store for PgStore {
             match current.get(&r.id_blind) {
                 None => new_rows.push(r),
                 Some((id, macs)) => {
-                    let mask = store::changed_fields(Some(macs), r);
-                    if mask == 0 {
+                    let changed = store::changed_fields(Some(macs), r);
+                    if changed == 0 {
                         counts.unchanged += 1;
                         continue;
                     }
+                    let held = store::held_fields(Some(macs), changed, source);
+                    let mask = changed & !held;
+                    for f in resident::Field::from_mask(held) {
+                        if let Some(sf) = r.field(f) {
+                            held_rows.push((*id, sf));
+                        }
+                    }
+                    if held != 0 {
+                        counts.held += 1;
+                    }
+                    if mask == 0 {
+                        continue;
+                    }
                     counts.updated += 1;
-                    let f = |field| r.field(field);
-                    use resident::Field::{Address, Name, Phone};
+                    let f = |field: resident::Field| r.field(field).filter(|_| mask & field.bit() != 0);
+                    use resident::Field::{Address, Assistance, Name, Phone, Student};
                     sqlx::query(
                         "UPDATE residents SET \
                          name_mac = COALESCE($1, name_mac), name_sealed = COALESCE($2, name_sealed), \
                          phone_mac = COALESCE($3, phone_mac), phone_sealed = COALESCE($4, phone_sealed), \
                          address_mac = COALESCE($5, address_mac), address_sealed = COALESCE($6, address_sealed), \
-                         residency = COALESCE($7, residency), updated_ms = $8, version = version + 1 \
+                         residency = COALESCE($7, residency), \
+                         assistance_mac = COALESCE($10, assistance_mac), assistance_sealed = COALESCE($11, assistance_sealed), \
+                         student_mac = COALESCE($12, student_mac), student_sealed = COALESCE($13, student_sealed), \
+                         updated_ms = $8, version = version + 1 \
                          WHERE id = $9",
                     )
                     .bind(f(Name).map(|s| &s.mac.0[..]))
@@ -520,9 +556,13 @@ impl Store for PgStore {
                     .bind(f(Phone).map(|s| &s.sealed[..]))
                     .bind(f(Address).map(|s| &s.mac.0[..]))
                     .bind(f(Address).map(|s| &s.sealed[..]))
-                    .bind(r.residency.map(Residency::as_str))
+                    .bind(r.residency.filter(|_| mask & resident::Field::Residency.bit() != 0).map(Residency::as_str))
                     .bind(now_ms)
                     .bind(*id)
+                    .bind(f(Assistance).map(|s| &s.mac.0[..]))
+                    .bind(f(Assistance).map(|s| &s.sealed[..]))
+                    .bind(f(Student).map(|s| &s.mac.0[..]))
+                    .bind(f(Student).map(|s| &s.sealed[..]))
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
@@ -531,16 +571,17 @@ impl Store for PgStore {
             }
         }
 
-        const COLS: usize = 15;
+        const COLS: usize = 19;
         for chunk in new_rows.chunks(1000) {
             let sql = format!(
                 "INSERT INTO residents (id_blind, id_sealed, birth_date, gender, region_code, \
                  name_mac, name_sealed, phone_mac, phone_sealed, address_mac, address_sealed, \
-                 residency, created_ms, updated_ms, version) VALUES {} RETURNING id, id_blind",
+                 residency, assistance_mac, assistance_sealed, student_mac, student_sealed, \
+                 created_ms, updated_ms, version) VALUES {} RETURNING id, id_blind",
                 placeholders(chunk.len(), COLS)
             );
             let mut q = sqlx::query(&sql);
-            use resident::Field::{Address, Name, Phone};
+            use resident::Field::{Address, Assistance, Name, Phone, Student};
             for r in chunk {
                 let f = |field| r.field(field);
                 q = q
@@ -556,6 +597,10 @@ impl Store for PgStore {
                     .bind(f(Address).map(|s| &s.mac.0[..]))
                     .bind(f(Address).map(|s| &s.sealed[..]))
                     .bind(r.residency.map(Residency::as_str))
+                    .bind(f(Assistance).map(|s| &s.mac.0[..]))
+                    .bind(f(Assistance).map(|s| &s.sealed[..]))
+                    .bind(f(Student).map(|s| &s.mac.0[..]))
+                    .bind(f(Student).map(|s| &s.sealed[..]))
                     .bind(now_ms)
                     .bind(now_ms)
                     .bind(1i64);
@@ -593,10 +638,12 @@ impl Store for PgStore {
             q.execute(&mut *tx).await.map_err(db)?;
         }
 
+        crate::feed_reviews::insert_held(&mut tx, feed_id, source, &held_rows, now_ms).await?;
+
         let mut audit = audit;
         audit.detail = format!(
-            "{} inserted={} updated={} unchanged={}",
-            audit.detail, counts.inserted, counts.updated, counts.unchanged
+            "{} inserted={} updated={} unchanged={} held={}",
+            audit.detail, counts.inserted, counts.updated, counts.unchanged, counts.held
         );
         append_audit(&mut tx, audit, now_ms).await?;
         tx.commit().await.map_err(db)?;

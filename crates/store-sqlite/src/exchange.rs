@@ -63,7 +63,7 @@ fn grant_row(r: &SqliteRow) -> Result<GrantRow> {
     })
 }
 
-fn consent_row(r: &SqliteRow) -> Result<ConsentRow> {
+pub(crate) fn consent_row(r: &SqliteRow) -> Result<ConsentRow> {
     Ok(ConsentRow {
         id: r.try_get("id").map_err(db)?,
         resident_id: r.try_get("resident_id").map_err(db)?,
@@ -77,7 +77,7 @@ fn consent_row(r: &SqliteRow) -> Result<ConsentRow> {
     })
 }
 
-fn access_row(r: &SqliteRow) -> Result<AccessRow> {
+pub(crate) fn access_row(r: &SqliteRow) -> Result<AccessRow> {
     Ok(AccessRow {
         id: r.try_get("id").map_err(db)?,
         at_ms: r.try_get("at_ms").map_err(db)?,

@@ -17,6 +17,10 @@ mod clearing;
 pub use clearing::*;
 mod exchange;
 pub use exchange::*;
+mod feed_reviews;
+pub use feed_reviews::*;
+mod exchange_oversight;
+pub use exchange_oversight::*;
 
 use crate::*;
 use resident::{Field, Residency, Source};
@@ -102,7 +106,8 @@ pub async fn residents_apply_is_idempotent(s: &dyn Store) {
         ApplyCounts {
             inserted: 3,
             updated: 0,
-            unchanged: 0
+            unchanged: 0,
+            held: 0
         }
     );
     // The same rows again change nothing and add no history.
@@ -541,6 +546,8 @@ macro_rules! conformance_tests {
             clearing_windows_close_once,
             statements_import_once_and_exceptions_resolve_once,
             exchange_members_grants_consents_and_access,
+            feeds_hold_contradictions_for_review_once,
+            exchange_access_search_and_consent_stats,
             notifications_enqueue_once_and_deliver_once,
             bills_upload_all_or_nothing_and_settle_once,
             points_earn_spend_and_expire_once,

@@ -16,6 +16,8 @@ mod disbursements;
 mod ecode;
 mod error;
 mod exchange;
+mod exchange_oversight;
+mod feed_reviews;
 pub mod ledger;
 pub mod money;
 pub mod notifications;
@@ -40,6 +42,8 @@ pub use disbursements::*;
 pub use ecode::*;
 pub use error::StoreError;
 pub use exchange::*;
+pub use exchange_oversight::*;
+pub use feed_reviews::*;
 pub use ledger::LedgerStore;
 pub use money::MoneyStore;
 pub use notifications::*;
@@ -72,6 +76,8 @@ pub trait Store:
     + TerminalFleetStore
     + ClearingStore
     + ExchangeStore
+    + FeedReviewStore
+    + ExchangeOversightStore
     + MoneyStore
     + PurchaseStore
     + NotificationStore

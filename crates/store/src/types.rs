@@ -91,6 +91,38 @@ pub struct CurrentMacs {
     pub phone: Option<BlindIndex>,
     pub address: Option<BlindIndex>,
     pub residency: Option<Residency>,
+    pub assistance: Option<BlindIndex>,
+    pub student: Option<BlindIndex>,
+}
+
+impl CurrentMacs {
+    fn has(&self, f: Field) -> bool {
+        match f {
+            Field::Residency => self.residency.is_some(),
+            _ => self.mac(f).is_some(),
+        }
+    }
+    fn mac(&self, f: Field) -> Option<BlindIndex> {
+        match f {
+            Field::Name => self.name,
+            Field::Phone => self.phone,
+            Field::Address => self.address,
+            Field::Assistance => self.assistance,
+            Field::Student => self.student,
+            Field::Residency => None,
+        }
+    }
+}
+
+/// Of the `changed` fields, those `source` may not overwrite: the field has a value and its
+/// authority is another department (`Field::authority`). Those are held for review instead of
+/// applied; a field without a value yet is filled by whoever reports it first.
+pub fn held_fields(current: Option<&CurrentMacs>, changed: u8, source: Source) -> u8 {
+    let Some(current) = current else { return 0 };
+    Field::ALL
+        .into_iter()
+        .filter(|f| changed & f.bit() != 0 && current.has(*f) && !f.may_overwrite(source))
+        .fold(0, |m, f| m | f.bit())
 }
 
 /// Which reported fields differ from what is stored (all reported ones for a new resident), as
@@ -105,15 +137,7 @@ pub fn changed_fields(current: Option<&CurrentMacs>, new: &SealedFacts) -> u8 {
             },
             _ => match new.field(f) {
                 None => false,
-                Some(s) => {
-                    let cur = current.and_then(|c| match f {
-                        Field::Name => c.name,
-                        Field::Phone => c.phone,
-                        Field::Address => c.address,
-                        Field::Residency => None,
-                    });
-                    cur != Some(s.mac)
-                }
+                Some(s) => current.and_then(|c| c.mac(f)) != Some(s.mac),
             },
         };
         if differs {
@@ -128,6 +152,9 @@ pub struct ApplyCounts {
     pub inserted: u64,
     pub updated: u64,
     pub unchanged: u64,
+    /// Rows with at least one field held for review (a non-authoritative source contradicting
+    /// a stored value); their other changed fields still apply.
+    pub held: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +169,8 @@ pub struct ResidentRow {
     pub phone_sealed: Option<Vec<u8>>,
     pub address_sealed: Option<Vec<u8>>,
     pub residency: Option<Residency>,
+    pub assistance_sealed: Option<Vec<u8>>,
+    pub student_sealed: Option<Vec<u8>>,
     pub created_ms: i64,
     pub updated_ms: i64,
     pub version: i64,
