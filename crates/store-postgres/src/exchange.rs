@@ -445,6 +445,13 @@ impl ExchangeStore for PgStore {
 
     async fn exchange_nonces_claim(&self, claims: &[NonceClaim]) -> Result<Vec<bool>> {
         let mut tx = self.pool.begin().await.map_err(db)?;
+        // No flush of its own: a call is answered only after its log transaction commits
+        // with the flush, and PostgreSQL's WAL is flushed in order, so every nonce of an
+        // answered call is durable; a crash can only forget nonces of calls never answered.
+        sqlx::query("SET LOCAL synchronous_commit TO OFF")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         let mut fresh = Vec::with_capacity(claims.len());
         for c in claims {
             let n = sqlx::query(
