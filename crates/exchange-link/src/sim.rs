@@ -187,7 +187,8 @@ impl Kind {
             description: "Identity verification against the police register, recording the \
                           check-in (hotels, counters)"
                 .into(),
-            input: "id_number,name".into(),
+            // The input is the subject's ID number; the name read travels beside it.
+            input: "id_number".into(),
             fields: vec![
                 f("id_number", Sensitive, IdNumber, "公民身份号码"),
                 f("verified", Internal, Redact, "核验结果"),

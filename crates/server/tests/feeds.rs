@@ -258,4 +258,4 @@ async fn authority_review_and_graduation(backend: Backend) {
     assert_eq!(v.status, 200, "{}", v.body);
 }
 
-common::both_backends!(authority_review_and_graduation);
+both_backends!(authority_review_and_graduation);

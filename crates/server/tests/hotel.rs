@@ -539,4 +539,4 @@ async fn console_search_and_consents(backend: Backend) {
     assert_eq!(app.get("/console/exchange/access", Some(&clerk)).await.status, 403);
 }
 
-common::both_backends!(hotel_checkin, console_search_and_consents);
+both_backends!(hotel_checkin, console_search_and_consents);
