@@ -55,10 +55,11 @@ async fn checkin_raw(
 ) -> Answer {
     use http_body_util::BodyExt;
     let bytes = body.to_string().into_bytes();
+    let now_s = app.tp.clock.now_ms() / 1000;
     let env = Envelope {
         kind: MessageKind::Request,
         member,
-        time_s: NOW_S,
+        time_s: now_s,
         nonce,
         service: SERVICE,
         reply_to: "",
@@ -75,7 +76,7 @@ async fn checkin_raw(
         .uri(format!("{}/api/v1/exchange/checkin", app.base))
         .header("content-type", "application/json")
         .header("x-exchange-member", member)
-        .header("x-exchange-time", NOW_S.to_string())
+        .header("x-exchange-time", now_s.to_string())
         .header("x-exchange-nonce", nonce)
         .header("x-exchange-signature", sig)
         .body(http_body_util::Full::new(bytes.into()))
@@ -344,8 +345,13 @@ async fn hotel_checkin(backend: Backend) {
         .iter()
         .filter(|r| r["service"] == SERVICE)
         .collect();
-    assert_eq!(mine.len(), 2, "{tracker}");
-    assert!(mine.iter().all(|r| r["consumer"] == "hotel-jinshui" && r["outcome"] == "delivered"));
+    // Their two check-ins, and the ungranted hotel's attempt about them.
+    let delivered: Vec<&&Value> = mine.iter().filter(|r| r["outcome"] == "delivered").collect();
+    assert_eq!(delivered.len(), 2, "{tracker}");
+    assert!(delivered.iter().all(|r| r["consumer"] == "hotel-jinshui" && r["masked"] == json!(["name"])));
+    let refused: Vec<&&Value> = mine.iter().filter(|r| r["outcome"] == "refused").collect();
+    assert_eq!(refused.len(), 1, "{tracker}");
+    assert_eq!((refused[0]["consumer"].as_str(), refused[0]["reason"].as_str()), (Some("hotel-other"), Some("no_grant")));
 }
 
 /// The console pages under `/console/exchange` (Chinese first, English on request), the access
@@ -402,7 +408,7 @@ async fn console_search_and_consents(backend: Backend) {
     police.register(&g1, &name_of(&app, &admin, &g1).await);
     let ok = checkin_raw(&app, &hotel_key(), "hotel-jinshui", &by_card(&g1, &name_of(&app, &admin, &g1).await, "1"), &nonce(), false).await;
     assert_eq!(ok.status, 200);
-    app.tp.clock.advance_ms(DAY_MS);
+    app.tp.clock.advance_ms(DAY_MS / 4);
     let ok = checkin_raw(&app, &hotel_key(), "hotel-jinshui", &by_card(&g2, "某人", "2"), &nonce(), false).await;
     assert_eq!(ok.status, 200);
     let bad = checkin_raw(&app, &hotel_key(), "hotel-jinshui", &by_card(&g1, "x", "3"), &nonce(), true).await;
@@ -426,7 +432,7 @@ async fn console_search_and_consents(backend: Backend) {
     };
     let now = app.tp.clock.now_ms();
     let revoked = give(SERVICE, now + 30 * DAY_MS).await;
-    give("police.traffic-violations", now + DAY_MS / 2).await;
+    give("police.traffic-violations", now + DAY_MS / 8).await;
     let r = app
         .post_json(
             &format!("/api/v1/exchange/consents/{revoked}/revoke"),
@@ -436,7 +442,7 @@ async fn console_search_and_consents(backend: Backend) {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     give(SERVICE, now + 60 * DAY_MS).await;
-    app.tp.clock.advance_ms(DAY_MS);
+    app.tp.clock.advance_ms(DAY_MS / 4);
 
     let r = app
         .post_json("/api/v1/residents/consents", Some(&clerk), json!({"id_number": g1}))
@@ -488,8 +494,8 @@ async fn console_search_and_consents(backend: Backend) {
     assert_eq!(search(json!({"id_number": g1})).await, 1, "the forged call names no one");
     assert_eq!(search(json!({"id_number": g2, "outcome": "delivered"})).await, 1);
     assert_eq!(search(json!({"outcome": "refused"})).await, 1);
-    assert_eq!(search(json!({"until_ms": T0_MS + DAY_MS / 2})).await, 1);
-    assert_eq!(search(json!({"from_ms": T0_MS + DAY_MS / 2})).await, 2);
+    assert_eq!(search(json!({"until_ms": T0_MS + DAY_MS / 8})).await, 1);
+    assert_eq!(search(json!({"from_ms": T0_MS + DAY_MS / 8})).await, 2);
     let r = app
         .post_json("/api/v1/exchange/access/search", Some(&auditor), json!({"outcome": "lost"}))
         .await;
