@@ -361,7 +361,11 @@ impl SimProvider {
 
     /// The check-ins recorded so far, oldest first.
     pub fn checkins(&self) -> Vec<Checkin> {
-        let c = self.inner.checkins.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self
+            .inner
+            .checkins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         c.iter().cloned().collect()
     }
 

@@ -204,7 +204,11 @@ impl Platform {
         Ok(ended)
     }
 
-    async fn end_student_concession(&self, caller: &Caller, resident_id: i64) -> Result<Vec<String>> {
+    async fn end_student_concession(
+        &self,
+        caller: &Caller,
+        resident_id: i64,
+    ) -> Result<Vec<String>> {
         Ok(self
             .store
             .cards_end_student_concession(
@@ -224,8 +228,7 @@ impl Platform {
             Role::Administrator => Ok(()),
             // A department officer decides the fields its department is the authority for.
             Role::DepartmentOfficer
-                if field.is_none()
-                    || field.and_then(Field::authority) == caller.department =>
+                if field.is_none() || field.and_then(Field::authority) == caller.department =>
             {
                 Ok(())
             }
@@ -391,7 +394,8 @@ impl Platform {
             )
             .await?;
         if accept && review.field == Field::Student && value == Student::Graduated.as_str() {
-            self.end_student_concession(caller, review.resident_id).await?;
+            self.end_student_concession(caller, review.resident_id)
+                .await?;
         }
         let decided = self
             .store

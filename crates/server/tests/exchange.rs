@@ -814,7 +814,10 @@ async fn expired_consent_and_unknown_member_are_refused_and_logged(backend: Back
     assert_eq!(reasons, vec!["consent_expired", "unknown_member"]);
     let t = tracker(&w, &id1).await;
     assert_eq!(t.len(), 1, "{t:?}");
-    assert_eq!((t[0]["outcome"].as_str(), t[0]["reason"].as_str()), (Some("refused"), Some("consent_expired")));
+    assert_eq!(
+        (t[0]["outcome"].as_str(), t[0]["reason"].as_str()),
+        (Some("refused"), Some("consent_expired"))
+    );
     let refusals = w
         .app
         .tp
