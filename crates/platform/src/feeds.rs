@@ -311,7 +311,11 @@ impl Platform {
                 "this role sees held values masked only".into(),
             ));
         }
-        let rows = self.store.feed_reviews(status, after_id, limit).await?;
+        let mut rows = self.store.feed_reviews(status, after_id, limit).await?;
+        // A department officer sees the values held on its own fields only.
+        if caller.role == Role::DepartmentOfficer {
+            rows.retain(|r| r.field.authority() == caller.department);
+        }
         let ids: Vec<String> = rows.iter().map(|r| r.resident_id.to_string()).collect();
         self.audit(caller.draft(
             if unmask {

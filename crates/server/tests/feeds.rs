@@ -178,6 +178,18 @@ async fn authority_review_and_graduation(backend: Backend) {
     assert_eq!(r.status, 200, "{}", r.body);
     let pending = r.json().as_array().unwrap().clone();
     assert_eq!(pending.len(), 2);
+    // An officer sees the values held on its own department's fields only.
+    for (tok, fields) in [(&education, vec![]), (&police, vec!["name"]), (&civil, vec!["assistance"])] {
+        let r = app.get("/api/v1/residents/reviews?status=pending", Some(tok)).await;
+        let got: Vec<String> = r
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["field"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, fields, "{}", r.body);
+    }
     let name_review = pending.iter().find(|x| x["field"] == "name").unwrap();
     assert_eq!(name_review["source"], "education");
     assert_eq!(name_review["authority"], "police");
