@@ -179,8 +179,14 @@ async fn authority_review_and_graduation(backend: Backend) {
     let pending = r.json().as_array().unwrap().clone();
     assert_eq!(pending.len(), 2);
     // An officer sees the values held on its own department's fields only.
-    for (tok, fields) in [(&education, vec![]), (&police, vec!["name"]), (&civil, vec!["assistance"])] {
-        let r = app.get("/api/v1/residents/reviews?status=pending", Some(tok)).await;
+    for (tok, fields) in [
+        (&education, vec![]),
+        (&police, vec!["name"]),
+        (&civil, vec!["assistance"]),
+    ] {
+        let r = app
+            .get("/api/v1/residents/reviews?status=pending", Some(tok))
+            .await;
         let got: Vec<String> = r
             .json()
             .as_array()

@@ -727,7 +727,7 @@ async fn console_search_and_consents(backend: Backend) {
     let r = app.get("/console/exchange/access", Some(&auditor)).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body.matches("<tr class=\"").count(), 3, "{}", r.body);
-    let form = format!("consumer=hotel-jinshui&outcome=refused&id_number=&from=&until=");
+    let form = "consumer=hotel-jinshui&outcome=refused&id_number=&from=&until=".to_string();
     let r = app
         .send(
             "POST",
