@@ -187,7 +187,8 @@ impl Kind {
             description: "Identity verification against the police register, recording the \
                           check-in (hotels, counters)"
                 .into(),
-            input: "id_number,name".into(),
+            // The input is the subject's ID number; the name read travels beside it.
+            input: "id_number".into(),
             fields: vec![
                 f("id_number", Sensitive, IdNumber, "公民身份号码"),
                 f("verified", Internal, Redact, "核验结果"),
@@ -362,7 +363,11 @@ impl SimProvider {
 
     /// The check-ins recorded so far, oldest first.
     pub fn checkins(&self) -> Vec<Checkin> {
-        let c = self.inner.checkins.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self
+            .inner
+            .checkins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         c.iter().cloned().collect()
     }
 

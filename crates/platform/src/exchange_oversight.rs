@@ -201,7 +201,9 @@ impl Platform {
                     .collect();
                 let detail = format!(
                     "tampered chain={} bad_stamps=[{}] stamps={}",
-                    chain.as_ref().map_or_else(|e| e.clone(), |n| format!("ok ({n})")),
+                    chain
+                        .as_ref()
+                        .map_or_else(|e| e.clone(), |n| format!("ok ({n})")),
                     bad.join("; "),
                     r.stamps_checked
                 );
@@ -229,9 +231,17 @@ pub fn city_day_start_ms(day: &str) -> Result<i64> {
     };
     let (y, m, d) = (next(4)?, next(2)?, next(2)?);
     let month = time::Month::try_from(u8::try_from(m).map_err(|_| bad())?).map_err(|_| bad())?;
-    let date = time::Date::from_calendar_date(i32::try_from(y).map_err(|_| bad())?, month, u8::try_from(d).map_err(|_| bad())?)
-        .map_err(|_| bad())?;
-    Ok(date.midnight().assume_offset(crate::clock::CST).unix_timestamp() * 1000)
+    let date = time::Date::from_calendar_date(
+        i32::try_from(y).map_err(|_| bad())?,
+        month,
+        u8::try_from(d).map_err(|_| bad())?,
+    )
+    .map_err(|_| bad())?;
+    Ok(date
+        .midnight()
+        .assume_offset(crate::clock::CST)
+        .unix_timestamp()
+        * 1000)
 }
 
 #[cfg(test)]
@@ -239,7 +249,10 @@ mod tests {
     #[test]
     fn city_days_start_at_midnight_in_china() {
         // 2026-11-30 00:00 +08:00 is 2026-11-29 16:00 UTC.
-        assert_eq!(super::city_day_start_ms("2026-11-30").unwrap(), 1_795_968_000_000);
+        assert_eq!(
+            super::city_day_start_ms("2026-11-30").unwrap(),
+            1_795_968_000_000
+        );
         assert!(super::city_day_start_ms("2026-13-01").is_err());
         assert!(super::city_day_start_ms("30/11/2026").is_err());
     }

@@ -204,7 +204,11 @@ impl Platform {
         Ok(ended)
     }
 
-    async fn end_student_concession(&self, caller: &Caller, resident_id: i64) -> Result<Vec<String>> {
+    async fn end_student_concession(
+        &self,
+        caller: &Caller,
+        resident_id: i64,
+    ) -> Result<Vec<String>> {
         Ok(self
             .store
             .cards_end_student_concession(
@@ -224,8 +228,7 @@ impl Platform {
             Role::Administrator => Ok(()),
             // A department officer decides the fields its department is the authority for.
             Role::DepartmentOfficer
-                if field.is_none()
-                    || field.and_then(Field::authority) == caller.department =>
+                if field.is_none() || field.and_then(Field::authority) == caller.department =>
             {
                 Ok(())
             }
@@ -308,7 +311,11 @@ impl Platform {
                 "this role sees held values masked only".into(),
             ));
         }
-        let rows = self.store.feed_reviews(status, after_id, limit).await?;
+        let mut rows = self.store.feed_reviews(status, after_id, limit).await?;
+        // A department officer sees the values held on its own fields only.
+        if caller.role == Role::DepartmentOfficer {
+            rows.retain(|r| r.field.authority() == caller.department);
+        }
         let ids: Vec<String> = rows.iter().map(|r| r.resident_id.to_string()).collect();
         self.audit(caller.draft(
             if unmask {
@@ -391,7 +398,8 @@ impl Platform {
             )
             .await?;
         if accept && review.field == Field::Student && value == Student::Graduated.as_str() {
-            self.end_student_concession(caller, review.resident_id).await?;
+            self.end_student_concession(caller, review.resident_id)
+                .await?;
         }
         let decided = self
             .store

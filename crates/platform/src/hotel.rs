@@ -16,8 +16,8 @@
 use std::sync::atomic::Ordering;
 
 use crate::exchange::{
-    ANSWER_BYTES_MAX, CALL_BODY_MAX, CallLog, Delivered, PLATFORM_MEMBER, SignedCall,
-    grant_of_row, message_code, random_nonce, service_of_row,
+    ANSWER_BYTES_MAX, CALL_BODY_MAX, CallLog, Delivered, PLATFORM_MEMBER, SignedCall, grant_of_row,
+    message_code, random_nonce, service_of_row,
 };
 use crate::{Caller, Platform, PlatformError, Result};
 use exchange::message::{
@@ -147,7 +147,10 @@ impl Platform {
 
         // The guest: as read from the card, or the holder behind a verified e-code.
         let (id_number, name) = match body.via.as_str() {
-            "card" => (body.id_number.trim().to_string(), body.name.trim().to_string()),
+            "card" => (
+                body.id_number.trim().to_string(),
+                body.name.trim().to_string(),
+            ),
             "ecode" => {
                 let hotel = Caller {
                     operator_id: None,
@@ -262,7 +265,13 @@ impl Platform {
         ];
         let timeout_ms = self.exchange.timeout_ms.load(Ordering::Relaxed);
         let reply = match transport
-            .post(&service.endpoint, headers, forward, timeout_ms, ANSWER_BYTES_MAX)
+            .post(
+                &service.endpoint,
+                headers,
+                forward,
+                timeout_ms,
+                ANSWER_BYTES_MAX,
+            )
             .await
         {
             Ok(r) => r,
@@ -375,7 +384,10 @@ impl Platform {
         let name = r
             .name_sealed
             .as_ref()
-            .map(|s| self.vault.open_string(&crate::residents::ctx(&b, "name"), s))
+            .map(|s| {
+                self.vault
+                    .open_string(&crate::residents::ctx(&b, "name"), s)
+            })
             .transpose()?
             .unwrap_or_default();
         Ok((id, name))

@@ -247,7 +247,11 @@ fn produce(
                 continue;
             };
             if cells.len() != columns {
-                reject(&mut rejects, line, resident::RowError::Columns(cells.len()).to_string());
+                reject(
+                    &mut rejects,
+                    line,
+                    resident::RowError::Columns(cells.len()).to_string(),
+                );
                 continue;
             }
             let facts = match resident::parse_row(&cells, today) {

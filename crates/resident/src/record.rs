@@ -324,7 +324,11 @@ pub fn parse_row(cells: &[&str], today: Date) -> Result<ResidentFacts, RowError>
         return Err(FieldError::NameEmpty.into());
     }
     let cell = |i: usize| cells.get(i).copied().unwrap_or("");
-    parse_change(cells[0], [cell(1), cell(2), cell(3), cell(4), cell(5), cell(6)], today)
+    parse_change(
+        cells[0],
+        [cell(1), cell(2), cell(3), cell(4), cell(5), cell(6)],
+        today,
+    )
 }
 
 /// Validates one reported change: the ID number and, in [`Field::ALL`] order, name, phone,
@@ -417,7 +421,15 @@ mod tests {
             Err("id_number"),
         );
         check(
-            &[id, "张三", "", "", "", "minimum_living_allowance", "graduated"],
+            &[
+                id,
+                "张三",
+                "",
+                "",
+                "",
+                "minimum_living_allowance",
+                "graduated",
+            ],
             Ok(()),
         );
         check(&[id, "张三", "", "", "", "rich", ""], Err("assistance"));

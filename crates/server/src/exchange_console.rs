@@ -410,7 +410,9 @@ async fn render_access(
                 })
                 .collect();
         }
-        Err(e @ (platform::PlatformError::Invalid { .. } | platform::PlatformError::NotFound(_))) => {
+        Err(
+            e @ (platform::PlatformError::Invalid { .. } | platform::PlatformError::NotFound(_)),
+        ) => {
             p.error = Some(e.to_string());
         }
         Err(e) => return Err(e.into()),

@@ -761,10 +761,12 @@ async fn an_altered_audit_row_is_detected(backend: Backend) {
 /// A consent past its expiry is refused like a revoked one, logged and shown to the citizen;
 /// a call from a member the exchange does not know is refused and logged.
 async fn expired_consent_and_unknown_member_are_refused_and_logged(backend: Backend) {
-    let w = world(backend).await;
+    let mut w = world(backend).await;
     let id1 = common::seeded_id(1);
-    // Resident 1's consent to fund.balance ends after 30 days.
+    // Resident 1's consent to fund.balance ends after 30 days (operators sign in afresh).
     w.app.tp.clock.advance_ms(31 * DAY_MS);
+    w.admin = w.app.token(Role::Administrator).await;
+    w.clerk = w.app.token(Role::CounterClerk).await;
     let now_s = w.app.tp.clock.now_ms() / 1000;
     let body = json!({"service": "fund.balance", "id_number": id1, "fields": [],
         "purpose": "loan-check"});
@@ -812,7 +814,10 @@ async fn expired_consent_and_unknown_member_are_refused_and_logged(backend: Back
     assert_eq!(reasons, vec!["consent_expired", "unknown_member"]);
     let t = tracker(&w, &id1).await;
     assert_eq!(t.len(), 1, "{t:?}");
-    assert_eq!((t[0]["outcome"].as_str(), t[0]["reason"].as_str()), (Some("refused"), Some("consent_expired")));
+    assert_eq!(
+        (t[0]["outcome"].as_str(), t[0]["reason"].as_str()),
+        (Some("refused"), Some("consent_expired"))
+    );
     let refusals = w
         .app
         .tp

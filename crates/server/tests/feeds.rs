@@ -52,7 +52,10 @@ async fn push(app: &common::App, token: &str, source: &str, changes: Value) -> c
 
 async fn audited(app: &common::App, token: &str, action: &str) -> Vec<Value> {
     let r = app
-        .get(&format!("/api/v1/audit?action={action}&limit=50"), Some(token))
+        .get(
+            &format!("/api/v1/audit?action={action}&limit=50"),
+            Some(token),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.json().as_array().unwrap().clone()
@@ -69,7 +72,10 @@ fn bus_fare(card_type: &str) -> u32 {
         line: "B2".into(),
         at_s: 1_000,
     };
-    fares::default_rules().quote(t, &ride, None).unwrap().charged_fen
+    fares::default_rules()
+        .quote(t, &ride, None)
+        .unwrap()
+        .charged_fen
 }
 
 async fn authority_review_and_graduation(backend: Backend) {
@@ -103,7 +109,10 @@ async fn authority_review_and_graduation(backend: Backend) {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let rep = r.json();
-    assert_eq!((rep["updated"].as_u64(), rep["held"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (rep["updated"].as_u64(), rep["held"].as_u64()),
+        (Some(1), Some(1))
+    );
     let now = resident(&app, &admin, &id).await;
     assert_eq!(now["name"], name.as_str(), "the police's name stays");
     assert_eq!(now["student"], "enrolled");
@@ -114,7 +123,13 @@ async fn authority_review_and_graduation(backend: Backend) {
     assert_eq!(masked["student"], "***", "status is masked by default");
 
     // A department may push only its own feed.
-    let r = push(&app, &police, "education", json!([{ "id_number": id, "student": "graduated" }])).await;
+    let r = push(
+        &app,
+        &police,
+        "education",
+        json!([{ "id_number": id, "student": "graduated" }]),
+    )
+    .await;
     assert_eq!(r.status, 403, "{}", r.body);
     // Bad changes are named by index; the good ones apply.
     let r = push(
@@ -138,23 +153,58 @@ async fn authority_review_and_graduation(backend: Backend) {
         .collect();
     assert_eq!(rows, vec![0, 1]);
     assert_eq!(rep["updated"], 1);
-    assert_eq!(resident(&app, &admin, &id).await["assistance"], "minimum_living_allowance");
+    assert_eq!(
+        resident(&app, &admin, &id).await["assistance"],
+        "minimum_living_allowance"
+    );
     // HR says otherwise about assistance: held, civil affairs' value stays.
-    let r = push(&app, &admin, "hr_social_security", json!([{ "id_number": id, "assistance": "none" }])).await;
+    let r = push(
+        &app,
+        &admin,
+        "hr_social_security",
+        json!([{ "id_number": id, "assistance": "none" }]),
+    )
+    .await;
     assert_eq!(r.json()["held"], 1, "{}", r.body);
-    assert_eq!(resident(&app, &admin, &id).await["assistance"], "minimum_living_allowance");
+    assert_eq!(
+        resident(&app, &admin, &id).await["assistance"],
+        "minimum_living_allowance"
+    );
 
     // The queue: masked by default, unmasked on request by a role that may.
-    let r = app.get("/api/v1/residents/reviews?status=pending", Some(&admin)).await;
+    let r = app
+        .get("/api/v1/residents/reviews?status=pending", Some(&admin))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let pending = r.json().as_array().unwrap().clone();
     assert_eq!(pending.len(), 2);
+    // An officer sees the values held on its own department's fields only.
+    for (tok, fields) in [
+        (&education, vec![]),
+        (&police, vec!["name"]),
+        (&civil, vec!["assistance"]),
+    ] {
+        let r = app
+            .get("/api/v1/residents/reviews?status=pending", Some(tok))
+            .await;
+        let got: Vec<String> = r
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["field"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, fields, "{}", r.body);
+    }
     let name_review = pending.iter().find(|x| x["field"] == "name").unwrap();
     assert_eq!(name_review["source"], "education");
     assert_eq!(name_review["authority"], "police");
     assert_ne!(name_review["proposed"], "王改名", "masked");
     let un = app
-        .get("/api/v1/residents/reviews?status=pending&unmask=true", Some(&admin))
+        .get(
+            "/api/v1/residents/reviews?status=pending&unmask=true",
+            Some(&admin),
+        )
         .await
         .json();
     assert_eq!(un[0]["proposed"], "王改名");
@@ -174,7 +224,10 @@ async fn authority_review_and_graduation(backend: Backend) {
     // Education is not the name's authority: refused, and the refusal is logged.
     let r = decide(education.clone(), "accept").await;
     assert_eq!(r.status, 403, "{}", r.body);
-    assert_eq!(audited(&app, &admin, "resident.review.denied").await.len(), 1);
+    assert_eq!(
+        audited(&app, &admin, "resident.review.denied").await.len(),
+        1
+    );
     // The police officer accepts: applied, with history from the education feed; only once.
     let r = decide(police.clone(), "accept").await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -205,15 +258,29 @@ async fn authority_review_and_graduation(backend: Backend) {
         )
         .await;
     assert_eq!(r.json()["status"], "rejected", "{}", r.body);
-    assert_eq!(resident(&app, &admin, &id).await["assistance"], "minimum_living_allowance");
-    let r = app.get("/api/v1/residents/reviews?status=pending", Some(&admin)).await;
+    assert_eq!(
+        resident(&app, &admin, &id).await["assistance"],
+        "minimum_living_allowance"
+    );
+    let r = app
+        .get("/api/v1/residents/reviews?status=pending", Some(&admin))
+        .await;
     assert_eq!(r.json().as_array().unwrap().len(), 0);
 
     // A non-authority reporting graduation is held and ends nothing.
-    let r = push(&app, &admin, "health", json!([{ "id_number": id, "student": "graduated" }])).await;
+    let r = push(
+        &app,
+        &admin,
+        "health",
+        json!([{ "id_number": id, "student": "graduated" }]),
+    )
+    .await;
     assert_eq!(r.json()["held"], 1, "{}", r.body);
     assert_eq!(r.json()["concessions_ended"], json!([]));
-    let c = app.get(&format!("/api/v1/cards/{card}"), Some(&admin)).await.json();
+    let c = app
+        .get(&format!("/api/v1/cards/{card}"), Some(&admin))
+        .await
+        .json();
     assert_eq!(c["card_type"], "student");
 
     // Education's CSV (with the status columns) reports graduation: the concession ends.
@@ -231,9 +298,16 @@ async fn authority_review_and_graduation(backend: Backend) {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["concessions_ended"], json!([card]));
     assert_eq!(resident(&app, &admin, &id).await["student"], "graduated");
-    let c = app.get(&format!("/api/v1/cards/{card}"), Some(&admin)).await.json();
+    let c = app
+        .get(&format!("/api/v1/cards/{card}"), Some(&admin))
+        .await
+        .json();
     assert_eq!(c["card_type"], "ordinary");
-    assert_eq!(bus_fare(c["card_type"].as_str().unwrap()), 200, "full fare after graduation");
+    assert_eq!(
+        bus_fare(c["card_type"].as_str().unwrap()),
+        200,
+        "full fare after graduation"
+    );
     let ended = audited(&app, &admin, "card.concession.end").await;
     assert_eq!(ended.len(), 1);
     assert!(ended[0]["detail"].as_str().unwrap().contains(&card));
@@ -258,4 +332,4 @@ async fn authority_review_and_graduation(backend: Backend) {
     assert_eq!(v.status, 200, "{}", v.body);
 }
 
-common::both_backends!(authority_review_and_graduation);
+both_backends!(authority_review_and_graduation);

@@ -5,8 +5,10 @@ use crate::{PgStore, append_audit, blind, db, lock_head};
 use async_trait::async_trait;
 use resident::{Field, Source};
 use sqlx::postgres::PgRow;
-use sqlx::{Row, PgConnection};
-use store::{FeedReviewStore, REVIEWS_LIST_MAX, Result, ReviewRow, ReviewStatus, SealedField, StoreError};
+use sqlx::{PgConnection, Row};
+use store::{
+    FeedReviewStore, REVIEWS_LIST_MAX, Result, ReviewRow, ReviewStatus, SealedField, StoreError,
+};
 
 const COLS: &str = "id, resident_id, feed_id, source, field, mac, sealed, status, created_ms, \
     decided_by, decided_ms, note";

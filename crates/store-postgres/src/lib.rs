@@ -22,8 +22,8 @@ use std::time::Duration;
 use store::{
     ApplicationRow, ApplyCounts, Backend, BalanceMoveRow, CardChange, CardEventRow, CardRow,
     ChangeRow, CredentialKind, CurrentMacs, DenyChangeRow, DenyOp, FeedRow, FeedTotals,
-    NewCredential, NewFeed, NewOperator, OperatorRow, ResidentRow, Result, Role, SealedFacts, SealedField,
-    Store, StoreError, StoredDataKeys,
+    NewCredential, NewFeed, NewOperator, OperatorRow, ResidentRow, Result, Role, SealedFacts,
+    SealedField, Store, StoreError, StoredDataKeys,
 };
 
 mod applications;
@@ -537,7 +537,8 @@ impl Store for PgStore {
                         continue;
                     }
                     counts.updated += 1;
-                    let f = |field: resident::Field| r.field(field).filter(|_| mask & field.bit() != 0);
+                    let f =
+                        |field: resident::Field| r.field(field).filter(|_| mask & field.bit() != 0);
                     use resident::Field::{Address, Assistance, Name, Phone, Student};
                     sqlx::query(
                         "UPDATE residents SET \

@@ -4,7 +4,9 @@ use crate::exchange::access_row;
 use crate::{SqliteStore, db};
 use async_trait::async_trait;
 use sqlx::Row;
-use store::{AccessQuery, AccessRow, ConsentStat, EXCHANGE_LIST_MAX, ExchangeOversightStore, Result};
+use store::{
+    AccessQuery, AccessRow, ConsentStat, EXCHANGE_LIST_MAX, ExchangeOversightStore, Result,
+};
 
 #[async_trait]
 impl ExchangeOversightStore for SqliteStore {

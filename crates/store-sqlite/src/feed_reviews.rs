@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use resident::{Field, Source};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
-use store::{FeedReviewStore, REVIEWS_LIST_MAX, Result, ReviewRow, ReviewStatus, SealedField, StoreError};
+use store::{
+    FeedReviewStore, REVIEWS_LIST_MAX, Result, ReviewRow, ReviewStatus, SealedField, StoreError,
+};
 
 const COLS: &str = "id, resident_id, feed_id, source, field, mac, sealed, status, created_ms, \
     decided_by, decided_ms, note";

@@ -4,7 +4,13 @@ use super::{NOW, draft, facts, feed};
 use crate::*;
 use resident::Source;
 
-fn access(resident: Option<i64>, consumer: &str, service: &str, outcome: &str, at: i64) -> AccessRow {
+fn access(
+    resident: Option<i64>,
+    consumer: &str,
+    service: &str,
+    outcome: &str,
+    at: i64,
+) -> AccessRow {
     AccessRow {
         id: 0,
         at_ms: at,
@@ -48,9 +54,15 @@ pub async fn exchange_access_search_and_consent_stats(s: &dyn Store) {
     .into_iter()
     .enumerate()
     {
-        s.access_insert(&access(res, consumer, service, outcome, NOW + i as i64 * 1000))
-            .await
-            .unwrap();
+        s.access_insert(&access(
+            res,
+            consumer,
+            service,
+            outcome,
+            NOW + i as i64 * 1000,
+        ))
+        .await
+        .unwrap();
     }
     let search = |q: AccessQuery| async move {
         s.accesses_search(&AccessQuery { limit: 100, ..q })
@@ -60,15 +72,27 @@ pub async fn exchange_access_search_and_consent_stats(s: &dyn Store) {
             .map(|a| a.at_ms - NOW)
             .collect::<Vec<_>>()
     };
-    assert_eq!(search(AccessQuery::default()).await, vec![4000, 3000, 2000, 1000, 0]);
+    assert_eq!(
+        search(AccessQuery::default()).await,
+        vec![4000, 3000, 2000, 1000, 0]
+    );
     let q = |f: fn(&mut AccessQuery)| {
         let mut q = AccessQuery::default();
         f(&mut q);
         q
     };
-    assert_eq!(search(q(|q| q.consumer = Some("hotel-a".into()))).await, vec![1000, 0]);
-    assert_eq!(search(q(|q| q.service = Some("fund.balance".into()))).await, vec![4000, 3000]);
-    assert_eq!(search(q(|q| q.outcome = Some("refused".into()))).await, vec![2000, 1000]);
+    assert_eq!(
+        search(q(|q| q.consumer = Some("hotel-a".into()))).await,
+        vec![1000, 0]
+    );
+    assert_eq!(
+        search(q(|q| q.service = Some("fund.balance".into()))).await,
+        vec![4000, 3000]
+    );
+    assert_eq!(
+        search(q(|q| q.outcome = Some("refused".into()))).await,
+        vec![2000, 1000]
+    );
     let mut by_resident = AccessQuery {
         resident_id: Some(r1),
         ..AccessQuery::default()
@@ -78,17 +102,27 @@ pub async fn exchange_access_search_and_consent_stats(s: &dyn Store) {
     by_resident.until_ms = Some(NOW + 4000);
     assert_eq!(search(by_resident).await, vec![3000]);
     let first = s
-        .accesses_search(&AccessQuery { limit: 2, ..AccessQuery::default() })
+        .accesses_search(&AccessQuery {
+            limit: 2,
+            ..AccessQuery::default()
+        })
         .await
         .unwrap();
     assert_eq!(first.len(), 2);
     let before = first[1].id;
     assert_eq!(search(q(|_| ())).await.len(), 5);
     let next = s
-        .accesses_search(&AccessQuery { before_id: Some(before), limit: 10, ..AccessQuery::default() })
+        .accesses_search(&AccessQuery {
+            before_id: Some(before),
+            limit: 10,
+            ..AccessQuery::default()
+        })
         .await
         .unwrap();
-    assert_eq!(next.iter().map(|a| a.at_ms - NOW).collect::<Vec<_>>(), vec![2000, 1000, 0]);
+    assert_eq!(
+        next.iter().map(|a| a.at_ms - NOW).collect::<Vec<_>>(),
+        vec![2000, 1000, 0]
+    );
 
     // Consents: one active, one revoked, one expired for one pair; one active for another.
     for code in ["police", "bank"] {
@@ -142,9 +176,13 @@ pub async fn exchange_access_search_and_consent_stats(s: &dyn Store) {
         (r2, "fund.balance", NOW - 1),
         (r1, "hr.contributions", NOW + 1000),
     ] {
-        s.consent_insert(&consent(res, service, exp), draft("exchange.consent"), NOW - 5)
-            .await
-            .unwrap();
+        s.consent_insert(
+            &consent(res, service, exp),
+            draft("exchange.consent"),
+            NOW - 5,
+        )
+        .await
+        .unwrap();
     }
     let revoke = s.consents_of(r2, None).await.unwrap()[0].id;
     s.consent_revoke(revoke, r2, draft("exchange.consent.revoke"), NOW)
@@ -155,6 +193,9 @@ pub async fn exchange_access_search_and_consent_stats(s: &dyn Store) {
         .iter()
         .map(|c| (c.service.as_str(), c.active, c.revoked, c.expired))
         .collect();
-    assert_eq!(got, vec![("fund.balance", 1, 1, 1), ("hr.contributions", 1, 0, 0)]);
+    assert_eq!(
+        got,
+        vec![("fund.balance", 1, 1, 1), ("hr.contributions", 1, 0, 0)]
+    );
     assert!(stats.iter().all(|c| c.consumer == "bank"));
 }

@@ -35,7 +35,10 @@ pub async fn feeds_hold_contradictions_for_review_once(s: &dyn Store) {
     assert_eq!(r.phone_sealed.as_deref(), Some(&b"sealed-p9"[..]));
     assert_eq!(r.student_sealed.as_deref(), Some(&b"sealed-enrolled"[..]));
     let h = s.resident_history(rid).await.unwrap();
-    assert_eq!(h.last().unwrap().fields_mask, Field::Phone.bit() | Field::Student.bit());
+    assert_eq!(
+        h.last().unwrap().fields_mask,
+        Field::Phone.bit() | Field::Student.bit()
+    );
 
     let pending = s
         .feed_reviews(Some(ReviewStatus::Pending), 0, 100)
@@ -101,7 +104,10 @@ pub async fn feeds_hold_contradictions_for_review_once(s: &dyn Store) {
     let missing = s
         .feed_review_decide(9_999, true, "x", "", b"", draft("x"), NOW)
         .await;
-    assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
 
     // Rejecting the held address leaves the police's value.
     let rejected = s
@@ -130,14 +136,26 @@ pub async fn feeds_hold_contradictions_for_review_once(s: &dyn Store) {
     let (student, other) = ("4101000000000018", "4101000000000026");
     let mut c1 = card(student, rid, "active", 1);
     c1.card_type = "student".into();
-    s.card_insert(&c1, &event(student, "-", "applied"), None, draft("card.apply"), NOW)
-        .await
-        .unwrap();
+    s.card_insert(
+        &c1,
+        &event(student, "-", "applied"),
+        None,
+        draft("card.apply"),
+        NOW,
+    )
+    .await
+    .unwrap();
     let mut c2 = card(other, rid, "cancelled", 1);
     c2.card_type = "senior".into();
-    s.card_insert(&c2, &event(other, "-", "applied"), None, draft("card.apply"), NOW)
-        .await
-        .unwrap();
+    s.card_insert(
+        &c2,
+        &event(other, "-", "applied"),
+        None,
+        draft("card.apply"),
+        NOW,
+    )
+    .await
+    .unwrap();
     let audit_before = s.audit_head().await.unwrap().unwrap().0;
     let ended = s
         .cards_end_student_concession(rid, draft("card.concession.end"), NOW + 7)
@@ -147,7 +165,10 @@ pub async fn feeds_hold_contradictions_for_review_once(s: &dyn Store) {
     assert_eq!(s.audit_head().await.unwrap().unwrap().0, audit_before + 1);
     let c = s.card_by_number(student).await.unwrap().unwrap();
     assert_eq!((c.card_type.as_str(), c.version), ("ordinary", 2));
-    assert_eq!(s.card_by_number(other).await.unwrap().unwrap().card_type, "senior");
+    assert_eq!(
+        s.card_by_number(other).await.unwrap().unwrap().card_type,
+        "senior"
+    );
     let none = s
         .cards_end_student_concession(rid, draft("card.concession.end"), NOW + 8)
         .await
