@@ -155,6 +155,12 @@ impl Platform {
             .await?
             .ok_or_else(|| PlatformError::NotFound("resident".into()))?;
         let (name, id) = self.resident_view_masked(row)?;
+        self.audit(c.caller().draft(
+            "resident.read",
+            format!("resident:{}", c.resident_id),
+            "own profile, masked",
+        ))
+        .await?;
         Ok(CitizenProfile {
             name_masked: name,
             id_number_masked: id,
@@ -395,6 +401,17 @@ impl Platform {
         ))
         .await?;
         Ok(rows)
+    }
+
+    /// Revokes one of the citizen's consents (another's is "not found").
+    pub async fn citizen_consent_revoke(
+        &self,
+        c: &Citizen,
+        consent_id: i64,
+    ) -> Result<store::ConsentRow> {
+        let id = self.citizen_id_number(c).await?;
+        self.exchange_consent_revoke(&c.caller(), &id, consent_id)
+            .await
     }
 
     /// The data tracker: who used the citizen's data through the exchange; audited.
