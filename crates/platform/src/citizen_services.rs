@@ -179,7 +179,7 @@ impl Platform {
     pub async fn citizen_cards(&self, c: &Citizen) -> Result<Vec<crate::cards::CardView>> {
         let caller = c.caller();
         let mut rows = self.store.cards_of_resident(c.resident_id).await?;
-        rows.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
         self.audit(caller.draft(
             "card.list",
             format!("resident:{}", c.resident_id),
@@ -294,7 +294,7 @@ impl Platform {
             f.kind.as_ref().is_none_or(|k| &l.kind == k)
                 && f.month.as_ref().is_none_or(|m| &l.month == m)
         });
-        out.sort_by(|a, b| (b.at_ms, b.transfer_id).cmp(&(a.at_ms, a.transfer_id)));
+        out.sort_by_key(|l| std::cmp::Reverse((l.at_ms, l.transfer_id)));
         Ok(out)
     }
 
