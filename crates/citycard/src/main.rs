@@ -153,6 +153,9 @@ enum Command {
     /// Citizen notifications: preferences, SMS delivery, outbox status.
     #[command(subcommand)]
     Notifications(services_cmd::NotificationsCommand),
+    /// Citizens' portal and app sign-in: a password set at a counter.
+    #[command(subcommand)]
+    Citizens(services_cmd::CitizensCommand),
 }
 
 #[derive(Subcommand)]
@@ -686,6 +689,10 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
         Command::Notifications(cmd) => {
             let p = open(&cfg).await?;
             services_cmd::notifications(cmd, &p, &cfg.data_dir).await
+        }
+        Command::Citizens(cmd) => {
+            let p = open(&cfg).await?;
+            services_cmd::citizens(cmd, &p).await
         }
         Command::Bench(b) => {
             bench::run(b, &cfg).await?;

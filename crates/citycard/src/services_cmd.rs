@@ -313,3 +313,35 @@ pub async fn sim_sms(listen: &str) -> anyhow::Result<ExitCode> {
     drop(server);
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(clap::Subcommand)]
+pub enum CitizensCommand {
+    /// Set a citizen's sign-in password at a counter, after checking their ID card in person
+    /// (audited). The password is read from CITYCARD_NEW_PASSWORD or, if unset, from the
+    /// first line of standard input. Citizens can also set one themselves at /portal/password
+    /// with a code sent to their phone on file.
+    Password {
+        #[arg(long)]
+        id_number: String,
+    },
+}
+
+pub async fn citizens(cmd: CitizensCommand, p: &Platform) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CitizensCommand::Password { id_number } => {
+            let password = match std::env::var("CITYCARD_NEW_PASSWORD") {
+                Ok(pw) => pw,
+                Err(_) => {
+                    eprintln!("the citizen's new password (one line on standard input):");
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            p.citizen_password_set_by(&Caller::cli("cli"), &id_number, &password)
+                .await?;
+            println!("password set");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

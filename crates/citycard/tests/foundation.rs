@@ -273,3 +273,49 @@ fn demo_and_config_layers() {
     assert!(!o.status.success());
     assert!(text(&o).contains("colour"), "{}", text(&o));
 }
+
+/// A counter sets a citizen's portal password: the resident must exist and the password be
+/// long enough; the change is on the audit log, which stays intact.
+#[test]
+fn citizens_password_at_a_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let feed = dir.path().join("feed.csv");
+    std::fs::write(
+        &feed,
+        format!(
+            "id_number,name,phone,address,residency\n{},张三,13800000001,,resident\n",
+            id(1)
+        ),
+    )
+    .unwrap();
+    let o = citycard(
+        &data,
+        &[
+            "residents",
+            "import",
+            feed.to_str().unwrap(),
+            "--source",
+            "police",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let set = |id_number: &str, password: &str| {
+        citycard(
+            &data,
+            &["citizens", "password", "--id-number", id_number],
+            &[("CITYCARD_NEW_PASSWORD", password)],
+        )
+    };
+    let o = set(&id(1), "portal-pass-1");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("password set"), "{}", text(&o));
+    let o = set(&id(1), "short");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("password"), "{}", text(&o));
+    let o = set(&id(2), "portal-pass-1");
+    assert!(!o.status.success(), "an unknown resident: {}", text(&o));
+    let o = citycard(&data, &["audit", "verify"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+}

@@ -155,6 +155,12 @@ impl Platform {
             .await?
             .ok_or_else(|| PlatformError::NotFound("resident".into()))?;
         let (name, id) = self.resident_view_masked(row)?;
+        self.audit(c.caller().draft(
+            "resident.read",
+            format!("resident:{}", c.resident_id),
+            "own profile, masked",
+        ))
+        .await?;
         Ok(CitizenProfile {
             name_masked: name,
             id_number_masked: id,
@@ -173,7 +179,7 @@ impl Platform {
     pub async fn citizen_cards(&self, c: &Citizen) -> Result<Vec<crate::cards::CardView>> {
         let caller = c.caller();
         let mut rows = self.store.cards_of_resident(c.resident_id).await?;
-        rows.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
         self.audit(caller.draft(
             "card.list",
             format!("resident:{}", c.resident_id),
@@ -288,7 +294,7 @@ impl Platform {
             f.kind.as_ref().is_none_or(|k| &l.kind == k)
                 && f.month.as_ref().is_none_or(|m| &l.month == m)
         });
-        out.sort_by(|a, b| (b.at_ms, b.transfer_id).cmp(&(a.at_ms, a.transfer_id)));
+        out.sort_by_key(|l| std::cmp::Reverse((l.at_ms, l.transfer_id)));
         Ok(out)
     }
 
@@ -395,6 +401,17 @@ impl Platform {
         ))
         .await?;
         Ok(rows)
+    }
+
+    /// Revokes one of the citizen's consents (another's is "not found").
+    pub async fn citizen_consent_revoke(
+        &self,
+        c: &Citizen,
+        consent_id: i64,
+    ) -> Result<store::ConsentRow> {
+        let id = self.citizen_id_number(c).await?;
+        self.exchange_consent_revoke(&c.caller(), &id, consent_id)
+            .await
     }
 
     /// The data tracker: who used the citizen's data through the exchange; audited.

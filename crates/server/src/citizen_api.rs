@@ -49,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/me/messages", get(messages))
         .route("/api/v1/me/consents", get(consents))
+        .route("/api/v1/me/consents/{id}/revocation", post(consent_revoke))
         .route("/api/v1/me/data-access", get(data_access))
         .route("/api/v1/me/cards/{number}/devices", post(ecode_enrol))
         .route("/api/v1/me/ecode/certificates", post(ecode_certify))
@@ -475,6 +476,19 @@ pub async fn consents(
 ) -> ApiResult<axum::Json<Vec<ConsentDto>>> {
     let v = s.platform.citizen_consents(&c).await?;
     Ok(axum::Json(v.into_iter().map(Into::into).collect()))
+}
+
+#[utoipa::path(post, path = "/api/v1/me/consents/{id}/revocation", tag = "citizen", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = ConsentDto), (status = 404, body = Problem), (status = 409, body = Problem)))]
+/// Revoke one of my consents.
+pub async fn consent_revoke(
+    State(s): State<AppState>,
+    Extension(c): Extension<Citizen>,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<ConsentDto>> {
+    let v = s.platform.citizen_consent_revoke(&c, id).await?;
+    Ok(axum::Json(v.into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/me/data-access", tag = "citizen", security(("bearer" = [])),

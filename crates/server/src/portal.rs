@@ -38,7 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/portal/benefits", get(benefits))
         .route("/portal/bills", get(bills).post(bill_pay))
         .route("/portal/messages", get(messages))
-        .route("/portal/privacy", get(privacy))
+        .route("/portal/privacy", get(privacy).post(consent_revoke))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -1121,12 +1121,44 @@ async fn privacy(
     Query(l): Query<LangParam>,
 ) -> ApiResult<Response> {
     let (t, set) = language(&headers, &l.lang);
-    let consents = s.platform.citizen_consents(&c).await?;
-    let accesses = s.platform.citizen_data_access(&c, 200).await?;
+    page(
+        privacy_page(&s, &c, t, String::new(), String::new()).await?,
+        set,
+    )
+}
+
+async fn consent_revoke(
+    State(s): State<AppState>,
+    Extension(c): Extension<Citizen>,
+    headers: HeaderMap,
+    Form(f): Form<TargetForm>,
+) -> ApiResult<Response> {
+    let (t, _) = language(&headers, &None);
+    let result = match f.target.parse::<i64>() {
+        Ok(id) => s.platform.citizen_consent_revoke(&c, id).await.map(|_| ()),
+        Err(_) => Err(PlatformError::invalid("target", "a consent id")),
+    };
+    let (notice, error) = match result {
+        Ok(()) => (t.done.to_string(), String::new()),
+        Err(e) => (String::new(), message(t, &e)),
+    };
+    page(privacy_page(&s, &c, t, notice, error).await?, None)
+}
+
+async fn privacy_page(
+    s: &AppState,
+    c: &Citizen,
+    t: &'static PortalTexts,
+    notice: String,
+    error: String,
+) -> ApiResult<TablePage> {
+    let consents = s.platform.citizen_consents(c).await?;
+    let accesses = s.platform.citizen_data_access(c, 200).await?;
     let c_rows = consents
         .into_iter()
-        .map(|r| {
-            vec![
+        .map(|r| Row {
+            action: r.revoked_ms.is_none().then(|| r.id.to_string()),
+            cells: vec![
                 r.consumer,
                 r.service,
                 r.purpose,
@@ -1135,7 +1167,7 @@ async fn privacy(
                     Some(ms) => format!("{} {}", t.revoked, format_ms(ms)),
                     None => format!("{} {}", t.expires, format_ms(r.expires_ms)),
                 },
-            ]
+            ],
         })
         .collect();
     let a_rows = accesses
@@ -1154,47 +1186,44 @@ async fn privacy(
             ]
         })
         .collect();
-    page(
-        TablePage {
-            t,
-            who: who(&s, &c).await?,
-            notice: String::new(),
-            error: String::new(),
-            title: t.privacy.into(),
-            sections: vec![
-                Section {
-                    id: "consents",
-                    title: t.consents.into(),
-                    head: vec![
-                        t.consumer.into(),
-                        t.service.into(),
-                        t.purpose.into(),
-                        t.time.into(),
-                        t.state.into(),
-                    ],
-                    rows: plain(c_rows),
-                    button: String::new(),
-                    action: String::new(),
-                },
-                Section {
-                    id: "data-tracker",
-                    title: t.data_tracker.into(),
-                    head: vec![
-                        t.time.into(),
-                        t.consumer.into(),
-                        t.service.into(),
-                        t.purpose.into(),
-                        t.fields.into(),
-                        t.outcome.into(),
-                    ],
-                    rows: plain(a_rows),
-                    button: String::new(),
-                    action: String::new(),
-                },
-            ],
-        },
-        set,
-    )
+    Ok(TablePage {
+        t,
+        who: who(s, c).await?,
+        notice,
+        error,
+        title: t.privacy.into(),
+        sections: vec![
+            Section {
+                id: "consents",
+                title: t.consents.into(),
+                head: vec![
+                    t.consumer.into(),
+                    t.service.into(),
+                    t.purpose.into(),
+                    t.time.into(),
+                    t.state.into(),
+                ],
+                rows: c_rows,
+                button: t.revoke.into(),
+                action: "/portal/privacy".into(),
+            },
+            Section {
+                id: "data-tracker",
+                title: t.data_tracker.into(),
+                head: vec![
+                    t.time.into(),
+                    t.consumer.into(),
+                    t.service.into(),
+                    t.purpose.into(),
+                    t.fields.into(),
+                    t.outcome.into(),
+                ],
+                rows: plain(a_rows),
+                button: String::new(),
+                action: String::new(),
+            },
+        ],
+    })
 }
 
 #[cfg(test)]

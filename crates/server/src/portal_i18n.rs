@@ -81,6 +81,7 @@ pub struct PortalTexts {
     pub fields: &'static str,
     pub expires: &'static str,
     pub revoked: &'static str,
+    pub revoke: &'static str,
     pub signed_in_as: &'static str,
     pub failed: &'static str,
 }
@@ -164,6 +165,7 @@ pub static ZH: PortalTexts = PortalTexts {
     fields: "字段",
     expires: "有效期至",
     revoked: "已撤销",
+    revoke: "撤销授权",
     signed_in_as: "您好",
     failed: "操作未完成",
 };
@@ -247,6 +249,7 @@ pub static EN: PortalTexts = PortalTexts {
     fields: "Fields",
     expires: "Valid until",
     revoked: "Revoked",
+    revoke: "Revoke",
     signed_in_as: "Hello",
     failed: "Not done",
 };

@@ -68,7 +68,12 @@ async fn text_of(c: &fantoccini::Client, css: &str) -> String {
         .await
         .map(|u| u.to_string())
         .unwrap_or_default();
-    panic!("{css} not found on {url}: {last}")
+    let page = c.source().await.unwrap_or_default();
+    let main = page.split("<main").nth(1).unwrap_or(&page);
+    panic!(
+        "{css} not found on {url}: {last}\n{}",
+        main.chars().take(3000).collect::<String>()
+    )
 }
 
 /// Fills the sign-in form and submits it.
@@ -482,6 +487,36 @@ async fn portal_in_chromium() {
     p.decide_disbursement(&civil(12), batch.id, true)
         .await
         .unwrap();
+    // A consent to the housing fund's balance service, given at a counter.
+    let kind = exchange_link::sim::Kind::Fund;
+    for body in [
+        json!({"code": kind.member(), "name": kind.member_name(),
+               "public_key": hex::encode(exchange_link::sim::dev_key(kind).public_key().to_compressed())}),
+        json!({"code": "card-company", "name": "card-company",
+               "public_key": hex::encode(crypto::Sm2SigningKey::from_secret(&crypto::Key32::from_bytes([0x41; 32])).unwrap().public_key().to_compressed())}),
+    ] {
+        let r = app
+            .post_json("/api/v1/exchange/members", Some(&admin), body)
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = app
+        .post_json(
+            "/api/v1/exchange/services",
+            Some(&admin),
+            serde_json::to_value(kind.service("http://127.0.0.1:9")).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = app
+        .post_json(
+            "/api/v1/exchange/consents",
+            Some(&clerk),
+            json!({"id_number": holder, "consumer": "card-company", "service": "fund.balance",
+                   "purpose": "loan-check", "expires_ms": platform::testing::T0_MS + 30 * 86_400_000}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
 
     let (_driver, c, _profile) = browser("390,844").await;
     let url = |path: &str| format!("{}{path}", app.base);
@@ -627,9 +662,14 @@ async fn portal_in_chromium() {
     assert!(text_of(&c, "#messages").await.contains("W202611-001"));
     shot(&c, "portal-10-messages").await;
     click(&c, "#nav-privacy").await;
-    text_of(&c, "#consents-h").await;
+    assert!(text_of(&c, "#consents").await.contains("fund.balance"));
     text_of(&c, "#data-tracker-h").await;
     shot(&c, "portal-11-privacy").await;
+    // The citizen revokes the consent.
+    click(&c, "#consents .row-action").await;
+    assert!(text_of(&c, "#notice").await.contains("已完成"));
+    assert!(text_of(&c, "#consents").await.contains("已撤销"));
+    assert!(c.find(Locator::Css("#consents .row-action")).await.is_err());
     // The marked place for points and credit.
     assert!(text_of(&c, "#nav-points-credit").await.contains("积分"));
 

@@ -487,11 +487,54 @@ async fn the_app_api(backend: Backend) {
     let r = app.get("/api/v1/me/spending", Some(&token)).await;
     assert_eq!(r.json().as_array().unwrap().len(), 6, "{}", r.body);
 
+    // A consent given at a counter: listed, then revoked by the citizen, once.
+    let admin = app.token(Role::Administrator).await;
+    let kind = exchange_link::sim::Kind::Fund;
+    for body in [
+        json!({"code": kind.member(), "name": kind.member_name(),
+               "public_key": hex::encode(exchange_link::sim::dev_key(kind).public_key().to_compressed())}),
+        json!({"code": "card-company", "name": "card-company",
+               "public_key": hex::encode(crypto::Sm2SigningKey::from_secret(&crypto::Key32::from_bytes([0x41; 32])).unwrap().public_key().to_compressed())}),
+    ] {
+        let r = app
+            .post_json("/api/v1/exchange/members", Some(&admin), body)
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = app
+        .post_json(
+            "/api/v1/exchange/services",
+            Some(&admin),
+            serde_json::to_value(kind.service("http://127.0.0.1:9")).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let clerk = app.token(Role::CounterClerk).await;
+    let r = app
+        .post_json(
+            "/api/v1/exchange/consents",
+            Some(&clerk),
+            json!({"id_number": holder, "consumer": "card-company", "service": "fund.balance",
+                   "purpose": "loan-check", "expires_ms": platform::testing::T0_MS + 30 * 86_400_000}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let consent = r.json()["id"].as_i64().unwrap();
+    let r = app.get("/api/v1/me/consents", Some(&token)).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 1, "{}", r.body);
+    let revoke = format!("/api/v1/me/consents/{consent}/revocation");
+    let r = app.post_json(&revoke, Some(&token), json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["revoked_ms"].is_i64(), "{}", r.body);
+    assert_eq!(
+        app.post_json(&revoke, Some(&token), json!({})).await.status,
+        409
+    );
+
     // The rest answers for this citizen.
     for path in [
         "/api/v1/me/benefits",
         "/api/v1/me/bills",
-        "/api/v1/me/consents",
         "/api/v1/me/data-access",
     ] {
         let r = app.get(path, Some(&token)).await;
