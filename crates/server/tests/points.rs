@@ -263,6 +263,12 @@ async fn points_earn_redeem_donate_expire(backend: Backend) {
 
     // A year and a day on, the points earned today have expired: redeeming says so.
     app.tp.clock.advance_ms(366 * DAY_MS);
+    // Tokens live a day: fresh ones.
+    let (admin, officer, clerk) = (
+        app.token(Role::Administrator).await,
+        app.token(Role::ClearingOfficer).await,
+        app.token(Role::CounterClerk).await,
+    );
     let museum = json!({"code": "museum", "name_zh": "河南博物院门票", "name_en": "Henan Museum ticket",
                         "kind": "museum_ticket", "cost_points": 50, "active": true});
     let r = app.post_json("/api/v1/points/catalogue", Some(&admin), museum).await;
@@ -299,6 +305,7 @@ async fn expiry_run_expires_only_the_old_lots(backend: Backend) {
         .await
         .unwrap();
     app.tp.clock.advance_ms(170 * DAY_MS);
+    let officer = app.token(Role::ClearingOfficer).await;
     let r = app.post_json("/api/v1/points/expiry", Some(&officer), json!({})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!((r.json()["residents"].as_i64(), r.json()["points"].as_i64()), (Some(1), Some(40)));
@@ -399,6 +406,10 @@ async fn credit_opt_in_score_dispute_opt_out(backend: Backend) {
 
     // The struck signal no longer counts: 579; a day later, history has two days.
     app.tp.clock.advance_ms(DAY_MS);
+    let (officer, clerk) = (
+        app.token(Role::ClearingOfficer).await,
+        app.token(Role::CounterClerk).await,
+    );
     let r = app.post_json("/api/v1/credit/score", Some(&clerk), who.clone()).await;
     assert_eq!(r.json()["score"], 579, "{}", r.body);
     let r = app.post_json("/api/v1/credit/history", Some(&clerk), who.clone()).await;
