@@ -4,8 +4,8 @@
 
 mod apps;
 mod bills;
-mod ecode;
 mod credit;
+mod ecode;
 mod notifications;
 mod points;
 mod production;
