@@ -380,7 +380,6 @@ async fn points_earn_redeem_donate_expire(backend: Backend) {
 async fn expiry_run_expires_only_the_old_lots(backend: Backend) {
     let app = common::start(backend).await;
     let p = &app.tp.platform;
-    let officer = app.token(Role::ClearingOfficer).await;
     let id1 = seeded_id(1);
     p.points_report(&civil(), points::EarnKind::VolunteerHour, "c-old", &id1, 2)
         .await
