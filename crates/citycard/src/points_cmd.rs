@@ -206,7 +206,10 @@ pub async fn points(cmd: PointsCommand, p: &Platform) -> anyhow::Result<ExitCode
                     },
                 )
                 .await?;
-            println!("rule {} set: {} per unit, cap {}", r.kind, r.points_per_unit, r.daily_cap);
+            println!(
+                "rule {} set: {} per unit, cap {}",
+                r.kind, r.points_per_unit, r.daily_cap
+            );
         }
         PointsCommand::Items => {
             for i in p.points_items(&c).await? {
@@ -289,7 +292,11 @@ pub async fn points(cmd: PointsCommand, p: &Platform) -> anyhow::Result<ExitCode
                 Ok(e) => println!(
                     "{} points{}{}, valid until {}",
                     e.points,
-                    if e.capped { " (cut at the daily cap)" } else { "" },
+                    if e.capped {
+                        " (cut at the daily cap)"
+                    } else {
+                        ""
+                    },
                     if e.duplicate { " (earned before)" } else { "" },
                     e.expires_on
                 ),
@@ -346,7 +353,14 @@ pub async fn credit(cmd: CreditCommand, p: &Platform) -> anyhow::Result<ExitCode
     match cmd {
         CreditCommand::OptIn { resident_id } => {
             let changed = p.credit_opt_in(&c, &resident_id).await?;
-            println!("{}", if changed { "opted in" } else { "already opted in" });
+            println!(
+                "{}",
+                if changed {
+                    "opted in"
+                } else {
+                    "already opted in"
+                }
+            );
         }
         CreditCommand::OptOut { resident_id } => {
             let changed = p.credit_opt_out(&c, &resident_id).await?;

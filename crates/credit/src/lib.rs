@@ -296,7 +296,10 @@ mod tests {
         assert_eq!(s.score, BASE + sum);
         let fare = &s.factors[2];
         assert_eq!((fare.count, fare.contribution), (7, -150));
-        assert_eq!(fare.text_zh, "近一年逃票记录7次，每次-30分，-150分（已达上限 -150）");
+        assert_eq!(
+            fare.text_zh,
+            "近一年逃票记录7次，每次-30分，-150分（已达上限 -150）"
+        );
         assert_eq!(
             fare.text_en,
             "7 fare evasion records in the last year, -30 each: -150 (limit -150 reached)"
@@ -314,7 +317,10 @@ mod tests {
         let today = sig(SignalKind::FareEvasion, 1, 1, 1000);
         assert_eq!(score(&today, 1000).score, BASE - 30);
         // A future signal (a clock skew) does not count either.
-        assert_eq!(score(&sig(SignalKind::BillOnTime, 1, 1, 1001), 1000).score, BASE);
+        assert_eq!(
+            score(&sig(SignalKind::BillOnTime, 1, 1, 1001), 1000).score,
+            BASE
+        );
         // Everything good: 600 + 60 + 30 + 60 = 750 (under MAX); everything bad is floored by
         // the caps at 600 − 230 = 370 (above MIN).
         let mut good = sig(SignalKind::BillOnTime, 100, 1, 1000);

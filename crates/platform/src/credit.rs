@@ -170,7 +170,11 @@ impl Platform {
 
     /// Opts the citizen out: signals, scores and disputes are deleted; `false` when not in.
     pub async fn credit_opt_out(&self, caller: &Caller, id_number: &str) -> Result<bool> {
-        may(caller, FOR_CITIZEN, "opt citizens out of the credit service")?;
+        may(
+            caller,
+            FOR_CITIZEN,
+            "opt citizens out of the credit service",
+        )?;
         let resident_id = self.resident_id_of(id_number).await?;
         Ok(self
             .store
@@ -261,12 +265,8 @@ impl Platform {
     ) -> Result<Vec<ScoreHistoryView>> {
         may(caller, READERS, "read credit scores")?;
         let resident_id = self.credit_enrolled_id(id_number).await?;
-        self.audit(caller.draft(
-            "credit.history.read",
-            format!("resident:{resident_id}"),
-            "",
-        ))
-        .await?;
+        self.audit(caller.draft("credit.history.read", format!("resident:{resident_id}"), ""))
+            .await?;
         Ok(self
             .store
             .credit_scores(resident_id, 400)

@@ -650,11 +650,7 @@ impl Platform {
     /// Points and credit signals for bills just paid: on time (paid on or before the due
     /// date) earns `bill_on_time` points and is a credit signal; late is a credit signal only.
     /// A failure here is logged and does not undo the payment.
-    pub(crate) async fn bills_paid_signals(
-        &self,
-        caller: &Caller,
-        paid: &[(i64, i64, String)],
-    ) {
+    pub(crate) async fn bills_paid_signals(&self, caller: &Caller, paid: &[(i64, i64, String)]) {
         if paid.is_empty() {
             return;
         }

@@ -261,6 +261,7 @@ impl Platform {
         let mut good_index = 0;
         let mut rides = Vec::new();
         for c in checked {
+            let good = matches!(c, Checked::Good(..));
             results.push(match c {
                 Checked::Bad(r) => r,
                 Checked::Good(..) => match outcomes.next() {
@@ -285,7 +286,7 @@ impl Platform {
                     }
                 },
             });
-            if let Checked::Good(..) = c {
+            if good {
                 if let Some(PurchaseResult::Posted { .. }) = results.last() {
                     let p = &purchases[good_index];
                     rides.push((p.card_number.clone(), p.offline_counter));

@@ -255,7 +255,9 @@ pub fn check_event_id(id: &str) -> Result<(), PointsError> {
     {
         Ok(())
     } else {
-        Err(PointsError::BadEventId(id.chars().take(EVENT_ID_MAX).collect()))
+        Err(PointsError::BadEventId(
+            id.chars().take(EVENT_ID_MAX).collect(),
+        ))
     }
 }
 
@@ -348,7 +350,10 @@ impl CharityProject {
 }
 
 /// The catalogue item to redeem: unknown and withdrawn items are refused.
-pub fn pick_item<'a>(items: &'a [CatalogueItem], code: &str) -> Result<&'a CatalogueItem, PointsError> {
+pub fn pick_item<'a>(
+    items: &'a [CatalogueItem],
+    code: &str,
+) -> Result<&'a CatalogueItem, PointsError> {
     let item = items
         .iter()
         .find(|i| i.code == code)
@@ -364,7 +369,10 @@ mod tests {
     use super::*;
 
     fn rule(kind: EarnKind) -> EarnRule {
-        default_rules().into_iter().find(|r| r.kind == kind).unwrap()
+        default_rules()
+            .into_iter()
+            .find(|r| r.kind == kind)
+            .unwrap()
     }
 
     #[test]
@@ -378,10 +386,13 @@ mod tests {
             })
         );
         // Nine earned: one more fits, the tenth ride fills the cap.
-        assert_eq!(grant(&ride, 3, 9).unwrap(), Grant {
-            points: 1,
-            capped: true
-        });
+        assert_eq!(
+            grant(&ride, 3, 9).unwrap(),
+            Grant {
+                points: 1,
+                capped: true
+            }
+        );
         assert_eq!(
             grant(&ride, 1, 10),
             Err(PointsError::CapReached {
@@ -406,7 +417,10 @@ mod tests {
             points_per_unit: 0,
             ..hours
         };
-        assert!(matches!(grant(&zero, 1, 0), Err(PointsError::CapReached { .. })));
+        assert!(matches!(
+            grant(&zero, 1, 0),
+            Err(PointsError::CapReached { .. })
+        ));
     }
 
     #[test]

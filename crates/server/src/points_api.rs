@@ -34,7 +34,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/credit/history", post(history))
         .route("/api/v1/credit/signals", post(signal))
         .route("/api/v1/credit/disputes", get(disputes).post(dispute_open))
-        .route("/api/v1/credit/disputes/{id}/resolution", post(dispute_resolve))
+        .route(
+            "/api/v1/credit/disputes/{id}/resolution",
+            post(dispute_resolve),
+        )
 }
 
 // -- points: rules, catalogue, projects --------------------------------------------------------
@@ -171,9 +174,8 @@ pub async fn item_set(
     Extension(c): Extension<Caller>,
     Json(b): Json<PointsItemDto>,
 ) -> ApiResult<axum::Json<PointsItemDto>> {
-    let kind = points::RewardKind::parse(&b.kind).ok_or_else(|| {
-        platform::PlatformError::invalid("kind", "ride_voucher or museum_ticket")
-    })?;
+    let kind = points::RewardKind::parse(&b.kind)
+        .ok_or_else(|| platform::PlatformError::invalid("kind", "ride_voucher or museum_ticket"))?;
     let item = points::CatalogueItem {
         code: b.code,
         name_zh: b.name_zh,
@@ -213,7 +215,9 @@ pub async fn project_set(
         name_en: b.name_en,
         active: b.active,
     };
-    Ok(axum::Json(s.platform.points_project_set(&c, p).await?.into()))
+    Ok(axum::Json(
+        s.platform.points_project_set(&c, p).await?.into(),
+    ))
 }
 
 // -- points: a citizen's -------------------------------------------------------------------------
@@ -367,7 +371,9 @@ pub async fn of_citizen(
     Extension(c): Extension<Caller>,
     Json(b): Json<CitizenBody>,
 ) -> ApiResult<axum::Json<PointsDto>> {
-    Ok(axum::Json(s.platform.points_of(&c, &b.id_number).await?.into()))
+    Ok(axum::Json(
+        s.platform.points_of(&c, &b.id_number).await?.into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/points/redemptions", tag = "points",

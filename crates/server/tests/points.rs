@@ -65,7 +65,9 @@ async fn points_earn_redeem_donate_expire(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 422, "{}", r.body);
-    let r = app.post_json("/api/v1/points/rules", Some(&admin), rule).await;
+    let r = app
+        .post_json("/api/v1/points/rules", Some(&admin), rule)
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
 
     // Catalogue and a charity project.
@@ -92,10 +94,19 @@ async fn points_earn_redeem_donate_expire(backend: Backend) {
 
     // Volunteer hours: civil affairs only; 8 hours reach the cap of 160.
     let e = p
-        .points_report(&civil(), points::EarnKind::VolunteerHour, "civil-1", &id0, 8)
+        .points_report(
+            &civil(),
+            points::EarnKind::VolunteerHour,
+            "civil-1",
+            &id0,
+            8,
+        )
         .await
         .unwrap();
-    assert_eq!((e.points, e.capped, e.expires_on.as_str()), (160, false, "2027-11-26"));
+    assert_eq!(
+        (e.points, e.capped, e.expires_on.as_str()),
+        (160, false, "2027-11-26")
+    );
     let police = Caller {
         department: Some(resident::Source::Police),
         ..civil()
@@ -143,7 +154,10 @@ async fn points_earn_redeem_donate_expire(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!((r.json()["points"].as_i64(), r.json()["duplicate"].as_bool()), (Some(1), Some(true)));
+    assert_eq!(
+        (r.json()["points"].as_i64(), r.json()["duplicate"].as_bool()),
+        (Some(1), Some(true))
+    );
     let r = app
         .post_json(
             "/api/v1/points/events",
@@ -184,7 +198,14 @@ async fn points_earn_redeem_donate_expire(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    fund(p, AccountKey::citizen_online(r0), TransferKind::TopUp, 10_000, "fund-0").await;
+    fund(
+        p,
+        AccountKey::citizen_online(r0),
+        TransferKind::TopUp,
+        10_000,
+        "fund-0",
+    )
+    .await;
     let r = app
         .post_json(
             "/api/v1/billers/water/bills/W1/payment",
@@ -195,86 +216,156 @@ async fn points_earn_redeem_donate_expire(backend: Backend) {
     assert_eq!(r.status, 200, "{}", r.body);
 
     let r = app
-        .post_json("/api/v1/points/of-citizen", Some(&clerk), json!({"id_number": id0}))
+        .post_json(
+            "/api/v1/points/of-citizen",
+            Some(&clerk),
+            json!({"id_number": id0}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let v = r.json();
-    assert_eq!((v["balance"].as_i64(), v["earned"].as_i64()), (Some(180), Some(180)));
+    assert_eq!(
+        (v["balance"].as_i64(), v["earned"].as_i64()),
+        (Some(180), Some(180))
+    );
     assert!(
-        v["entries"].as_array().unwrap().iter().any(|e| e["kind"] == "bill_on_time" && e["points"] == 10),
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "bill_on_time" && e["points"] == 10),
         "{v}"
     );
 
     // Redemption once per request; unknown and withdrawn items refused.
     let redeem = |item: &str, req: &str| json!({"id_number": id0, "item": item, "request_id": req});
     let a = app
-        .post_json("/api/v1/points/redemptions", Some(&clerk), redeem("bus-2", "r1"))
+        .post_json(
+            "/api/v1/points/redemptions",
+            Some(&clerk),
+            redeem("bus-2", "r1"),
+        )
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let b = app
-        .post_json("/api/v1/points/redemptions", Some(&clerk), redeem("bus-2", "r1"))
+        .post_json(
+            "/api/v1/points/redemptions",
+            Some(&clerk),
+            redeem("bus-2", "r1"),
+        )
         .await;
     assert_eq!(a.json()["id"], b.json()["id"]);
     let r = app
-        .post_json("/api/v1/points/redemptions", Some(&clerk), redeem("nope", "r2"))
+        .post_json(
+            "/api/v1/points/redemptions",
+            Some(&clerk),
+            redeem("nope", "r2"),
+        )
         .await;
     assert_eq!(r.status, 404, "{}", r.body);
     let r = app
-        .post_json("/api/v1/points/redemptions", Some(&clerk), redeem("museum", "r3"))
+        .post_json(
+            "/api/v1/points/redemptions",
+            Some(&clerk),
+            redeem("museum", "r3"),
+        )
         .await;
     assert_eq!(r.status, 409, "{}", r.body);
     let r = app
-        .post_json("/api/v1/points/redemptions", Some(&officer), redeem("bus-2", "r4"))
+        .post_json(
+            "/api/v1/points/redemptions",
+            Some(&officer),
+            redeem("bus-2", "r4"),
+        )
         .await;
     assert_eq!(r.status, 403);
 
     // Donation; too many points and unknown projects refused.
-    let donate = |project: &str, n: i64, req: &str| {
-        json!({"id_number": id0, "project": project, "points": n, "request_id": req})
-    };
+    let donate = |project: &str, n: i64, req: &str| json!({"id_number": id0, "project": project, "points": n, "request_id": req});
     let r = app
-        .post_json("/api/v1/points/donations", Some(&clerk), donate("trees", 20, "d1"))
+        .post_json(
+            "/api/v1/points/donations",
+            Some(&clerk),
+            donate("trees", 20, "d1"),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let r = app
-        .post_json("/api/v1/points/donations", Some(&clerk), donate("trees", 131, "d2"))
+        .post_json(
+            "/api/v1/points/donations",
+            Some(&clerk),
+            donate("trees", 131, "d2"),
+        )
         .await;
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(r.body.contains("130 are available"), "{}", r.body);
     let r = app
-        .post_json("/api/v1/points/donations", Some(&clerk), donate("wells", 1, "d3"))
+        .post_json(
+            "/api/v1/points/donations",
+            Some(&clerk),
+            donate("wells", 1, "d3"),
+        )
         .await;
     assert_eq!(r.status, 404, "{}", r.body);
 
     // Every point is somewhere.
-    let issued = balance(&app, AccountKey::points_company(AccountKind::PointsIssuance)).await;
+    let issued = balance(
+        &app,
+        AccountKey::points_company(AccountKind::PointsIssuance),
+    )
+    .await;
     let held = balance(&app, AccountKey::citizen_points(r0)).await;
-    let redeemed = balance(&app, AccountKey::points_company(AccountKind::PointsRedeemed)).await;
+    let redeemed = balance(
+        &app,
+        AccountKey::points_company(AccountKind::PointsRedeemed),
+    )
+    .await;
     let donated = balance(&app, AccountKey::points_charity("trees").unwrap()).await;
     assert_eq!((issued, held, redeemed, donated), (180, 130, 30, 20));
 
     // The console page, in Chinese and English.
     let page = app.get("/console/points?lang=zh", Some(&clerk)).await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("兑换目录") && page.body.contains("item-bus-2"), "{}", page.body);
+    assert!(
+        page.body.contains("兑换目录") && page.body.contains("item-bus-2"),
+        "{}",
+        page.body
+    );
     let page = app.get("/console/points?lang=en", Some(&admin)).await;
-    assert!(page.body.contains("Redemption catalogue") && page.body.contains("Trees by the Yellow River"));
+    assert!(
+        page.body.contains("Redemption catalogue")
+            && page.body.contains("Trees by the Yellow River")
+    );
     assert!(page.body.contains("<td>20</td>"), "{}", page.body);
 
     // A year and a day on, the points earned today have expired: redeeming says so.
     app.tp.clock.advance_ms(366 * DAY_MS);
+    // Tokens live a day: fresh ones.
+    let (admin, officer, clerk) = (
+        app.token(Role::Administrator).await,
+        app.token(Role::ClearingOfficer).await,
+        app.token(Role::CounterClerk).await,
+    );
     let museum = json!({"code": "museum", "name_zh": "河南博物院门票", "name_en": "Henan Museum ticket",
                         "kind": "museum_ticket", "cost_points": 50, "active": true});
-    let r = app.post_json("/api/v1/points/catalogue", Some(&admin), museum).await;
+    let r = app
+        .post_json("/api/v1/points/catalogue", Some(&admin), museum)
+        .await;
     assert_eq!(r.status, 200);
     let r = app
-        .post_json("/api/v1/points/redemptions", Some(&clerk), redeem("museum", "r5"))
+        .post_json(
+            "/api/v1/points/redemptions",
+            Some(&clerk),
+            redeem("museum", "r5"),
+        )
         .await;
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(r.body.contains("130 points have expired"), "{}", r.body);
     // The run finds nothing more; a second run neither.
     for _ in 0..2 {
-        let r = app.post_json("/api/v1/points/expiry", Some(&officer), json!({})).await;
+        let r = app
+            .post_json("/api/v1/points/expiry", Some(&officer), json!({}))
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.json()["points"], 0);
     }
@@ -289,7 +380,6 @@ async fn points_earn_redeem_donate_expire(backend: Backend) {
 async fn expiry_run_expires_only_the_old_lots(backend: Backend) {
     let app = common::start(backend).await;
     let p = &app.tp.platform;
-    let officer = app.token(Role::ClearingOfficer).await;
     let id1 = seeded_id(1);
     p.points_report(&civil(), points::EarnKind::VolunteerHour, "c-old", &id1, 2)
         .await
@@ -299,12 +389,20 @@ async fn expiry_run_expires_only_the_old_lots(backend: Backend) {
         .await
         .unwrap();
     app.tp.clock.advance_ms(170 * DAY_MS);
-    let r = app.post_json("/api/v1/points/expiry", Some(&officer), json!({})).await;
+    let officer = app.token(Role::ClearingOfficer).await;
+    let r = app
+        .post_json("/api/v1/points/expiry", Some(&officer), json!({}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!((r.json()["residents"].as_i64(), r.json()["points"].as_i64()), (Some(1), Some(40)));
+    assert_eq!(
+        (r.json()["residents"].as_i64(), r.json()["points"].as_i64()),
+        (Some(1), Some(40))
+    );
     let v = p.points_of(&Caller::cli("test"), &id1).await.unwrap();
     assert_eq!((v.balance, v.expired), (20, 40));
-    let r = app.post_json("/api/v1/points/expiry", Some(&officer), json!({})).await;
+    let r = app
+        .post_json("/api/v1/points/expiry", Some(&officer), json!({}))
+        .await;
     assert_eq!(r.json()["points"], 0);
 }
 
@@ -318,16 +416,24 @@ async fn credit_opt_in_score_dispute_opt_out(backend: Backend) {
     let fare = |ev: &str| json!({"kind": "fare_evasion", "event_id": ev, "id_number": id3});
 
     // Not opted in: never scored, nothing recorded.
-    let r = app.post_json("/api/v1/credit/score", Some(&clerk), who.clone()).await;
+    let r = app
+        .post_json("/api/v1/credit/score", Some(&clerk), who.clone())
+        .await;
     assert_eq!(r.status, 409, "{}", r.body);
-    let r = app.post_json("/api/v1/credit/signals", Some(&officer), fare("f0")).await;
+    let r = app
+        .post_json("/api/v1/credit/signals", Some(&officer), fare("f0"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["recorded"], false);
 
-    let r = app.post_json("/api/v1/credit/opt-in", Some(&clerk), who.clone()).await;
+    let r = app
+        .post_json("/api/v1/credit/opt-in", Some(&clerk), who.clone())
+        .await;
     assert_eq!(r.json()["changed"], true, "{}", r.body);
     for ev in ["f1", "f2", "f2"] {
-        let r = app.post_json("/api/v1/credit/signals", Some(&officer), fare(ev)).await;
+        let r = app
+            .post_json("/api/v1/credit/signals", Some(&officer), fare(ev))
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
     let r = app
@@ -351,7 +457,9 @@ async fn credit_opt_in_score_dispute_opt_out(backend: Backend) {
         .unwrap();
 
     // 600 − 2×30 + 1 + 8 = 549, every factor explained.
-    let r = app.post_json("/api/v1/credit/score", Some(&clerk), who.clone()).await;
+    let r = app
+        .post_json("/api/v1/credit/score", Some(&clerk), who.clone())
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let v = r.json();
     assert_eq!(v["score"], 549, "{v}");
@@ -364,9 +472,25 @@ async fn credit_opt_in_score_dispute_opt_out(backend: Backend) {
         .unwrap()
         .clone();
     assert_eq!(fare_factor["contribution"], -60);
-    assert!(fare_factor["text_zh"].as_str().unwrap().contains("逃票记录2次"));
-    assert!(fare_factor["text_en"].as_str().unwrap().starts_with("2 fare evasion records"));
-    assert!(v["incentives"].as_array().unwrap().iter().all(|i| i["eligible"] == false));
+    assert!(
+        fare_factor["text_zh"]
+            .as_str()
+            .unwrap()
+            .contains("逃票记录2次")
+    );
+    assert!(
+        fare_factor["text_en"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 fare evasion records")
+    );
+    assert!(
+        v["incentives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["eligible"] == false)
+    );
     let signal_id = v["signals"]
         .as_array()
         .unwrap()
@@ -378,13 +502,21 @@ async fn credit_opt_in_score_dispute_opt_out(backend: Backend) {
 
     // A dispute: opened once, resolved by an officer (not the clerk), once.
     let body = json!({"id_number": id3, "signal_id": signal_id, "reason": "那天我刷的是e码"});
-    let r = app.post_json("/api/v1/credit/disputes", Some(&clerk), body.clone()).await;
+    let r = app
+        .post_json("/api/v1/credit/disputes", Some(&clerk), body.clone())
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let did = r.json()["id"].as_i64().unwrap();
-    let r = app.post_json("/api/v1/credit/disputes", Some(&clerk), body).await;
+    let r = app
+        .post_json("/api/v1/credit/disputes", Some(&clerk), body)
+        .await;
     assert_eq!(r.status, 409, "{}", r.body);
     let page = app.get("/console/credit?lang=zh", Some(&officer)).await;
-    assert!(page.body.contains("待处理的异议") && page.body.contains(&format!("dispute-{did}")), "{}", page.body);
+    assert!(
+        page.body.contains("待处理的异议") && page.body.contains(&format!("dispute-{did}")),
+        "{}",
+        page.body
+    );
     let path = format!("/api/v1/credit/disputes/{did}/resolution");
     let resolve = json!({"uphold": true, "note": "gate log shows an e-code tap"});
     let r = app.post_json(&path, Some(&clerk), resolve.clone()).await;
@@ -395,28 +527,52 @@ async fn credit_opt_in_score_dispute_opt_out(backend: Backend) {
     let r = app.post_json(&path, Some(&officer), resolve).await;
     assert_eq!(r.status, 409, "{}", r.body);
     let page = app.get("/console/credit?lang=en", Some(&officer)).await;
-    assert!(page.body.contains("status-upheld") && page.body.contains("gate log shows"), "{}", page.body);
+    assert!(
+        page.body.contains("status-upheld") && page.body.contains("gate log shows"),
+        "{}",
+        page.body
+    );
 
     // The struck signal no longer counts: 579; a day later, history has two days.
     app.tp.clock.advance_ms(DAY_MS);
-    let r = app.post_json("/api/v1/credit/score", Some(&clerk), who.clone()).await;
+    let (officer, clerk) = (
+        app.token(Role::ClearingOfficer).await,
+        app.token(Role::CounterClerk).await,
+    );
+    let r = app
+        .post_json("/api/v1/credit/score", Some(&clerk), who.clone())
+        .await;
     assert_eq!(r.json()["score"], 579, "{}", r.body);
-    let r = app.post_json("/api/v1/credit/history", Some(&clerk), who.clone()).await;
+    let r = app
+        .post_json("/api/v1/credit/history", Some(&clerk), who.clone())
+        .await;
     let h = r.json();
     assert_eq!(
-        h.as_array().unwrap().iter().map(|x| x["score"].as_i64().unwrap()).collect::<Vec<_>>(),
+        h.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["score"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
         vec![579, 579],
         "{h}"
     );
 
     // Opting out deletes everything; nothing is recorded or scored afterwards.
-    let r = app.post_json("/api/v1/credit/opt-out", Some(&clerk), who.clone()).await;
+    let r = app
+        .post_json("/api/v1/credit/opt-out", Some(&clerk), who.clone())
+        .await;
     assert_eq!(r.json()["changed"], true);
-    let r = app.post_json("/api/v1/credit/score", Some(&clerk), who.clone()).await;
+    let r = app
+        .post_json("/api/v1/credit/score", Some(&clerk), who.clone())
+        .await;
     assert_eq!(r.status, 409);
-    let r = app.post_json("/api/v1/credit/history", Some(&clerk), who.clone()).await;
+    let r = app
+        .post_json("/api/v1/credit/history", Some(&clerk), who.clone())
+        .await;
     assert_eq!(r.status, 409);
-    let r = app.post_json("/api/v1/credit/signals", Some(&officer), fare("f9")).await;
+    let r = app
+        .post_json("/api/v1/credit/signals", Some(&officer), fare("f9"))
+        .await;
     assert_eq!(r.json()["recorded"], false);
     let r = app.get("/api/v1/credit/disputes", Some(&officer)).await;
     assert_eq!(r.json().as_array().unwrap().len(), 0, "{}", r.body);

@@ -304,7 +304,10 @@ impl PointsStore for PgStore {
         if !transfers.is_empty() {
             // One ledger batch for the whole call (a bill run's chunk earns at once).
             let (outcomes, _) = post_in(&mut tx, &transfers, now_ms).await?;
-            if let Some(o) = outcomes.iter().find(|o| !matches!(o, PostOutcome::Applied { .. })) {
+            if let Some(o) = outcomes
+                .iter()
+                .find(|o| !matches!(o, PostOutcome::Applied { .. }))
+            {
                 return Err(StoreError::Conflict(format!("a points earning: {o:?}")));
             }
             append_audit(&mut tx, audit, now_ms).await?;

@@ -192,17 +192,15 @@ impl CreditStore for SqliteStore {
     }
 
     async fn credit_scores(&self, resident_id: i64, limit: u32) -> Result<Vec<ScoreRow>> {
-        sqlx::query(
-            "SELECT * FROM credit_scores WHERE resident_id = ?1 ORDER BY day DESC LIMIT ?2",
-        )
-        .bind(resident_id)
-        .bind(i64::from(limit.min(PAGE_MAX)))
-        .fetch_all(&self.read)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(score_row)
-        .collect()
+        sqlx::query("SELECT * FROM credit_scores WHERE resident_id = ?1 ORDER BY day DESC LIMIT ?2")
+            .bind(resident_id)
+            .bind(i64::from(limit.min(PAGE_MAX)))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(score_row)
+            .collect()
     }
 
     async fn credit_dispute_open(
@@ -214,14 +212,13 @@ impl CreditStore for SqliteStore {
         now_ms: i64,
     ) -> Result<DisputeRow> {
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let mine: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM credit_signals WHERE id = ?1 AND resident_id = ?2",
-        )
-        .bind(signal_id)
-        .bind(resident_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
+        let mine: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM credit_signals WHERE id = ?1 AND resident_id = ?2")
+                .bind(signal_id)
+                .bind(resident_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         if mine.is_none() {
             return Err(StoreError::NotFound(format!(
                 "signal {signal_id} of this resident"

@@ -6,8 +6,8 @@
 mod apps;
 mod bills;
 mod citizens;
-mod ecode;
 mod credit;
+mod ecode;
 mod notifications;
 mod points;
 mod production;

@@ -67,8 +67,12 @@ pub struct DisputeRow {
 #[async_trait]
 pub trait CreditStore: Send + Sync {
     /// Opts a resident in; `false` when already in. Unknown residents are `NotFound`.
-    async fn credit_opt_in(&self, resident_id: i64, audit: audit::Draft, now_ms: i64)
-    -> Result<bool>;
+    async fn credit_opt_in(
+        &self,
+        resident_id: i64,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<bool>;
 
     /// Opts a resident out and deletes their signals, scores and disputes, in one transaction
     /// with `audit`; `false` when they were not in.

@@ -38,6 +38,7 @@ pub use apps::{AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, Functio
 pub use bills::*;
 pub use citizens::*;
 pub use clearing::*;
+pub use credit::CreditStore;
 pub use disbursements::*;
 pub use ecode::*;
 pub use error::StoreError;
@@ -47,7 +48,6 @@ pub use feed_reviews::*;
 pub use ledger::LedgerStore;
 pub use money::MoneyStore;
 pub use notifications::*;
-pub use credit::CreditStore;
 pub use points::PointsStore;
 pub use production::*;
 pub use purchases::PurchaseStore;

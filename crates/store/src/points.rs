@@ -7,9 +7,7 @@
 //! expiry arithmetic read what the transaction writes against.
 
 use crate::Result;
-use ::ledger::{
-    Amount, BookError, IdempotencyKey, Mode, Posting, Transfer, TransferKind, Unit,
-};
+use ::ledger::{Amount, BookError, IdempotencyKey, Mode, Posting, Transfer, TransferKind, Unit};
 use async_trait::async_trait;
 
 /// At most this many earnings per call.
@@ -96,7 +94,9 @@ pub enum EarnOutcome {
     /// This key earned before: the first entry.
     Duplicate(PointsEntryRow),
     /// Nothing recorded: the day's cap of this kind is reached.
-    CapReached { earned_today: i64 },
+    CapReached {
+        earned_today: i64,
+    },
 }
 
 /// A redemption or donation to record.
@@ -154,14 +154,18 @@ pub fn entry_transfer(
 ) -> Result<Transfer> {
     let (kind, memo, from, to) = match op {
         OP_EARN => (TransferKind::PointsEarn, "points earned", other, account),
-        OP_REDEEM => (TransferKind::PointsRedeem, "points redeemed", account, other),
+        OP_REDEEM => (
+            TransferKind::PointsRedeem,
+            "points redeemed",
+            account,
+            other,
+        ),
         OP_DONATE => (TransferKind::PointsDonate, "points donated", account, other),
         OP_EXPIRE => (TransferKind::PointsExpire, "points expired", account, other),
         o => return Err(crate::StoreError::Corrupt(format!("points op {o:?}"))),
     };
     Ok(Transfer {
-        key: IdempotencyKey::parse(key)
-            .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?,
+        key: IdempotencyKey::parse(key).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?,
         kind,
         memo: memo.into(),
         mode: Mode::Immediate,
@@ -188,8 +192,7 @@ pub trait PointsStore: Send + Sync {
     async fn points_item_set(&self, i: &PointsItemRow, audit: audit::Draft) -> Result<()>;
 
     async fn points_projects(&self) -> Result<Vec<CharityProjectRow>>;
-    async fn points_project_set(&self, p: &CharityProjectRow, audit: audit::Draft)
-    -> Result<()>;
+    async fn points_project_set(&self, p: &CharityProjectRow, audit: audit::Draft) -> Result<()>;
 
     /// Records earnings in one transaction, each once per key: the day's earnings of the
     /// resident and kind are summed (earlier items of the batch included), the grant is cut

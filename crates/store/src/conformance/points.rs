@@ -13,9 +13,14 @@ use resident::Source;
 
 async fn resident(s: &dyn Store, n: u32) -> i64 {
     let f = feed(s, Source::Police).await;
-    s.residents_apply(f, &[facts(n, "a", None, None)], draft("resident.import"), NOW)
-        .await
-        .unwrap();
+    s.residents_apply(
+        f,
+        &[facts(n, "a", None, None)],
+        draft("resident.import"),
+        NOW,
+    )
+    .await
+    .unwrap();
     s.resident_by_blind(&b("id", n)).await.unwrap().unwrap().id
 }
 
@@ -42,9 +47,17 @@ pub async fn points_earn_spend_and_expire_once(s: &dyn Store) {
     assert_eq!((ride.points_per_unit, ride.daily_cap), (1, 10));
     ride.daily_cap = 12;
     ride.updated_ms = NOW;
-    s.points_rule_set(&ride, draft("points.rule")).await.unwrap();
+    s.points_rule_set(&ride, draft("points.rule"))
+        .await
+        .unwrap();
     assert_eq!(
-        s.points_rules().await.unwrap().iter().find(|x| x.kind == "ride").unwrap().daily_cap,
+        s.points_rules()
+            .await
+            .unwrap()
+            .iter()
+            .find(|x| x.kind == "ride")
+            .unwrap()
+            .daily_cap,
         12
     );
     let mut item = PointsItemRow {
@@ -56,9 +69,13 @@ pub async fn points_earn_spend_and_expire_once(s: &dyn Store) {
         active: true,
         updated_ms: NOW,
     };
-    s.points_item_set(&item, draft("points.item")).await.unwrap();
+    s.points_item_set(&item, draft("points.item"))
+        .await
+        .unwrap();
     item.cost_points = 150;
-    s.points_item_set(&item, draft("points.item")).await.unwrap();
+    s.points_item_set(&item, draft("points.item"))
+        .await
+        .unwrap();
     assert_eq!(s.points_items().await.unwrap(), vec![item.clone()]);
     let project = CharityProjectRow {
         code: "trees".into(),
@@ -120,7 +137,9 @@ pub async fn points_earn_spend_and_expire_once(s: &dyn Store) {
         .collect();
     assert_eq!(points, vec![Some(6), Some(3), Some(1), None, None]);
     assert_eq!(out[3], EarnOutcome::CapReached { earned_today: 10 });
-    assert!(matches!(&out[4], EarnOutcome::Duplicate(e) if e.points == 6 && e.key == "points-earn:ride:a"));
+    assert!(
+        matches!(&out[4], EarnOutcome::Duplicate(e) if e.points == 6 && e.key == "points-earn:ride:a")
+    );
     let out = s
         .points_earn(
             &[earning(r, "points-earn:ride:e", 500, 101, acc)],
@@ -129,10 +148,11 @@ pub async fn points_earn_spend_and_expire_once(s: &dyn Store) {
         )
         .await
         .unwrap();
-    assert!(matches!(&out[0], EarnOutcome::Earned(e) if e.points == 10 && e.expires_day == Some(466)));
-    let balance = |id: i64| async move {
-        s.ledger_accounts_page(id - 1, 1).await.unwrap()[0].balance
-    };
+    assert!(
+        matches!(&out[0], EarnOutcome::Earned(e) if e.points == 10 && e.expires_day == Some(466))
+    );
+    let balance =
+        |id: i64| async move { s.ledger_accounts_page(id - 1, 1).await.unwrap()[0].balance };
     assert_eq!(balance(mine).await, 20);
     assert_eq!(balance(issuance).await, 20);
 
@@ -148,32 +168,58 @@ pub async fn points_earn_spend_and_expire_once(s: &dyn Store) {
         sink,
     };
     let o = s
-        .points_spend(&spend("redeem:1", OP_REDEEM, 21, redeemed, "bus-2"), draft("points.redeem"), NOW)
+        .points_spend(
+            &spend("redeem:1", OP_REDEEM, 21, redeemed, "bus-2"),
+            draft("points.redeem"),
+            NOW,
+        )
         .await
         .unwrap();
-    assert!(matches!(o, SpendOutcome::Refused(BookError::BelowFloor { .. })), "{o:?}");
+    assert!(
+        matches!(o, SpendOutcome::Refused(BookError::BelowFloor { .. })),
+        "{o:?}"
+    );
     assert_eq!(s.points_entry("redeem:1").await.unwrap(), None);
     let o = s
-        .points_spend(&spend("redeem:1", OP_REDEEM, 5, redeemed, "bus-2"), draft("points.redeem"), NOW)
+        .points_spend(
+            &spend("redeem:1", OP_REDEEM, 5, redeemed, "bus-2"),
+            draft("points.redeem"),
+            NOW,
+        )
         .await
         .unwrap();
     assert!(matches!(o, SpendOutcome::Spent(ref e) if e.points == 5));
     let again = s
-        .points_spend(&spend("redeem:1", OP_REDEEM, 5, redeemed, "bus-2"), draft("points.redeem"), NOW)
+        .points_spend(
+            &spend("redeem:1", OP_REDEEM, 5, redeemed, "bus-2"),
+            draft("points.redeem"),
+            NOW,
+        )
         .await
         .unwrap();
     assert!(matches!(again, SpendOutcome::Duplicate(ref e) if e.points == 5));
     let other = s
-        .points_spend(&spend("redeem:1", OP_REDEEM, 6, redeemed, "bus-2"), draft("points.redeem"), NOW)
+        .points_spend(
+            &spend("redeem:1", OP_REDEEM, 6, redeemed, "bus-2"),
+            draft("points.redeem"),
+            NOW,
+        )
         .await;
     assert!(matches!(other, Err(StoreError::Conflict(_))), "{other:?}");
-    s.points_spend(&spend("donate:1", OP_DONATE, 2, charity, "trees"), draft("points.donate"), NOW)
-        .await
-        .unwrap();
+    s.points_spend(
+        &spend("donate:1", OP_DONATE, 2, charity, "trees"),
+        draft("points.donate"),
+        NOW,
+    )
+    .await
+    .unwrap();
     assert_eq!(balance(mine).await, 13);
 
     // Expiry. Day 465: the day-100 lot (10) is due, 7 already left: 3 expire, once.
-    assert_eq!(s.points_expiry_due(464, 0, 10).await.unwrap(), Vec::<i64>::new());
+    assert_eq!(
+        s.points_expiry_due(464, 0, 10).await.unwrap(),
+        Vec::<i64>::new()
+    );
     assert_eq!(s.points_expiry_due(465, 0, 10).await.unwrap(), vec![r]);
     let e = s
         .points_expire(r, 465, mine, expired, draft("points.expire"), NOW)
@@ -181,7 +227,10 @@ pub async fn points_earn_spend_and_expire_once(s: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!((e.points, e.key.clone()), (3, expire_key(r, 465)));
-    assert_eq!(s.points_expiry_due(465, 0, 10).await.unwrap(), Vec::<i64>::new());
+    assert_eq!(
+        s.points_expiry_due(465, 0, 10).await.unwrap(),
+        Vec::<i64>::new()
+    );
     assert_eq!(
         s.points_expire(r, 465, mine, expired, draft("points.expire"), NOW)
             .await
@@ -198,13 +247,23 @@ pub async fn points_earn_spend_and_expire_once(s: &dyn Store) {
     assert_eq!(balance(mine).await, 0);
     let t = s.points_totals(r, 466).await.unwrap();
     assert_eq!(
-        (t.earned, t.redeemed, t.donated, t.expired, t.due, t.balance()),
+        (
+            t.earned,
+            t.redeemed,
+            t.donated,
+            t.expired,
+            t.due,
+            t.balance()
+        ),
         (20, 5, 2, 13, 20, 0)
     );
     // Every point is somewhere: issued = redeemed + donated + expired + held.
     assert_eq!(
         balance(issuance).await,
-        balance(redeemed).await + balance(charity).await + balance(expired).await + balance(mine).await
+        balance(redeemed).await
+            + balance(charity).await
+            + balance(expired).await
+            + balance(mine).await
     );
     let entries = s.points_entries(r, 0, 100).await.unwrap();
     assert_eq!(entries.len(), 8);
@@ -238,8 +297,16 @@ pub async fn credit_opt_in_signals_disputes_and_opt_out(s: &dyn Store) {
         s.credit_opt_in(999_999, draft("credit.opt_in"), NOW).await,
         Err(StoreError::NotFound(_))
     ));
-    assert!(s.credit_opt_in(r, draft("credit.opt_in"), NOW).await.unwrap());
-    assert!(!s.credit_opt_in(r, draft("credit.opt_in"), NOW).await.unwrap());
+    assert!(
+        s.credit_opt_in(r, draft("credit.opt_in"), NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.credit_opt_in(r, draft("credit.opt_in"), NOW)
+            .await
+            .unwrap()
+    );
     assert_eq!(s.credit_enrolled(r).await.unwrap(), Some(NOW));
     // Once per key.
     let n = s
@@ -257,7 +324,11 @@ pub async fn credit_opt_in_signals_disputes_and_opt_out(s: &dyn Store) {
     let sig = s.credit_signals(r, 0).await.unwrap();
     assert_eq!(sig.len(), 2);
     assert_eq!(s.credit_signals(r, 11).await.unwrap().len(), 1);
-    let fare = sig.iter().find(|x| x.kind == "fare_evasion").unwrap().clone();
+    let fare = sig
+        .iter()
+        .find(|x| x.kind == "fare_evasion")
+        .unwrap()
+        .clone();
     assert!(!fare.struck);
 
     // Scores: one per day, replaced; newest first.
@@ -289,7 +360,13 @@ pub async fn credit_opt_in_signals_disputes_and_opt_out(s: &dyn Store) {
         Err(StoreError::NotFound(_))
     ));
     let d = s
-        .credit_dispute_open(r, fare.id, "I tapped my e-code", draft("credit.dispute"), NOW)
+        .credit_dispute_open(
+            r,
+            fare.id,
+            "I tapped my e-code",
+            draft("credit.dispute"),
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(d.status, DISPUTE_OPEN);
@@ -298,20 +375,46 @@ pub async fn credit_opt_in_signals_disputes_and_opt_out(s: &dyn Store) {
             .await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(s.credit_disputes(Some(DISPUTE_OPEN), 10).await.unwrap().len(), 1);
+    assert_eq!(
+        s.credit_disputes(Some(DISPUTE_OPEN), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let done = s
-        .credit_dispute_resolve(d.id, true, "officer", "gate log shows the tap", draft("credit.resolve"), NOW + 1)
+        .credit_dispute_resolve(
+            d.id,
+            true,
+            "officer",
+            "gate log shows the tap",
+            draft("credit.resolve"),
+            NOW + 1,
+        )
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((done.status.as_str(), done.officer.as_deref()), (DISPUTE_UPHELD, Some("officer")));
     assert_eq!(
-        s.credit_dispute_resolve(d.id, false, "officer", "x", draft("credit.resolve"), NOW + 2)
-            .await
-            .unwrap(),
+        (done.status.as_str(), done.officer.as_deref()),
+        (DISPUTE_UPHELD, Some("officer"))
+    );
+    assert_eq!(
+        s.credit_dispute_resolve(
+            d.id,
+            false,
+            "officer",
+            "x",
+            draft("credit.resolve"),
+            NOW + 2
+        )
+        .await
+        .unwrap(),
         None
     );
-    assert_eq!(s.credit_dispute(d.id).await.unwrap().unwrap().resolved_ms, Some(NOW + 1));
+    assert_eq!(
+        s.credit_dispute(d.id).await.unwrap().unwrap().resolved_ms,
+        Some(NOW + 1)
+    );
     assert!(
         s.credit_signals(r, 0)
             .await
@@ -321,13 +424,27 @@ pub async fn credit_opt_in_signals_disputes_and_opt_out(s: &dyn Store) {
             .unwrap()
             .struck
     );
-    assert_eq!(s.credit_disputes(Some(DISPUTE_OPEN), 10).await.unwrap().len(), 0);
+    assert_eq!(
+        s.credit_disputes(Some(DISPUTE_OPEN), 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
     assert_eq!(s.credit_disputes(None, 10).await.unwrap().len(), 1);
     assert_eq!(s.credit_disputes_of(r).await.unwrap().len(), 1);
 
     // Opting out deletes everything; a score saved after it is not kept.
-    assert!(s.credit_opt_out(r, draft("credit.opt_out"), NOW).await.unwrap());
-    assert!(!s.credit_opt_out(r, draft("credit.opt_out"), NOW).await.unwrap());
+    assert!(
+        s.credit_opt_out(r, draft("credit.opt_out"), NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.credit_opt_out(r, draft("credit.opt_out"), NOW)
+            .await
+            .unwrap()
+    );
     assert_eq!(s.credit_enrolled(r).await.unwrap(), None);
     assert!(s.credit_signals(r, 0).await.unwrap().is_empty());
     assert!(s.credit_scores(r, 10).await.unwrap().is_empty());
