@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 const TERMINALS: u64 = 40;
 const TAPS_PER_TERMINAL: u64 = 10;
-const KILLS: usize = 6;
+const KILLS: usize = 8;
 
 fn citycard(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_citycard"));
@@ -115,7 +115,7 @@ async fn every_tap_posted_once_through_platform_kills() {
         .args(["--terminals", &TERMINALS.to_string()])
         .args(["--taps-per-terminal", &TAPS_PER_TERMINAL.to_string()])
         .args(["--run", "77", "--batch-max", "3", "--upload-every", "2"])
-        .args(["--tap-interval-ms", "100", "--timeout-s", "300", "--json"])
+        .args(["--tap-interval-ms", "250", "--timeout-s", "300", "--json"])
         .env("CITYCARD_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
