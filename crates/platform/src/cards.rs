@@ -656,9 +656,12 @@ pub(crate) struct DenyCache(tokio::sync::Mutex<Option<(i64, std::collections::BT
 /// Signed deny-list deltas built at the current version, by the version they start from: ten
 /// thousand terminals asking for the same delta get the same bytes, built and signed once.
 /// Emptied when the version moves on; at most [`DELTA_CACHE_MAX`] entries.
+/// The version the kept deltas lead to, and each delta by the version it starts from.
+type KeptDeltas = (i64, std::collections::HashMap<i64, std::sync::Arc<Vec<u8>>>);
+
 #[derive(Default)]
 pub(crate) struct DeltaCache {
-    kept: tokio::sync::Mutex<(i64, std::collections::HashMap<i64, std::sync::Arc<Vec<u8>>>)>,
+    kept: tokio::sync::Mutex<KeptDeltas>,
     /// Deltas built and signed by this process (the cache's misses).
     built: std::sync::atomic::AtomicU64,
 }
