@@ -526,7 +526,7 @@ pub async fn simulate(a: SimulateArgs) -> anyhow::Result<Accounting> {
                 let ok = {
                     let _permit = sem.acquire().await?;
                     // Parameters now and then: a terminal says how it stands.
-                    upload_round(&s, &answered_bar, round % 8 == 0).await
+                    upload_round(&s, &answered_bar, round.is_multiple_of(8)).await
                 };
                 round += 1;
                 if ok && s.agent.pending() == 0 {
