@@ -380,12 +380,14 @@ async fn a_partial_feed_updates_only_its_fields_with_provenance_and_history(f: F
     );
     assert_eq!(vb.provenance.len(), 4);
 
-    // Civil affairs moves the resident and changes residency.
+    // The police (the address's authority) move the resident and change residency (no
+    // authority): both apply. A non-authoritative department's address is held for review
+    // (tests/feeds.rs).
     f.clock.advance_ms(3_600_000);
     let t2 = t1 + 3_600_000;
     let ca = format!("{HEADER}{a},张三丰,,郑州市中原区建设路9号,non_resident\n");
     let r3 = f
-        .import(&admin(), Source::CivilAffairs, "api", ca.as_bytes())
+        .import(&admin(), Source::Police, "api", ca.as_bytes())
         .await
         .unwrap();
     assert_eq!(r3.totals.updated, 1);
@@ -393,7 +395,7 @@ async fn a_partial_feed_updates_only_its_fields_with_provenance_and_history(f: F
     assert_eq!(v.phone.as_deref(), Some("13987654321"));
     assert_eq!(v.address.as_deref(), Some("郑州市中原区建设路9号"));
     assert_eq!(v.residency, Some(Residency::NonResident));
-    let ca_at = ("civil_affairs".to_string(), r3.feed_id, t2);
+    let ca_at = ("police".to_string(), r3.feed_id, t2);
     assert_eq!(
         prov(&v),
         HashMap::from([
@@ -439,7 +441,7 @@ async fn a_partial_feed_updates_only_its_fields_with_provenance_and_history(f: F
                 t1
             ),
             (
-                "civil_affairs",
+                "police",
                 "api",
                 vec![Field::Address, Field::Residency],
                 r3.feed_id,
