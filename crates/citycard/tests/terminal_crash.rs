@@ -185,15 +185,40 @@ async fn kill_and_cut(backend: Backend) {
         eprintln!("round {round}: killed after {life:?}");
     }
     network.send_replace(true);
-    let out = tokio::task::spawn_blocking(move || run().output().unwrap())
-        .await
-        .unwrap();
+    // The last run drains the queue; bounded, so a terminal that cannot drain fails the test
+    // with what it logged instead of hanging it.
+    let (out_path, err_path) = (dir.path().join("drain.out"), dir.path().join("drain.err"));
+    let (o, e) = (out_path.clone(), err_path.clone());
+    let status = tokio::task::spawn_blocking(move || {
+        let mut child = run()
+            .env("CITYCARD_LOG", "warn")
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let tail: String = stderr.lines().rev().take(40).collect::<Vec<_>>().join("\n");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        status.is_some_and(|s| s.success()),
+        "the terminal did not drain its queue within 180 s (seed {seed}); its log, newest first:\n{tail}"
     );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stdout = std::fs::read(&out_path).unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(summary["accepted"], TAPS as u64, "{summary}");
     assert_eq!(summary["refused"], 0, "{summary}");
 
