@@ -58,6 +58,9 @@ pub struct Parameters {
     pub deny_list_key: String,
     /// The fare tables, when they changed.
     pub fares: Option<fares::FareRules>,
+    /// The e-code root public keys (the spec's PEM, standby keys included, withdrawn keys not),
+    /// when they changed: a gate verifies e-codes offline with them.
+    pub ecode_roots: Option<String>,
     pub merchant: String,
 }
 
@@ -339,7 +342,7 @@ impl Platform {
         since: Option<&str>,
         report: Option<&store::TerminalReport>,
     ) -> Result<Parameters> {
-        let (version, fares, deny) = self.parameters_now().await?;
+        let (version, fares, deny, roots) = self.parameters_now().await?;
         let now = self.clock.now_ms();
         if let Some(r) = report {
             if r.parameters_version.as_ref().is_some_and(|v| v.len() > 64)
@@ -361,14 +364,16 @@ impl Platform {
             deny_list_version: deny,
             deny_list_key: hex::encode_upper(self.deny_list_public_key()),
             fares: changed.then_some(fares),
+            ecode_roots: changed.then_some(roots),
             merchant: t.merchant.clone(),
         })
     }
 
-    /// The current parameter version, fare tables and deny-list version.
-    async fn parameters_now(&self) -> Result<(String, fares::FareRules, i64)> {
+    /// The current parameter version, fare tables, deny-list version and e-code roots (PEM).
+    async fn parameters_now(&self) -> Result<(String, fares::FareRules, i64, String)> {
         let fares = fares::default_rules();
         let deny = self.store.deny_list_version().await?;
+        let roots = self.ecode_roots_pem().await?;
         let fares_json =
             serde_json::to_vec(&fares).map_err(|e| PlatformError::Unexpected(e.to_string()))?;
         let version = {
@@ -376,15 +381,16 @@ impl Platform {
             let mut h = sm3::Sm3::new();
             h.update(&fares_json);
             h.update(deny.to_be_bytes());
+            h.update(roots.as_bytes());
             hex::encode_upper(&h.finalize()[..8])
         };
-        Ok((version, fares, deny))
+        Ok((version, fares, deny, roots))
     }
 
     /// The fleet for monitoring: every terminal with its last report and its alerts, and the
     /// counts. `caller` must be allowed to read merchants' terminals.
     pub async fn terminal_fleet_view(&self) -> Result<FleetView> {
-        let (parameters_version, _, deny) = self.parameters_now().await?;
+        let (parameters_version, _, deny, _) = self.parameters_now().await?;
         let now = self.clock.now_ms();
         let mut counts = FleetCounts::default();
         let rows: Vec<FleetRow> = self

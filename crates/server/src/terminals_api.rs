@@ -133,6 +133,9 @@ pub struct ParametersDto {
     /// The fare tables (`fares::FareRules` as JSON); absent when unchanged since `since`.
     #[schema(value_type = Option<Object>)]
     pub fares: Option<serde_json::Value>,
+    /// The e-code root public keys as PEM (`# key-id: N` and a `PUBLIC KEY` block each);
+    /// absent when unchanged since `since`.
+    pub ecode_roots: Option<String>,
     pub merchant: String,
 }
 
@@ -321,6 +324,7 @@ pub async fn parameters(
             .map(|f| serde_json::to_value(&f))
             .transpose()
             .map_err(|e| ApiError::Internal(e.to_string()))?,
+        ecode_roots: p.ecode_roots,
         merchant: p.merchant,
     }))
 }

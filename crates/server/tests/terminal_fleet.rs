@@ -494,14 +494,18 @@ async fn ecode_at_an_offline_gate(backend: platform::testing::Backend) {
     .await;
     let balance = || async { p.resident_balances(&sys, &holder).await.unwrap().online_fen };
 
-    // The gate: its roots provisioned, its platform address unreachable (a closed port).
+    // The gate syncs once: the parameter download brings the e-code roots, kept in its store
+    // (they are there after a restart). Then its platform address is unreachable (a closed
+    // port).
     let dir = tempfile::tempdir().unwrap();
     let psam = chip::TerminalId::parse("000000000301").unwrap();
     let agent = Agent::open(&dir.path().join("gate.sqlite"), psam, Limits::default())
         .await
         .unwrap();
-    agent
-        .set_ecode_roots(&p.ecode_roots_pem().await.unwrap())
+    let online = PlatformClient::new(&app.base, "GATE-0301", key.clone()).unwrap();
+    agent.sync(&online, None).await.unwrap();
+    drop(agent);
+    let agent = Agent::open(&dir.path().join("gate.sqlite"), psam, Limits::default())
         .await
         .unwrap();
     let closed = {
@@ -564,7 +568,6 @@ async fn ecode_at_an_offline_gate(backend: platform::testing::Backend) {
     assert_eq!(agent.pending(), 1);
     assert_eq!(balance().await, 500);
     // Back online: uploaded and debited once.
-    let online = PlatformClient::new(&app.base, "GATE-0301", key).unwrap();
     let report = agent.upload_once(&online).await.unwrap();
     assert_eq!((report.accepted, report.refused), (1, 0), "{report:?}");
     assert_eq!(agent.pending(), 0);

@@ -138,6 +138,10 @@ impl Agent {
         let counts = db.counts().await?;
         let fares = db.fares().await?.unwrap_or_else(fares::default_rules);
         let deny = db.deny_list().await?;
+        let verifier = match db.meta_text("ecode_roots").await? {
+            Some(pem) => Some(ecode_verifier(&pem)?),
+            None => None,
+        };
         Ok(Agent {
             db,
             limits,
@@ -146,7 +150,7 @@ impl Agent {
                 psam,
                 fares,
                 deny: deny.map(std::sync::Arc::new),
-                verifier: None,
+                verifier,
                 cards: Default::default(),
             }),
         })
@@ -222,11 +226,13 @@ impl Agent {
     }
 
     /// Provisions the e-code root keys (PEM) the terminal trusts; e-code taps need them.
+    /// The e-code root keys by hand (the parameter download also brings them); kept in the
+    /// store like downloaded ones.
     pub async fn set_ecode_roots(&self, pem: &str) -> Result<()> {
-        let roots = ecode::RootKeys::from_pem(pem)
-            .map_err(|e| AgentError::Config(format!("e-code root keys: {e}")))?;
-        let verifier = ecode::Verifier::new(roots, ecode::VerifierConfig::default())
-            .map_err(|e| AgentError::Config(e.to_string()))?;
+        let verifier = ecode_verifier(pem)?;
+        self.db
+            .meta_set(&[("ecode_roots", pem.as_bytes().to_vec())])
+            .await?;
         self.inner.lock().await.verifier = Some(verifier);
         Ok(())
     }
@@ -246,4 +252,12 @@ impl Agent {
         self.inner.lock().await.fares = rules;
         Ok(())
     }
+}
+
+/// An offline e-code verifier over the roots in `pem`.
+pub(crate) fn ecode_verifier(pem: &str) -> Result<ecode::Verifier> {
+    let roots = ecode::RootKeys::from_pem(pem)
+        .map_err(|e| AgentError::Config(format!("e-code root keys: {e}")))?;
+    ecode::Verifier::new(roots, ecode::VerifierConfig::default())
+        .map_err(|e| AgentError::Config(e.to_string()))
 }

@@ -58,6 +58,8 @@ struct ParametersAnswer {
     deny_list_key: Option<String>,
     #[serde(default)]
     fares: Option<serde_json::Value>,
+    #[serde(default)]
+    ecode_roots: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +243,20 @@ impl Agent {
                 ])
                 .await?;
             self.inner.lock().await.fares = fares;
+        }
+        // The e-code roots, when they are new: checked before they are kept, kept before they
+        // are used. Unchanged roots keep the verifier (and its replay cache and offline use).
+        let held_roots = self.db.meta_text("ecode_roots").await?;
+        if let Some(pem) = p
+            .ecode_roots
+            .as_deref()
+            .filter(|pem| !pem.trim().is_empty() && held_roots.as_deref() != Some(*pem))
+        {
+            let verifier = crate::ecode_verifier(pem)?;
+            self.db
+                .meta_set(&[("ecode_roots", pem.as_bytes().to_vec())])
+                .await?;
+            self.inner.lock().await.verifier = Some(verifier);
         }
         let mut report = SyncReport {
             parameters_version: p.version,
