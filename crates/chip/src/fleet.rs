@@ -66,6 +66,12 @@ impl Fleet {
         self.numbers[card]
     }
 
+    /// The cards themselves, to present to another terminal (a simulated city whose cards
+    /// ride many terminals: `citycard terminal simulate`).
+    pub fn into_cards(self) -> Vec<Card> {
+        self.cards
+    }
+
     /// Loads `amount_fen` onto a card at a load terminal, the host issuing MAC2.
     pub fn load(
         &mut self,

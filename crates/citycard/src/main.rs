@@ -24,6 +24,7 @@ mod production_cmd;
 mod services_cmd;
 mod terminal;
 mod terminal_agent_cmd;
+mod terminal_sim;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};

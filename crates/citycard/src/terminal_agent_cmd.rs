@@ -22,6 +22,9 @@ pub enum TerminalCommand {
     /// Run a terminal: taps from --taps, uploads and parameter/deny-list downloads whenever
     /// the platform is reachable.
     Run(RunArgs),
+    /// Drive many simulated terminals with emulated cards against a running platform
+    /// (registered and activated through its API), with a progress bar and a final accounting.
+    Simulate(crate::terminal_sim::SimulateArgs),
 }
 
 #[derive(clap::Args)]
@@ -206,6 +209,16 @@ pub async fn main(cmd: TerminalCommand, config: Option<PathBuf>) -> std::process
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    if let TerminalCommand::Simulate(a) = cmd {
+        return match crate::terminal_sim::main(a).await {
+            Ok(true) => std::process::ExitCode::SUCCESS,
+            Ok(false) => std::process::ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     match run(cmd, config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -217,7 +230,9 @@ pub async fn main(cmd: TerminalCommand, config: Option<PathBuf>) -> std::process
 
 /// Runs the terminal.
 pub async fn run(cmd: TerminalCommand, config: Option<PathBuf>) -> anyhow::Result<()> {
-    let TerminalCommand::Run(args) = cmd;
+    let TerminalCommand::Run(args) = cmd else {
+        bail!("citycard terminal simulate runs from main");
+    };
     let config = config.context("citycard terminal run needs --config FILE")?;
     let c = load_config(&config)?;
     let (agent, client) = open_agent(&c).await?;

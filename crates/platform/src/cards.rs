@@ -665,6 +665,22 @@ const DENY_REPLAY_PAGE: u32 = 100_000;
 #[derive(Default)]
 pub(crate) struct DenyCache(tokio::sync::Mutex<Option<(i64, std::collections::BTreeSet<u32>)>>);
 
+/// Signed deny-list deltas built at the current version, by the version they start from: ten
+/// thousand terminals asking for the same delta get the same bytes, built and signed once.
+/// Emptied when the version moves on; at most [`DELTA_CACHE_MAX`] entries.
+/// The version the kept deltas lead to, and each delta by the version it starts from.
+type KeptDeltas = (i64, std::collections::HashMap<i64, std::sync::Arc<Vec<u8>>>);
+
+#[derive(Default)]
+pub(crate) struct DeltaCache {
+    kept: tokio::sync::Mutex<KeptDeltas>,
+    /// Deltas built and signed by this process (the cache's misses).
+    built: std::sync::atomic::AtomicU64,
+}
+
+/// Distinct starting versions whose delta is kept, at most.
+pub const DELTA_CACHE_MAX: usize = 256;
+
 fn deny_sequence(number: &str) -> Result<u32> {
     let n = CardNumber::parse(number)
         .map_err(|e| PlatformError::Unexpected(format!("deny-list entry: {e}")))?;
@@ -751,6 +767,28 @@ impl Platform {
                 "the deny-list is still at version {version}: nothing changed"
             )));
         }
+        // Held while building, so a crowd asking for the same delta builds it once.
+        let mut cache = self.deny_deltas.kept.lock().await;
+        if cache.0 != version {
+            cache.0 = version;
+            cache.1.clear();
+        }
+        if let Some(bytes) = cache.1.get(&since) {
+            return Ok((version, bytes.as_ref().clone()));
+        }
+        let bytes = self.deny_list_delta_build(since, version).await?;
+        self.deny_deltas
+            .built
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if cache.1.len() >= DELTA_CACHE_MAX {
+            cache.1.clear();
+        }
+        cache.1.insert(since, std::sync::Arc::new(bytes.clone()));
+        Ok((version, bytes))
+    }
+
+    /// Builds and signs the delta from `since` to `version`.
+    async fn deny_list_delta_build(&self, since: i64, version: i64) -> Result<Vec<u8>> {
         // sequence → (listed at `since`, listed now)
         let mut net: std::collections::BTreeMap<u32, (bool, bool)> = Default::default();
         self.deny_changes_between(since, version, |seq, op| {
@@ -775,7 +813,14 @@ impl Platform {
             removes,
         )
         .map_err(|e| PlatformError::Unexpected(format!("deny-list delta: {e}")))?;
-        Ok((version, delta.encode(&DenySigner(&self.denylist_signer))))
+        Ok(delta.encode(&DenySigner(&self.denylist_signer)))
+    }
+
+    /// Deny-list deltas this process built and signed (the others came from the cache).
+    pub fn deny_list_deltas_built(&self) -> u64 {
+        self.deny_deltas
+            .built
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The SEC1 compressed SM2 public key terminals verify deny-lists with.

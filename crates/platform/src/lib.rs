@@ -60,6 +60,7 @@ pub struct Platform {
     logins: Arc<operators::LoginThrottle>,
     credentials: Arc<operators::CredentialCache>,
     deny_cache: Arc<cards::DenyCache>,
+    deny_deltas: Arc<cards::DeltaCache>,
     ecode: Arc<crate::ecode::EcodeState>,
     terminal_auth: Arc<terminals::TerminalAuth>,
     /// The data-sharing exchange: its signer, replay cache and provider transport.
@@ -141,6 +142,7 @@ impl Platform {
             logins: Arc::new(operators::LoginThrottle::default()),
             credentials: Arc::new(operators::CredentialCache::default()),
             deny_cache: Arc::new(cards::DenyCache::default()),
+            deny_deltas: Arc::default(),
             ecode: Arc::default(),
             terminal_auth: Arc::default(),
             exchange,

@@ -71,6 +71,29 @@ impl IngestCounts {
     }
 }
 
+/// A terminal's named batch whose answer is kept with its postings.
+pub struct KeepAnswer<'a> {
+    pub terminal: &'a str,
+    pub batch_id: &'a str,
+    /// SM3 of the request body, hex.
+    pub digest: &'a str,
+    /// Records in the upload.
+    pub records: usize,
+    /// The answer (bytes) made of every record's result, in the upload's order.
+    pub encode: &'a (dyn Fn(&[PurchaseResult]) -> Vec<u8> + Send + Sync),
+}
+
+/// What an ingest with a kept batch did.
+pub enum Kept {
+    /// Ingested now: every record's result and the answer stored with them.
+    Ingested {
+        results: Vec<PurchaseResult>,
+        answer: Vec<u8>,
+    },
+    /// The batch was answered before: its stored answer, nothing ingested.
+    Stored(Vec<u8>),
+}
+
 /// A record after parsing and its TAC check.
 enum Checked {
     Good(UploadRecord, i64),
@@ -179,6 +202,25 @@ impl Platform {
         merchant: &str,
         records: Vec<RawUpload>,
     ) -> Result<Vec<PurchaseResult>> {
+        match self
+            .ingest_purchases_kept(caller, merchant, records, None)
+            .await?
+        {
+            Kept::Ingested { results, .. } => Ok(results),
+            Kept::Stored(_) => unreachable!("no stored batch without a kept batch"),
+        }
+    }
+
+    /// As [`Platform::ingest_purchases`]; with `keep`, the answer `keep.encode` makes of the
+    /// results is stored in the same transaction as the postings (or, when the batch id is
+    /// stored already, the stored answer is returned and nothing is ingested).
+    pub(crate) async fn ingest_purchases_kept(
+        &self,
+        caller: &Caller,
+        merchant: &str,
+        records: Vec<RawUpload>,
+        keep: Option<&KeepAnswer<'_>>,
+    ) -> Result<Kept> {
         may_ingest(caller)?;
         if records.len() > UPLOAD_RECORDS_MAX {
             return Err(PlatformError::TooLarge {
@@ -192,11 +234,18 @@ impl Platform {
             Unit::Cny,
         )
         .map_err(|e| PlatformError::invalid("merchant", e.to_string()))?;
-        if records.is_empty() {
-            return Ok(Vec::new());
+        if records.is_empty() && keep.is_none() {
+            return Ok(Kept::Ingested {
+                results: Vec::new(),
+                answer: Vec::new(),
+            });
         }
-        let masters = self.master_keys()?.clone();
-        let checked = self.check_records(masters, records).await?;
+        let checked = if records.is_empty() {
+            Vec::new()
+        } else {
+            let masters = self.master_keys()?.clone();
+            self.check_records(masters, records).await?
+        };
 
         let good: Vec<(&UploadRecord, i64)> = checked
             .iter()
@@ -243,59 +292,107 @@ impl Platform {
                 bad
             ),
         );
-        let outcomes = self
-            .store
-            .purchases_ingest(
-                &PurchaseBatch {
-                    merchant,
-                    purchases: &purchases,
-                    window: &window_text,
-                    window_start_ms: self.windows.start_ms(window),
-                },
-                draft,
-                now,
-            )
-            .await?;
-        let mut outcomes = outcomes.into_iter();
-        let mut results = Vec::with_capacity(checked.len());
-        let mut good_index = 0;
-        let mut rides = Vec::new();
-        for c in checked {
-            let good = matches!(c, Checked::Good(..));
-            results.push(match c {
-                Checked::Bad(r) => r,
-                Checked::Good(..) => match outcomes.next() {
-                    Some(IngestOutcome::Posted {
-                        id,
-                        window,
-                        transfer_id,
-                        flags,
-                    }) => PurchaseResult::Posted {
-                        id,
-                        window,
-                        transfer_id,
-                        flags,
+        let batch = PurchaseBatch {
+            merchant,
+            purchases: &purchases,
+            window: &window_text,
+            window_start_ms: self.windows.start_ms(window),
+        };
+        // Every record's result: the checks' refusals in place, the store's outcomes in order.
+        let merge = |outcomes: &[IngestOutcome]| -> Vec<PurchaseResult> {
+            assert_eq!(
+                outcomes.len(),
+                purchases.len(),
+                "the store answers every purchase it is given"
+            );
+            let mut outcomes = outcomes.iter();
+            checked
+                .iter()
+                .map(|c| match c {
+                    Checked::Bad(r) => r.clone(),
+                    Checked::Good(..) => match outcomes.next().expect("counted above") {
+                        IngestOutcome::Posted {
+                            id,
+                            window,
+                            transfer_id,
+                            flags,
+                        } => PurchaseResult::Posted {
+                            id: *id,
+                            window: window.clone(),
+                            transfer_id: *transfer_id,
+                            flags: *flags,
+                        },
+                        IngestOutcome::Duplicate { id, window } => PurchaseResult::Duplicate {
+                            id: *id,
+                            window: window.clone(),
+                        },
                     },
-                    Some(IngestOutcome::Duplicate { id, window }) => {
-                        PurchaseResult::Duplicate { id, window }
-                    }
-                    None => {
-                        return Err(PlatformError::Unexpected(
-                            "the store answered fewer purchases than it was given".into(),
-                        ));
-                    }
-                },
-            });
-            if good {
-                if let Some(PurchaseResult::Posted { .. }) = results.last() {
-                    let p = &purchases[good_index];
-                    rides.push((p.card_number.clone(), p.offline_counter));
+                })
+                .collect()
+        };
+        let out = match keep {
+            None => {
+                let outcomes = self.store.purchases_ingest(&batch, draft, now).await?;
+                if outcomes.len() != purchases.len() {
+                    return Err(PlatformError::Unexpected(
+                        "the store answered another number of purchases than it was given".into(),
+                    ));
                 }
-                good_index += 1;
+                Ok(Kept::Ingested {
+                    results: merge(&outcomes),
+                    answer: Vec::new(),
+                })
             }
+            Some(k) => {
+                let answer = |o: &[IngestOutcome]| (k.encode)(&merge(o));
+                let kept = store::purchases::KeptBatch {
+                    terminal: k.terminal,
+                    batch_id: k.batch_id,
+                    kind: "card",
+                    digest: k.digest,
+                    records: k.records as i64,
+                    answer: &answer,
+                };
+                match self
+                    .store
+                    .purchases_ingest_kept(&batch, &kept, draft, now)
+                    .await?
+                {
+                    store::purchases::KeptIngest::Ingested { outcomes, answer } => {
+                        Ok(Kept::Ingested {
+                            results: merge(&outcomes),
+                            answer,
+                        })
+                    }
+                    store::purchases::KeptIngest::Stored(row) => {
+                        if row.digest == k.digest {
+                            Ok(Kept::Stored(row.answer))
+                        } else {
+                            Err(PlatformError::Conflict(format!(
+                                "batch {} was sent before with other records: a batch id names \
+                                 one upload",
+                                k.batch_id
+                            )))
+                        }
+                    }
+                }
+            }
+        };
+        // Rides posted now (not duplicates, not a stored answer) earn points.
+        if let Ok(Kept::Ingested { results, .. }) = &out {
+            let mut good = purchases.iter();
+            let mut rides = Vec::new();
+            for (c, r) in checked.iter().zip(results) {
+                if matches!(c, Checked::Good(..)) {
+                    let Some(p) = good.next() else { break };
+                    if matches!(r, PurchaseResult::Posted { .. }) {
+                        rides.push((p.card_number.clone(), p.offline_counter));
+                    }
+                }
+            }
+            self.rides_earned(caller, merchant, &rides).await;
         }
-        self.rides_earned(caller, merchant, &rides).await;
-        Ok(results)
+        out
     }
 
     /// Parses and TAC-checks an upload on [`TAC_THREADS`] blocking threads (key stores may

@@ -506,7 +506,45 @@ impl Platform {
         t: &TerminalCaller,
         records: Vec<chip::host::RawUpload>,
     ) -> Result<Vec<crate::purchases::PurchaseResult>> {
-        use crate::purchases::{PurchaseResult, UPLOAD_RECORDS_MAX};
+        match self.terminal_upload_kept(t, records, None).await? {
+            crate::purchases::Kept::Ingested { results, .. } => Ok(results),
+            crate::purchases::Kept::Stored(_) => unreachable!("no stored batch without a batch"),
+        }
+    }
+
+    /// A terminal's upload under a batch id: the answer `encode` makes of the results is stored
+    /// in the same transaction as the postings, so a crash cannot leave postings without the
+    /// answer a resend gets, nor an answer without its postings. A batch id answered before
+    /// (same body) gets its stored answer and nothing is ingested.
+    pub async fn terminal_upload_batch(
+        &self,
+        t: &TerminalCaller,
+        records: Vec<chip::host::RawUpload>,
+        batch_id: &str,
+        digest: &str,
+        encode: &(dyn Fn(&[crate::purchases::PurchaseResult]) -> Vec<u8> + Send + Sync),
+    ) -> Result<Vec<u8>> {
+        check_batch_id(batch_id)?;
+        let keep = crate::purchases::KeepAnswer {
+            terminal: &t.terminal,
+            batch_id,
+            digest,
+            records: records.len(),
+            encode,
+        };
+        match self.terminal_upload_kept(t, records, Some(&keep)).await? {
+            crate::purchases::Kept::Ingested { answer, .. } => Ok(answer),
+            crate::purchases::Kept::Stored(answer) => Ok(answer),
+        }
+    }
+
+    async fn terminal_upload_kept(
+        &self,
+        t: &TerminalCaller,
+        records: Vec<chip::host::RawUpload>,
+        keep: Option<&crate::purchases::KeepAnswer<'_>>,
+    ) -> Result<crate::purchases::Kept> {
+        use crate::purchases::{KeepAnswer, Kept, PurchaseResult, UPLOAD_RECORDS_MAX};
         if records.len() > UPLOAD_RECORDS_MAX {
             return Err(PlatformError::TooLarge {
                 what: format!("an upload of {} purchase records", records.len()),
@@ -547,19 +585,46 @@ impl Platform {
                 }));
             }
         }
-        let mut posted = self
-            .ingest_purchases(&acting, &t.merchant, own)
+        // Every record's result: the PSAM refusals in place, the ingest's results in order.
+        let fill = |posted: &[PurchaseResult]| -> Vec<PurchaseResult> {
+            let mut posted = posted.iter();
+            slots
+                .iter()
+                .map(|s| match s {
+                    Some(r) => r.clone(),
+                    None => posted.next().expect("one result per own record").clone(),
+                })
+                .collect()
+        };
+        let encode_all = keep.map(|k| move |r: &[PurchaseResult]| (k.encode)(&fill(r)));
+        let inner = match (keep, &encode_all) {
+            (Some(k), Some(e)) => Some(KeepAnswer {
+                terminal: k.terminal,
+                batch_id: k.batch_id,
+                digest: k.digest,
+                records: k.records,
+                encode: e,
+            }),
+            _ => None,
+        };
+        let own_count = own.len();
+        match self
+            .ingest_purchases_kept(&acting, &t.merchant, own, inner.as_ref())
             .await?
-            .into_iter();
-        slots
-            .into_iter()
-            .map(|s| match s {
-                Some(r) => Ok(r),
-                None => posted
-                    .next()
-                    .ok_or_else(|| PlatformError::Unexpected("fewer answers than records".into())),
-            })
-            .collect()
+        {
+            Kept::Ingested { results, answer } => {
+                if results.len() != own_count {
+                    return Err(PlatformError::Unexpected(
+                        "another number of answers than records".into(),
+                    ));
+                }
+                Ok(Kept::Ingested {
+                    results: fill(&results),
+                    answer,
+                })
+            }
+            stored => Ok(stored),
+        }
     }
 }
 

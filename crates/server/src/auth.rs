@@ -188,6 +188,7 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/api/v1/merchants" Access::Roles(MERCHANT_READERS)),
     perm!(POST "/api/v1/merchants" Access::Roles(ADMINS)),
     perm!(GET "/api/v1/terminals" Access::Roles(MERCHANT_READERS)),
+    perm!(GET "/api/v1/terminals/fleet" Access::Roles(MERCHANT_READERS)),
     perm!(POST "/api/v1/terminals" Access::Roles(ADMINS)),
     // Terminals authenticate by their own signature (checked in the handler), not a token.
     perm!(POST "/api/v1/terminal/activation" Access::Public),

@@ -116,6 +116,7 @@ impl utoipa::Modify for ProblemResponses {
         crate::disbursements_api::fund, crate::disbursements_api::received,
         crate::terminals_api::merchant_create, crate::terminals_api::merchants,
         crate::terminals_api::terminal_register, crate::terminals_api::terminals,
+        crate::terminals_api::fleet,
         crate::terminals_api::activate, crate::terminals_api::parameters,
         crate::terminals_api::upload, crate::terminals_api::ecode_upload,
         crate::terminals_api::ecode_online,

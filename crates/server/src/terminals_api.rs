@@ -20,6 +20,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/merchants", get(merchants).post(merchant_create))
         .route("/api/v1/terminals", get(terminals).post(terminal_register))
+        .route("/api/v1/terminals/fleet", get(fleet))
         .route("/api/v1/terminal/activation", post(activate))
         .route("/api/v1/terminal/parameters", get(parameters))
         .route("/api/v1/terminal/denylist", get(deny_list))
@@ -226,6 +227,92 @@ pub async fn terminals(State(s): State<AppState>) -> ApiResult<axum::Json<Vec<Te
     ))
 }
 
+/// One terminal as fleet monitoring sees it.
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct FleetTerminalDto {
+    pub id: String,
+    pub merchant: String,
+    pub kind: String,
+    pub site: String,
+    pub status: String,
+    pub psam_terminal_id: Option<String>,
+    pub last_seen_ms: Option<i64>,
+    pub last_upload_ms: Option<i64>,
+    /// Records the platform took from it, in all.
+    pub uploaded_records: i64,
+    /// Records waiting in it, as it last said.
+    pub records_pending: Option<i64>,
+    pub parameters_version: Option<String>,
+    pub deny_list_version: Option<i64>,
+    /// silent, behind, backlog
+    pub alerts: Vec<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct FleetCountsDto {
+    pub terminals: u64,
+    pub active: u64,
+    pub silent: u64,
+    pub behind: u64,
+    pub backlog: u64,
+    pub records_pending: u64,
+    pub records_uploaded: u64,
+}
+
+/// The fleet page's data (`/console/terminals`).
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct FleetDto {
+    pub now_ms: i64,
+    pub parameters_version: String,
+    pub deny_list_version: i64,
+    pub counts: FleetCountsDto,
+    pub terminals: Vec<FleetTerminalDto>,
+}
+
+#[utoipa::path(get, path = "/api/v1/terminals/fleet", tag = "terminals", security(("bearer" = [])),
+    responses((status = 200, body = FleetDto,
+        description = "Every terminal with its last report and alerts, and the counts")))]
+pub async fn fleet(State(s): State<AppState>) -> ApiResult<axum::Json<FleetDto>> {
+    let v = s.platform.terminal_fleet_view().await?;
+    let c = v.counts;
+    Ok(axum::Json(FleetDto {
+        now_ms: v.now_ms,
+        parameters_version: v.parameters_version,
+        deny_list_version: v.deny_list_version,
+        counts: FleetCountsDto {
+            terminals: c.terminals,
+            active: c.active,
+            silent: c.silent,
+            behind: c.behind,
+            backlog: c.backlog,
+            records_pending: c.records_pending,
+            records_uploaded: c.records_uploaded,
+        },
+        terminals: v
+            .rows
+            .into_iter()
+            .map(|r| {
+                let st = r.entry.status;
+                FleetTerminalDto {
+                    id: r.entry.terminal.id,
+                    merchant: r.entry.terminal.merchant,
+                    kind: r.entry.terminal.kind,
+                    site: r.entry.terminal.site,
+                    status: r.entry.terminal.status,
+                    psam_terminal_id: r.entry.psam_terminal_id,
+                    last_seen_ms: st.as_ref().map(|s| s.last_seen_ms),
+                    last_upload_ms: st.as_ref().and_then(|s| s.last_upload_ms),
+                    uploaded_records: st.as_ref().map_or(0, |s| s.uploaded_records),
+                    records_pending: st.as_ref().and_then(|s| s.records_pending),
+                    parameters_version: st.as_ref().and_then(|s| s.parameters_version.clone()),
+                    deny_list_version: st.as_ref().and_then(|s| s.deny_list_version),
+                    alerts: r.alerts.iter().map(|a| a.code().to_string()).collect(),
+                }
+            })
+            .collect(),
+    }))
+}
+
 #[utoipa::path(post, path = "/api/v1/terminal/activation", tag = "terminals",
     request_body = ActivationRequest,
     responses((status = 200, body = TerminalDto),
@@ -428,31 +515,36 @@ pub async fn upload(
         })
         .collect();
     let n = records.len();
-    let results = s.platform.terminal_upload(&t, records).await?;
-    let counts = platform::purchases::IngestCounts::of(&results);
-    let answer = serde_json::to_vec(&crate::purchases_api::PurchaseUploadResultDto {
+    let answer = match batch_id {
+        // The answer is stored with the postings, in their transaction.
+        Some(id) => {
+            s.platform
+                .terminal_upload_batch(&t, records, &id, &digest, &upload_answer)
+                .await?
+        }
+        None => upload_answer(&s.platform.terminal_upload(&t, records).await?),
+    };
+    metrics::counter!("citycard_terminal_records_uploaded_total", "kind" => "card")
+        .increment(n as u64);
+    Ok(json_answer(answer))
+}
+
+/// The answer to an upload: the counts and one result per record.
+fn upload_answer(results: &[platform::purchases::PurchaseResult]) -> Vec<u8> {
+    let counts = platform::purchases::IngestCounts::of(results);
+    serde_json::to_vec(&crate::purchases_api::PurchaseUploadResultDto {
         posted: counts.posted,
         duplicate: counts.duplicate,
         bad_tac: counts.bad_tac,
         malformed: counts.malformed,
         flagged: counts.flagged,
         results: results
-            .into_iter()
+            .iter()
+            .cloned()
             .map(crate::purchases_api::result_dto)
             .collect(),
     })
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    metrics::counter!("citycard_terminal_records_uploaded_total", "kind" => "card")
-        .increment(n as u64);
-    let answer = match batch_id {
-        Some(id) => {
-            s.platform
-                .terminal_batch_keep(&t, &id, "card", &digest, n, answer)
-                .await?
-        }
-        None => answer,
-    };
-    Ok(json_answer(answer))
+    .expect("plain JSON")
 }
 
 #[derive(serde::Serialize, serde::Deserialize, ToSchema)]

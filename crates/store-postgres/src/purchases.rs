@@ -11,6 +11,7 @@
 //! anyway.
 
 use crate::ledger::insert_planned;
+use crate::terminal_fleet::{batch_stored, batch_write};
 use crate::{PgStore, append_audit, db, lock_head};
 use ::ledger::offline::{Accounts, Known, Prior, plan};
 use ::ledger::{AccountKey, AccountKind, Balance, Owner, Transfer, Unit};
@@ -20,8 +21,9 @@ use sqlx::postgres::{PgConnection, PgRow};
 use std::collections::HashMap;
 use store::ledger::decode_balance;
 use store::purchases::{
-    IngestOutcome, PURCHASE_BATCH_MAX, PurchaseBatch, PurchaseRow, PurchaseStore, batch_cards,
-    decode_flags, ledger_purchases, new_rows, outcomes, transfer_key_prefix, transfer_memo,
+    IngestOutcome, KeptBatch, KeptIngest, PURCHASE_BATCH_MAX, PurchaseBatch, PurchaseRow,
+    PurchaseStore, batch_cards, decode_flags, kept_row, ledger_purchases, new_rows, outcomes,
+    transfer_key_prefix, transfer_memo,
 };
 use store::{Result, StoreError};
 
@@ -288,14 +290,15 @@ async fn known(
     Ok(known)
 }
 
-#[async_trait]
-impl PurchaseStore for PgStore {
-    async fn purchases_ingest(
+impl PgStore {
+    /// One ingest transaction, with the terminal's batch row when `kept`.
+    async fn ingest(
         &self,
         batch: &PurchaseBatch<'_>,
+        kept: Option<&KeptBatch<'_>>,
         audit: audit::Draft,
         now_ms: i64,
-    ) -> Result<Vec<IngestOutcome>> {
+    ) -> Result<KeptIngest> {
         let n = batch.purchases.len();
         if n > PURCHASE_BATCH_MAX {
             return Err(StoreError::TooMany {
@@ -303,12 +306,32 @@ impl PurchaseStore for PgStore {
                 max: PURCHASE_BATCH_MAX,
             });
         }
-        if n == 0 {
-            return Ok(Vec::new());
+        if n == 0 && kept.is_none() {
+            return Ok(KeptIngest::Ingested {
+                outcomes: Vec::new(),
+                answer: Vec::new(),
+            });
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // The head lock serializes ingests, so the batch check below cannot race a resend.
+        lock_head(&mut tx).await?;
+        if let Some(k) = kept {
+            if let Some(stored) = batch_stored(&mut tx, k.terminal, k.batch_id).await? {
+                return Ok(KeptIngest::Stored(stored));
+            }
+            if n == 0 {
+                let answer = (k.answer)(&[]);
+                if !batch_write(&mut tx, &kept_row(k, answer.clone(), now_ms)).await? {
+                    return Err(StoreError::Conflict(format!("batch {}", k.batch_id)));
+                }
+                tx.commit().await.map_err(db)?;
+                return Ok(KeptIngest::Ingested {
+                    outcomes: Vec::new(),
+                    answer,
+                });
+            }
         }
         let cards = batch_cards(batch);
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        lock_head(&mut tx).await?;
         let known = known(&mut tx, batch, &cards).await?;
         let (accounts, before) = batch_accounts(&mut tx, &cards, batch.merchant, now_ms).await?;
         let mut balances = before.clone();
@@ -394,8 +417,45 @@ impl PurchaseStore for PgStore {
             .map_err(db)?;
         }
         append_audit(&mut tx, audit, now_ms).await?;
+        let outcomes = outcomes(&plan.verdicts, &rows, &transfer_ids, batch.window);
+        let answer = match kept {
+            Some(k) => {
+                let answer = (k.answer)(&outcomes);
+                if !batch_write(&mut tx, &kept_row(k, answer.clone(), now_ms)).await? {
+                    // Cannot happen under the head lock; refuse rather than post twice.
+                    return Err(StoreError::Conflict(format!("batch {}", k.batch_id)));
+                }
+                answer
+            }
+            None => Vec::new(),
+        };
         tx.commit().await.map_err(db)?;
-        Ok(outcomes(&plan.verdicts, &rows, &transfer_ids, batch.window))
+        Ok(KeptIngest::Ingested { outcomes, answer })
+    }
+}
+
+#[async_trait]
+impl PurchaseStore for PgStore {
+    async fn purchases_ingest(
+        &self,
+        batch: &PurchaseBatch<'_>,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<Vec<IngestOutcome>> {
+        match self.ingest(batch, None, audit, now_ms).await? {
+            KeptIngest::Ingested { outcomes, .. } => Ok(outcomes),
+            KeptIngest::Stored(_) => unreachable!("no batch row without a kept batch"),
+        }
+    }
+
+    async fn purchases_ingest_kept(
+        &self,
+        batch: &PurchaseBatch<'_>,
+        kept: &KeptBatch<'_>,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<KeptIngest> {
+        self.ingest(batch, Some(kept), audit, now_ms).await
     }
 
     async fn purchase_by_counter(&self, card: &str, counter: u16) -> Result<Option<PurchaseRow>> {

@@ -20,6 +20,64 @@ fn batch_row(r: &PgRow) -> Result<TerminalBatchRow> {
     })
 }
 
+/// The stored batch of a terminal, read in the caller's transaction.
+pub(crate) async fn batch_stored(
+    conn: &mut sqlx::PgConnection,
+    terminal: &str,
+    batch_id: &str,
+) -> Result<Option<TerminalBatchRow>> {
+    sqlx::query("SELECT * FROM terminal_batches WHERE terminal_id = $1 AND batch_id = $2")
+        .bind(terminal)
+        .bind(batch_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(batch_row)
+        .transpose()
+}
+
+/// Stores an answered batch and counts its records as uploaded, in the caller's transaction;
+/// `false` (and nothing written) when the batch id is stored already.
+pub(crate) async fn batch_write(
+    conn: &mut sqlx::PgConnection,
+    row: &TerminalBatchRow,
+) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO terminal_batches (terminal_id, batch_id, kind, digest, records, answer, \
+         received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (terminal_id, batch_id) DO NOTHING",
+    )
+    .bind(&row.terminal)
+    .bind(&row.batch_id)
+    .bind(&row.kind)
+    .bind(&row.digest)
+    .bind(row.records)
+    .bind(&row.answer)
+    .bind(row.received_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO terminal_status (terminal_id, last_seen_ms, last_upload_ms, uploaded_records) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (terminal_id) DO UPDATE SET \
+         last_seen_ms = GREATEST(terminal_status.last_seen_ms, excluded.last_seen_ms), \
+         last_upload_ms = excluded.last_upload_ms, \
+         uploaded_records = terminal_status.uploaded_records + excluded.uploaded_records",
+    )
+    .bind(&row.terminal)
+    .bind(row.received_ms)
+    .bind(row.received_ms)
+    .bind(row.records)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(true)
+}
+
 fn status_row(r: &PgRow) -> Result<TerminalStatusRow> {
     Ok(TerminalStatusRow {
         terminal: r.try_get("terminal_id").map_err(db)?,
@@ -108,32 +166,10 @@ impl TerminalFleetStore for PgStore {
 
     async fn terminal_batch_insert(&self, row: &TerminalBatchRow) -> Result<TerminalBatchRow> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let stored =
-            sqlx::query("SELECT * FROM terminal_batches WHERE terminal_id = $1 AND batch_id = $2")
-                .bind(&row.terminal)
-                .bind(&row.batch_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        if let Some(r) = stored {
-            return batch_row(&r);
+        if let Some(r) = batch_stored(&mut tx, &row.terminal, &row.batch_id).await? {
+            return Ok(r);
         }
-        let inserted = sqlx::query(
-            "INSERT INTO terminal_batches (terminal_id, batch_id, kind, digest, records, answer, \
-             received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (terminal_id, batch_id) DO NOTHING",
-        )
-        .bind(&row.terminal)
-        .bind(&row.batch_id)
-        .bind(&row.kind)
-        .bind(&row.digest)
-        .bind(row.records)
-        .bind(&row.answer)
-        .bind(row.received_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if inserted.rows_affected() == 0 {
+        if !batch_write(&mut tx, row).await? {
             // Another send of the same batch committed first: its answer stands.
             drop(tx);
             return self
@@ -141,20 +177,6 @@ impl TerminalFleetStore for PgStore {
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("a stored batch vanished".into()));
         }
-        sqlx::query(
-            "INSERT INTO terminal_status (terminal_id, last_seen_ms, last_upload_ms, uploaded_records) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (terminal_id) DO UPDATE SET \
-             last_seen_ms = GREATEST(terminal_status.last_seen_ms, excluded.last_seen_ms), \
-             last_upload_ms = excluded.last_upload_ms, \
-             uploaded_records = terminal_status.uploaded_records + excluded.uploaded_records",
-        )
-        .bind(&row.terminal)
-        .bind(row.received_ms)
-        .bind(row.received_ms)
-        .bind(row.records)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(row.clone())
     }

@@ -4,6 +4,7 @@
 //! their postings, the balances, the purchase rows (multi-row inserts) and the audit entry.
 
 use crate::ledger::insert_planned;
+use crate::terminal_fleet::{batch_stored, batch_write};
 use crate::{SqliteStore, append_audit, db, placeholders};
 use ::ledger::offline::{Accounts, Known, Prior, plan};
 use ::ledger::{AccountKey, AccountKind, Balance, Owner, Transfer, Unit};
@@ -13,8 +14,9 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use std::collections::HashMap;
 use store::ledger::decode_balance;
 use store::purchases::{
-    IngestOutcome, PURCHASE_BATCH_MAX, PurchaseBatch, PurchaseRow, PurchaseStore, batch_cards,
-    decode_flags, ledger_purchases, new_rows, outcomes, transfer_key_prefix, transfer_memo,
+    IngestOutcome, KeptBatch, KeptIngest, PURCHASE_BATCH_MAX, PurchaseBatch, PurchaseRow,
+    PurchaseStore, batch_cards, decode_flags, kept_row, ledger_purchases, new_rows, outcomes,
+    transfer_key_prefix, transfer_memo,
 };
 use store::{Result, StoreError};
 
@@ -269,14 +271,15 @@ async fn known(
     Ok(known)
 }
 
-#[async_trait]
-impl PurchaseStore for SqliteStore {
-    async fn purchases_ingest(
+impl SqliteStore {
+    /// One ingest transaction, with the terminal's batch row when `kept`.
+    async fn ingest(
         &self,
         batch: &PurchaseBatch<'_>,
+        kept: Option<&KeptBatch<'_>>,
         audit: audit::Draft,
         now_ms: i64,
-    ) -> Result<Vec<IngestOutcome>> {
+    ) -> Result<KeptIngest> {
         let n = batch.purchases.len();
         if n > PURCHASE_BATCH_MAX {
             return Err(StoreError::TooMany {
@@ -284,11 +287,28 @@ impl PurchaseStore for SqliteStore {
                 max: PURCHASE_BATCH_MAX,
             });
         }
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        if let Some(k) = kept
+            && let Some(stored) = batch_stored(&mut tx, k.terminal, k.batch_id).await?
+        {
+            return Ok(KeptIngest::Stored(stored));
+        }
         if n == 0 {
-            return Ok(Vec::new());
+            let answer = match kept {
+                Some(k) => {
+                    let answer = (k.answer)(&[]);
+                    batch_write(&mut tx, &kept_row(k, answer.clone(), now_ms)).await?;
+                    tx.commit().await.map_err(db)?;
+                    answer
+                }
+                None => Vec::new(),
+            };
+            return Ok(KeptIngest::Ingested {
+                outcomes: Vec::new(),
+                answer,
+            });
         }
         let cards = batch_cards(batch);
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let known = known(&mut tx, batch, &cards).await?;
         let (accounts, mut balances) =
             batch_accounts(&mut tx, &cards, batch.merchant, now_ms).await?;
@@ -345,8 +365,42 @@ impl PurchaseStore for SqliteStore {
             q.execute(&mut *tx).await.map_err(db)?;
         }
         append_audit(&mut tx, audit, now_ms).await?;
+        let outcomes = outcomes(&plan.verdicts, &rows, &transfer_ids, batch.window);
+        let answer = match kept {
+            Some(k) => {
+                let answer = (k.answer)(&outcomes);
+                batch_write(&mut tx, &kept_row(k, answer.clone(), now_ms)).await?;
+                answer
+            }
+            None => Vec::new(),
+        };
         tx.commit().await.map_err(db)?;
-        Ok(outcomes(&plan.verdicts, &rows, &transfer_ids, batch.window))
+        Ok(KeptIngest::Ingested { outcomes, answer })
+    }
+}
+
+#[async_trait]
+impl PurchaseStore for SqliteStore {
+    async fn purchases_ingest(
+        &self,
+        batch: &PurchaseBatch<'_>,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<Vec<IngestOutcome>> {
+        match self.ingest(batch, None, audit, now_ms).await? {
+            KeptIngest::Ingested { outcomes, .. } => Ok(outcomes),
+            KeptIngest::Stored(_) => unreachable!("no batch row without a kept batch"),
+        }
+    }
+
+    async fn purchases_ingest_kept(
+        &self,
+        batch: &PurchaseBatch<'_>,
+        kept: &KeptBatch<'_>,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<KeptIngest> {
+        self.ingest(batch, Some(kept), audit, now_ms).await
     }
 
     async fn purchase_by_counter(&self, card: &str, counter: u16) -> Result<Option<PurchaseRow>> {

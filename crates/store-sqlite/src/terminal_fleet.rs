@@ -20,6 +20,59 @@ fn batch_row(r: &SqliteRow) -> Result<TerminalBatchRow> {
     })
 }
 
+/// The stored batch of a terminal, read in the caller's transaction.
+pub(crate) async fn batch_stored(
+    conn: &mut sqlx::SqliteConnection,
+    terminal: &str,
+    batch_id: &str,
+) -> Result<Option<TerminalBatchRow>> {
+    sqlx::query("SELECT * FROM terminal_batches WHERE terminal_id = ? AND batch_id = ?")
+        .bind(terminal)
+        .bind(batch_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(batch_row)
+        .transpose()
+}
+
+/// Stores an answered batch and counts its records as uploaded, in the caller's transaction.
+pub(crate) async fn batch_write(
+    conn: &mut sqlx::SqliteConnection,
+    row: &TerminalBatchRow,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO terminal_batches (terminal_id, batch_id, kind, digest, records, answer, \
+         received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.terminal)
+    .bind(&row.batch_id)
+    .bind(&row.kind)
+    .bind(&row.digest)
+    .bind(row.records)
+    .bind(&row.answer)
+    .bind(row.received_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    sqlx::query(
+        "INSERT INTO terminal_status (terminal_id, last_seen_ms, last_upload_ms, uploaded_records) \
+         VALUES (?, ?, ?, ?) ON CONFLICT (terminal_id) DO UPDATE SET \
+         last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), \
+         last_upload_ms = excluded.last_upload_ms, \
+         uploaded_records = uploaded_records + excluded.uploaded_records",
+    )
+    .bind(&row.terminal)
+    .bind(row.received_ms)
+    .bind(row.received_ms)
+    .bind(row.records)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
 fn status_row(r: &SqliteRow) -> Result<TerminalStatusRow> {
     Ok(TerminalStatusRow {
         terminal: r.try_get("terminal_id").map_err(db)?,
@@ -107,44 +160,10 @@ impl TerminalFleetStore for SqliteStore {
 
     async fn terminal_batch_insert(&self, row: &TerminalBatchRow) -> Result<TerminalBatchRow> {
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let stored =
-            sqlx::query("SELECT * FROM terminal_batches WHERE terminal_id = ? AND batch_id = ?")
-                .bind(&row.terminal)
-                .bind(&row.batch_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        if let Some(r) = stored {
-            return batch_row(&r);
+        if let Some(r) = batch_stored(&mut tx, &row.terminal, &row.batch_id).await? {
+            return Ok(r);
         }
-        sqlx::query(
-            "INSERT INTO terminal_batches (terminal_id, batch_id, kind, digest, records, answer, \
-             received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&row.terminal)
-        .bind(&row.batch_id)
-        .bind(&row.kind)
-        .bind(&row.digest)
-        .bind(row.records)
-        .bind(&row.answer)
-        .bind(row.received_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        sqlx::query(
-            "INSERT INTO terminal_status (terminal_id, last_seen_ms, last_upload_ms, uploaded_records) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (terminal_id) DO UPDATE SET \
-             last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), \
-             last_upload_ms = excluded.last_upload_ms, \
-             uploaded_records = uploaded_records + excluded.uploaded_records",
-        )
-        .bind(&row.terminal)
-        .bind(row.received_ms)
-        .bind(row.received_ms)
-        .bind(row.records)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        batch_write(&mut tx, row).await?;
         tx.commit().await.map_err(db)?;
         Ok(row.clone())
     }

@@ -543,6 +543,7 @@ macro_rules! conformance_tests {
             money_movements_record_once_and_change_by_compare_and_set,
             money_group_commit_answers_each_item,
             purchases_post_once_with_flags,
+            purchases_kept_batch_answer_with_postings,
             clearing_windows_close_once,
             statements_import_once_and_exceptions_resolve_once,
             exchange_members_grants_consents_and_access,

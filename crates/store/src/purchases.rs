@@ -76,6 +76,48 @@ pub struct PurchaseRow {
     pub ingested_ms: i64,
 }
 
+/// A terminal's upload batch whose answer is kept in the same transaction as its postings, so a
+/// crash leaves either both or neither (a resend then gets the same answer, or is ingested anew).
+pub struct KeptBatch<'a> {
+    pub terminal: &'a str,
+    pub batch_id: &'a str,
+    /// `card` (the only kind that posts here).
+    pub kind: &'a str,
+    /// SM3 of the request body, hex.
+    pub digest: &'a str,
+    /// Records in the upload (the batch's, including those refused before the store).
+    pub records: i64,
+    /// Builds the answer from the outcomes of `PurchaseBatch::purchases`, in order; called
+    /// inside the transaction.
+    pub answer: &'a (dyn Fn(&[IngestOutcome]) -> Vec<u8> + Send + Sync),
+}
+
+/// The batch row a kept batch is stored as.
+pub fn kept_row(k: &KeptBatch<'_>, answer: Vec<u8>, now_ms: i64) -> crate::TerminalBatchRow {
+    crate::TerminalBatchRow {
+        terminal: k.terminal.to_string(),
+        batch_id: k.batch_id.to_string(),
+        kind: k.kind.to_string(),
+        digest: k.digest.to_string(),
+        records: k.records,
+        answer,
+        received_ms: now_ms,
+    }
+}
+
+/// What [`PurchaseStore::purchases_ingest_kept`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeptIngest {
+    /// Ingested now; the answer was stored with the postings.
+    Ingested {
+        outcomes: Vec<IngestOutcome>,
+        answer: Vec<u8>,
+    },
+    /// The batch id was stored already (a resend racing the first send): nothing was ingested;
+    /// the stored row, whose answer stands.
+    Stored(crate::TerminalBatchRow),
+}
+
 #[async_trait]
 pub trait PurchaseStore: Send + Sync {
     /// Ingests a batch in one transaction (with `audit`): one outcome per record, in order.
@@ -85,6 +127,18 @@ pub trait PurchaseStore: Send + Sync {
         audit: audit::Draft,
         now_ms: i64,
     ) -> Result<Vec<IngestOutcome>>;
+
+    /// As [`PurchaseStore::purchases_ingest`] for a terminal's named batch: in the same
+    /// transaction the batch row (with the answer `kept.answer` builds from the outcomes) is
+    /// stored and the terminal's uploaded count raised — or, when the batch id is stored
+    /// already, nothing is written and the stored row is returned.
+    async fn purchases_ingest_kept(
+        &self,
+        batch: &PurchaseBatch<'_>,
+        kept: &KeptBatch<'_>,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<KeptIngest>;
 
     /// The purchase of a card with this offline counter.
     async fn purchase_by_counter(&self, card: &str, counter: u16) -> Result<Option<PurchaseRow>>;

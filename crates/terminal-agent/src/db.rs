@@ -334,6 +334,20 @@ impl Db {
         Ok(())
     }
 
+    /// Answered records by the platform's result (`posted`, `duplicate`, `bad_tac`, …).
+    pub async fn result_counts(&self) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(result, '') AS result, COUNT(*) AS n FROM records \
+             WHERE state IN ('accepted', 'refused') GROUP BY result ORDER BY result",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("result")?, r.try_get::<i64, _>("n")? as u64)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     /// `(result, reason)` of every record refused, oldest first, at most `limit`.
     pub async fn refused(&self, limit: u32) -> Result<Vec<(i64, String, Option<String>)>> {
         let rows = sqlx::query(

@@ -169,6 +169,11 @@ impl Agent {
         self.db.counts().await
     }
 
+    /// Records the platform answered, by its result (`posted`, `duplicate`, `bad_tac`, …).
+    pub async fn result_counts(&self) -> Result<Vec<(String, u64)>> {
+        self.db.result_counts().await
+    }
+
     /// The PSAM's terminal id (what its records carry).
     pub async fn psam_terminal_id(&self) -> TerminalId {
         self.inner.lock().await.psam.image().terminal_id

@@ -155,6 +155,48 @@ fn unix_of(d: BcdDate, t: BcdTime) -> Option<i64> {
     Some(pdt.assume_utc().unix_timestamp() - CITY_OFFSET_S)
 }
 
+/// A bus ride is written on the card as a transit record (a complex purchase) with the exit flag
+/// — a flat fare ends the ride at boarding —, line `BUS_LINE_FLAG` | the line's 15-bit tag and
+/// station = the discounted transfers of the chain so far. The next terminal, another bus or
+/// this one, reads it to price a transfer; metro lines are numbered from 1 and never carry the
+/// flag.
+const BUS_LINE_FLAG: u16 = 0x8000;
+
+fn bus_line_code(line: &str) -> u16 {
+    BUS_LINE_FLAG | (fares::line_tag(line) & 0x7FFF) as u16
+}
+
+/// The previous ride a card's transit record tells, for a ride now on bus `line`: a bus ride or
+/// a metro exit (`None` for a metro entry, which is no finished ride).
+pub(crate) fn previous_on_card(r: &TransitRecord, line: &str) -> Option<fares::Previous> {
+    if r.flag != TransitFlag::Exit {
+        return None;
+    }
+    let ended_at_s = u32::try_from(unix_of(r.date, r.time)?).ok()?;
+    if r.line & BUS_LINE_FLAG != 0 {
+        // The same line again is no transfer: the card's 15-bit tag is matched here and the
+        // fare engine gets the line's own tag.
+        let line_tag = if r.line == bus_line_code(line) {
+            fares::line_tag(line)
+        } else {
+            u32::from(r.line)
+        };
+        Some(fares::Previous {
+            ended_at_s,
+            metro: false,
+            line_tag,
+            transfers: u8::try_from(r.station).unwrap_or(u8::MAX),
+        })
+    } else {
+        Some(fares::Previous {
+            ended_at_s,
+            metro: true,
+            line_tag: fares::line_tag("metro"),
+            transfers: 0,
+        })
+    }
+}
+
 /// `(line, station)` numbers of a station code: positions in the fare tables, from 1.
 fn station_numbers(rules: &fares::FareRules, code: &str) -> Option<(u16, u16)> {
     rules.metro.lines.iter().enumerate().find_map(|(l, line)| {
@@ -242,21 +284,29 @@ fn run_flow(
     match ride {
         Ride::Bus { line } => {
             let info = terminal::read_card(card)?;
+            // The previous ride as the card recorded it, whichever terminal took it.
+            let previous =
+                terminal::read_transit_record(card)?.and_then(|r| previous_on_card(&r, line));
             let q = rules.quote(
                 info.public.card_type,
                 &fares::Ride::Bus {
                     line: line.clone(),
                     at_s: at_u32,
                 },
-                None,
+                previous,
             )?;
-            Ok(terminal::purchase(
+            Ok(terminal::complex_purchase(
                 card,
                 psam,
                 &PurchaseRequest {
                     amount_fen: q.charged_fen,
                     date,
                     time,
+                },
+                &GateTap {
+                    flag: TransitFlag::Exit,
+                    line: bus_line_code(line),
+                    station: u16::from(q.next.transfers),
                 },
                 &is_denied,
             )?)

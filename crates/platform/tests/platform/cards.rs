@@ -420,6 +420,15 @@ async fn deltas_from_every_version_rebuild_the_full_list(f: Fixture) {
         let (v, full) = p.deny_list_full().await.unwrap();
         assert_eq!(v, i as i64 + 1);
         held.push(issuance::DenyList::decode(&full, &pk).unwrap());
+        // The cached delta from the empty list follows the version as it moves on.
+        let (dv, bytes) = p.deny_list_delta(0).await.unwrap();
+        assert_eq!(dv, v);
+        let delta = issuance::DenyListDelta::decode(&bytes, &pk).unwrap();
+        assert_eq!(
+            delta.version().0 as i64,
+            v,
+            "a new version builds a new delta"
+        );
     }
     let (now, full) = p.deny_list_full().await.unwrap();
     let current = issuance::DenyList::decode(&full, &pk).unwrap();
@@ -429,7 +438,17 @@ async fn deltas_from_every_version_rebuild_the_full_list(f: Fixture) {
     assert_eq!(listed, expected);
     for mut terminal in held.into_iter().take(now as usize - 1) {
         let since = terminal.version().0 as i64;
+        let built = p.deny_list_deltas_built();
         let (_, bytes) = p.deny_list_delta(since).await.unwrap();
+        assert_eq!(p.deny_list_deltas_built(), built + 1);
+        // The next terminal asking gets the same bytes, not built again.
+        let (_, again) = p.deny_list_delta(since).await.unwrap();
+        assert_eq!(again, bytes);
+        assert_eq!(
+            p.deny_list_deltas_built(),
+            built + 1,
+            "the delta from {since} is kept for the next terminal"
+        );
         let delta = issuance::DenyListDelta::decode(&bytes, &pk).unwrap();
         // Card 0 went lost → found → lost again after version 1: no change from there.
         if since == 1 {

@@ -310,3 +310,135 @@ pub async fn purchases_hot_merchant_under_concurrency(s: &'static dyn Store) {
     assert_eq!(c.mismatch, None, "{c:?}");
     assert_eq!(audit_verify(s).await.unwrap().map(|n| n > 0), Ok(true));
 }
+
+/// A terminal's named batch: its answer is stored in the transaction of its postings (built
+/// from the outcomes), the terminal's uploaded count raised with it; the same batch id again
+/// writes nothing and returns the stored row; an empty batch keeps its answer too.
+pub async fn purchases_kept_batch_answer_with_postings(s: &dyn Store) {
+    s.merchant_insert(
+        &MerchantRow {
+            code: "bus".into(),
+            name: "公交".into(),
+            category: "transit".into(),
+            settlement_account: "41050100000002".into(),
+            created_ms: NOW,
+        },
+        draft("merchant.create"),
+        NOW,
+    )
+    .await
+    .unwrap();
+    s.terminal_insert(
+        &TerminalRow {
+            id: "BUS-K".into(),
+            merchant: "bus".into(),
+            kind: "validator".into(),
+            site: "B2".into(),
+            status: "registered".into(),
+            activation_digest: None,
+            public_key: None,
+            psam_serial: None,
+            software_version: None,
+            registered_ms: NOW,
+            activated_ms: None,
+        },
+        draft("terminal.register"),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let a = card(41);
+    fund(s, std::slice::from_ref(&a), 1_000).await;
+    let records = vec![purchase(&a, 0, 200), purchase(&a, 1, 300)];
+    let batch = PurchaseBatch {
+        merchant: "bus",
+        purchases: &records,
+        window: W1,
+        window_start_ms: W1_START,
+    };
+    let answer = |o: &[IngestOutcome]| format!("{} outcomes", o.len()).into_bytes();
+    let kept = KeptBatch {
+        terminal: "BUS-K",
+        batch_id: "k1",
+        kind: "card",
+        digest: "D1",
+        records: 3,
+        answer: &answer,
+    };
+    let head0 = s.audit_head().await.unwrap().map_or(0, |h| h.0);
+    let first = s
+        .purchases_ingest_kept(&batch, &kept, draft("purchase.ingest"), NOW)
+        .await
+        .unwrap();
+    let KeptIngest::Ingested {
+        outcomes,
+        answer: a1,
+    } = first
+    else {
+        panic!("ingested: {first:?}");
+    };
+    assert_eq!(outcomes.len(), 2);
+    posted(&outcomes[0]);
+    posted(&outcomes[1]);
+    assert_eq!(a1, b"2 outcomes");
+    let stored = s.terminal_batch("BUS-K", "k1").await.unwrap().unwrap();
+    assert_eq!(stored.answer, b"2 outcomes");
+    assert_eq!((stored.digest.as_str(), stored.records), ("D1", 3));
+    let status = s.terminal_statuses().await.unwrap();
+    let st = status.iter().find(|t| t.terminal == "BUS-K").unwrap();
+    assert_eq!(st.uploaded_records, 3);
+    assert_eq!(st.last_upload_ms, Some(NOW));
+
+    // The same batch again (a resend racing the first): nothing ingested, the stored row.
+    let again = s
+        .purchases_ingest_kept(&batch, &kept, draft("purchase.ingest"), NOW + 5)
+        .await
+        .unwrap();
+    assert_eq!(again, KeptIngest::Stored(stored));
+    assert_eq!(
+        s.audit_head().await.unwrap().unwrap().0,
+        head0 + 1,
+        "the resend wrote nothing"
+    );
+    assert_eq!(balance_of(s, &AccountKey::epurse_shadow(&a)).await, 500);
+    let st = s.terminal_statuses().await.unwrap();
+    assert_eq!(
+        st.iter()
+            .find(|t| t.terminal == "BUS-K")
+            .unwrap()
+            .uploaded_records,
+        3
+    );
+
+    // A batch whose every record was refused before the store still keeps its answer.
+    let none = PurchaseBatch {
+        purchases: &[],
+        ..batch
+    };
+    let empty = KeptBatch {
+        batch_id: "k2",
+        records: 1,
+        ..kept
+    };
+    let r = s
+        .purchases_ingest_kept(&none, &empty, draft("purchase.ingest"), NOW + 9)
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        KeptIngest::Ingested {
+            outcomes: vec![],
+            answer: b"0 outcomes".to_vec()
+        }
+    );
+    assert_eq!(
+        s.terminal_batch("BUS-K", "k2")
+            .await
+            .unwrap()
+            .unwrap()
+            .answer,
+        b"0 outcomes"
+    );
+    let check = s.ledger_check().await.unwrap();
+    assert!(check.mismatch.is_none(), "{:?}", check.mismatch);
+}
