@@ -232,6 +232,7 @@ pub fn router(platform: Platform) -> Router {
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .route_layer(middleware::from_fn(track))
+        .layer(middleware::from_fn(to_completion))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -265,6 +266,29 @@ pub fn router(platform: Platform) -> Router {
             )
         }))
         .with_state(state)
+}
+
+/// Runs the request's handler (and its authorization) as a task of its own, so that a caller
+/// who hangs up, or the request timeout, never drops it halfway: what the platform started it
+/// finishes, and its answer is stored (a terminal's batch answer, an idempotent movement) for
+/// the caller's retry. Dropping a database future at an arbitrary point is not safe: sqlx 0.8
+/// can return a connection with an open transaction to the pool when `BEGIN` is cancelled
+/// (transact-rs/sqlx#3932 for SQLite, #4393 for PostgreSQL), after which writes on that
+/// connection are silently never committed; the simulated terminal day found exactly that.
+async fn to_completion(req: Request, next: middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
+    match tokio::spawn(next.run(req).instrument(tracing::Span::current())).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "a request's task failed");
+            error::problem_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred; it has been logged".into(),
+                vec![],
+            )
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves.
