@@ -378,18 +378,14 @@ impl Platform {
                 }
             }
         };
-        // Rides posted now (not duplicates, not a stored answer) earn points.
-        if let Ok(Kept::Ingested { results, .. }) = &out {
-            let mut good = purchases.iter();
-            let mut rides = Vec::new();
-            for (c, r) in checked.iter().zip(results) {
-                if matches!(c, Checked::Good(..)) {
-                    let Some(p) = good.next() else { break };
-                    if matches!(r, PurchaseResult::Posted { .. }) {
-                        rides.push((p.card_number.clone(), p.offline_counter));
-                    }
-                }
-            }
+        // Every ride the platform holds earns points once: earning is idempotent by the ride's
+        // event id (card and offline counter), so a duplicate or a stored answer earns what a
+        // crash between the posting and the earning may have left unearned, and no more.
+        if out.is_ok() {
+            let rides: Vec<(String, u16)> = purchases
+                .iter()
+                .map(|p| (p.card_number.clone(), p.offline_counter))
+                .collect();
             self.rides_earned(caller, merchant, &rides).await;
         }
         out

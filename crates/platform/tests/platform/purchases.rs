@@ -25,7 +25,8 @@ use store::Role;
 
 on_both_backends!(
     uploads_post_once_and_flag_what_to_review,
-    concurrent_uploads_for_one_merchant_all_post
+    concurrent_uploads_for_one_merchant_all_post,
+    rides_earn_points_once_also_when_resent
 );
 
 fn masters(f: &Fixture) -> Arc<FileMasterKeyStore> {
@@ -341,4 +342,83 @@ async fn concurrent_uploads_for_one_merchant_all_post(f: Fixture) {
     assert_eq!(balance(p, &metro()).await, i64::from(UPLOADS * CARDS) * 300);
     let c = p.ledger_check().await.unwrap();
     assert_eq!(c.mismatch, None, "{c:?}");
+}
+
+/// A transit merchant's rides earn the holder points once per ride: the same upload again (a
+/// terminal resending after a lost answer, or after a crash between the posting and the
+/// earning) earns nothing twice, and a later upload earns for its new rides only.
+async fn rides_earn_points_once_also_when_resent(f: Fixture) {
+    let p = &f.p;
+    p.set_master_keys(masters(&f));
+    p.merchant_create(&admin(), "bus", "公交", "transit", "41050100000002")
+        .await
+        .unwrap();
+    p.points_rule_set(
+        &admin(),
+        ::points::EarnRule {
+            kind: ::points::EarnKind::Ride,
+            points_per_unit: 2,
+            daily_cap: 100,
+            validity_days: 365,
+            active: true,
+        },
+    )
+    .await
+    .unwrap();
+    let who = id("410105", 1982, 6, 7, 41);
+    let csv = format!("id_number,name,phone,address,residency\n{who},王乙,,,resident\n");
+    import(p, &admin(), Source::Police, "csv:t", csv.as_bytes())
+        .await
+        .unwrap();
+    let card = active_card(&f, &who).await;
+    let seq = issuance::card_sequence(chip::CardNumber::parse(&card).unwrap());
+    let (d, t) = day();
+    let mut fleet = Fleet::new(seq, 1, Algorithm::Tdes, TerminalId([0x33; 6]));
+    fleet.load(0, 5_000, d, t).unwrap();
+    shadow_load(p, &card, 5_000, "load-rides").await;
+    let rides: Vec<RawUpload> = (0..3)
+        .map(|_| fleet.buy(0, 200, d, t).unwrap().to_raw())
+        .collect();
+    let clearing = caller("clr", Role::ClearingOfficer, None);
+    let points = |p: &Platform| {
+        let p = p.clone();
+        let who = who.clone();
+        async move { p.points_of(&admin(), &who).await.unwrap().balance }
+    };
+
+    let out = p
+        .ingest_purchases(&clearing, "bus", rides[..2].to_vec())
+        .await
+        .unwrap();
+    assert!(
+        out.iter()
+            .all(|r| matches!(r, PurchaseResult::Posted { .. }))
+    );
+    assert_eq!(points(p).await, 4, "two rides at 2 points");
+    // Resent: duplicates, no new points.
+    let out = p
+        .ingest_purchases(&clearing, "bus", rides[..2].to_vec())
+        .await
+        .unwrap();
+    assert!(
+        out.iter()
+            .all(|r| matches!(r, PurchaseResult::Duplicate { .. }))
+    );
+    assert_eq!(points(p).await, 4, "a resent upload earns nothing twice");
+    // One old ride and one new: only the new one earns.
+    p.ingest_purchases(&clearing, "bus", rides[1..].to_vec())
+        .await
+        .unwrap();
+    assert_eq!(points(p).await, 6);
+    // A shop is no ride.
+    p.merchant_create(&admin(), "shop", "商店", "shop", "41050100000003")
+        .await
+        .unwrap();
+    let bought = fleet.buy(0, 100, d, t).unwrap().to_raw();
+    p.ingest_purchases(&clearing, "shop", vec![bought])
+        .await
+        .unwrap();
+    assert_eq!(points(p).await, 6);
+    let check = p.ledger_check().await.unwrap();
+    assert!(check.mismatch.is_none(), "{:?}", check.mismatch);
 }
