@@ -944,43 +944,7 @@ impl Platform {
         log.request_digest = Some(hex::encode_upper(env.digest()));
 
         // The consumer: a member, its signature, its clock, its nonce.
-        let member = match self.store.member(&log.consumer).await? {
-            Some(m) if m.status == "active" => m,
-            _ => {
-                let msg = format!("{} is not an active exchange member", log.consumer);
-                return Err(self.refuse(&log, "unknown_member", msg, origin).await);
-            }
-        };
-        let key = self.exchange.member_key(&member.public_key)?;
-        let now_s = self.clock.now_ms().div_euclid(1000);
-        if let Err(e) = env.verify(&key, call.signature, now_s) {
-            return Err(self
-                .refuse(&log, message_code(&e), e.to_string(), origin)
-                .await);
-        }
-        let fresh = self
-            .exchange
-            .replay
-            .lock()
-            .expect("replay cache lock")
-            .check_and_insert(call.member, call.nonce, call.time_s, now_s);
-        let fresh = match fresh {
-            Ok(()) => match self
-                .exchange
-                .writer
-                .claim(call.member, call.nonce, call.time_s * 1000)
-                .await?
-            {
-                true => Ok(()),
-                false => Err(MessageError::Replay),
-            },
-            Err(e) => Err(e),
-        };
-        if let Err(e) = fresh {
-            return Err(self
-                .refuse(&log, message_code(&e), e.to_string(), origin)
-                .await);
-        }
+        let (member, now_s) = self.exchange_admit(call, &env, &log).await?;
 
         // The service, the subject, the grant and the consent.
         let service = match self.store.service(&body.service).await? {
@@ -1042,6 +1006,76 @@ impl Platform {
             purpose: body.purpose.clone(),
         })
         .map_err(|e| PlatformError::Unexpected(e.to_string()))?;
+        let answer = self
+            .exchange_forward(&mut log, &service, forward, now_s, origin)
+            .await?;
+
+        // Minimise, mask, sign what is delivered.
+        self.exchange_deliver(&mut log, &service, call, &answer, &allowed, None, now_s)
+            .await
+    }
+
+    /// The consumer of a signed call: an active member whose signature verifies, within the
+    /// clock window, with a nonce never used (memory, then storage through the group-committed
+    /// writer). Every refusal is logged. Returns the member and the platform's time (seconds).
+    pub(crate) async fn exchange_admit(
+        &self,
+        call: &SignedCall<'_>,
+        env: &Envelope<'_>,
+        log: &CallLog,
+    ) -> Result<(MemberRow, i64)> {
+        let origin = call.origin;
+        let member = match self.store.member(&log.consumer).await? {
+            Some(m) if m.status == "active" => m,
+            _ => {
+                let msg = format!("{} is not an active exchange member", log.consumer);
+                return Err(self.refuse(log, "unknown_member", msg, origin).await);
+            }
+        };
+        let key = self.exchange.member_key(&member.public_key)?;
+        let now_s = self.clock.now_ms().div_euclid(1000);
+        if let Err(e) = env.verify(&key, call.signature, now_s) {
+            return Err(self
+                .refuse(log, message_code(&e), e.to_string(), origin)
+                .await);
+        }
+        let fresh = self
+            .exchange
+            .replay
+            .lock()
+            .expect("replay cache lock")
+            .check_and_insert(call.member, call.nonce, call.time_s, now_s);
+        let fresh = match fresh {
+            Ok(()) => match self
+                .exchange
+                .writer
+                .claim(call.member, call.nonce, call.time_s * 1000)
+                .await?
+            {
+                true => Ok(()),
+                false => Err(MessageError::Replay),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = fresh {
+            return Err(self
+                .refuse(log, message_code(&e), e.to_string(), origin)
+                .await);
+        }
+        Ok((member, now_s))
+    }
+
+    /// Forwards `forward` to the service's provider signed by the exchange, and checks the
+    /// answer: HTTP 200, signed by the provider for this forward, a JSON object. Failures are
+    /// logged as the provider's.
+    pub(crate) async fn exchange_forward(
+        &self,
+        log: &mut CallLog,
+        service: &Service,
+        forward: Vec<u8>,
+        now_s: i64,
+        origin: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
         let fwd_nonce = random_nonce()?;
         let fwd = Envelope {
             kind: MessageKind::Forward,
@@ -1062,7 +1096,7 @@ impl Platform {
             .clone();
         let Some(transport) = transport else {
             let msg = "no provider transport is attached to this process".to_string();
-            return Err(self.fail(&log, "provider_unreachable", msg, origin).await);
+            return Err(self.fail(log, "provider_unreachable", msg, origin).await);
         };
         let headers = vec![
             (HEADER_MEMBER, PLATFORM_MEMBER.to_string()),
@@ -1082,11 +1116,11 @@ impl Platform {
             .await
         {
             Ok(r) => r,
-            Err(e) => return Err(self.fail(&log, e.code(), e.to_string(), origin).await),
+            Err(e) => return Err(self.fail(log, e.code(), e.to_string(), origin).await),
         };
         if reply.status != 200 {
             let msg = format!("the provider answered HTTP {}", reply.status);
-            return Err(self.fail(&log, "provider_status", msg, origin).await);
+            return Err(self.fail(log, "provider_status", msg, origin).await);
         }
 
         // The provider's answer: signed by the provider, for this forward.
@@ -1116,30 +1150,47 @@ impl Platform {
         };
         if let Err(e) = checked {
             let msg = format!("the provider's answer was refused: {e}");
-            return Err(self.fail(&log, "provider_signature", msg, origin).await);
+            return Err(self.fail(log, "provider_signature", msg, origin).await);
         }
-        let answer: serde_json::Map<String, serde_json::Value> =
-            match serde_json::from_slice(&reply.body) {
-                Ok(a) => a,
-                Err(e) => {
-                    let msg = format!("the provider's answer is not a JSON object: {e}");
-                    return Err(self.fail(&log, "provider_malformed", msg, origin).await);
-                }
-            };
+        match serde_json::from_slice(&reply.body) {
+            Ok(a) => Ok(a),
+            Err(e) => {
+                let msg = format!("the provider's answer is not a JSON object: {e}");
+                Err(self.fail(log, "provider_malformed", msg, origin).await)
+            }
+        }
+    }
 
-        // Minimise, mask, sign what is delivered.
+    /// What the consumer receives: the answer minimised to the allowed fields and masked by
+    /// sensitivity, signed by the exchange as a reply to the call, the delivery logged.
+    /// `via` (a check-in's channel) is added to the delivery when given.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn exchange_deliver(
+        &self,
+        log: &mut CallLog,
+        service: &Service,
+        call: &SignedCall<'_>,
+        answer: &serde_json::Map<String, serde_json::Value>,
+        allowed: &exchange::Allowed,
+        via: Option<&str>,
+        now_s: i64,
+    ) -> Result<Delivered> {
         let (data, masked) =
-            exchange::minimise(&service, &answer, &allowed.fields, &allowed.full_fields);
+            exchange::minimise(service, answer, &allowed.fields, &allowed.full_fields);
         log.masked = masked.clone();
-        let delivery = serde_json::to_vec(&serde_json::json!({
+        let mut delivery = serde_json::json!({
             "service": service.code,
             "call": call.nonce.to_ascii_lowercase(),
             "data": data,
             "masked": masked,
             "legal_basis": allowed.legal_basis,
             "consent": allowed.consent_id,
-        }))
-        .map_err(|e| PlatformError::Unexpected(e.to_string()))?;
+        });
+        if let Some(via) = via {
+            delivery["via"] = via.into();
+        }
+        let delivery =
+            serde_json::to_vec(&delivery).map_err(|e| PlatformError::Unexpected(e.to_string()))?;
         let d_nonce = random_nonce()?;
         let denv = Envelope {
             kind: MessageKind::Delivery,
@@ -1152,7 +1203,8 @@ impl Platform {
         };
         log.delivery_digest = Some(hex::encode_upper(denv.digest()));
         let signature = denv.sign_with(|m| self.exchange.signer.sign(m));
-        self.exchange_log(&log, "delivered", None, origin).await?;
+        self.exchange_log(log, "delivered", None, call.origin)
+            .await?;
         Ok(Delivered {
             body: delivery,
             time_s: now_s,

@@ -9,22 +9,16 @@
 //! number). Every outcome is on the audit log and the access log, so the citizen's data tracker
 //! lists each check-in.
 //!
-//! The consumer checks and the provider round trip follow `Platform::exchange_call` step for
-//! step; they are written out here, not shared, so the call's hot path stays as it is while
-//! its caching is reworked.
-
-use std::sync::atomic::Ordering;
+//! The consumer checks, the provider round trip and the delivery are the exchange's own steps
+//! (`Platform::exchange_admit`, `exchange_forward`, `exchange_deliver`), shared with
+//! `Platform::exchange_call`; only the subject (card or e-code) and the forward differ.
 
 use crate::exchange::{
-    ANSWER_BYTES_MAX, CALL_BODY_MAX, CallLog, Delivered, PLATFORM_MEMBER, SignedCall, grant_of_row,
-    message_code, random_nonce, service_of_row,
+    CALL_BODY_MAX, CallLog, Delivered, SignedCall, grant_of_row, service_of_row,
 };
 use crate::{Caller, Platform, PlatformError, Result};
-use exchange::message::{
-    HEADER_MEMBER, HEADER_NONCE, HEADER_REPLY_TO, HEADER_SIGNATURE, HEADER_TIME,
-};
-use exchange::{Envelope, MessageError, MessageKind};
-use store::{Role, StoreError};
+use exchange::{Envelope, MessageKind};
+use store::Role;
 
 /// The police service a check-in goes to.
 pub const IDENTITY_SERVICE: &str = "police.identity-checkin";
@@ -100,45 +94,8 @@ impl Platform {
         };
         log.request_digest = Some(hex::encode_upper(env.digest()));
 
-        // The hotel: a member, its signature, its clock, its nonce (memory, then storage).
-        let member = match self.store.member(&log.consumer).await? {
-            Some(m) if m.status == "active" => m,
-            _ => {
-                let msg = format!("{} is not an active exchange member", log.consumer);
-                return Err(self.refuse(&log, "unknown_member", msg, origin).await);
-            }
-        };
-        let key = crypto::Sm2PublicKey::from_sec1(&member.public_key)
-            .map_err(|e| PlatformError::Unexpected(format!("stored member key: {e}")))?;
-        let now_s = self.clock.now_ms().div_euclid(1000);
-        if let Err(e) = env.verify(&key, call.signature, now_s) {
-            return Err(self
-                .refuse(&log, message_code(&e), e.to_string(), origin)
-                .await);
-        }
-        let fresh = self
-            .exchange
-            .replay
-            .lock()
-            .expect("replay cache lock")
-            .check_and_insert(call.member, call.nonce, call.time_s, now_s);
-        let fresh = match fresh {
-            Ok(()) => match self
-                .store
-                .exchange_nonce_use(call.member, call.nonce, call.time_s * 1000)
-                .await
-            {
-                Ok(()) => Ok(()),
-                Err(StoreError::Conflict(_)) => Err(MessageError::Replay),
-                Err(e) => return Err(e.into()),
-            },
-            Err(e) => Err(e),
-        };
-        if let Err(e) = fresh {
-            return Err(self
-                .refuse(&log, message_code(&e), e.to_string(), origin)
-                .await);
-        }
+        // The hotel: a member, its signature, its clock, its nonce.
+        let (member, now_s) = self.exchange_admit(call, &env, &log).await?;
         if body.service != IDENTITY_SERVICE {
             let msg = format!("a check-in goes to {IDENTITY_SERVICE}");
             return Err(self.refuse(&log, "unknown_service", msg, origin).await);
@@ -235,133 +192,21 @@ impl Platform {
             purpose: &body.purpose,
         })
         .map_err(|e| PlatformError::Unexpected(e.to_string()))?;
-        let fwd_nonce = random_nonce()?;
-        let fwd = Envelope {
-            kind: MessageKind::Forward,
-            member: PLATFORM_MEMBER,
-            time_s: now_s,
-            nonce: &fwd_nonce,
-            service: &service.code,
-            reply_to: "",
-            body: &forward,
-        };
-        log.forward_digest = Some(hex::encode_upper(fwd.digest()));
-        let fwd_sig = fwd.sign_with(|m| self.exchange.signer.sign(m));
-        let transport = self
-            .exchange
-            .transport
-            .read()
-            .expect("transport lock")
-            .clone();
-        let Some(transport) = transport else {
-            let msg = "no provider transport is attached to this process".to_string();
-            return Err(self.fail(&log, "provider_unreachable", msg, origin).await);
-        };
-        let headers = vec![
-            (HEADER_MEMBER, PLATFORM_MEMBER.to_string()),
-            (HEADER_TIME, now_s.to_string()),
-            (HEADER_NONCE, fwd_nonce.clone()),
-            (HEADER_SIGNATURE, fwd_sig),
-        ];
-        let timeout_ms = self.exchange.timeout_ms.load(Ordering::Relaxed);
-        let reply = match transport
-            .post(
-                &service.endpoint,
-                headers,
-                forward,
-                timeout_ms,
-                ANSWER_BYTES_MAX,
-            )
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let code = match e {
-                    crate::exchange::TransportError::Timeout(_) => "provider_timeout",
-                    crate::exchange::TransportError::Unreachable(_) => "provider_unreachable",
-                    crate::exchange::TransportError::TooLarge(_) => "provider_too_large",
-                };
-                return Err(self.fail(&log, code, e.to_string(), origin).await);
-            }
-        };
-        if reply.status != 200 {
-            let msg = format!("the provider answered HTTP {}", reply.status);
-            return Err(self.fail(&log, "provider_status", msg, origin).await);
-        }
+        let answer = self
+            .exchange_forward(&mut log, &service, forward, now_s, origin)
+            .await?;
 
-        // The police's answer: signed by the police, for this forward.
-        let provider =
-            self.store.member(&service.provider).await?.ok_or_else(|| {
-                PlatformError::Unexpected("a service without its provider".into())
-            })?;
-        let pkey = crypto::Sm2PublicKey::from_sec1(&provider.public_key)
-            .map_err(|e| PlatformError::Unexpected(format!("stored member key: {e}")))?;
-        let h = |n: &str| reply.header(n).unwrap_or("");
-        let r_time: i64 = h(HEADER_TIME).parse().unwrap_or(i64::MIN / 2);
-        let renv = Envelope {
-            kind: MessageKind::Response,
-            member: h(HEADER_MEMBER),
-            time_s: r_time,
-            nonce: h(HEADER_NONCE),
-            service: &service.code,
-            reply_to: h(HEADER_REPLY_TO),
-            body: &reply.body,
-        };
-        log.response_digest = Some(hex::encode_upper(renv.digest()));
-        let checked = if renv.member != provider.code {
-            Err(MessageError::Member)
-        } else if !renv.reply_to.eq_ignore_ascii_case(&fwd_nonce) {
-            Err(MessageError::ReplyTo)
-        } else {
-            renv.verify(&pkey, h(HEADER_SIGNATURE), now_s)
-        };
-        if let Err(e) = checked {
-            let msg = format!("the provider's answer was refused: {e}");
-            return Err(self.fail(&log, "provider_signature", msg, origin).await);
-        }
-        let answer: serde_json::Map<String, serde_json::Value> =
-            match serde_json::from_slice(&reply.body) {
-                Ok(a) => a,
-                Err(e) => {
-                    let msg = format!("the provider's answer is not a JSON object: {e}");
-                    return Err(self.fail(&log, "provider_malformed", msg, origin).await);
-                }
-            };
-
-        // Only what the hotel may see, signed.
-        let (data, masked) =
-            exchange::minimise(&service, &answer, &allowed.fields, &allowed.full_fields);
-        log.masked = masked.clone();
-        let delivery = serde_json::to_vec(&serde_json::json!({
-            "service": service.code,
-            "call": call.nonce.to_ascii_lowercase(),
-            "via": body.via,
-            "data": data,
-            "masked": masked,
-            "legal_basis": allowed.legal_basis,
-            "consent": null,
-        }))
-        .map_err(|e| PlatformError::Unexpected(e.to_string()))?;
-        let d_nonce = random_nonce()?;
-        let denv = Envelope {
-            kind: MessageKind::Delivery,
-            member: PLATFORM_MEMBER,
-            time_s: now_s,
-            nonce: &d_nonce,
-            service: &service.code,
-            reply_to: call.nonce,
-            body: &delivery,
-        };
-        log.delivery_digest = Some(hex::encode_upper(denv.digest()));
-        let signature = denv.sign_with(|m| self.exchange.signer.sign(m));
-        self.exchange_log(&log, "delivered", None, origin).await?;
-        Ok(Delivered {
-            body: delivery,
-            time_s: now_s,
-            nonce: d_nonce,
-            reply_to: call.nonce.to_ascii_lowercase(),
-            signature,
-        })
+        // Only what the hotel may see, signed (no consent: the register is required by law).
+        self.exchange_deliver(
+            &mut log,
+            &service,
+            call,
+            &answer,
+            &allowed,
+            Some(&body.via),
+            now_s,
+        )
+        .await
     }
 
     /// The ID number and name of a card's holder, from the resident base (not audited here:
