@@ -345,8 +345,10 @@ async fn concurrent_uploads_for_one_merchant_all_post(f: Fixture) {
 }
 
 /// A transit merchant's rides earn the holder points once per ride: the same upload again (a
-/// terminal resending after a lost answer, or after a crash between the posting and the
-/// earning) earns nothing twice, and a later upload earns for its new rides only.
+/// terminal resending after a lost answer) earns nothing twice, a later upload earns for its
+/// new rides only, and a shop earns nothing. (That a resend also earns what a crash between
+/// posting and earning left unearned follows from earning by the ride's event id; no test
+/// here crashes the platform at that point.)
 async fn rides_earn_points_once_also_when_resent(f: Fixture) {
     let p = &f.p;
     p.set_master_keys(masters(&f));
