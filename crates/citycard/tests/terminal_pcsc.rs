@@ -5,20 +5,22 @@
 //! charges the full fare, the second a transfer priced from the card's own transit record; both
 //! records are queued durably and the card's image (saved by the virtual reader) is debited.
 //!
-//! The vpcd port is fixed (35963): this test and `pcsc-link`'s share pcscd, so it runs alone in
-//! its binary. Fails, never skips, when pcscd or the vpcd driver are missing.
+//! pcscd is one per machine: this test and `pcsc-link`'s share it, so it runs alone in its
+//! binary. `ensure_pcscd` starts pcscd with its vpcd reader on a free port (Debian's fixed 35963
+//! can be held by a client connection of the tests before). Fails, never skips, when pcscd or
+//! the vpcd driver are missing.
 
 use chip::{BcdDate, BcdTime, CardImage, TerminalId};
 use pcsc_link::PcscChannel;
 use pcsc_link::daemon::{PACKAGES, ensure_pcscd};
-use pcsc_link::vpcd::{VirtualCard, VpcdConfig, spawn};
+use pcsc_link::vpcd::{VirtualCard, spawn};
 use terminal_agent::{Agent, Limits, Ride, TapRequest};
 
 const READER: &str = "Virtual PCD 00 00";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tap_reaches_the_card_through_pcscd() {
-    let _pcscd = ensure_pcscd().unwrap_or_else(|e| panic!("{e}"));
+    let pcscd = ensure_pcscd().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
 
     // A development-key card loaded with 50 yuan, presented in the virtual reader.
@@ -42,7 +44,7 @@ async fn a_tap_reaches_the_card_through_pcscd() {
     std::fs::write(&image_path, card.image().to_json()).unwrap();
     let link = spawn(
         VirtualCard::from_file(&image_path).unwrap(),
-        VpcdConfig::default(),
+        pcscd.vpcd_config(),
     )
     .unwrap_or_else(|e| {
         panic!("{e}\n(needs pcscd with the vpcd driver: apt-get install {PACKAGES})")

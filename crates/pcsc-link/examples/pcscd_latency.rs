@@ -16,7 +16,7 @@ use crypto::{Algorithm, MasterKeys};
 use pcsc_link::PcscChannel;
 use pcsc_link::bench::{measure_purchases, percentile};
 use pcsc_link::daemon::ensure_pcscd;
-use pcsc_link::vpcd::{VirtualCard, VpcdConfig, spawn};
+use pcsc_link::vpcd::{VirtualCard, spawn};
 
 /// Counts the APDUs a flow sends over a channel.
 struct Counting<C> {
@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(other) => return Err(format!("algorithm {other:?}: 3des or sm4").into()),
     };
 
-    let _pcscd = ensure_pcscd()?;
+    let pcscd = ensure_pcscd()?;
     let start = BcdDate::parse("20250101")?;
     let record = PersonalizationRecord {
         card_number: CardNumber::parse("4101000000000018")?,
@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // In memory: the bench measures the PC/SC path, not the image file's fsync.
     let link = spawn(
         VirtualCard::new(chip::Card::from_image(image), None),
-        VpcdConfig::default(),
+        pcscd.vpcd_config(),
     )?;
     let mut card = Counting {
         inner: PcscChannel::connect(Some("Virtual PCD"), 15_000)?,

@@ -1,6 +1,6 @@
 //! The emulated card on the real PC/SC stack: pcscd + vsmartcard-vpcd + the `pcsc` crate.
 //!
-//! The vpcd port is fixed at 35963, so everything that touches pcscd runs in this one test,
+//! pcscd is one per machine, so everything that touches it runs in this one test,
 //! step by step. It starts pcscd itself when none is running, and fails (never skips) with
 //! the packages to install when pcscd, the vpcd driver or the outside tools are missing.
 
@@ -19,7 +19,7 @@ use keys::master::{
 use pcsc_link::PcscChannel;
 use pcsc_link::bench::measure_purchases;
 use pcsc_link::daemon::{PACKAGES, ensure_pcscd, require_tool};
-use pcsc_link::vpcd::{VirtualCard, VpcdConfig, spawn};
+use pcsc_link::vpcd::{VirtualCard, spawn};
 
 const READER: &str = "Virtual PCD 00 00";
 const CARD_NUMBER: &str = "4101000000000018";
@@ -84,7 +84,7 @@ fn parse_opensc(out: &str) -> Vec<(Vec<u8>, u16)> {
 
 #[test]
 fn card_on_pcscd_purchase_load_outside_tool_and_latency() {
-    let _pcscd = ensure_pcscd().unwrap_or_else(|e| panic!("{e}"));
+    let pcscd = ensure_pcscd().unwrap_or_else(|e| panic!("{e}"));
     require_tool("opensc-tool").unwrap_or_else(|e| panic!("{e}"));
 
     // Host side: the master-key store with the development key set.
@@ -99,7 +99,7 @@ fn card_on_pcscd_purchase_load_outside_tool_and_latency() {
     let card = personalize(&record(), &MasterKeys::test_set()).unwrap();
     std::fs::write(&image_path, card.image().to_json()).unwrap();
     let virtual_card = VirtualCard::from_file(&image_path).unwrap();
-    let link = spawn(virtual_card, VpcdConfig::default()).unwrap_or_else(|e| {
+    let link = spawn(virtual_card, pcscd.vpcd_config()).unwrap_or_else(|e| {
         panic!("{e}\n(needs pcscd with the vpcd driver: apt-get install {PACKAGES})")
     });
 

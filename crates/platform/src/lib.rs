@@ -72,6 +72,8 @@ pub struct Platform {
     channels: Arc<std::sync::RwLock<Vec<Arc<dyn channel::PaymentChannel>>>>,
     /// The group commit of payments and fees, started at the first payment.
     payments: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<money::PaymentJob>>>,
+    /// The group commit of terminals' named upload batches, started at the first upload.
+    uploads: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<purchases::UploadJob>>>,
     /// Ledger account ids by natural key (ids never change).
     account_ids: Arc<std::sync::Mutex<std::collections::HashMap<::ledger::AccountKey, i64>>>,
     /// Where clearing windows are cut (default 23:00 in the city).
@@ -149,6 +151,7 @@ impl Platform {
             masters: Arc::default(),
             channels: Arc::default(),
             payments: Arc::default(),
+            uploads: Arc::default(),
             account_ids: Arc::default(),
             windows: ::ledger::WindowCalendar::default(),
             notify: Arc::default(),

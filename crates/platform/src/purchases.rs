@@ -15,7 +15,10 @@ use chip::host::{RawUpload, UploadRecord};
 use keys::master::{KeyRef, MasterKeyError, MasterPurpose, PurchaseTacCheck, PurchaseTacFields};
 use std::sync::Arc;
 use store::Role;
-use store::purchases::{IngestOutcome, NewPurchase, PURCHASE_BATCH_MAX, PurchaseBatch};
+use store::purchases::{
+    IngestOutcome, KeptBatch, KeptIngest, KeptUpload, NewPurchase, PURCHASE_BATCH_MAX,
+    PurchaseBatch, UPLOADS_PER_GROUP_MAX,
+};
 
 /// At most this many records per upload.
 pub const UPLOAD_RECORDS_MAX: usize = PURCHASE_BATCH_MAX;
@@ -71,16 +74,180 @@ impl IngestCounts {
     }
 }
 
+/// How an answer is made of every record's result, in the upload's order.
+pub type Encode = Arc<dyn Fn(&[PurchaseResult]) -> Vec<u8> + Send + Sync>;
+
 /// A terminal's named batch whose answer is kept with its postings.
-pub struct KeepAnswer<'a> {
-    pub terminal: &'a str,
-    pub batch_id: &'a str,
+pub struct KeepAnswer {
+    pub terminal: String,
+    pub batch_id: String,
     /// SM3 of the request body, hex.
-    pub digest: &'a str,
+    pub digest: String,
     /// Records in the upload.
     pub records: usize,
     /// The answer (bytes) made of every record's result, in the upload's order.
-    pub encode: &'a (dyn Fn(&[PurchaseResult]) -> Vec<u8> + Send + Sync),
+    pub encode: Encode,
+}
+
+/// One terminal's named upload waiting for the group commit ([`run_upload_queue`]).
+pub(crate) struct UploadJob {
+    caller: Caller,
+    merchant: String,
+    purchases: Vec<NewPurchase>,
+    /// Records in the terminal's upload (the batch row's count, PSAM refusals included), and
+    /// the records checked here and refused before posting (for the audit entry).
+    records: usize,
+    checked: usize,
+    refused: usize,
+    windows: WindowCalendar,
+    terminal: String,
+    batch_id: String,
+    digest: String,
+    answer: Arc<dyn Fn(&[IngestOutcome]) -> Vec<u8> + Send + Sync>,
+    reply: tokio::sync::oneshot::Sender<Result<KeptIngest>>,
+}
+
+/// Uploads queued at most this deep before callers wait.
+const UPLOAD_QUEUE_MAX: usize = 4_096;
+
+/// Writes a group of uploads in one store transaction, each into the window open now.
+async fn ingest_group(
+    store: &dyn store::Store,
+    jobs: &[UploadJob],
+    now_ms: i64,
+) -> store::Result<Vec<KeptIngest>> {
+    let windows: Vec<(String, i64)> = jobs
+        .iter()
+        .map(|j| {
+            let w = j.windows.window_of(now_ms);
+            (w.to_string(), j.windows.start_ms(w))
+        })
+        .collect();
+    let uploads: Vec<KeptUpload<'_>> = jobs
+        .iter()
+        .zip(&windows)
+        .map(|(j, (window, start))| KeptUpload {
+            batch: PurchaseBatch {
+                merchant: &j.merchant,
+                purchases: &j.purchases,
+                window,
+                window_start_ms: *start,
+            },
+            kept: KeptBatch {
+                terminal: &j.terminal,
+                batch_id: &j.batch_id,
+                kind: "card",
+                digest: &j.digest,
+                records: j.records as i64,
+                answer: &*j.answer,
+            },
+            audit: j.caller.draft(
+                "purchase.ingest",
+                format!("merchant:{}", j.merchant),
+                format!(
+                    "{} records ({} refused before posting), batch {}, window {window}",
+                    j.checked, j.refused, j.batch_id
+                ),
+            ),
+        })
+        .collect();
+    store.purchases_ingest_uploads(&uploads, now_ms).await
+}
+
+/// The group commit of terminals' named uploads: whatever is queued when the store is free goes
+/// in one transaction (`PurchaseStore::purchases_ingest_uploads`: the uploads of one merchant
+/// planned and written together, each with its own batch row, answer and audit entry), so a
+/// fleet uploading at once shares reads, writes and commits instead of queueing for the one
+/// writer upload by upload; alone, an upload waits for nothing. A group that fails is retried
+/// upload by upload, so one failing upload fails alone.
+async fn run_upload_queue(
+    store: Arc<dyn store::Store>,
+    clock: Arc<dyn crate::clock::Clock>,
+    mut rx: tokio::sync::mpsc::Receiver<UploadJob>,
+) {
+    let mut held: Option<UploadJob> = None;
+    loop {
+        let first = match held.take() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => return,
+            },
+        };
+        let mut records = first.purchases.len();
+        let mut jobs = vec![first];
+        while jobs.len() < UPLOADS_PER_GROUP_MAX {
+            match rx.try_recv() {
+                Ok(j) if records + j.purchases.len() > PURCHASE_BATCH_MAX => {
+                    held = Some(j);
+                    break;
+                }
+                Ok(j) => {
+                    records += j.purchases.len();
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let now = clock.now_ms();
+        tracing::debug!(uploads = jobs.len(), records, "upload group");
+        match ingest_group(&*store, &jobs, now).await {
+            Ok(answers) if answers.len() == jobs.len() => {
+                for (j, a) in jobs.into_iter().zip(answers) {
+                    let _ = j.reply.send(Ok(a));
+                }
+            }
+            group => {
+                if let Err(e) = &group {
+                    tracing::warn!(error = %e, uploads = jobs.len(), "upload group failed");
+                }
+                for j in jobs {
+                    let one = ingest_group(&*store, std::slice::from_ref(&j), now)
+                        .await
+                        .map_err(PlatformError::from)
+                        .and_then(|mut a| {
+                            a.pop().ok_or_else(|| {
+                                PlatformError::Unexpected("no answer for the upload".into())
+                            })
+                        });
+                    let _ = j.reply.send(one);
+                }
+            }
+        }
+    }
+}
+
+/// Every record's result: the checks' refusals in place, the store's outcomes in order.
+fn merge_results(checked: &[Checked], outcomes: &[IngestOutcome]) -> Vec<PurchaseResult> {
+    let mut outcomes = outcomes.iter();
+    checked
+        .iter()
+        .map(|c| match c {
+            Checked::Bad(r) => r.clone(),
+            Checked::Good(..) => match outcomes.next() {
+                Some(IngestOutcome::Posted {
+                    id,
+                    window,
+                    transfer_id,
+                    flags,
+                }) => PurchaseResult::Posted {
+                    id: *id,
+                    window: window.clone(),
+                    transfer_id: *transfer_id,
+                    flags: *flags,
+                },
+                Some(IngestOutcome::Duplicate { id, window }) => PurchaseResult::Duplicate {
+                    id: *id,
+                    window: window.clone(),
+                },
+                // The store answers every purchase it is given; the caller checks the count.
+                None => PurchaseResult::Malformed {
+                    field: "record".into(),
+                    reason: "no answer from the store".into(),
+                },
+            },
+        })
+        .collect()
 }
 
 /// What an ingest with a kept batch did.
@@ -219,7 +386,7 @@ impl Platform {
         caller: &Caller,
         merchant: &str,
         records: Vec<RawUpload>,
-        keep: Option<&KeepAnswer<'_>>,
+        keep: Option<KeepAnswer>,
     ) -> Result<Kept> {
         may_ingest(caller)?;
         if records.len() > UPLOAD_RECORDS_MAX {
@@ -279,59 +446,34 @@ impl Platform {
             })
             .collect();
 
-        let now = self.clock.now_ms();
-        let window = self.windows.window_of(now);
-        let window_text = window.to_string();
         let bad = checked.len() - purchases.len();
-        let draft = caller.draft(
-            "purchase.ingest",
-            format!("merchant:{merchant}"),
-            format!(
-                "{} records ({} refused before posting), window {window_text}",
-                checked.len(),
-                bad
-            ),
-        );
-        let batch = PurchaseBatch {
-            merchant,
-            purchases: &purchases,
-            window: &window_text,
-            window_start_ms: self.windows.start_ms(window),
-        };
-        // Every record's result: the checks' refusals in place, the store's outcomes in order.
-        let merge = |outcomes: &[IngestOutcome]| -> Vec<PurchaseResult> {
-            assert_eq!(
-                outcomes.len(),
-                purchases.len(),
-                "the store answers every purchase it is given"
-            );
-            let mut outcomes = outcomes.iter();
-            checked
-                .iter()
-                .map(|c| match c {
-                    Checked::Bad(r) => r.clone(),
-                    Checked::Good(..) => match outcomes.next().expect("counted above") {
-                        IngestOutcome::Posted {
-                            id,
-                            window,
-                            transfer_id,
-                            flags,
-                        } => PurchaseResult::Posted {
-                            id: *id,
-                            window: window.clone(),
-                            transfer_id: *transfer_id,
-                            flags: *flags,
-                        },
-                        IngestOutcome::Duplicate { id, window } => PurchaseResult::Duplicate {
-                            id: *id,
-                            window: window.clone(),
-                        },
-                    },
-                })
-                .collect()
-        };
+        // Every ride the platform holds earns points once: earning is idempotent by the ride's
+        // event id (card and offline counter), so a duplicate or a stored answer earns what a
+        // crash between the posting and the earning may have left unearned, and no more.
+        let rides: Vec<(String, u16)> = purchases
+            .iter()
+            .map(|p| (p.card_number.clone(), p.offline_counter))
+            .collect();
         let out = match keep {
             None => {
+                let now = self.clock.now_ms();
+                let window = self.windows.window_of(now);
+                let window_text = window.to_string();
+                let draft = caller.draft(
+                    "purchase.ingest",
+                    format!("merchant:{merchant}"),
+                    format!(
+                        "{} records ({} refused before posting), window {window_text}",
+                        checked.len(),
+                        bad
+                    ),
+                );
+                let batch = PurchaseBatch {
+                    merchant,
+                    purchases: &purchases,
+                    window: &window_text,
+                    window_start_ms: self.windows.start_ms(window),
+                };
                 let outcomes = self.store.purchases_ingest(&batch, draft, now).await?;
                 if outcomes.len() != purchases.len() {
                     return Err(PlatformError::Unexpected(
@@ -339,32 +481,53 @@ impl Platform {
                     ));
                 }
                 Ok(Kept::Ingested {
-                    results: merge(&outcomes),
+                    results: merge_results(&checked, &outcomes),
                     answer: Vec::new(),
                 })
             }
             Some(k) => {
-                let answer = |o: &[IngestOutcome]| (k.encode)(&merge(o));
-                let kept = store::purchases::KeptBatch {
-                    terminal: k.terminal,
-                    batch_id: k.batch_id,
-                    kind: "card",
-                    digest: k.digest,
-                    records: k.records as i64,
-                    answer: &answer,
+                let checked = Arc::new(checked);
+                let answer: Arc<dyn Fn(&[IngestOutcome]) -> Vec<u8> + Send + Sync> = {
+                    let (checked, encode) = (checked.clone(), k.encode.clone());
+                    Arc::new(move |o: &[IngestOutcome]| encode(&merge_results(&checked, o)))
                 };
-                match self
-                    .store
-                    .purchases_ingest_kept(&batch, &kept, draft, now)
-                    .await?
-                {
-                    store::purchases::KeptIngest::Ingested { outcomes, answer } => {
+                let own = purchases.len();
+                let (reply, answered) = tokio::sync::oneshot::channel();
+                let job = UploadJob {
+                    caller: caller.clone(),
+                    merchant: merchant.to_string(),
+                    purchases,
+                    records: k.records,
+                    checked: checked.len(),
+                    refused: bad,
+                    windows: self.windows,
+                    terminal: k.terminal.clone(),
+                    batch_id: k.batch_id.clone(),
+                    digest: k.digest.clone(),
+                    answer,
+                    reply,
+                };
+                self.upload_queue().send(job).await.map_err(|_| {
+                    PlatformError::Unexpected("the upload writer has stopped".into())
+                })?;
+                let done = answered.await.map_err(|_| {
+                    PlatformError::Unexpected("the upload writer dropped an upload".into())
+                })?;
+                match done? {
+                    KeptIngest::Ingested { outcomes, answer } => {
+                        if outcomes.len() != own {
+                            return Err(PlatformError::Unexpected(
+                                "the store answered another number of purchases than it was \
+                                 given"
+                                    .into(),
+                            ));
+                        }
                         Ok(Kept::Ingested {
-                            results: merge(&outcomes),
+                            results: merge_results(&checked, &outcomes),
                             answer,
                         })
                     }
-                    store::purchases::KeptIngest::Stored(row) => {
+                    KeptIngest::Stored(row) => {
                         if row.digest == k.digest {
                             Ok(Kept::Stored(row.answer))
                         } else {
@@ -378,17 +541,18 @@ impl Platform {
                 }
             }
         };
-        // Every ride the platform holds earns points once: earning is idempotent by the ride's
-        // event id (card and offline counter), so a duplicate or a stored answer earns what a
-        // crash between the posting and the earning may have left unearned, and no more.
         if out.is_ok() {
-            let rides: Vec<(String, u16)> = purchases
-                .iter()
-                .map(|p| (p.card_number.clone(), p.offline_counter))
-                .collect();
             self.rides_earned(caller, merchant, &rides).await;
         }
         out
+    }
+
+    fn upload_queue(&self) -> &tokio::sync::mpsc::Sender<UploadJob> {
+        self.uploads.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(UPLOAD_QUEUE_MAX);
+            tokio::spawn(run_upload_queue(self.store.clone(), self.clock.clone(), rx));
+            tx
+        })
     }
 
     /// Parses and TAC-checks an upload on [`TAC_THREADS`] blocking threads (key stores may

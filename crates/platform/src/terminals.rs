@@ -3,7 +3,7 @@
 //! key, every later request authenticated by its signature (`terminals` crate: canonical
 //! form, clock window, replay cache), and the parameters a terminal downloads.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::{Caller, Platform, PlatformError, Result};
 use store::{MerchantRow, Role, StoreError, TerminalRow};
@@ -24,10 +24,54 @@ pub const CATEGORIES: [&str; 9] = [
     "government",
 ];
 
-/// The replay cache of terminal nonces, one per process.
+/// The replay cache of terminal nonces, one per process, and the group commit of "last seen".
 #[derive(Default)]
 pub struct TerminalAuth {
     replay: Mutex<ReplayCache>,
+    seen: std::sync::OnceLock<tokio::sync::mpsc::Sender<SeenJob>>,
+}
+
+/// An authenticated request's "last seen", waiting for the group commit.
+pub(crate) struct SeenJob {
+    terminal: String,
+    at_ms: i64,
+    reply: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+/// "Last seen" updates queued at most this deep before callers wait.
+const SEEN_QUEUE_MAX: usize = 4_096;
+/// At most this many "last seen" updates in one statement.
+const SEEN_GROUP_MAX: usize = 1_024;
+
+/// The group commit of "last seen": whatever is queued when the store is free goes in one
+/// statement (`TerminalFleetStore::terminals_seen`), so a fleet's requests do not take the one
+/// writer request by request; alone, an update waits for nothing.
+async fn run_seen_queue(
+    store: Arc<dyn store::Store>,
+    mut rx: tokio::sync::mpsc::Receiver<SeenJob>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < SEEN_GROUP_MAX {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let seen: Vec<(String, i64)> = jobs.iter().map(|j| (j.terminal.clone(), j.at_ms)).collect();
+        let done = store.terminals_seen(&seen).await;
+        if let Err(e) = &done {
+            tracing::warn!(error = %e, terminals = jobs.len(), "recording terminals seen failed");
+        }
+        for j in jobs {
+            let _ = j.reply.send(match &done {
+                Ok(()) => Ok(()),
+                Err(e) => Err(PlatformError::Unexpected(format!(
+                    "recording the terminal as seen: {e}"
+                ))),
+            });
+        }
+    }
 }
 
 /// Who a signed request comes from.
@@ -322,14 +366,35 @@ impl Platform {
             .expect("replay cache lock")
             .check_and_insert(parts.terminal_id, parts.nonce, parts.time_s, now_s)
             .map_err(refuse)?;
-        self.store
-            .terminal_seen(&t.id, self.clock.now_ms(), None)
-            .await?;
+        self.terminal_seen_now(&t.id).await?;
         Ok(TerminalCaller {
             terminal: t.id,
             merchant: t.merchant,
             kind: t.kind,
         })
+    }
+
+    /// Records that the terminal made an authenticated request now, group-committed with the
+    /// fleet's concurrent requests; returns once it is stored.
+    async fn terminal_seen_now(&self, terminal: &str) -> Result<()> {
+        let queue = self.terminal_auth.seen.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(SEEN_QUEUE_MAX);
+            tokio::spawn(run_seen_queue(self.store.clone(), rx));
+            tx
+        });
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let job = SeenJob {
+            terminal: terminal.to_string(),
+            at_ms: self.clock.now_ms(),
+            reply,
+        };
+        queue
+            .send(job)
+            .await
+            .map_err(|_| PlatformError::Unexpected("the last-seen writer has stopped".into()))?;
+        done.await.map_err(|_| {
+            PlatformError::Unexpected("the last-seen writer dropped an update".into())
+        })?
     }
 
     /// The parameters a terminal downloads (fares, deny-list version and key, clock). With
@@ -522,17 +587,17 @@ impl Platform {
         records: Vec<chip::host::RawUpload>,
         batch_id: &str,
         digest: &str,
-        encode: &(dyn Fn(&[crate::purchases::PurchaseResult]) -> Vec<u8> + Send + Sync),
+        encode: crate::purchases::Encode,
     ) -> Result<Vec<u8>> {
         check_batch_id(batch_id)?;
         let keep = crate::purchases::KeepAnswer {
-            terminal: &t.terminal,
-            batch_id,
-            digest,
+            terminal: t.terminal.clone(),
+            batch_id: batch_id.to_string(),
+            digest: digest.to_string(),
             records: records.len(),
             encode,
         };
-        match self.terminal_upload_kept(t, records, Some(&keep)).await? {
+        match self.terminal_upload_kept(t, records, Some(keep)).await? {
             crate::purchases::Kept::Ingested { answer, .. } => Ok(answer),
             crate::purchases::Kept::Stored(answer) => Ok(answer),
         }
@@ -542,7 +607,7 @@ impl Platform {
         &self,
         t: &TerminalCaller,
         records: Vec<chip::host::RawUpload>,
-        keep: Option<&crate::purchases::KeepAnswer<'_>>,
+        keep: Option<crate::purchases::KeepAnswer>,
     ) -> Result<crate::purchases::Kept> {
         use crate::purchases::{KeepAnswer, Kept, PurchaseResult, UPLOAD_RECORDS_MAX};
         if records.len() > UPLOAD_RECORDS_MAX {
@@ -585,31 +650,17 @@ impl Platform {
                 }));
             }
         }
-        // Every record's result: the PSAM refusals in place, the ingest's results in order.
-        let fill = |posted: &[PurchaseResult]| -> Vec<PurchaseResult> {
-            let mut posted = posted.iter();
-            slots
-                .iter()
-                .map(|s| match s {
-                    Some(r) => r.clone(),
-                    None => posted.next().expect("one result per own record").clone(),
-                })
-                .collect()
-        };
-        let encode_all = keep.map(|k| move |r: &[PurchaseResult]| (k.encode)(&fill(r)));
-        let inner = match (keep, &encode_all) {
-            (Some(k), Some(e)) => Some(KeepAnswer {
-                terminal: k.terminal,
-                batch_id: k.batch_id,
-                digest: k.digest,
-                records: k.records,
-                encode: e,
-            }),
-            _ => None,
-        };
+        let slots = Arc::new(slots);
+        let inner = keep.map(|k| {
+            let (slots, encode) = (slots.clone(), k.encode.clone());
+            KeepAnswer {
+                encode: Arc::new(move |r: &[PurchaseResult]| encode(&fill(&slots, r))),
+                ..k
+            }
+        });
         let own_count = own.len();
         match self
-            .ingest_purchases_kept(&acting, &t.merchant, own, inner.as_ref())
+            .ingest_purchases_kept(&acting, &t.merchant, own, inner)
             .await?
         {
             Kept::Ingested { results, answer } => {
@@ -619,13 +670,34 @@ impl Platform {
                     ));
                 }
                 Ok(Kept::Ingested {
-                    results: fill(&results),
+                    results: fill(&slots, &results),
                     answer,
                 })
             }
             stored => Ok(stored),
         }
     }
+}
+
+/// Every record's result: the PSAM refusals in place, the ingest's results in order.
+fn fill(
+    slots: &[Option<crate::purchases::PurchaseResult>],
+    posted: &[crate::purchases::PurchaseResult],
+) -> Vec<crate::purchases::PurchaseResult> {
+    let mut posted = posted.iter();
+    slots
+        .iter()
+        .map(|s| match s {
+            Some(r) => r.clone(),
+            None => posted
+                .next()
+                .cloned()
+                .unwrap_or(crate::purchases::PurchaseResult::Malformed {
+                    field: "record".into(),
+                    reason: "no answer from the ingest".into(),
+                }),
+        })
+        .collect()
 }
 
 /// One terminal of the fleet: registration, bound PSAM, last report.

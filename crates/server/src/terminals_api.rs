@@ -519,7 +519,13 @@ pub async fn upload(
         // The answer is stored with the postings, in their transaction.
         Some(id) => {
             s.platform
-                .terminal_upload_batch(&t, records, &id, &digest, &upload_answer)
+                .terminal_upload_batch(
+                    &t,
+                    records,
+                    &id,
+                    &digest,
+                    std::sync::Arc::new(upload_answer),
+                )
                 .await?
         }
         None => upload_answer(&s.platform.terminal_upload(&t, records).await?),

@@ -1,4 +1,5 @@
-//! Offline purchases on PostgreSQL. One transaction per batch that first takes the audit
+//! Offline purchases on PostgreSQL. One transaction per batch (or per group of concurrent
+//! terminal uploads) that first takes the audit
 //! head's lock (as every audited transaction does, so batches — also concurrent batches for
 //! one hot merchant — queue there in one order and never deadlock), then reads the highest
 //! counter of each card and the stored purchases the batch repeats, finds or opens the
@@ -12,7 +13,7 @@
 
 use crate::ledger::insert_planned;
 use crate::terminal_fleet::{batch_stored, batch_write};
-use crate::{PgStore, append_audit, db, lock_head};
+use crate::{PgStore, append_audit, append_audit_many, db, lock_head};
 use ::ledger::offline::{Accounts, Known, Prior, plan};
 use ::ledger::{AccountKey, AccountKind, Balance, Owner, Transfer, Unit};
 use async_trait::async_trait;
@@ -21,9 +22,9 @@ use sqlx::postgres::{PgConnection, PgRow};
 use std::collections::HashMap;
 use store::ledger::decode_balance;
 use store::purchases::{
-    IngestOutcome, KeptBatch, KeptIngest, PURCHASE_BATCH_MAX, PurchaseBatch, PurchaseRow,
-    PurchaseStore, batch_cards, decode_flags, kept_row, ledger_purchases, new_rows, outcomes,
-    transfer_key_prefix, transfer_memo,
+    IngestOutcome, KeptBatch, KeptIngest, KeptUpload, PURCHASE_BATCH_MAX, PurchaseBatch,
+    PurchaseRow, PurchaseStore, batch_cards, check_group, decode_flags, group_plan, joined,
+    kept_row, ledger_purchases, new_rows, outcomes, transfer_key_prefix, transfer_memo,
 };
 use store::{Result, StoreError};
 
@@ -290,15 +291,111 @@ async fn known(
     Ok(known)
 }
 
+/// Plans and writes one batch in the caller's transaction (which holds the head lock): reads
+/// what the plan needs, then the aggregated transfers, their postings, the balances and the
+/// purchase rows.
+async fn post_batch(
+    tx: &mut PgConnection,
+    batch: &PurchaseBatch<'_>,
+    now_ms: i64,
+) -> Result<Vec<IngestOutcome>> {
+    let n = batch.purchases.len();
+    let cards = batch_cards(batch);
+    let known = known(&mut *tx, batch, &cards).await?;
+    let (accounts, before) = batch_accounts(&mut *tx, &cards, batch.merchant, now_ms).await?;
+    let mut balances = before.clone();
+    // Ids for every record (those of repeats stay unused): the sequence never repeats, so
+    // the first id also names this batch's transfers.
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT nextval('purchases_id_seq') FROM generate_series(1, $1)")
+            .bind(n as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+    let plan = plan(
+        &ledger_purchases(batch),
+        &known,
+        &accounts,
+        &mut balances,
+        batch.window_start_ms,
+        &transfer_key_prefix(ids[0]),
+        &transfer_memo(batch),
+    )
+    .map_err(|e| StoreError::Corrupt(format!("offline purchases could not be planned: {e}")))?;
+    let transfers: Vec<&Transfer> = plan.transfers.iter().collect();
+    let transfer_ids =
+        insert_planned(&mut *tx, &transfers, &before, &plan.balances, now_ms).await?;
+    let rows = new_rows(&plan.verdicts, &ids);
+    let k = rows.len();
+    let mut c = Cols::with_capacity(k);
+    for (i, id, t, flags) in &rows {
+        let p = &batch.purchases[*i];
+        c.id.push(*id);
+        c.card.push(p.card_number.as_str());
+        c.counter.push(i64::from(p.offline_counter));
+        c.terminal.push(p.terminal_id.as_str());
+        c.serial.push(i64::from(p.terminal_serial));
+        c.amount.push(i64::from(p.amount_fen));
+        c.tx_type.push(i64::from(p.tx_type));
+        c.alg.push(i64::from(p.algorithm_id));
+        c.tx_ms.push(p.tx_ms);
+        c.before.push(i64::from(p.balance_before_fen));
+        c.tac.push(p.tac.to_vec());
+        c.transfer.push(t.map(|t| transfer_ids[t]));
+        c.flags.push(flags.bits());
+        c.gap_first.push(flags.gap.map(|g| i64::from(g.0)));
+        c.gap_last.push(flags.gap.map(|g| i64::from(g.1)));
+        c.shortfall.push(flags.shortfall.get());
+    }
+    if k > 0 {
+        sqlx::query(
+            "INSERT INTO purchases (id, card_number, offline_counter, merchant, terminal_id, \
+             terminal_serial, amount_fen, tx_type, algorithm_id, tx_ms, balance_before_fen, \
+             tac, window_id, transfer_id, flags, gap_first, gap_last, shortfall_fen, \
+             ingested_ms) \
+             SELECT id, card, counter, $17, terminal, serial, amount, tx_type, alg, tx_ms, \
+             before, tac, $18, transfer, flags, gap_first, gap_last, shortfall, $19 \
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], \
+               $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
+               $11::bytea[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], \
+               $16::bigint[]) \
+             AS v(id, card, counter, terminal, serial, amount, tx_type, alg, tx_ms, before, \
+               tac, transfer, flags, gap_first, gap_last, shortfall)",
+        )
+        .bind(&c.id)
+        .bind(&c.card)
+        .bind(&c.counter)
+        .bind(&c.terminal)
+        .bind(&c.serial)
+        .bind(&c.amount)
+        .bind(&c.tx_type)
+        .bind(&c.alg)
+        .bind(&c.tx_ms)
+        .bind(&c.before)
+        .bind(&c.tac)
+        .bind(&c.transfer)
+        .bind(&c.flags)
+        .bind(&c.gap_first)
+        .bind(&c.gap_last)
+        .bind(&c.shortfall)
+        .bind(batch.merchant)
+        .bind(batch.window)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    Ok(outcomes(&plan.verdicts, &rows, &transfer_ids, batch.window))
+}
+
 impl PgStore {
-    /// One ingest transaction, with the terminal's batch row when `kept`.
+    /// One ingest transaction for a batch without a batch row.
     async fn ingest(
         &self,
         batch: &PurchaseBatch<'_>,
-        kept: Option<&KeptBatch<'_>>,
         audit: audit::Draft,
         now_ms: i64,
-    ) -> Result<KeptIngest> {
+    ) -> Result<Vec<IngestOutcome>> {
         let n = batch.purchases.len();
         if n > PURCHASE_BATCH_MAX {
             return Err(StoreError::TooMany {
@@ -306,131 +403,90 @@ impl PgStore {
                 max: PURCHASE_BATCH_MAX,
             });
         }
-        if n == 0 && kept.is_none() {
-            return Ok(KeptIngest::Ingested {
-                outcomes: Vec::new(),
-                answer: Vec::new(),
-            });
+        if n == 0 {
+            return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
-        // The head lock serializes ingests, so the batch check below cannot race a resend.
         lock_head(&mut tx).await?;
-        if let Some(k) = kept {
-            if let Some(stored) = batch_stored(&mut tx, k.terminal, k.batch_id).await? {
-                return Ok(KeptIngest::Stored(stored));
-            }
-            if n == 0 {
-                let answer = (k.answer)(&[]);
-                if !batch_write(&mut tx, &kept_row(k, answer.clone(), now_ms)).await? {
-                    return Err(StoreError::Conflict(format!("batch {}", k.batch_id)));
+        let outcomes = post_batch(&mut tx, batch, now_ms).await?;
+        append_audit(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(outcomes)
+    }
+
+    /// One transaction for a group of terminals' uploads (see `group_plan`).
+    async fn ingest_uploads(
+        &self,
+        uploads: &[KeptUpload<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<KeptIngest>> {
+        check_group(uploads)?;
+        if uploads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // The head lock serializes ingests, so the batch checks below cannot race a resend.
+        lock_head(&mut tx).await?;
+        let mut answers: Vec<Option<KeptIngest>> = Vec::with_capacity(uploads.len());
+        for u in uploads {
+            answers.push(
+                batch_stored(&mut tx, u.kept.terminal, u.kept.batch_id)
+                    .await?
+                    .map(KeptIngest::Stored),
+            );
+        }
+        let stored: Vec<bool> = answers.iter().map(Option::is_some).collect();
+        let group = group_plan(uploads, &stored);
+        let mut drafts = Vec::new();
+        for post in &group.posts {
+            let (all, starts) = joined(uploads, post);
+            let first = &uploads[post[0]].batch;
+            let outcomes = if all.is_empty() {
+                Vec::new()
+            } else {
+                let batch = PurchaseBatch {
+                    purchases: &all,
+                    ..*first
+                };
+                post_batch(&mut tx, &batch, now_ms).await?
+            };
+            for (&i, start) in post.iter().zip(starts) {
+                let u = &uploads[i];
+                let mine = outcomes[start..start + u.batch.purchases.len()].to_vec();
+                let answer = (u.kept.answer)(&mine);
+                if !batch_write(&mut tx, &kept_row(&u.kept, answer.clone(), now_ms)).await? {
+                    // Cannot happen under the head lock; refuse rather than post twice.
+                    return Err(StoreError::Conflict(format!("batch {}", u.kept.batch_id)));
                 }
-                tx.commit().await.map_err(db)?;
-                return Ok(KeptIngest::Ingested {
-                    outcomes: Vec::new(),
+                drafts.push(u.audit.clone());
+                answers[i] = Some(KeptIngest::Ingested {
+                    outcomes: mine,
                     answer,
                 });
             }
         }
-        let cards = batch_cards(batch);
-        let known = known(&mut tx, batch, &cards).await?;
-        let (accounts, before) = batch_accounts(&mut tx, &cards, batch.merchant, now_ms).await?;
-        let mut balances = before.clone();
-        // Ids for every record (those of repeats stay unused): the sequence never repeats, so
-        // the first id also names this batch's transfers.
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT nextval('purchases_id_seq') FROM generate_series(1, $1)")
-                .bind(n as i64)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-        let plan = plan(
-            &ledger_purchases(batch),
-            &known,
-            &accounts,
-            &mut balances,
-            batch.window_start_ms,
-            &transfer_key_prefix(ids[0]),
-            &transfer_memo(batch),
-        )
-        .map_err(|e| StoreError::Corrupt(format!("offline purchases could not be planned: {e}")))?;
-        let transfers: Vec<&Transfer> = plan.transfers.iter().collect();
-        let transfer_ids =
-            insert_planned(&mut tx, &transfers, &before, &plan.balances, now_ms).await?;
-        let rows = new_rows(&plan.verdicts, &ids);
-        let k = rows.len();
-        let mut c = Cols::with_capacity(k);
-        for (i, id, t, flags) in &rows {
-            let p = &batch.purchases[*i];
-            c.id.push(*id);
-            c.card.push(p.card_number.as_str());
-            c.counter.push(i64::from(p.offline_counter));
-            c.terminal.push(p.terminal_id.as_str());
-            c.serial.push(i64::from(p.terminal_serial));
-            c.amount.push(i64::from(p.amount_fen));
-            c.tx_type.push(i64::from(p.tx_type));
-            c.alg.push(i64::from(p.algorithm_id));
-            c.tx_ms.push(p.tx_ms);
-            c.before.push(i64::from(p.balance_before_fen));
-            c.tac.push(p.tac.to_vec());
-            c.transfer.push(t.map(|t| transfer_ids[t]));
-            c.flags.push(flags.bits());
-            c.gap_first.push(flags.gap.map(|g| i64::from(g.0)));
-            c.gap_last.push(flags.gap.map(|g| i64::from(g.1)));
-            c.shortfall.push(flags.shortfall.get());
-        }
-        if k > 0 {
-            sqlx::query(
-                "INSERT INTO purchases (id, card_number, offline_counter, merchant, terminal_id, \
-                 terminal_serial, amount_fen, tx_type, algorithm_id, tx_ms, balance_before_fen, \
-                 tac, window_id, transfer_id, flags, gap_first, gap_last, shortfall_fen, \
-                 ingested_ms) \
-                 SELECT id, card, counter, $17, terminal, serial, amount, tx_type, alg, tx_ms, \
-                 before, tac, $18, transfer, flags, gap_first, gap_last, shortfall, $19 \
-                 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], \
-                   $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
-                   $11::bytea[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], \
-                   $16::bigint[]) \
-                 AS v(id, card, counter, terminal, serial, amount, tx_type, alg, tx_ms, before, \
-                   tac, transfer, flags, gap_first, gap_last, shortfall)",
-            )
-            .bind(&c.id)
-            .bind(&c.card)
-            .bind(&c.counter)
-            .bind(&c.terminal)
-            .bind(&c.serial)
-            .bind(&c.amount)
-            .bind(&c.tx_type)
-            .bind(&c.alg)
-            .bind(&c.tx_ms)
-            .bind(&c.before)
-            .bind(&c.tac)
-            .bind(&c.transfer)
-            .bind(&c.flags)
-            .bind(&c.gap_first)
-            .bind(&c.gap_last)
-            .bind(&c.shortfall)
-            .bind(batch.merchant)
-            .bind(batch.window)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        append_audit(&mut tx, audit, now_ms).await?;
-        let outcomes = outcomes(&plan.verdicts, &rows, &transfer_ids, batch.window);
-        let answer = match kept {
-            Some(k) => {
-                let answer = (k.answer)(&outcomes);
-                if !batch_write(&mut tx, &kept_row(k, answer.clone(), now_ms)).await? {
-                    // Cannot happen under the head lock; refuse rather than post twice.
-                    return Err(StoreError::Conflict(format!("batch {}", k.batch_id)));
+        for &(later, earlier) in &group.repeats {
+            let row = match &answers[earlier] {
+                Some(KeptIngest::Ingested { answer, .. }) => {
+                    kept_row(&uploads[earlier].kept, answer.clone(), now_ms)
                 }
-                answer
-            }
-            None => Vec::new(),
-        };
-        tx.commit().await.map_err(db)?;
-        Ok(KeptIngest::Ingested { outcomes, answer })
+                Some(KeptIngest::Stored(row)) => row.clone(),
+                None => {
+                    return Err(StoreError::Corrupt(
+                        "a repeat of an unanswered upload".into(),
+                    ));
+                }
+            };
+            answers[later] = Some(KeptIngest::Stored(row));
+        }
+        if !drafts.is_empty() {
+            append_audit_many(&mut tx, drafts, now_ms).await?;
+            tx.commit().await.map_err(db)?;
+        }
+        answers
+            .into_iter()
+            .map(|a| a.ok_or_else(|| StoreError::Corrupt("an upload without an answer".into())))
+            .collect()
     }
 }
 
@@ -442,10 +498,7 @@ impl PurchaseStore for PgStore {
         audit: audit::Draft,
         now_ms: i64,
     ) -> Result<Vec<IngestOutcome>> {
-        match self.ingest(batch, None, audit, now_ms).await? {
-            KeptIngest::Ingested { outcomes, .. } => Ok(outcomes),
-            KeptIngest::Stored(_) => unreachable!("no batch row without a kept batch"),
-        }
+        self.ingest(batch, audit, now_ms).await
     }
 
     async fn purchases_ingest_kept(
@@ -455,7 +508,23 @@ impl PurchaseStore for PgStore {
         audit: audit::Draft,
         now_ms: i64,
     ) -> Result<KeptIngest> {
-        self.ingest(batch, Some(kept), audit, now_ms).await
+        let upload = KeptUpload {
+            batch: *batch,
+            kept: *kept,
+            audit,
+        };
+        self.ingest_uploads(std::slice::from_ref(&upload), now_ms)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no answer for the upload".into()))
+    }
+
+    async fn purchases_ingest_uploads(
+        &self,
+        uploads: &[KeptUpload<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<KeptIngest>> {
+        self.ingest_uploads(uploads, now_ms).await
     }
 
     async fn purchase_by_counter(&self, card: &str, counter: u16) -> Result<Option<PurchaseRow>> {

@@ -214,6 +214,26 @@ impl TerminalFleetStore for PgStore {
         Ok(())
     }
 
+    async fn terminals_seen(&self, seen: &[(String, i64)]) -> Result<()> {
+        let latest = store::latest_seen(seen);
+        if latest.is_empty() {
+            return Ok(());
+        }
+        let (ids, times): (Vec<&str>, Vec<i64>) = latest.into_iter().unzip();
+        sqlx::query(
+            "INSERT INTO terminal_status (terminal_id, last_seen_ms) \
+             SELECT * FROM unnest($1::text[], $2::bigint[]) \
+             ON CONFLICT (terminal_id) DO UPDATE SET \
+             last_seen_ms = GREATEST(terminal_status.last_seen_ms, excluded.last_seen_ms)",
+        )
+        .bind(&ids)
+        .bind(&times)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
     async fn terminal_statuses(&self) -> Result<Vec<TerminalStatusRow>> {
         sqlx::query("SELECT * FROM terminal_status ORDER BY terminal_id LIMIT 100000")
             .fetch_all(&self.pool)

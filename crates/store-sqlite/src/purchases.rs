@@ -1,11 +1,12 @@
-//! Offline purchases on SQLite. One `BEGIN IMMEDIATE` transaction per batch (the one writer):
+//! Offline purchases on SQLite. One `BEGIN IMMEDIATE` transaction per batch, or per group of
+//! concurrent terminal uploads (the one writer):
 //! read the highest counter of each card and the stored purchases the batch repeats, find or
 //! open the accounts, plan with `ledger::offline::plan`, then write the aggregated transfers,
 //! their postings, the balances, the purchase rows (multi-row inserts) and the audit entry.
 
 use crate::ledger::insert_planned;
 use crate::terminal_fleet::{batch_stored, batch_write};
-use crate::{SqliteStore, append_audit, db, placeholders};
+use crate::{SqliteStore, append_audit, append_audit_many, db, placeholders};
 use ::ledger::offline::{Accounts, Known, Prior, plan};
 use ::ledger::{AccountKey, AccountKind, Balance, Owner, Transfer, Unit};
 use async_trait::async_trait;
@@ -14,9 +15,9 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use std::collections::HashMap;
 use store::ledger::decode_balance;
 use store::purchases::{
-    IngestOutcome, KeptBatch, KeptIngest, PURCHASE_BATCH_MAX, PurchaseBatch, PurchaseRow,
-    PurchaseStore, batch_cards, decode_flags, kept_row, ledger_purchases, new_rows, outcomes,
-    transfer_key_prefix, transfer_memo,
+    IngestOutcome, KeptBatch, KeptIngest, KeptUpload, PURCHASE_BATCH_MAX, PurchaseBatch,
+    PurchaseRow, PurchaseStore, batch_cards, check_group, decode_flags, group_plan, joined,
+    kept_row, ledger_purchases, new_rows, outcomes, transfer_key_prefix, transfer_memo,
 };
 use store::{Result, StoreError};
 
@@ -271,15 +272,80 @@ async fn known(
     Ok(known)
 }
 
+/// Plans and writes one batch in the caller's transaction: reads what the plan needs, then the
+/// aggregated transfers, their postings, the balances and the purchase rows.
+async fn post_batch(
+    tx: &mut SqliteConnection,
+    batch: &PurchaseBatch<'_>,
+    now_ms: i64,
+) -> Result<Vec<IngestOutcome>> {
+    let n = batch.purchases.len();
+    let cards = batch_cards(batch);
+    let known = known(&mut *tx, batch, &cards).await?;
+    let (accounts, mut balances) = batch_accounts(&mut *tx, &cards, batch.merchant, now_ms).await?;
+    let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM purchases")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+    let plan = plan(
+        &ledger_purchases(batch),
+        &known,
+        &accounts,
+        &mut balances,
+        batch.window_start_ms,
+        &transfer_key_prefix(first),
+        &transfer_memo(batch),
+    )
+    .map_err(|e| StoreError::Corrupt(format!("offline purchases could not be planned: {e}")))?;
+    let transfers: Vec<&Transfer> = plan.transfers.iter().collect();
+    let transfer_ids = insert_planned(&mut *tx, &transfers, &plan.balances, now_ms).await?;
+    let ids: Vec<i64> = (0..n as i64).map(|k| first + k).collect();
+    let rows = new_rows(&plan.verdicts, &ids);
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO purchases (id, card_number, offline_counter, merchant, terminal_id, \
+             terminal_serial, amount_fen, tx_type, algorithm_id, tx_ms, balance_before_fen, \
+             tac, window_id, transfer_id, flags, gap_first, gap_last, shortfall_fen, \
+             ingested_ms) VALUES {}",
+            placeholders(chunk.len(), PURCHASE_COLS)
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, id, t, flags) in chunk {
+            let p = &batch.purchases[*i];
+            q = q
+                .bind(*id)
+                .bind(&p.card_number)
+                .bind(i64::from(p.offline_counter))
+                .bind(batch.merchant)
+                .bind(&p.terminal_id)
+                .bind(i64::from(p.terminal_serial))
+                .bind(i64::from(p.amount_fen))
+                .bind(i64::from(p.tx_type))
+                .bind(i64::from(p.algorithm_id))
+                .bind(p.tx_ms)
+                .bind(i64::from(p.balance_before_fen))
+                .bind(&p.tac[..])
+                .bind(batch.window)
+                .bind(t.map(|t| transfer_ids[t]))
+                .bind(flags.bits())
+                .bind(flags.gap.map(|g| i64::from(g.0)))
+                .bind(flags.gap.map(|g| i64::from(g.1)))
+                .bind(flags.shortfall.get())
+                .bind(now_ms);
+        }
+        q.execute(&mut *tx).await.map_err(db)?;
+    }
+    Ok(outcomes(&plan.verdicts, &rows, &transfer_ids, batch.window))
+}
+
 impl SqliteStore {
-    /// One ingest transaction, with the terminal's batch row when `kept`.
+    /// One ingest transaction for a batch without a batch row.
     async fn ingest(
         &self,
         batch: &PurchaseBatch<'_>,
-        kept: Option<&KeptBatch<'_>>,
         audit: audit::Draft,
         now_ms: i64,
-    ) -> Result<KeptIngest> {
+    ) -> Result<Vec<IngestOutcome>> {
         let n = batch.purchases.len();
         if n > PURCHASE_BATCH_MAX {
             return Err(StoreError::TooMany {
@@ -287,95 +353,84 @@ impl SqliteStore {
                 max: PURCHASE_BATCH_MAX,
             });
         }
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        if let Some(k) = kept
-            && let Some(stored) = batch_stored(&mut tx, k.terminal, k.batch_id).await?
-        {
-            return Ok(KeptIngest::Stored(stored));
-        }
         if n == 0 {
-            let answer = match kept {
-                Some(k) => {
-                    let answer = (k.answer)(&[]);
-                    batch_write(&mut tx, &kept_row(k, answer.clone(), now_ms)).await?;
-                    tx.commit().await.map_err(db)?;
-                    answer
-                }
-                None => Vec::new(),
-            };
-            return Ok(KeptIngest::Ingested {
-                outcomes: Vec::new(),
-                answer,
-            });
+            return Ok(Vec::new());
         }
-        let cards = batch_cards(batch);
-        let known = known(&mut tx, batch, &cards).await?;
-        let (accounts, mut balances) =
-            batch_accounts(&mut tx, &cards, batch.merchant, now_ms).await?;
-        let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM purchases")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-        let plan = plan(
-            &ledger_purchases(batch),
-            &known,
-            &accounts,
-            &mut balances,
-            batch.window_start_ms,
-            &transfer_key_prefix(first),
-            &transfer_memo(batch),
-        )
-        .map_err(|e| StoreError::Corrupt(format!("offline purchases could not be planned: {e}")))?;
-        let transfers: Vec<&Transfer> = plan.transfers.iter().collect();
-        let transfer_ids = insert_planned(&mut tx, &transfers, &plan.balances, now_ms).await?;
-        let ids: Vec<i64> = (0..n as i64).map(|k| first + k).collect();
-        let rows = new_rows(&plan.verdicts, &ids);
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO purchases (id, card_number, offline_counter, merchant, terminal_id, \
-                 terminal_serial, amount_fen, tx_type, algorithm_id, tx_ms, balance_before_fen, \
-                 tac, window_id, transfer_id, flags, gap_first, gap_last, shortfall_fen, \
-                 ingested_ms) VALUES {}",
-                placeholders(chunk.len(), PURCHASE_COLS)
-            );
-            let mut q = sqlx::query(&sql);
-            for (i, id, t, flags) in chunk {
-                let p = &batch.purchases[*i];
-                q = q
-                    .bind(*id)
-                    .bind(&p.card_number)
-                    .bind(i64::from(p.offline_counter))
-                    .bind(batch.merchant)
-                    .bind(&p.terminal_id)
-                    .bind(i64::from(p.terminal_serial))
-                    .bind(i64::from(p.amount_fen))
-                    .bind(i64::from(p.tx_type))
-                    .bind(i64::from(p.algorithm_id))
-                    .bind(p.tx_ms)
-                    .bind(i64::from(p.balance_before_fen))
-                    .bind(&p.tac[..])
-                    .bind(batch.window)
-                    .bind(t.map(|t| transfer_ids[t]))
-                    .bind(flags.bits())
-                    .bind(flags.gap.map(|g| i64::from(g.0)))
-                    .bind(flags.gap.map(|g| i64::from(g.1)))
-                    .bind(flags.shortfall.get())
-                    .bind(now_ms);
-            }
-            q.execute(&mut *tx).await.map_err(db)?;
-        }
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let outcomes = post_batch(&mut tx, batch, now_ms).await?;
         append_audit(&mut tx, audit, now_ms).await?;
-        let outcomes = outcomes(&plan.verdicts, &rows, &transfer_ids, batch.window);
-        let answer = match kept {
-            Some(k) => {
-                let answer = (k.answer)(&outcomes);
-                batch_write(&mut tx, &kept_row(k, answer.clone(), now_ms)).await?;
-                answer
-            }
-            None => Vec::new(),
-        };
         tx.commit().await.map_err(db)?;
-        Ok(KeptIngest::Ingested { outcomes, answer })
+        Ok(outcomes)
+    }
+
+    /// One transaction for a group of terminals' uploads (see `group_plan`).
+    async fn ingest_uploads(
+        &self,
+        uploads: &[KeptUpload<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<KeptIngest>> {
+        check_group(uploads)?;
+        if uploads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let mut answers: Vec<Option<KeptIngest>> = Vec::with_capacity(uploads.len());
+        for u in uploads {
+            answers.push(
+                batch_stored(&mut tx, u.kept.terminal, u.kept.batch_id)
+                    .await?
+                    .map(KeptIngest::Stored),
+            );
+        }
+        let stored: Vec<bool> = answers.iter().map(Option::is_some).collect();
+        let group = group_plan(uploads, &stored);
+        let mut drafts = Vec::new();
+        for post in &group.posts {
+            let (all, starts) = joined(uploads, post);
+            let first = &uploads[post[0]].batch;
+            let outcomes = if all.is_empty() {
+                Vec::new()
+            } else {
+                let batch = PurchaseBatch {
+                    purchases: &all,
+                    ..*first
+                };
+                post_batch(&mut tx, &batch, now_ms).await?
+            };
+            for (&i, start) in post.iter().zip(starts) {
+                let u = &uploads[i];
+                let mine = outcomes[start..start + u.batch.purchases.len()].to_vec();
+                let answer = (u.kept.answer)(&mine);
+                batch_write(&mut tx, &kept_row(&u.kept, answer.clone(), now_ms)).await?;
+                drafts.push(u.audit.clone());
+                answers[i] = Some(KeptIngest::Ingested {
+                    outcomes: mine,
+                    answer,
+                });
+            }
+        }
+        for &(later, earlier) in &group.repeats {
+            let row = match &answers[earlier] {
+                Some(KeptIngest::Ingested { answer, .. }) => {
+                    kept_row(&uploads[earlier].kept, answer.clone(), now_ms)
+                }
+                Some(KeptIngest::Stored(row)) => row.clone(),
+                None => {
+                    return Err(StoreError::Corrupt(
+                        "a repeat of an unanswered upload".into(),
+                    ));
+                }
+            };
+            answers[later] = Some(KeptIngest::Stored(row));
+        }
+        if !drafts.is_empty() {
+            append_audit_many(&mut tx, drafts, now_ms).await?;
+            tx.commit().await.map_err(db)?;
+        }
+        answers
+            .into_iter()
+            .map(|a| a.ok_or_else(|| StoreError::Corrupt("an upload without an answer".into())))
+            .collect()
     }
 }
 
@@ -387,10 +442,7 @@ impl PurchaseStore for SqliteStore {
         audit: audit::Draft,
         now_ms: i64,
     ) -> Result<Vec<IngestOutcome>> {
-        match self.ingest(batch, None, audit, now_ms).await? {
-            KeptIngest::Ingested { outcomes, .. } => Ok(outcomes),
-            KeptIngest::Stored(_) => unreachable!("no batch row without a kept batch"),
-        }
+        self.ingest(batch, audit, now_ms).await
     }
 
     async fn purchases_ingest_kept(
@@ -400,7 +452,23 @@ impl PurchaseStore for SqliteStore {
         audit: audit::Draft,
         now_ms: i64,
     ) -> Result<KeptIngest> {
-        self.ingest(batch, Some(kept), audit, now_ms).await
+        let upload = KeptUpload {
+            batch: *batch,
+            kept: *kept,
+            audit,
+        };
+        self.ingest_uploads(std::slice::from_ref(&upload), now_ms)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no answer for the upload".into()))
+    }
+
+    async fn purchases_ingest_uploads(
+        &self,
+        uploads: &[KeptUpload<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<KeptIngest>> {
+        self.ingest_uploads(uploads, now_ms).await
     }
 
     async fn purchase_by_counter(&self, card: &str, counter: u16) -> Result<Option<PurchaseRow>> {

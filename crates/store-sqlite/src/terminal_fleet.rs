@@ -201,6 +201,24 @@ impl TerminalFleetStore for SqliteStore {
         Ok(())
     }
 
+    async fn terminals_seen(&self, seen: &[(String, i64)]) -> Result<()> {
+        let latest = store::latest_seen(seen);
+        for chunk in latest.chunks(400) {
+            let sql = format!(
+                "INSERT INTO terminal_status (terminal_id, last_seen_ms) VALUES {} \
+                 ON CONFLICT (terminal_id) DO UPDATE SET \
+                 last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms)",
+                crate::placeholders(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql);
+            for (t, ms) in chunk {
+                q = q.bind(*t).bind(*ms);
+            }
+            q.execute(&self.write).await.map_err(db)?;
+        }
+        Ok(())
+    }
+
     async fn terminal_statuses(&self) -> Result<Vec<TerminalStatusRow>> {
         sqlx::query("SELECT * FROM terminal_status ORDER BY terminal_id LIMIT 100000")
             .fetch_all(&self.read)

@@ -78,6 +78,7 @@ pub struct PurchaseRow {
 
 /// A terminal's upload batch whose answer is kept in the same transaction as its postings, so a
 /// crash leaves either both or neither (a resend then gets the same answer, or is ingested anew).
+#[derive(Clone, Copy)]
 pub struct KeptBatch<'a> {
     pub terminal: &'a str,
     pub batch_id: &'a str,
@@ -90,6 +91,85 @@ pub struct KeptBatch<'a> {
     /// Builds the answer from the outcomes of `PurchaseBatch::purchases`, in order; called
     /// inside the transaction.
     pub answer: &'a (dyn Fn(&[IngestOutcome]) -> Vec<u8> + Send + Sync),
+}
+
+/// One terminal's named upload in a group committed together
+/// ([`PurchaseStore::purchases_ingest_uploads`]).
+pub struct KeptUpload<'a> {
+    pub batch: PurchaseBatch<'a>,
+    pub kept: KeptBatch<'a>,
+    pub audit: audit::Draft,
+}
+
+/// At most this many uploads in one group.
+pub const UPLOADS_PER_GROUP_MAX: usize = 1_024;
+
+/// How a backend writes a group of uploads, once it knows which batch ids are stored already:
+/// `posts` are the uploads planned and written together (one merchant and window each, in
+/// order of first appearance), `repeats` the uploads naming a batch id an earlier upload of the
+/// same group names (`(later, earlier)`: the later is answered with the earlier's stored row).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupPlan {
+    pub posts: Vec<Vec<usize>>,
+    pub repeats: Vec<(usize, usize)>,
+}
+
+/// Plans a group: `stored[i]` tells whether upload `i`'s batch id is stored already (those are
+/// answered with the stored row and take no part).
+pub fn group_plan(uploads: &[KeptUpload<'_>], stored: &[bool]) -> GroupPlan {
+    let mut plan = GroupPlan::default();
+    let mut first_of: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::new();
+    let mut post_of: std::collections::HashMap<(&str, &str, i64), usize> =
+        std::collections::HashMap::new();
+    for (i, u) in uploads.iter().enumerate() {
+        if stored[i] {
+            continue;
+        }
+        if let Some(&earlier) = first_of.get(&(u.kept.terminal, u.kept.batch_id)) {
+            plan.repeats.push((i, earlier));
+            continue;
+        }
+        first_of.insert((u.kept.terminal, u.kept.batch_id), i);
+        let key = (u.batch.merchant, u.batch.window, u.batch.window_start_ms);
+        match post_of.get(&key) {
+            Some(&g) => plan.posts[g].push(i),
+            None => {
+                post_of.insert(key, plan.posts.len());
+                plan.posts.push(vec![i]);
+            }
+        }
+    }
+    plan
+}
+
+/// Refuses a group beyond [`UPLOADS_PER_GROUP_MAX`] uploads or [`PURCHASE_BATCH_MAX`] records.
+pub fn check_group(uploads: &[KeptUpload<'_>]) -> Result<()> {
+    let records: usize = uploads.iter().map(|u| u.batch.purchases.len()).sum();
+    if uploads.len() > UPLOADS_PER_GROUP_MAX {
+        return Err(crate::StoreError::TooMany {
+            got: uploads.len(),
+            max: UPLOADS_PER_GROUP_MAX,
+        });
+    }
+    if records > PURCHASE_BATCH_MAX {
+        return Err(crate::StoreError::TooMany {
+            got: records,
+            max: PURCHASE_BATCH_MAX,
+        });
+    }
+    Ok(())
+}
+
+/// The records of a post's uploads, one after the other, and where each upload's start.
+pub fn joined(uploads: &[KeptUpload<'_>], post: &[usize]) -> (Vec<NewPurchase>, Vec<usize>) {
+    let mut all = Vec::new();
+    let mut starts = Vec::with_capacity(post.len());
+    for &i in post {
+        starts.push(all.len());
+        all.extend_from_slice(uploads[i].batch.purchases);
+    }
+    (all, starts)
 }
 
 /// The batch row a kept batch is stored as.
@@ -139,6 +219,19 @@ pub trait PurchaseStore: Send + Sync {
         audit: audit::Draft,
         now_ms: i64,
     ) -> Result<KeptIngest>;
+
+    /// As [`PurchaseStore::purchases_ingest_kept`] for several terminals' uploads in one
+    /// transaction (the group commit of concurrent uploads): the uploads of one merchant and
+    /// window are planned and written together — as if ingested one after the other, in order
+    /// — and each keeps its own batch row, answer and audit entry. One answer per upload, in
+    /// order; an upload whose batch id is stored already (or named by an earlier upload of the
+    /// group) gets the stored row. At most [`UPLOADS_PER_GROUP_MAX`] uploads and
+    /// [`PURCHASE_BATCH_MAX`] records in all; an error writes nothing for any of them.
+    async fn purchases_ingest_uploads(
+        &self,
+        uploads: &[KeptUpload<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<KeptIngest>>;
 
     /// The purchase of a card with this offline counter.
     async fn purchase_by_counter(&self, card: &str, counter: u16) -> Result<Option<PurchaseRow>>;
@@ -259,5 +352,85 @@ pub fn decode_flags(
         },
         late: bits & Flags::LATE != 0,
         shortfall: ::ledger::Amount(shortfall_fen),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn purchase(card: &str, counter: u16) -> NewPurchase {
+        NewPurchase {
+            card_number: card.into(),
+            offline_counter: counter,
+            amount_fen: 100,
+            tx_type: 6,
+            algorithm_id: 4,
+            terminal_id: "000000000001".into(),
+            terminal_serial: u32::from(counter),
+            tx_ms: 0,
+            balance_before_fen: 1_000,
+            tac: [0; 4],
+            deny_listed: false,
+        }
+    }
+
+    type Answer = dyn Fn(&[IngestOutcome]) -> Vec<u8> + Send + Sync;
+
+    fn upload<'a>(
+        merchant: &'a str,
+        terminal: &'a str,
+        batch_id: &'a str,
+        purchases: &'a [NewPurchase],
+        window: &'a str,
+        answer: &'a Answer,
+    ) -> KeptUpload<'a> {
+        KeptUpload {
+            batch: PurchaseBatch {
+                merchant,
+                purchases,
+                window,
+                window_start_ms: if window == "w1" { 1 } else { 2 },
+            },
+            kept: KeptBatch {
+                terminal,
+                batch_id,
+                kind: "card",
+                digest: "d",
+                records: purchases.len() as i64,
+                answer,
+            },
+            audit: audit::Draft {
+                actor: "t".into(),
+                action: "purchase.ingest".into(),
+                record: "m".into(),
+                origin: "t".into(),
+                detail: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn groups_by_merchant_and_window_and_answers_repeats_with_the_first() {
+        let answer = |_: &[IngestOutcome]| Vec::new();
+        let a = vec![purchase("1", 1)];
+        let b = vec![purchase("2", 1), purchase("2", 2)];
+        let c = vec![purchase("3", 1)];
+        let uploads = vec![
+            upload("bus", "T1", "x", &a, "w1", &answer),
+            upload("shop", "T2", "x", &b, "w1", &answer),
+            upload("bus", "T3", "y", &c, "w1", &answer),
+            upload("bus", "T1", "x", &a, "w1", &answer),
+            upload("bus", "T4", "z", &c, "w2", &answer),
+            upload("bus", "T5", "s", &c, "w1", &answer),
+        ];
+        let plan = group_plan(&uploads, &[false, false, false, false, false, true]);
+        assert_eq!(plan.posts, vec![vec![0, 2], vec![1], vec![4]]);
+        assert_eq!(plan.repeats, vec![(3, 0)]);
+        let (all, starts) = joined(&uploads, &plan.posts[0]);
+        assert_eq!(starts, vec![0, 1]);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].card_number, "3");
+        assert!(check_group(&uploads).is_ok());
     }
 }

@@ -40,6 +40,14 @@ pub struct TerminalStatusRow {
     pub deny_list_version: Option<i64>,
 }
 
+/// Each terminal once, with its latest time, sorted by terminal.
+pub fn latest_seen(seen: &[(String, i64)]) -> Vec<(&str, i64)> {
+    let mut out: Vec<(&str, i64)> = seen.iter().map(|(t, ms)| (t.as_str(), *ms)).collect();
+    out.sort_unstable_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
+    out.dedup_by(|later, first| later.0 == first.0);
+    out
+}
+
 #[async_trait]
 pub trait TerminalFleetStore: Send + Sync {
     /// Binds `terminal` to the PSAM with terminal id `psam_terminal_id` (12 hex digits). Binding
@@ -69,6 +77,10 @@ pub trait TerminalFleetStore: Send + Sync {
         now_ms: i64,
         report: Option<&TerminalReport>,
     ) -> Result<()>;
+    /// As [`TerminalFleetStore::terminal_seen`] without a report, for several terminals in one
+    /// statement (the group commit of authenticated requests). A terminal named twice keeps the
+    /// latest time.
+    async fn terminals_seen(&self, seen: &[(String, i64)]) -> Result<()>;
     /// Every terminal seen at least once, by id (at most 100,000).
     async fn terminal_statuses(&self) -> Result<Vec<TerminalStatusRow>>;
 }

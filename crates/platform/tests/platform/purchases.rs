@@ -26,7 +26,8 @@ use store::Role;
 on_both_backends!(
     uploads_post_once_and_flag_what_to_review,
     concurrent_uploads_for_one_merchant_all_post,
-    rides_earn_points_once_also_when_resent
+    rides_earn_points_once_also_when_resent,
+    concurrent_terminal_batches_commit_together_and_answer_each
 );
 
 fn masters(f: &Fixture) -> Arc<FileMasterKeyStore> {
@@ -423,4 +424,136 @@ async fn rides_earn_points_once_also_when_resent(f: Fixture) {
     assert_eq!(points(p).await, 6);
     let check = p.ledger_check().await.unwrap();
     assert!(check.mismatch.is_none(), "{:?}", check.mismatch);
+}
+
+/// Terminals of two merchants upload named batches at once, so the group commit writes several
+/// in one transaction: every upload gets its own answer (its own records only), one terminal's
+/// batch sent twice at the same moment is posted once and both sends get the same bytes, a
+/// record repeated inside a batch answers duplicate, each merchant is credited exactly its
+/// records, each upload leaves one audit entry, a later resend gets the stored answer, and the
+/// ledger check holds.
+async fn concurrent_terminal_batches_commit_together_and_answer_each(f: Fixture) {
+    use platform::terminals::TerminalCaller;
+    let p = &f.p;
+    p.set_master_keys(masters(&f));
+    let cli = platform::Caller::cli("test");
+    for (code, category) in [("bus", "transit"), ("shop", "shop")] {
+        p.merchant_create(&cli, code, code, category, "41050100000002")
+            .await
+            .unwrap();
+    }
+    let (d, t) = day();
+    const TERMINALS: u32 = 12;
+    const CARDS: u32 = 4;
+    let mut sends = Vec::new();
+    let mut expected: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for k in 0..TERMINALS {
+        let merchant = if k % 3 == 2 { "shop" } else { "bus" };
+        let id = format!("T-{k:03}");
+        let psam = TerminalId([0x20, 0, 0, 0, 0, k as u8]);
+        p.terminal_register(
+            &cli,
+            &id,
+            merchant,
+            "validator",
+            "S1",
+            None,
+            Some(&psam.to_string()),
+        )
+        .await
+        .unwrap();
+        let mut fleet = Fleet::new(900_000 + k * CARDS, CARDS, Algorithm::Sm4, psam);
+        let mut batch = Vec::new();
+        for c in 0..CARDS as usize {
+            fleet.load(c, 1_000, d, t).unwrap();
+            shadow_load(
+                p,
+                &fleet.number(c).to_string(),
+                1_000,
+                &format!("g-{k}-{c}"),
+            )
+            .await;
+            for _ in 0..2 {
+                batch.push(fleet.buy(c, 100 + k, d, t).unwrap().to_raw());
+            }
+        }
+        *expected.entry(merchant).or_default() += i64::from(CARDS * 2 * (100 + k));
+        // Terminal 0 repeats a record inside its batch.
+        if k == 0 {
+            batch.push(batch[0].clone());
+        }
+        let caller = TerminalCaller {
+            terminal: id.clone(),
+            merchant: merchant.to_string(),
+            kind: "validator".into(),
+        };
+        sends.push((caller.clone(), batch.clone(), format!("b-{k}")));
+        // Terminal 1 sends its batch twice at once (a resend racing the first send).
+        if k == 1 {
+            sends.push((caller, batch, format!("b-{k}")));
+        }
+    }
+    let audit_before = p.store.audit_head().await.unwrap().map_or(0, |h| h.0);
+    let encode: platform::purchases::Encode = Arc::new(|r: &[PurchaseResult]| {
+        format!("{:?}", platform::purchases::IngestCounts::of(r)).into_bytes()
+    });
+    let mut tasks = Vec::new();
+    for (caller, batch, id) in sends.clone() {
+        let (p, encode) = (p.clone(), encode.clone());
+        tasks.push(tokio::spawn(async move {
+            p.terminal_upload_batch(&caller, batch, &id, "digest", encode)
+                .await
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        let a = String::from_utf8(task.await.unwrap().expect("no upload fails")).unwrap();
+        answers.push(a);
+    }
+    for (i, ((caller, _, _), a)) in sends.iter().zip(&answers).enumerate() {
+        let want = if caller.terminal == "T-000" {
+            format!("posted: {}, duplicate: 1,", CARDS * 2)
+        } else {
+            format!("posted: {}, duplicate: 0,", CARDS * 2)
+        };
+        assert!(a.contains(&want), "send {i} of {}: {a}", caller.terminal);
+    }
+    // The two sends of terminal 1 got the same answer, and it posted once.
+    assert_eq!(answers[1], answers[2]);
+    let bus = AccountKey::new(
+        AccountKind::MerchantPayable,
+        Owner::Merchant("bus".into()),
+        Unit::Cny,
+    )
+    .unwrap();
+    let shop = AccountKey::new(
+        AccountKind::MerchantPayable,
+        Owner::Merchant("shop".into()),
+        Unit::Cny,
+    )
+    .unwrap();
+    assert_eq!(balance(p, &bus).await, expected["bus"]);
+    assert_eq!(balance(p, &shop).await, expected["shop"]);
+    let audit_after = p.store.audit_head().await.unwrap().map_or(0, |h| h.0);
+    assert_eq!(
+        audit_after - audit_before,
+        i64::from(TERMINALS),
+        "one audit entry per upload posted, none for the racing resend"
+    );
+    // A later resend of any batch: the stored answer, nothing posted again.
+    let (caller, batch, id) = sends[5].clone();
+    let again = p
+        .terminal_upload_batch(&caller, batch, &id, "digest", encode.clone())
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8(again).unwrap(), answers[5]);
+    assert_eq!(balance(p, &bus).await, expected["bus"]);
+    // The same batch id with other records is a conflict.
+    let (caller, batch, id) = sends[6].clone();
+    let r = p
+        .terminal_upload_batch(&caller, batch, &id, "other digest", encode)
+        .await;
+    assert!(matches!(r, Err(PlatformError::Conflict(_))), "{r:?}");
+    let c = p.ledger_check().await.unwrap();
+    assert_eq!(c.mismatch, None, "{c:?}");
 }
