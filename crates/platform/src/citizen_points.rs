@@ -49,8 +49,7 @@ impl Platform {
         request_id: &str,
     ) -> Result<EntryView> {
         let id = self.citizen_id_number(c).await?;
-        self.points_redeem(&c.caller(), &id, item, request_id)
-            .await
+        self.points_redeem(&c.caller(), &id, item, request_id).await
     }
 
     /// Donates the citizen's own points to an open charity project, once per `request_id`.
