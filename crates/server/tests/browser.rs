@@ -711,19 +711,20 @@ async fn portal_in_chromium() {
     assert!(text_of(&c, "#consents").await.contains("已撤销"));
     assert!(c.find(Locator::Css("#consents .row-action")).await.is_err());
 
-    // Points: the balance from volunteer hours, a voucher redeemed, a refusal when short.
+    // Points: 60 for three volunteer hours and 10 for the bill paid on time; a voucher
+    // redeemed, a donation refused when short, then one that fits.
     click(&c, "#nav-points").await;
-    assert_eq!(text_of(&c, "#points-balance").await, "60");
+    assert_eq!(text_of(&c, "#points-balance").await, "70");
     click(&c, "#redeem-bus-2").await;
     assert!(text_of(&c, "#notice").await.contains("兑换成功"));
-    assert_eq!(text_of(&c, "#points-balance").await, "30");
+    assert_eq!(text_of(&c, "#points-balance").await, "40");
     fill(&c, "donate-points-trees", "100").await;
     click(&c, "#donate-trees").await;
     assert!(text_of(&c, "#error").await.contains("积分不足"));
     fill(&c, "donate-points-trees", "10").await;
     click(&c, "#donate-trees").await;
     assert!(text_of(&c, "#notice").await.contains("捐赠成功"));
-    assert_eq!(text_of(&c, "#points-balance").await, "20");
+    assert_eq!(text_of(&c, "#points-balance").await, "30");
     shot(&c, "portal-15-points").await;
 
     // Credit: nothing scored before opting in; then the score with its factors and chart.
