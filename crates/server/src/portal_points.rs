@@ -838,3 +838,46 @@ async fn dispute_open(
     };
     page(credit_page(&s, &c, t, notice, error).await?, None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(day: &str, score: i64) -> ScoreHistoryView {
+        ScoreHistoryView {
+            day: day.into(),
+            score,
+        }
+    }
+
+    /// The y of the point drawn for `day`.
+    fn y_of(svg: &str, day: &str) -> f64 {
+        let at = svg.find(&format!("data-day=\"{day}\"")).unwrap();
+        let rest = &svg[at..];
+        let cy = rest.find("cy=\"").unwrap() + 4;
+        rest[cy..cy + rest[cy..].find('"').unwrap()]
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn history_chart_draws_oldest_first_and_higher_scores_higher() {
+        assert_eq!(history_svg(&ZH, &[]), "");
+        // Newest first, as the platform answers.
+        let h = [
+            day("2026-11-26", 700),
+            day("2026-11-25", 600),
+            day("2026-11-24", 2_000),
+        ];
+        let svg = history_svg(&EN, &h);
+        assert_eq!(svg.matches("class=\"point\"").count(), 3);
+        assert!(y_of(&svg, "2026-11-26") < y_of(&svg, "2026-11-25"));
+        // Out of range is drawn at the edge, never off the chart.
+        assert!(y_of(&svg, "2026-11-24") >= 0.0);
+        let x = |d: &str| svg.find(&format!("data-day=\"{d}\"")).unwrap();
+        assert!(x("2026-11-24") < x("2026-11-26"));
+        assert!(svg.contains(
+            "<desc id=\"score-chart-desc\">2026-11-24 2000; 2026-11-25 600; 2026-11-26 700</desc>"
+        ));
+    }
+}
