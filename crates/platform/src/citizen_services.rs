@@ -136,7 +136,7 @@ fn not_yours(what: &str) -> PlatformError {
 
 impl Platform {
     /// The citizen's ID number, opened to call the functions keyed by it (never shown).
-    async fn citizen_id_number(&self, c: &Citizen) -> Result<String> {
+    pub(crate) async fn citizen_id_number(&self, c: &Citizen) -> Result<String> {
         let row = self
             .store
             .resident_by_id(c.resident_id)

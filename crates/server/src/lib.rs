@@ -10,6 +10,7 @@ pub mod auth;
 mod card_console;
 pub mod cards_api;
 pub mod citizen_api;
+pub mod citizen_points_api;
 pub mod clearing_api;
 pub mod console;
 pub mod disbursements_api;
@@ -31,6 +32,7 @@ pub mod points_api;
 pub mod points_console;
 pub mod portal;
 mod portal_i18n;
+mod portal_points;
 pub mod production_api;
 mod production_console;
 pub mod purchases_api;
@@ -229,6 +231,8 @@ pub fn router(platform: Platform) -> Router {
         .merge(purchases_api::routes())
         .merge(citizen_api::routes())
         .merge(portal::routes())
+        .merge(citizen_points_api::routes())
+        .merge(portal_points::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .route_layer(middleware::from_fn(track))

@@ -37,19 +37,19 @@ pub fn routes() -> Router<AppState> {
         .route("/portal/ecode", get(ecode_page).post(ecode_take_over))
         .route("/portal/benefits", get(benefits))
         .route("/portal/bills", get(bills).post(bill_pay))
-        .route("/portal/messages", get(messages))
+        .route("/portal/messages", get(messages).post(message_read))
         .route("/portal/privacy", get(privacy).post(consent_revoke))
 }
 
 #[derive(serde::Deserialize, Default)]
 pub struct LangParam {
-    lang: Option<String>,
+    pub(crate) lang: Option<String>,
     done: Option<String>,
 }
 
 /// The page language: `?lang=` (remembered in a cookie for the portal), else the cookie,
 /// else Chinese.
-fn language(
+pub(crate) fn language(
     headers: &HeaderMap,
     param: &Option<String>,
 ) -> (&'static PortalTexts, Option<HeaderValue>) {
@@ -65,7 +65,7 @@ fn language(
     }
 }
 
-fn page(tpl: impl Template, set_lang: Option<HeaderValue>) -> ApiResult<Response> {
+pub(crate) fn page(tpl: impl Template, set_lang: Option<HeaderValue>) -> ApiResult<Response> {
     let html = tpl
         .render()
         .map_err(|e| ApiError::Internal(format!("template: {e}")))?;
@@ -78,7 +78,7 @@ fn page(tpl: impl Template, set_lang: Option<HeaderValue>) -> ApiResult<Response
 
 /// What a citizen reads when a step was refused: the sign-in refusals in their language,
 /// other refusals as the platform words them; internal failures are not shown.
-fn message(t: &PortalTexts, e: &PlatformError) -> String {
+pub(crate) fn message(t: &PortalTexts, e: &PlatformError) -> String {
     match e {
         PlatformError::SignInRefused(r) if t.lang == "en" => r.en.clone(),
         PlatformError::SignInRefused(r) => r.zh.clone(),
@@ -174,7 +174,7 @@ async fn css() -> Response {
 #[template(path = "portal/login.html")]
 struct LoginPage {
     t: &'static PortalTexts,
-    who: Option<String>,
+    who: Option<Who>,
     notice: String,
     error: String,
     challenge: Option<String>,
@@ -279,7 +279,7 @@ async fn login_code(
 #[template(path = "portal/password.html")]
 struct PasswordPage {
     t: &'static PortalTexts,
-    who: Option<String>,
+    who: Option<Who>,
     notice: String,
     error: String,
     challenge: Option<String>,
@@ -409,15 +409,31 @@ struct CardLine {
 #[template(path = "portal/home.html")]
 struct HomePage {
     t: &'static PortalTexts,
-    who: Option<String>,
+    who: Option<Who>,
     notice: String,
     error: String,
     online: String,
     cards: Vec<CardLine>,
 }
 
-async fn who(s: &AppState, c: &Citizen) -> ApiResult<Option<String>> {
-    Ok(Some(s.platform.citizen_profile(c).await?.name_masked))
+/// Who is signed in, for the header: the masked name (what `{{ who }}` prints) and the unread
+/// messages for the navigation's badge.
+pub(crate) struct Who {
+    pub name: String,
+    pub unread: i64,
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+pub(crate) async fn who(s: &AppState, c: &Citizen) -> ApiResult<Option<Who>> {
+    Ok(Some(Who {
+        name: s.platform.citizen_profile(c).await?.name_masked,
+        unread: s.platform.citizen_messages_unread(c).await?,
+    }))
 }
 
 async fn home_page(
@@ -522,7 +538,7 @@ struct TxRow {
 #[template(path = "portal/transactions.html")]
 struct TxPage {
     t: &'static PortalTexts,
-    who: Option<String>,
+    who: Option<Who>,
     notice: String,
     error: String,
     chart: String,
@@ -543,7 +559,7 @@ pub struct TxQuery {
 /// Colours of the chart's categories (AA contrast on white) and their names.
 const CHART_COLOURS: [&str; 3] = ["#0b4f8a", "#b3261e", "#1e7b34"];
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -708,14 +724,14 @@ async fn transactions(
 #[template(path = "portal/topup.html")]
 struct TopUpPage {
     t: &'static PortalTexts,
-    who: Option<String>,
+    who: Option<Who>,
     notice: String,
     error: String,
     online: String,
     key: String,
 }
 
-fn new_key() -> String {
+pub(crate) fn new_key() -> String {
     let mut b = [0u8; 12];
     let _ = getrandom::fill(&mut b);
     hex::encode(b)
@@ -797,7 +813,7 @@ async fn topup_submit(
 #[template(path = "portal/ecode.html")]
 struct EcodePage {
     t: &'static PortalTexts,
-    who: Option<String>,
+    who: Option<Who>,
     notice: String,
     error: String,
     card: String,
@@ -906,7 +922,7 @@ struct Section {
 #[template(path = "portal/table.html")]
 struct TablePage {
     t: &'static PortalTexts,
-    who: Option<String>,
+    who: Option<Who>,
     notice: String,
     error: String,
     title: String,
@@ -1082,6 +1098,45 @@ async fn bill_pay(
     page(bills_page(&s, &c, t, notice, error).await?, None)
 }
 
+async fn messages_page(
+    s: &AppState,
+    c: &Citizen,
+    t: &'static PortalTexts,
+    notice: String,
+    error: String,
+) -> ApiResult<TablePage> {
+    let v = s.platform.citizen_messages(c, 100).await?;
+    let rows = v
+        .into_iter()
+        .map(|n| {
+            let unread = n.status == store::NOTIFY_UNREAD;
+            Row {
+                action: unread.then(|| n.id.to_string()),
+                cells: vec![
+                    format_ms(n.created_ms),
+                    n.body,
+                    if unread { t.unread } else { t.read }.into(),
+                ],
+            }
+        })
+        .collect();
+    Ok(TablePage {
+        t,
+        who: who(s, c).await?,
+        notice,
+        error,
+        title: t.messages.into(),
+        sections: vec![Section {
+            id: "messages",
+            title: t.messages.into(),
+            head: vec![t.time.into(), t.messages.into(), t.state.into()],
+            rows,
+            button: t.mark_read.into(),
+            action: "/portal/messages".into(),
+        }],
+    })
+}
+
 async fn messages(
     State(s): State<AppState>,
     Extension(c): Extension<Citizen>,
@@ -1089,29 +1144,28 @@ async fn messages(
     Query(l): Query<LangParam>,
 ) -> ApiResult<Response> {
     let (t, set) = language(&headers, &l.lang);
-    let v = s.platform.citizen_messages(&c, 100).await?;
-    let rows = v
-        .into_iter()
-        .map(|n| vec![format_ms(n.created_ms), n.body])
-        .collect();
     page(
-        TablePage {
-            t,
-            who: who(&s, &c).await?,
-            notice: String::new(),
-            error: String::new(),
-            title: t.messages.into(),
-            sections: vec![Section {
-                id: "messages",
-                title: t.messages.into(),
-                head: vec![t.time.into(), t.messages.into()],
-                rows: plain(rows),
-                button: String::new(),
-                action: String::new(),
-            }],
-        },
+        messages_page(&s, &c, t, String::new(), String::new()).await?,
         set,
     )
+}
+
+async fn message_read(
+    State(s): State<AppState>,
+    Extension(c): Extension<Citizen>,
+    headers: HeaderMap,
+    Form(f): Form<TargetForm>,
+) -> ApiResult<Response> {
+    let (t, _) = language(&headers, &None);
+    let result = match f.target.parse::<i64>() {
+        Ok(id) => s.platform.citizen_message_read(&c, id).await.map(|_| ()),
+        Err(_) => Err(PlatformError::invalid("target", "a message id")),
+    };
+    let (notice, error) = match result {
+        Ok(()) => (t.done.to_string(), String::new()),
+        Err(e) => (String::new(), message(t, &e)),
+    };
+    page(messages_page(&s, &c, t, notice, error).await?, None)
 }
 
 async fn privacy(

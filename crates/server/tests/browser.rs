@@ -382,7 +382,8 @@ fn last_code(sms: &sms_link::sim::SimSms) -> String {
 /// The citizen portal on a phone-sized window: a first password with an SMS code, sign-in with
 /// password and SMS code, cards and balances, the e-code (taken over from the phone), a top-up
 /// through the simulated bank, a bill paid, the transactions chart, benefits, messages, the
-/// data tracker, a lost report and its undo, a replacement, English, and sign-out.
+/// data tracker, a message marked read, points redeemed and donated, the credit service opted
+/// into with a dispute, a lost report and its undo, a replacement, English, and sign-out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portal_in_chromium() {
     use platform::Caller;
@@ -517,6 +518,35 @@ async fn portal_in_chromium() {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
+
+    // Points: a voucher and a charity project; three volunteer hours (60 points).
+    for item in [
+        json!({"code": "bus-2", "name_zh": "公交乘车券 2 元", "name_en": "Bus voucher, 2 yuan",
+               "kind": "ride_voucher", "cost_points": 30, "active": true}),
+    ] {
+        let r = app
+            .post_json("/api/v1/points/catalogue", Some(&admin), item)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = app
+        .post_json(
+            "/api/v1/points/projects",
+            Some(&admin),
+            json!({"code": "trees", "name_zh": "黄河植树", "name_en": "Trees by the Yellow River",
+                   "active": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    p.points_report(
+        &civil(11),
+        points::EarnKind::VolunteerHour,
+        "civil-4",
+        &holder,
+        3,
+    )
+    .await
+    .unwrap();
 
     let (_driver, c, _profile) = browser("390,844").await;
     let url = |path: &str| format!("{}{path}", app.base);
@@ -658,9 +688,19 @@ async fn portal_in_chromium() {
     click(&c, "#nav-benefits").await;
     assert!(text_of(&c, "#benefits").await.contains("80.00"));
     shot(&c, "portal-09-benefits").await;
+    let unread: i64 = text_of(&c, "#unread-badge").await.parse().unwrap();
+    assert!(unread >= 1);
     click(&c, "#nav-messages").await;
     assert!(text_of(&c, "#messages").await.contains("W202611-001"));
     shot(&c, "portal-10-messages").await;
+    // Marking a message read lowers the badge.
+    click(&c, "#messages .row-action").await;
+    assert!(text_of(&c, "#notice").await.contains("已完成"));
+    if unread == 1 {
+        assert!(c.find(Locator::Id("unread-badge")).await.is_err());
+    } else {
+        assert_eq!(text_of(&c, "#unread-badge").await, (unread - 1).to_string());
+    }
     click(&c, "#nav-privacy").await;
     assert!(text_of(&c, "#consents").await.contains("fund.balance"));
     text_of(&c, "#data-tracker-h").await;
@@ -670,8 +710,55 @@ async fn portal_in_chromium() {
     assert!(text_of(&c, "#notice").await.contains("已完成"));
     assert!(text_of(&c, "#consents").await.contains("已撤销"));
     assert!(c.find(Locator::Css("#consents .row-action")).await.is_err());
-    // The marked place for points and credit.
-    assert!(text_of(&c, "#nav-points-credit").await.contains("积分"));
+
+    // Points: 60 for three volunteer hours and 10 for the bill paid on time; a voucher
+    // redeemed, a donation refused when short, then one that fits.
+    click(&c, "#nav-points").await;
+    assert_eq!(text_of(&c, "#points-balance").await, "70");
+    click(&c, "#redeem-bus-2").await;
+    assert!(text_of(&c, "#notice").await.contains("兑换成功"));
+    assert_eq!(text_of(&c, "#points-balance").await, "40");
+    fill(&c, "donate-points-trees", "100").await;
+    click(&c, "#donate-trees").await;
+    assert!(text_of(&c, "#error").await.contains("积分不足"));
+    fill(&c, "donate-points-trees", "10").await;
+    click(&c, "#donate-trees").await;
+    assert!(text_of(&c, "#notice").await.contains("捐赠成功"));
+    assert_eq!(text_of(&c, "#points-balance").await, "30");
+    shot(&c, "portal-15-points").await;
+
+    // Credit: nothing scored before opting in; then the score with its factors and chart.
+    click(&c, "#nav-credit").await;
+    text_of(&c, "#credit-opt-in").await;
+    assert!(c.find(Locator::Id("credit-score")).await.is_err());
+    shot(&c, "portal-16-credit-off").await;
+    click(&c, "#credit-opt-in").await;
+    text_of(&c, "#credit-score").await;
+    for (kind, event) in [
+        ("library_return_on_time", "lib-1"),
+        ("fare_evasion", "metro-1"),
+    ] {
+        let r = app
+            .post_json(
+                "/api/v1/credit/signals",
+                Some(&officer),
+                json!({"kind": kind, "event_id": event, "id_number": holder}),
+            )
+            .await;
+        assert_eq!(r.json()["recorded"], true, "{}", r.body);
+    }
+    c.goto(&url("/portal/credit")).await.unwrap();
+    assert!(text_of(&c, "#factors").await.contains("逃票"));
+    assert!(
+        c.find(Locator::Css("#score-chart circle.point"))
+            .await
+            .is_ok()
+    );
+    fill(&c, "reason", "闸机故障，我刷了卡").await;
+    click(&c, "#dispute-send").await;
+    assert!(text_of(&c, "#notice").await.contains("申诉已提交"));
+    assert!(text_of(&c, "#disputes").await.contains("处理中"));
+    shot(&c, "portal-17-credit").await;
 
     // Report the card lost, undo it, then ask for a replacement of a damaged card.
     click(&c, "#nav-home").await;

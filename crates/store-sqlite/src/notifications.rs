@@ -279,6 +279,18 @@ impl NotificationStore for SqliteStore {
         Ok(n == 1)
     }
 
+    async fn notifications_unread(&self, resident_id: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM notifications \
+             WHERE resident_id = ? AND channel = 'inapp' AND status = 'unread'",
+        )
+        .bind(resident_id)
+        .fetch_one(&self.read)
+        .await
+        .map_err(db)?;
+        row.try_get::<i64, _>("n").map_err(db)
+    }
+
     async fn notify_counts(&self) -> Result<Vec<NotifyCount>> {
         let rows = sqlx::query(
             "SELECT channel, status, COUNT(*) AS n FROM notifications GROUP BY channel, status \

@@ -139,5 +139,7 @@ pub trait NotificationStore: Send + Sync {
     ) -> Result<Vec<NotificationRow>>;
     /// Marks an in-app message read (its resident's only). False when not `unread`.
     async fn notification_read(&self, id: i64, resident_id: i64, now_ms: i64) -> Result<bool>;
+    /// How many of a resident's in-app messages are still `unread` (the portal's badge).
+    async fn notifications_unread(&self, resident_id: i64) -> Result<i64>;
     async fn notify_counts(&self) -> Result<Vec<NotifyCount>>;
 }

@@ -154,9 +154,20 @@ pub async fn notifications_enqueue_once_and_deliver_once(s: &dyn Store) {
     let inbox = s.notifications_of(r1, Some("inapp"), 10).await.unwrap();
     assert_eq!(inbox.len(), 1);
     assert_eq!(s.notifications_of(r1, None, 10).await.unwrap().len(), 2);
+    // The unread count is the resident's own in-app messages only (SMS rows never count).
+    assert_eq!(s.notifications_unread(r1).await.unwrap(), 1);
+    // Resident 2 has an SMS only.
+    assert_eq!(s.notifications_unread(r2).await.unwrap(), 0);
     assert!(!s.notification_read(inbox[0].id, r2, NOW).await.unwrap());
+    assert_eq!(s.notifications_unread(r1).await.unwrap(), 1);
     assert!(s.notification_read(inbox[0].id, r1, NOW).await.unwrap());
     assert!(!s.notification_read(inbox[0].id, r1, NOW).await.unwrap());
+    assert_eq!(s.notifications_unread(r1).await.unwrap(), 0);
+    let read = s.notifications_of(r1, Some("inapp"), 10).await.unwrap();
+    assert_eq!(
+        (read[0].status.as_str(), read[0].done_ms),
+        (NOTIFY_READ, Some(NOW))
+    );
     assert_eq!(
         s.notifications_page(Some("sent"), 10).await.unwrap().len(),
         1
