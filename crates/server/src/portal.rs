@@ -49,7 +49,7 @@ pub struct LangParam {
 
 /// The page language: `?lang=` (remembered in a cookie for the portal), else the cookie,
 /// else Chinese.
-fn language(
+pub(crate) fn language(
     headers: &HeaderMap,
     param: &Option<String>,
 ) -> (&'static PortalTexts, Option<HeaderValue>) {
@@ -65,7 +65,7 @@ fn language(
     }
 }
 
-fn page(tpl: impl Template, set_lang: Option<HeaderValue>) -> ApiResult<Response> {
+pub(crate) fn page(tpl: impl Template, set_lang: Option<HeaderValue>) -> ApiResult<Response> {
     let html = tpl
         .render()
         .map_err(|e| ApiError::Internal(format!("template: {e}")))?;
@@ -78,7 +78,7 @@ fn page(tpl: impl Template, set_lang: Option<HeaderValue>) -> ApiResult<Response
 
 /// What a citizen reads when a step was refused: the sign-in refusals in their language,
 /// other refusals as the platform words them; internal failures are not shown.
-fn message(t: &PortalTexts, e: &PlatformError) -> String {
+pub(crate) fn message(t: &PortalTexts, e: &PlatformError) -> String {
     match e {
         PlatformError::SignInRefused(r) if t.lang == "en" => r.en.clone(),
         PlatformError::SignInRefused(r) => r.zh.clone(),
@@ -149,7 +149,7 @@ fn kind_label(t: &PortalTexts, kind: &str) -> String {
     if zh { s.0 } else { s.1 }.to_string()
 }
 
-fn set_session(token: &str, ttl_ms: i64) -> HeaderValue {
+pub(crate) fn set_session(token: &str, ttl_ms: i64) -> HeaderValue {
     HeaderValue::from_str(&format!(
         "{CITIZEN_COOKIE}={token}; Path=/portal; HttpOnly; SameSite=Strict; Max-Age={}",
         ttl_ms / 1000
@@ -172,16 +172,22 @@ async fn css() -> Response {
 
 #[derive(Template)]
 #[template(path = "portal/login.html")]
-struct LoginPage {
-    t: &'static PortalTexts,
-    who: Option<String>,
-    notice: String,
-    error: String,
-    challenge: Option<String>,
-    phone: String,
+pub(crate) struct LoginPage {
+    pub(crate) t: &'static PortalTexts,
+    pub(crate) who: Option<String>,
+    pub(crate) notice: String,
+    pub(crate) error: String,
+    pub(crate) challenge: Option<String>,
+    pub(crate) phone: String,
+    /// Sign-in through the city's identity provider is on (`crate::oidc`).
+    pub(crate) oidc: bool,
 }
 
-async fn login_page(headers: HeaderMap, Query(l): Query<LangParam>) -> ApiResult<Response> {
+async fn login_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(l): Query<LangParam>,
+) -> ApiResult<Response> {
     let (t, set) = language(&headers, &l.lang);
     page(
         LoginPage {
@@ -191,6 +197,7 @@ async fn login_page(headers: HeaderMap, Query(l): Query<LangParam>) -> ApiResult
             error: String::new(),
             challenge: None,
             phone: String::new(),
+            oidc: s.oidc.is_some(),
         },
         set,
     )
@@ -216,6 +223,7 @@ async fn login_submit(
         error: String::new(),
         challenge: None,
         phone: String::new(),
+        oidc: s.oidc.is_some(),
     };
     match s
         .platform
@@ -268,6 +276,7 @@ async fn login_code(
                     error: message(t, &e),
                     challenge: retry.then_some(f.challenge),
                     phone: String::new(),
+                    oidc: s.oidc.is_some(),
                 },
                 None,
             )
@@ -362,6 +371,7 @@ async fn password_set(
                 error: String::new(),
                 challenge: None,
                 phone: String::new(),
+                oidc: s.oidc.is_some(),
             },
             None,
         ),
