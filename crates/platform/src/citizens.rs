@@ -1,5 +1,6 @@
 //! Citizens as callers (issue 9, item 1): sign-in with ID number, password and an SMS
-//! one-time code; setting a first (or forgotten) password with a code sent to the mobile
+//! one-time code, or through the city's identity provider (the caller verifies its ID token,
+//! [`Platform::citizen_sign_in_external`] maps the ID number to a resident); setting a first (or forgotten) password with a code sent to the mobile
 //! number on file; throttling and lockout; citizen sessions for the portal (cookie) and the
 //! phone app (bearer token), kept apart from operators' credentials.
 //!
