@@ -168,6 +168,14 @@ pub struct Identity {
     pub id_number: Secret,
 }
 
+/// A sign-in started: where to send the citizen, and the state the callback must bring back
+/// (the server ties it to the browser).
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub url: String,
+    pub state: String,
+}
+
 /// A sign-in started and not yet finished.
 #[derive(Debug)]
 struct Pending {
@@ -303,7 +311,7 @@ impl RelyingParty {
 
     /// Starts a sign-in: remembers a state, a nonce and a PKCE verifier, and answers the URL
     /// of the provider's authorization endpoint to send the citizen to.
-    pub async fn start(&self, now_ms: i64) -> Result<String, OidcError> {
+    pub async fn start(&self, now_ms: i64) -> Result<Started, OidcError> {
         let d = self.discovery().await?;
         let state = jose::random_token()?;
         let nonce = jose::random_token()?;
@@ -342,7 +350,10 @@ impl RelyingParty {
         } else {
             '?'
         };
-        Ok(format!("{}{sep}{query}", d.authorization_endpoint))
+        Ok(Started {
+            url: format!("{}{sep}{query}", d.authorization_endpoint),
+            state,
+        })
     }
 
     /// Finishes a portal sign-in from the callback's `state` and `code`: the state is used up

@@ -60,12 +60,13 @@ async fn approve(authorize: &str, user: &str) -> String {
 #[tokio::test]
 async fn a_sign_in_runs_once_with_the_configured_claim() {
     let (sim, _server, rp, now) = setup("cn_id").await;
-    let url = rp.start(T0_MS).await.unwrap();
+    let started = rp.start(T0_MS).await.unwrap();
+    let url = started.url;
     assert_eq!(rp.pending_count(), 1);
     let back = approve(&url, ID).await;
     assert!(back.starts_with("http://platform.test/portal/login/oidc/callback?code="));
     let (state, code) = (param(&back, "state"), param(&back, "code"));
-    assert_eq!(state, param(&url, "state"));
+    assert_eq!(state, started.state);
     now.fetch_add(3_000, Ordering::SeqCst);
     let who = rp.finish(&state, &code, T0_MS + 3_000).await.unwrap();
     assert_eq!(who.id_number.expose(), ID);
@@ -97,7 +98,7 @@ async fn a_token_without_the_claim_is_refused() {
         id_number_claim: "cn_id".into(),
         timeout_ms: 2_000,
     });
-    let url = rp.start(T0_MS).await.unwrap();
+    let url = rp.start(T0_MS).await.unwrap().url;
     let back = approve(&url, ID).await;
     let r = rp
         .finish(&param(&back, "state"), &param(&back, "code"), T0_MS)
@@ -117,7 +118,7 @@ async fn sign_ins_in_progress_are_bounded_and_expire() {
     let first = rp.start(T0_MS + PENDING_TTL_MS).await.unwrap();
     assert_eq!(rp.pending_count(), 1);
     assert!(matches!(
-        rp.finish(&param(&first, "state"), "code", T0_MS + 2 * PENDING_TTL_MS)
+        rp.finish(&first.state, "code", T0_MS + 2 * PENDING_TTL_MS)
             .await,
         Err(OidcError::StateExpired)
     ));

@@ -123,16 +123,12 @@ fn relying_party(s: &AppState) -> ApiResult<&Arc<RelyingParty>> {
 /// Starts a portal sign-in: off to the provider's authorization endpoint.
 async fn start(State(s): State<AppState>) -> ApiResult<Response> {
     let rp = relying_party(&s)?;
-    let url = rp
+    let started = rp
         .start(s.platform.clock.now_ms())
         .await
         .map_err(|e| ApiError::Platform(refused(&e)))?;
-    let state = url
-        .split(['?', '&'])
-        .find_map(|kv| kv.strip_prefix("state="))
-        .unwrap_or_default()
-        .to_string();
-    let mut r = Redirect::to(&url).into_response();
+    let state = started.state;
+    let mut r = Redirect::to(&started.url).into_response();
     if let Ok(c) = HeaderValue::from_str(&format!(
         "{STATE_COOKIE}={state}; Path=/portal/login/oidc; HttpOnly; SameSite=Lax; Max-Age={}",
         idp_link::PENDING_TTL_MS / 1000
