@@ -50,6 +50,9 @@ pub enum SimCommand {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
+    /// Serve the simulated city identity provider (OpenID Connect, ES256 ID tokens carrying
+    /// the ID number) with synthetic users, for `[oidc]` in the platform's config file.
+    Idp(crate::idp_cmd::SimIdpArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -127,5 +130,6 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<std::process::ExitCode> {
             exchange_key,
         } => crate::exchange_cmd::run_provider(&kind, &listen, exchange_key.as_deref()).await,
         SimCommand::Sms { listen } => crate::services_cmd::sim_sms(&listen).await,
+        SimCommand::Idp(a) => crate::idp_cmd::sim_idp(a).await,
     }
 }

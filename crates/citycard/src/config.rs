@@ -32,6 +32,8 @@ struct FileConfig {
     listen: Option<String>,
     production: Option<bool>,
     log_format: Option<String>,
+    /// Sign-in through the city's identity provider (off unless `enabled = true`).
+    oidc: Option<idp_link::OidcConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +43,7 @@ pub struct Config {
     pub listen: Option<String>,
     pub production: bool,
     pub log_format: String,
+    pub oidc: Option<idp_link::OidcConfig>,
 }
 
 impl Config {
@@ -80,6 +83,7 @@ impl Config {
             listen: file.listen,
             production: args.production || file.production.unwrap_or(false),
             log_format,
+            oidc: file.oidc,
         })
     }
 

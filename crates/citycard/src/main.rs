@@ -17,6 +17,7 @@ mod config;
 mod disbursement_cmd;
 mod ecode_cmd;
 mod exchange_cmd;
+mod idp_cmd;
 mod keys_cmd;
 mod ledger_cmd;
 mod points_cmd;
@@ -384,6 +385,11 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
             }
             // Held while serving: the in-process simulated bank of development.
             let _sim_bank = bank_cmd::attach(&p, &bank, cfg.production).await?;
+            // Citizens may also sign in through the city's identity provider ([oidc]).
+            let oidc = idp_cmd::relying_party(&cfg)?;
+            if let Some(rp) = &oidc {
+                println!("citizens may sign in through {}", rp.config().issuer);
+            }
             // The data-sharing exchange reaches providers over HTTP and stamps the audit
             // log's head once a minute.
             p.exchange_attach_transport(Arc::new(exchange_link::HttpProviderTransport::new()));
@@ -435,7 +441,7 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
                     }
                 }
             });
-            server::serve(listener, p, async {
+            server::serve_with_oidc(listener, p, oidc, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;

@@ -1,5 +1,6 @@
 //! Citizens as callers (issue 9, item 1): sign-in with ID number, password and an SMS
-//! one-time code; setting a first (or forgotten) password with a code sent to the mobile
+//! one-time code, or through the city's identity provider (the caller verifies its ID token,
+//! [`Platform::citizen_sign_in_external`] maps the ID number to a resident); setting a first (or forgotten) password with a code sent to the mobile
 //! number on file; throttling and lockout; citizen sessions for the portal (cookie) and the
 //! phone app (bearer token), kept apart from operators' credentials.
 //!
@@ -459,6 +460,22 @@ impl Platform {
                 return Err(e);
             }
         };
+        self.citizen_session_open(resident_id, kind, ttl, kind, origin)
+            .await
+    }
+
+    /// Opens a citizen session of `kind` for `ttl_ms` (every sign-in path ends here): a fresh
+    /// token, stored as its SM3 hash with a `citizen.sign_in` audit entry whose detail is
+    /// `detail` (the kind, and how the citizen proved who they are).
+    async fn citizen_session_open(
+        &self,
+        resident_id: i64,
+        kind: &str,
+        ttl_ms: i64,
+        detail: &str,
+        origin: &str,
+    ) -> Result<(String, Citizen)> {
+        let now = self.clock.now_ms();
         let token = format!(
             "{}_{}",
             if kind == "app" { "ca" } else { "cp" },
@@ -475,15 +492,64 @@ impl Platform {
                 &CitizenSessionRow {
                     resident_id,
                     kind: kind.into(),
-                    expires_ms: now + ttl,
+                    expires_ms: now + ttl_ms,
                 },
-                citizen
-                    .caller()
-                    .draft("citizen.sign_in", format!("resident:{resident_id}"), kind),
+                citizen.caller().draft(
+                    "citizen.sign_in",
+                    format!("resident:{resident_id}"),
+                    detail,
+                ),
                 now,
             )
             .await?;
         Ok((token, citizen))
+    }
+
+    /// Sign-in through the city's identity provider: the caller (the server, through
+    /// `idp-link`) has verified the provider's ID token; this maps the ID number it carries
+    /// to a resident and opens the same session the password and code open. An ID number
+    /// the resident base database does not hold is refused (`unknown_resident`) and counted
+    /// against the address like a failed sign-in. `provider` names the provider in the audit
+    /// entry (`portal oidc:{provider}`).
+    pub async fn citizen_sign_in_external(
+        &self,
+        id_number: &str,
+        provider: &str,
+        kind: &str,
+        origin: &str,
+    ) -> Result<(String, Citizen)> {
+        let now = self.clock.now_ms();
+        self.origin_blocked(origin, now)?;
+        let ttl = match kind {
+            "portal" => PORTAL_SESSION_TTL_MS,
+            "app" => APP_SESSION_TTL_MS,
+            _ => return Err(PlatformError::invalid("kind", "portal or app")),
+        };
+        let Some(row) = self.resident_of(id_number).await? else {
+            self.citizens.throttle.fail(&format!("ip:{origin}"), now);
+            self.audit(audit::Draft::new(
+                "anonymous:citizen",
+                "citizen.sign_in.fail",
+                format!("citizen:{}", id_key(id_number)),
+                origin,
+                format!("oidc:{provider}"),
+            ))
+            .await?;
+            return Err(refused(
+                "unknown_resident",
+                "城市统一身份认证的账户没有对应的本市居民记录，请携带身份证到服务网点核实",
+                "The city account's ID number matches no resident on record: please visit a \
+                 service outlet with your ID card",
+            ));
+        };
+        self.citizen_session_open(
+            row.id,
+            kind,
+            ttl,
+            &format!("{kind} oidc:{provider}"),
+            origin,
+        )
+        .await
     }
 
     /// Setting a first (or forgotten) password, step one: a code to the mobile number on

@@ -259,6 +259,7 @@ pub static PERMISSIONS: &[Permission] = &[
     // Citizens (issue 9): sign-in is public; the rest needs a citizen's session.
     perm!(POST "/api/v1/citizen/sessions" Access::Public),
     perm!(POST "/api/v1/citizen/sessions/code" Access::Public),
+    perm!(POST "/api/v1/citizen/sessions/oidc" Access::Public),
     perm!(POST "/api/v1/citizen/password-codes" Access::Public),
     perm!(POST "/api/v1/citizen/password" Access::Public),
     perm!(DELETE "/api/v1/me/session" Access::Citizen),
@@ -295,6 +296,8 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/portal/login" Access::Public),
     perm!(POST "/portal/login" Access::Public),
     perm!(POST "/portal/login/code" Access::Public),
+    perm!(GET "/portal/login/oidc" Access::Public),
+    perm!(GET "/portal/login/oidc/callback" Access::Public),
     perm!(GET "/portal/password" Access::Public),
     perm!(POST "/portal/password" Access::Public),
     perm!(POST "/portal/password/set" Access::Public),

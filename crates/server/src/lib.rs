@@ -27,6 +27,7 @@ mod i18n;
 pub mod identity_api;
 pub mod ledger_api;
 pub mod money_api;
+pub mod oidc;
 pub mod openapi;
 pub mod points_api;
 pub mod points_console;
@@ -50,7 +51,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use platform::Platform;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -64,6 +65,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct AppState {
     pub platform: Platform,
     pub metrics: PrometheusHandle,
+    /// The city's identity provider, when sign-in through it is configured (`oidc`).
+    pub oidc: Option<Arc<idp_link::RelyingParty>>,
 }
 
 /// The process-wide Prometheus recorder (installed once, shared by every server in a process).
@@ -147,9 +150,16 @@ async fn not_found() -> Response {
 
 /// The whole application.
 pub fn router(platform: Platform) -> Router {
+    router_with_oidc(platform, None)
+}
+
+/// The whole application, citizens also signing in through the city's identity provider
+/// when `oidc` is given.
+pub fn router_with_oidc(platform: Platform, oidc: Option<Arc<idp_link::RelyingParty>>) -> Router {
     let state = AppState {
         platform,
         metrics: metrics_handle(),
+        oidc,
     };
     let import = post(api::residents_import)
         .layer(axum::extract::DefaultBodyLimit::max(api::IMPORT_BODY_MAX));
@@ -233,6 +243,7 @@ pub fn router(platform: Platform) -> Router {
         .merge(portal::routes())
         .merge(citizen_points_api::routes())
         .merge(portal_points::routes())
+        .merge(oidc::routes())
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .route_layer(middleware::from_fn(track))
@@ -301,9 +312,19 @@ pub async fn serve(
     platform: Platform,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_oidc(listener, platform, None, shutdown).await
+}
+
+/// Serves until `shutdown` resolves, with the city's identity provider when given.
+pub async fn serve_with_oidc(
+    listener: tokio::net::TcpListener,
+    platform: Platform,
+    oidc: Option<Arc<idp_link::RelyingParty>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router(platform).into_make_service_with_connect_info::<SocketAddr>(),
+        router_with_oidc(platform, oidc).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

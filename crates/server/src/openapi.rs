@@ -152,6 +152,7 @@ impl utoipa::Modify for ProblemResponses {
         crate::services_api::bills_of_citizen, crate::services_api::bill_run,
         crate::services_api::bill_runs,
         crate::citizen_api::sign_in, crate::citizen_api::sign_in_code,
+        crate::oidc::app_session,
         crate::citizen_api::password_code, crate::citizen_api::password_set,
         crate::citizen_api::sign_out, crate::citizen_api::profile, crate::citizen_api::cards,
         crate::citizen_api::balances, crate::citizen_api::card_action,

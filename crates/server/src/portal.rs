@@ -149,7 +149,7 @@ fn kind_label(t: &PortalTexts, kind: &str) -> String {
     if zh { s.0 } else { s.1 }.to_string()
 }
 
-fn set_session(token: &str, ttl_ms: i64) -> HeaderValue {
+pub(crate) fn set_session(token: &str, ttl_ms: i64) -> HeaderValue {
     HeaderValue::from_str(&format!(
         "{CITIZEN_COOKIE}={token}; Path=/portal; HttpOnly; SameSite=Strict; Max-Age={}",
         ttl_ms / 1000
@@ -172,16 +172,22 @@ async fn css() -> Response {
 
 #[derive(Template)]
 #[template(path = "portal/login.html")]
-struct LoginPage {
-    t: &'static PortalTexts,
-    who: Option<Who>,
-    notice: String,
-    error: String,
-    challenge: Option<String>,
-    phone: String,
+pub(crate) struct LoginPage {
+    pub(crate) t: &'static PortalTexts,
+    pub(crate) who: Option<Who>,
+    pub(crate) notice: String,
+    pub(crate) error: String,
+    pub(crate) challenge: Option<String>,
+    pub(crate) phone: String,
+    /// Sign-in through the city's identity provider is on (`crate::oidc`).
+    pub(crate) oidc: bool,
 }
 
-async fn login_page(headers: HeaderMap, Query(l): Query<LangParam>) -> ApiResult<Response> {
+async fn login_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(l): Query<LangParam>,
+) -> ApiResult<Response> {
     let (t, set) = language(&headers, &l.lang);
     page(
         LoginPage {
@@ -191,6 +197,7 @@ async fn login_page(headers: HeaderMap, Query(l): Query<LangParam>) -> ApiResult
             error: String::new(),
             challenge: None,
             phone: String::new(),
+            oidc: s.oidc.is_some(),
         },
         set,
     )
@@ -216,6 +223,7 @@ async fn login_submit(
         error: String::new(),
         challenge: None,
         phone: String::new(),
+        oidc: s.oidc.is_some(),
     };
     match s
         .platform
@@ -268,6 +276,7 @@ async fn login_code(
                     error: message(t, &e),
                     challenge: retry.then_some(f.challenge),
                     phone: String::new(),
+                    oidc: s.oidc.is_some(),
                 },
                 None,
             )
@@ -362,6 +371,7 @@ async fn password_set(
                 error: String::new(),
                 challenge: None,
                 phone: String::new(),
+                oidc: s.oidc.is_some(),
             },
             None,
         ),
