@@ -25,6 +25,9 @@ pub const UPLOAD_RECORDS_MAX: usize = PURCHASE_BATCH_MAX;
 
 /// Threads the TAC checks of one upload are spread over.
 const TAC_THREADS: usize = 2;
+/// Uploads up to this many records are checked on one blocking thread: a terminal's small
+/// batch costs less to check than a second thread hand-off.
+const TAC_ONE_THREAD_MAX: usize = 256;
 
 /// The answer for one uploaded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +80,9 @@ impl IngestCounts {
 /// How an answer is made of every record's result, in the upload's order.
 pub type Encode = Arc<dyn Fn(&[PurchaseResult]) -> Vec<u8> + Send + Sync>;
 
+/// How the stored answer is made of the store's outcomes, inside its transaction.
+type AnswerOf = Arc<dyn Fn(&[IngestOutcome]) -> Vec<u8> + Send + Sync>;
+
 /// A terminal's named batch whose answer is kept with its postings.
 pub struct KeepAnswer {
     pub terminal: String,
@@ -103,7 +109,7 @@ pub(crate) struct UploadJob {
     terminal: String,
     batch_id: String,
     digest: String,
-    answer: Arc<dyn Fn(&[IngestOutcome]) -> Vec<u8> + Send + Sync>,
+    answer: AnswerOf,
     reply: tokio::sync::oneshot::Sender<Result<KeptIngest>>,
 }
 
@@ -487,7 +493,7 @@ impl Platform {
             }
             Some(k) => {
                 let checked = Arc::new(checked);
-                let answer: Arc<dyn Fn(&[IngestOutcome]) -> Vec<u8> + Send + Sync> = {
+                let answer: AnswerOf = {
                     let (checked, encode) = (checked.clone(), k.encode.clone());
                     Arc::new(move |o: &[IngestOutcome]| encode(&merge_results(&checked, o)))
                 };
@@ -555,7 +561,8 @@ impl Platform {
         })
     }
 
-    /// Parses and TAC-checks an upload on [`TAC_THREADS`] blocking threads (key stores may
+    /// Parses and TAC-checks an upload on [`TAC_THREADS`] blocking threads (one up to
+    /// [`TAC_ONE_THREAD_MAX`] records; key stores may
     /// block, and the checks are the CPU-heavy part), keeping the records' order.
     async fn check_records(
         &self,
@@ -563,7 +570,12 @@ impl Platform {
         records: Vec<RawUpload>,
     ) -> Result<Vec<Checked>> {
         let records = Arc::new(records);
-        let per = records.len().div_ceil(TAC_THREADS).max(1);
+        let threads = if records.len() <= TAC_ONE_THREAD_MAX {
+            1
+        } else {
+            TAC_THREADS
+        };
+        let per = records.len().div_ceil(threads).max(1);
         let calendar = self.windows;
         let mut tasks = Vec::new();
         for start in (0..records.len()).step_by(per) {
