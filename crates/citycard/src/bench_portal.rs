@@ -4,8 +4,8 @@
 //! Setup (not timed): a scratch SQLite data directory with a small demo city
 //! (`platform::demo::run`: residents, cards through the emulated bureau, some lost and
 //! replaced, a benefit batch), then for each of the `--citizens` card holders a mobile number,
-//! top-ups and payments on the online account, a water bill with an auto-debit agreement, and a
-//! password set at a counter. Each citizen then signs in through the portal's own forms over
+//! top-ups and payments on the online account, two water bills with an auto-debit agreement,
+//! volunteer hours (points) and a password set at a counter. Each citizen then signs in through the portal's own forms over
 //! HTTP (ID number and password, then the SMS code, read from the simulated SMS gateway the
 //! platform sends to) and keeps the session cookie.
 //!
@@ -22,7 +22,9 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use ledger::{AccountKey, AccountKind, Amount, IdempotencyKey, Owner, Transfer, TransferKind, Unit};
+use ledger::{
+    AccountKey, AccountKind, Amount, IdempotencyKey, Owner, Transfer, TransferKind, Unit,
+};
 use platform::clock::SystemClock;
 use platform::{Caller, KeySource, StorageTarget};
 use std::sync::Arc;
@@ -154,7 +156,14 @@ async fn sign_in(
         .find(|v| v.starts_with(server::auth::CITIZEN_COOKIE))
         .context("no session cookie")?;
     let cookie = set.split(';').next().unwrap_or_default().to_string();
-    let home = send(client, "GET", &format!("{base}/portal/"), Some(&cookie), None).await?;
+    let home = send(
+        client,
+        "GET",
+        &format!("{base}/portal/"),
+        Some(&cookie),
+        None,
+    )
+    .await?;
     anyhow::ensure!(home.status == 200, "home answered {}", home.status);
     let at = home
         .body
@@ -196,8 +205,12 @@ async fn load(
     let end = start + Duration::from_secs(a.seconds);
     let mut tasks = Vec::new();
     for _ in 0..a.concurrency {
-        let (client, next, sessions, base) =
-            (client.clone(), next.clone(), sessions.clone(), base.to_string());
+        let (client, next, sessions, base) = (
+            client.clone(),
+            next.clone(),
+            sessions.clone(),
+            base.to_string(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = vec![Vec::new(); paths.len()];
             let mut errs = vec![0u64; paths.len()];
@@ -414,8 +427,19 @@ pub async fn run(a: Args, _cfg: &Config) -> anyhow::Result<()> {
         p.agreement_sign(&clerk, id, "water", &format!("C{k}"), 20_000)
             .await?;
         p.citizen_password_set_by(&clerk, id, PASSWORD).await?;
+        p.points_report(
+            &admin,
+            points::EarnKind::VolunteerHour,
+            &format!("bench-volunteer-{k}"),
+            id,
+            3,
+        )
+        .await?;
         let online = p
-            .ledger_accounts(&cli, &[AccountKey::citizen_online(p.resident_id_of(id).await?)])
+            .ledger_accounts(
+                &cli,
+                &[AccountKey::citizen_online(p.resident_id_of(id).await?)],
+            )
             .await?[0]
             .id;
         for (j, amount) in [50_000i64, 20_000, 10_000].into_iter().enumerate() {
@@ -468,6 +492,27 @@ pub async fn run(a: Args, _cfg: &Config) -> anyhow::Result<()> {
         pb.inc(1);
     }
     pb.finish_and_clear();
+    // The pages carry the data set up above (checked once, not timed).
+    for (path, wanted) in [
+        ("/portal/bills", "W-0-A"),
+        ("/portal/transactions", "100.00"),
+        ("/portal/benefits", "800.00"),
+        ("/portal/messages", "【市民卡】"),
+    ] {
+        let r = send(
+            &client,
+            "GET",
+            &format!("{base}{path}"),
+            Some(&sessions[0].cookie),
+            None,
+        )
+        .await?;
+        anyhow::ensure!(
+            r.status == 200 && r.body.contains(wanted),
+            "{path} of the first citizen lacks {wanted:?} ({})",
+            r.status
+        );
+    }
     let sessions = Arc::new(sessions);
 
     eprintln!(
@@ -489,7 +534,11 @@ pub async fn run(a: Args, _cfg: &Config) -> anyhow::Result<()> {
     println!("| request | requests | per s | p50 ms | p99 ms | max ms | errors |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let base_stats = stats(css.lat.concat(), css.secs);
-    row(&format!("GET {BASELINE} (baseline)"), &base_stats, css.errors);
+    row(
+        &format!("GET {BASELINE} (baseline)"),
+        &base_stats,
+        css.errors,
+    );
     let all = stats(pages.lat.concat(), pages.secs);
     row("portal pages, all", &all, pages.errors);
     for (k, path) in PAGES.iter().enumerate() {
@@ -512,10 +561,7 @@ pub async fn run(a: Args, _cfg: &Config) -> anyhow::Result<()> {
         "{} page and {} baseline errors; first: {}",
         pages.errors,
         css.errors,
-        pages
-            .first_error
-            .or(css.first_error)
-            .unwrap_or_default()
+        pages.first_error.or(css.first_error).unwrap_or_default()
     );
     anyhow::ensure!(all.count > 0, "no page was answered");
     Ok(())
