@@ -188,8 +188,9 @@ struct Run {
     secs: f64,
 }
 
-/// `concurrency` clients for `seconds`, request i to citizen i mod n on path `paths[(i / n) mod
-/// len]`; each answer must be 200 and hold the citizen's marker (pages) or be the style sheet.
+/// `concurrency` clients for `seconds`; request i is `paths[i mod len]` of citizen
+/// `(i / len) mod n` (a citizen going through the pages, the pages mixed in flight); each
+/// answer must be 200 and hold the citizen's marker (pages) or be the style sheet.
 async fn load(
     base: &str,
     paths: &'static [&'static str],
@@ -218,8 +219,9 @@ async fn load(
             let n = sessions.len() as u64;
             while Instant::now() < end {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let s = &sessions[(i % n) as usize];
-                let k = ((i / n) % paths.len() as u64) as usize;
+                let len = paths.len() as u64;
+                let s = &sessions[((i / len) % n) as usize];
+                let k = (i % len) as usize;
                 let t = Instant::now();
                 let r = send(
                     &client,
