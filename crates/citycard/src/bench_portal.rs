@@ -1,19 +1,20 @@
 //! `citycard bench portal`: the citizen portal's pages under load (issue 9: at least 1,000
 //! pages/s with p99 under 50 ms).
 //!
-//! Setup (not timed): a scratch SQLite data directory with a small demo city
-//! (`platform::demo::run`: residents, cards through the emulated bureau, some lost and
-//! replaced, a benefit batch), then for each of the `--citizens` card holders a mobile number,
-//! top-ups and payments on the online account, two water bills with an auto-debit agreement,
-//! volunteer hours (points) and a password set at a counter. Each citizen then signs in through the portal's own forms over
-//! HTTP (ID number and password, then the SMS code, read from the simulated SMS gateway the
-//! platform sends to) and keeps the session cookie.
+//! Setup (not timed): a scratch SQLite data directory (always SQLite: `--database-url` is not
+//! used) with a small demo city (`platform::demo::run`: residents, cards through the emulated
+//! bureau, some lost and replaced, a benefit batch), then for each of the `--citizens` card
+//! holders a mobile number, top-ups and payments on the online account, two water bills with an
+//! auto-debit agreement, volunteer hours (points) and a password set at a counter. Each citizen
+//! then signs in through the portal's own forms over HTTP (ID number and password, then the SMS
+//! code, read from the simulated SMS gateway the platform sends to) and keeps the session
+//! cookie. The first citizen's pages are checked once for that data.
 //!
 //! Timed: `--seconds` of closed-loop GETs from `--concurrency` clients over keep-alive
-//! connections, each a portal page of a signed-in citizen, cycling through the main pages;
-//! every answer must be 200 and show that citizen's (masked) name. Beside it, the same load on
-//! `/portal/assets/portal.css` through the same router, middleware and cookies: the server's
-//! own overhead, so the ratio shows what rendering a page with its data costs.
+//! connections, each a portal page of a signed-in citizen, each citizen going through the main
+//! pages in turn; every answer must be 200 and show that citizen's (masked) name. Beside it, the
+//! same load on `/portal/assets/portal.css` through the same router, middleware and cookies:
+//! the server's own overhead, so the ratio shows what rendering a page with its data costs.
 
 use crate::config::Config;
 use anyhow::Context;
