@@ -131,6 +131,9 @@ pub enum BenchCommand {
     /// the ledger's raw batch posting of as many transfers, on SQLite and (with
     /// --database-url) PostgreSQL.
     Billrun(crate::bench_billrun::Args),
+    /// The citizen portal (issue 9): signed-in citizens' pages over HTTP keep-alive (pages/s,
+    /// p50, p99, max, overall and per page) beside its style sheet through the same server.
+    Portal(crate::bench_portal::Args),
 }
 
 pub(crate) struct Scratch {
@@ -422,6 +425,7 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
             .await
         }
         BenchCommand::Billrun(args) => crate::bench_billrun::run(args, cfg).await,
+        BenchCommand::Portal(args) => crate::bench_portal::run(args, cfg).await,
     }
 }
 

@@ -10,6 +10,7 @@ mod bench_ecode_scan;
 mod bench_ingest;
 mod bench_ledger;
 mod bench_payments;
+mod bench_portal;
 mod bench_production;
 mod bench_terminal;
 mod card;
