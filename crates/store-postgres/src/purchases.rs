@@ -23,8 +23,8 @@ use std::collections::HashMap;
 use store::ledger::decode_balance;
 use store::purchases::{
     IngestOutcome, KeptBatch, KeptIngest, KeptUpload, PURCHASE_BATCH_MAX, PurchaseBatch,
-    PurchaseRow, PurchaseStore, batch_cards, check_group, decode_flags, group_plan, joined,
-    kept_row, ledger_purchases, new_rows, outcomes, transfer_key_prefix, transfer_memo,
+    PurchaseRow, PurchaseStore, batch_cards, check_group, decode_flags, finish_group, group_plan,
+    joined, kept_row, ledger_purchases, new_rows, outcomes, transfer_key_prefix, transfer_memo,
 };
 use store::{Result, StoreError};
 
@@ -465,28 +465,12 @@ impl PgStore {
                 });
             }
         }
-        for &(later, earlier) in &group.repeats {
-            let row = match &answers[earlier] {
-                Some(KeptIngest::Ingested { answer, .. }) => {
-                    kept_row(&uploads[earlier].kept, answer.clone(), now_ms)
-                }
-                Some(KeptIngest::Stored(row)) => row.clone(),
-                None => {
-                    return Err(StoreError::Corrupt(
-                        "a repeat of an unanswered upload".into(),
-                    ));
-                }
-            };
-            answers[later] = Some(KeptIngest::Stored(row));
-        }
+        let answers = finish_group(uploads, &group, answers, now_ms)?;
         if !drafts.is_empty() {
             append_audit_many(&mut tx, drafts, now_ms).await?;
             tx.commit().await.map_err(db)?;
         }
-        answers
-            .into_iter()
-            .map(|a| a.ok_or_else(|| StoreError::Corrupt("an upload without an answer".into())))
-            .collect()
+        Ok(answers)
     }
 }
 

@@ -143,6 +143,34 @@ pub fn group_plan(uploads: &[KeptUpload<'_>], stored: &[bool]) -> GroupPlan {
     plan
 }
 
+/// The answers of a group once its posts are written: every repeat gets the row its earlier
+/// upload stored (or was answered with), and every upload must have an answer.
+pub fn finish_group(
+    uploads: &[KeptUpload<'_>],
+    group: &GroupPlan,
+    mut answers: Vec<Option<KeptIngest>>,
+    now_ms: i64,
+) -> Result<Vec<KeptIngest>> {
+    for &(later, earlier) in &group.repeats {
+        let row = match &answers[earlier] {
+            Some(KeptIngest::Ingested { answer, .. }) => {
+                kept_row(&uploads[earlier].kept, answer.clone(), now_ms)
+            }
+            Some(KeptIngest::Stored(row)) => row.clone(),
+            None => {
+                return Err(crate::StoreError::Corrupt(
+                    "a repeat of an unanswered upload".into(),
+                ));
+            }
+        };
+        answers[later] = Some(KeptIngest::Stored(row));
+    }
+    answers
+        .into_iter()
+        .map(|a| a.ok_or_else(|| crate::StoreError::Corrupt("an upload without an answer".into())))
+        .collect()
+}
+
 /// Refuses a group beyond [`UPLOADS_PER_GROUP_MAX`] uploads or [`PURCHASE_BATCH_MAX`] records.
 pub fn check_group(uploads: &[KeptUpload<'_>]) -> Result<()> {
     let records: usize = uploads.iter().map(|u| u.batch.purchases.len()).sum();
