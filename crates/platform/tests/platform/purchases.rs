@@ -556,4 +556,35 @@ async fn concurrent_terminal_batches_commit_together_and_answer_each(f: Fixture)
     assert!(matches!(r, Err(PlatformError::Conflict(_))), "{r:?}");
     let c = p.ledger_check().await.unwrap();
     assert_eq!(c.mismatch, None, "{c:?}");
+
+    // "Last seen", group-committed: one statement for several terminals, a terminal named
+    // twice keeps its latest time, an earlier time never moves it back.
+    let far = 4_000_000_000_000;
+    p.terminal_register(&cli, "T-900", "bus", "validator", "S1", None, None)
+        .await
+        .unwrap();
+    p.store
+        .terminals_seen(&[
+            ("T-000".to_string(), far + 5),
+            ("T-000".to_string(), far + 9),
+            ("T-003".to_string(), far + 1),
+            ("T-900".to_string(), far + 2),
+        ])
+        .await
+        .unwrap();
+    p.store
+        .terminals_seen(&[("T-000".to_string(), far)])
+        .await
+        .unwrap();
+    let seen: std::collections::HashMap<String, i64> = p
+        .store
+        .terminal_statuses()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.terminal, r.last_seen_ms))
+        .collect();
+    assert_eq!(seen["T-000"], far + 9);
+    assert_eq!(seen["T-003"], far + 1);
+    assert_eq!(seen["T-900"], far + 2, "a terminal seen for the first time");
 }
