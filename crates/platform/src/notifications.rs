@@ -334,17 +334,21 @@ impl Platform {
         let Some(row) = self.store.resident_by_id(resident_id).await? else {
             return Ok((None, None));
         };
-        let Some(sealed) = row.phone_sealed else {
-            return Ok((None, None));
+        Ok(match self.record_phone(&row)? {
+            Some(p) => (Some(p), Some("resident_record")),
+            None => (None, None),
+        })
+    }
+
+    /// The mobile phone of a resident's record; landlines receive no SMS.
+    fn record_phone(&self, row: &store::ResidentRow) -> Result<Option<Phone>> {
+        let Some(sealed) = &row.phone_sealed else {
+            return Ok(None);
         };
         let p = self
             .vault
-            .open_string(&crate::residents::ctx(&row.id_blind, "phone"), &sealed)?;
-        // Landlines receive no SMS.
-        Ok(match Phone::parse(&p) {
-            Ok(p) => (Some(p), Some("resident_record")),
-            Err(_) => (None, None),
-        })
+            .open_string(&crate::residents::ctx(&row.id_blind, "phone"), sealed)?;
+        Ok(Phone::parse(&p).ok())
     }
 
     /// Enqueues notices: always an in-app message, and an SMS when the citizen has SMS on and
@@ -374,7 +378,23 @@ impl Platform {
             .into_iter()
             .map(|p| (p.resident_id, p))
             .collect();
-        // The sealed SMS phone per resident (None: no SMS), worked out once per batch.
+        // The sealed SMS phone per resident (None: no SMS), worked out once per batch; the
+        // residents without a phone in their preferences are read in one go.
+        let from_record: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|r| {
+                prefs
+                    .get(r)
+                    .is_none_or(|p| p.sms_enabled && p.phone_sealed.is_none())
+            })
+            .collect();
+        let mut records: std::collections::HashMap<i64, store::ResidentRow> = Default::default();
+        for chunk in from_record.chunks(store::RESIDENTS_BY_IDS_MAX) {
+            for row in self.store.residents_by_ids(chunk).await? {
+                records.insert(row.id, row);
+            }
+        }
         let mut phones: std::collections::HashMap<i64, Option<Vec<u8>>> = Default::default();
         for &r in &ids {
             let p = prefs.get(&r);
@@ -384,9 +404,15 @@ impl Platform {
             }
             let sealed = match p.and_then(|p| p.phone_sealed.clone()) {
                 Some(s) => Some(s),
-                None => match self.notice_phone(r, p).await?.0 {
-                    Some(phone) => Some(self.vault.seal(&phone_ctx(r), phone.expose().as_bytes())?),
-                    None => None,
+                None => match records
+                    .get(&r)
+                    .map(|row| self.record_phone(row))
+                    .transpose()?
+                {
+                    Some(Some(phone)) => {
+                        Some(self.vault.seal(&phone_ctx(r), phone.expose().as_bytes())?)
+                    }
+                    _ => None,
                 },
             };
             phones.insert(r, sealed);

@@ -365,30 +365,37 @@ impl BillStore for PgStore {
                 max: BILL_BATCH_MAX,
             });
         }
+        // One statement each for the paid and the failed (a bill run settles its chunks so).
         let mut tx = self.pool.begin().await.map_err(db)?;
         let mut n = 0;
-        for p in paid {
-            n += sqlx::query(
-                "UPDATE bills SET status = 'paid', payment_id = $1, paid_by = $2, paid_ms = $3, \
-                 next_debit_ms = NULL WHERE id = $4 AND status = 'open'",
+        if !paid.is_empty() {
+            n = sqlx::query(
+                "UPDATE bills SET status = 'paid', payment_id = v.payment_id, \
+                 paid_by = v.paid_by, paid_ms = v.paid_ms, next_debit_ms = NULL \
+                 FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[]) \
+                 AS v(id, payment_id, paid_by, paid_ms) \
+                 WHERE bills.id = v.id AND bills.status = 'open'",
             )
-            .bind(p.payment_id)
-            .bind(&p.paid_by)
-            .bind(p.paid_ms)
-            .bind(p.bill_id)
+            .bind(paid.iter().map(|p| p.bill_id).collect::<Vec<_>>())
+            .bind(paid.iter().map(|p| p.payment_id).collect::<Vec<_>>())
+            .bind(paid.iter().map(|p| p.paid_by.as_str()).collect::<Vec<_>>())
+            .bind(paid.iter().map(|p| p.paid_ms).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(db)?
             .rows_affected();
         }
-        for f in failed {
+        if !failed.is_empty() {
             sqlx::query(
-                "UPDATE bills SET debit_attempts = debit_attempts + 1, last_error = $1, \
-                 next_debit_ms = $2 WHERE id = $3 AND status = 'open'",
+                "UPDATE bills SET debit_attempts = debit_attempts + 1, \
+                 last_error = v.last_error, next_debit_ms = v.next_debit_ms \
+                 FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[]) \
+                 AS v(id, last_error, next_debit_ms) \
+                 WHERE bills.id = v.id AND bills.status = 'open'",
             )
-            .bind(&f.error)
-            .bind(f.next_debit_ms)
-            .bind(f.bill_id)
+            .bind(failed.iter().map(|f| f.bill_id).collect::<Vec<_>>())
+            .bind(failed.iter().map(|f| f.error.as_str()).collect::<Vec<_>>())
+            .bind(failed.iter().map(|f| f.next_debit_ms).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(db)?;

@@ -134,26 +134,31 @@ impl CreditStore for PgStore {
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_head(&mut tx).await?;
-        let mut n = 0;
-        for s in signals {
-            n += sqlx::query(
-                "INSERT INTO credit_signals (resident_id, kind, key, quantity, day, source, \
-                 created_ms) SELECT $1::BIGINT, $2::TEXT, $3::TEXT, $4::BIGINT, $5::BIGINT, $6::TEXT, $7::BIGINT WHERE EXISTS \
-                 (SELECT 1 FROM credit_enrolments WHERE resident_id = $1) \
-                 ON CONFLICT (resident_id, key) DO NOTHING",
-            )
-            .bind(s.resident_id)
-            .bind(&s.kind)
-            .bind(&s.key)
-            .bind(s.quantity)
-            .bind(s.day)
-            .bind(&s.source)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        }
+        // One statement for the batch (a bill run records a chunk's signals at once).
+        let n = sqlx::query(
+            "INSERT INTO credit_signals (resident_id, kind, key, quantity, day, source, \
+             created_ms) SELECT v.resident_id, v.kind, v.key, v.quantity, v.day, v.source, $7 \
+             FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], \
+             $6::TEXT[]) AS v(resident_id, kind, key, quantity, day, source) WHERE EXISTS \
+             (SELECT 1 FROM credit_enrolments e WHERE e.resident_id = v.resident_id) \
+             ON CONFLICT (resident_id, key) DO NOTHING",
+        )
+        .bind(signals.iter().map(|s| s.resident_id).collect::<Vec<_>>())
+        .bind(signals.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>())
+        .bind(signals.iter().map(|s| s.key.as_str()).collect::<Vec<_>>())
+        .bind(signals.iter().map(|s| s.quantity).collect::<Vec<_>>())
+        .bind(signals.iter().map(|s| s.day).collect::<Vec<_>>())
+        .bind(
+            signals
+                .iter()
+                .map(|s| s.source.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
         tx.commit().await.map_err(db)?;
         Ok(n)
     }

@@ -722,6 +722,24 @@ impl Store for PgStore {
         row.as_ref().map(resident_row).transpose()
     }
 
+    async fn residents_by_ids(&self, ids: &[i64]) -> Result<Vec<ResidentRow>> {
+        if ids.len() > store::RESIDENTS_BY_IDS_MAX {
+            return Err(StoreError::TooMany {
+                got: ids.len(),
+                max: store::RESIDENTS_BY_IDS_MAX,
+            });
+        }
+        let sql = format!("SELECT {RESIDENT_COLS} FROM residents WHERE id = ANY($1)");
+        sqlx::query(&sql)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(resident_row)
+            .collect()
+    }
+
     async fn residents_by_name(
         &self,
         name_mac: &BlindIndex,

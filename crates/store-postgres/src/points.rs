@@ -6,6 +6,7 @@ use crate::{PgStore, append_audit, db, lock_head};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
+use std::collections::HashMap;
 use store::ledger::PostOutcome;
 use store::points::*;
 use store::{Result, StoreError};
@@ -259,49 +260,87 @@ impl PointsStore for PgStore {
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_head(&mut tx).await?;
-        let mut out = Vec::with_capacity(earnings.len());
-        let mut transfers = Vec::new();
-        for e in earnings {
-            if let Some(first) = entry_by_key(&mut tx, &e.key).await? {
-                out.push(EarnOutcome::Duplicate(first));
-                continue;
-            }
-            let today: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(SUM(points), 0)::BIGINT FROM points_entries \
-                 WHERE resident_id = $1 AND kind = $2 AND day = $3 AND op = 'earn'",
+        // Three statements per batch, not per earning: the stored keys, the day's sums, the
+        // insert.
+        let mut stored: HashMap<String, PointsEntryRow> = HashMap::new();
+        for r in sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM points_entries WHERE key = ANY($1)"
+        ))
+        .bind(earnings.iter().map(|e| e.key.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?
+        {
+            let row = entry_row(&r)?;
+            stored.insert(row.key.clone(), row);
+        }
+        let mut triples: Vec<(i64, &str, i64)> = earnings
+            .iter()
+            .filter(|e| !stored.contains_key(&e.key))
+            .map(|e| (e.resident_id, e.kind.as_str(), e.day))
+            .collect();
+        triples.sort_unstable();
+        triples.dedup();
+        let mut earned: HashMap<(i64, String, i64), i64> = HashMap::new();
+        if !triples.is_empty() {
+            let sums: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+                "SELECT v.r, v.k, v.d, (SELECT COALESCE(SUM(p.points), 0)::BIGINT \
+                 FROM points_entries p WHERE p.resident_id = v.r AND p.kind = v.k \
+                 AND p.day = v.d AND p.op = 'earn') \
+                 FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[]) AS v(r, k, d)",
             )
-            .bind(e.resident_id)
-            .bind(&e.kind)
-            .bind(e.day)
-            .fetch_one(&mut *tx)
+            .bind(triples.iter().map(|t| t.0).collect::<Vec<_>>())
+            .bind(triples.iter().map(|t| t.1).collect::<Vec<_>>())
+            .bind(triples.iter().map(|t| t.2).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
-            let granted = e.asked.min(e.daily_cap - today);
-            if granted <= 0 {
-                out.push(EarnOutcome::CapReached {
-                    earned_today: today,
-                });
-                continue;
+            for (r, k, d, sum) in sums {
+                earned.insert((r, k, d), sum);
             }
-            let row = insert_entry(
-                &mut tx,
-                e.resident_id,
-                OP_EARN,
-                &e.key,
-                Some(&e.kind),
-                None,
-                granted,
-                e.day,
-                Some(e.expires_day),
-                now_ms,
-            )
-            .await?;
-            transfers.push(entry_transfer(
-                OP_EARN, &e.key, e.account, e.issuance, granted,
-            )?);
-            out.push(EarnOutcome::Earned(row));
         }
-        if !transfers.is_empty() {
+        let keys: std::collections::HashSet<String> = stored.keys().cloned().collect();
+        let steps = plan_earnings(earnings, &keys, &earned);
+        let new: Vec<(&NewEarning, i64)> = earnings
+            .iter()
+            .zip(&steps)
+            .filter_map(|(e, s)| match s {
+                EarnStep::Insert { granted } => Some((e, *granted)),
+                _ => None,
+            })
+            .collect();
+        let mut inserted: HashMap<String, PointsEntryRow> = HashMap::new();
+        if !new.is_empty() {
+            for r in sqlx::query(&format!(
+                "INSERT INTO points_entries (resident_id, op, key, kind, points, day, \
+                 expires_day, created_ms) SELECT v.r, 'earn', v.key, v.kind, v.points, v.day, \
+                 v.expires, $7 FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], \
+                 $5::BIGINT[], $6::BIGINT[]) AS v(r, key, kind, points, day, expires) \
+                 RETURNING {ENTRY_COLS}"
+            ))
+            .bind(new.iter().map(|(e, _)| e.resident_id).collect::<Vec<_>>())
+            .bind(new.iter().map(|(e, _)| e.key.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(e, _)| e.kind.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|(_, g)| *g).collect::<Vec<_>>())
+            .bind(new.iter().map(|(e, _)| e.day).collect::<Vec<_>>())
+            .bind(new.iter().map(|(e, _)| e.expires_day).collect::<Vec<_>>())
+            .bind(now_ms)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+            {
+                let row = entry_row(&r)?;
+                inserted.insert(row.key.clone(), row);
+            }
+        }
+        let out = earn_outcomes(earnings, &steps, &stored, &inserted)?;
+        if !new.is_empty() {
+            let transfers = new
+                .iter()
+                .map(|(e, granted)| {
+                    entry_transfer(OP_EARN, &e.key, e.account, e.issuance, *granted)
+                })
+                .collect::<Result<Vec<_>>>()?;
             // One ledger batch for the whole call (a bill run's chunk earns at once).
             let (outcomes, _) = post_in(&mut tx, &transfers, now_ms).await?;
             if let Some(o) = outcomes

@@ -1,6 +1,6 @@
 //! `BillStore` on SQLite.
 
-use crate::{SqliteStore, append_audit, db};
+use crate::{SqliteStore, append_audit, db, placeholders};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -364,33 +364,40 @@ impl BillStore for SqliteStore {
                 max: BILL_BATCH_MAX,
             });
         }
+        // One statement per 1,000 bills (a bill run settles its chunks this way).
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let mut n = 0;
-        for p in paid {
-            n += sqlx::query(
-                "UPDATE bills SET status = 'paid', payment_id = ?, paid_by = ?, paid_ms = ?, \
-                 next_debit_ms = NULL WHERE id = ? AND status = 'open'",
-            )
-            .bind(p.payment_id)
-            .bind(&p.paid_by)
-            .bind(p.paid_ms)
-            .bind(p.bill_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
+        for chunk in paid.chunks(1000) {
+            let sql = format!(
+                "WITH v(id, payment_id, paid_by, paid_ms) AS (VALUES {}) \
+                 UPDATE bills SET status = 'paid', payment_id = v.payment_id, \
+                 paid_by = v.paid_by, paid_ms = v.paid_ms, next_debit_ms = NULL \
+                 FROM v WHERE bills.id = v.id AND bills.status = 'open'",
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for p in chunk {
+                q = q
+                    .bind(p.bill_id)
+                    .bind(p.payment_id)
+                    .bind(&p.paid_by)
+                    .bind(p.paid_ms);
+            }
+            n += q.execute(&mut *tx).await.map_err(db)?.rows_affected();
         }
-        for f in failed {
-            sqlx::query(
-                "UPDATE bills SET debit_attempts = debit_attempts + 1, last_error = ?, \
-                 next_debit_ms = ? WHERE id = ? AND status = 'open'",
-            )
-            .bind(&f.error)
-            .bind(f.next_debit_ms)
-            .bind(f.bill_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        for chunk in failed.chunks(1000) {
+            let sql = format!(
+                "WITH v(id, last_error, next_debit_ms) AS (VALUES {}) \
+                 UPDATE bills SET debit_attempts = debit_attempts + 1, \
+                 last_error = v.last_error, next_debit_ms = v.next_debit_ms \
+                 FROM v WHERE bills.id = v.id AND bills.status = 'open'",
+                placeholders(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(&sql);
+            for f in chunk {
+                q = q.bind(f.bill_id).bind(&f.error).bind(f.next_debit_ms);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         Ok(n)

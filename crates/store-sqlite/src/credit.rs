@@ -1,6 +1,6 @@
 //! `CreditStore` on SQLite.
 
-use crate::{SqliteStore, append_audit, db};
+use crate::{SqliteStore, append_audit, db, placeholders};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -131,25 +131,34 @@ impl CreditStore for SqliteStore {
             return Ok(0);
         }
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        // One statement per 1,000 signals (a bill run records a chunk's at once).
         let mut n = 0;
-        for s in signals {
-            n += sqlx::query(
-                "INSERT INTO credit_signals (resident_id, kind, key, quantity, day, source, \
-                 created_ms) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS \
-                 (SELECT 1 FROM credit_enrolments WHERE resident_id = ?1) \
+        for chunk in signals.chunks(1000) {
+            let sql = format!(
+                "WITH v(resident_id, kind, key, quantity, day, source) AS (VALUES {}) \
+                 INSERT INTO credit_signals (resident_id, kind, key, quantity, day, source, \
+                 created_ms) SELECT v.resident_id, v.kind, v.key, v.quantity, v.day, v.source, ? \
+                 FROM v WHERE EXISTS \
+                 (SELECT 1 FROM credit_enrolments e WHERE e.resident_id = v.resident_id) \
                  ON CONFLICT (resident_id, key) DO NOTHING",
-            )
-            .bind(s.resident_id)
-            .bind(&s.kind)
-            .bind(&s.key)
-            .bind(s.quantity)
-            .bind(s.day)
-            .bind(&s.source)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
+                placeholders(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                q = q
+                    .bind(s.resident_id)
+                    .bind(&s.kind)
+                    .bind(&s.key)
+                    .bind(s.quantity)
+                    .bind(s.day)
+                    .bind(&s.source);
+            }
+            n += q
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
         }
         tx.commit().await.map_err(db)?;
         Ok(n)

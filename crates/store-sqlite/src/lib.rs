@@ -732,6 +732,30 @@ impl Store for SqliteStore {
         row.as_ref().map(resident_row).transpose()
     }
 
+    async fn residents_by_ids(&self, ids: &[i64]) -> Result<Vec<ResidentRow>> {
+        if ids.len() > store::RESIDENTS_BY_IDS_MAX {
+            return Err(StoreError::TooMany {
+                got: ids.len(),
+                max: store::RESIDENTS_BY_IDS_MAX,
+            });
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(900) {
+            let sql = format!(
+                "SELECT {RESIDENT_COLS} FROM residents WHERE id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.read).await.map_err(db)? {
+                out.push(resident_row(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn residents_by_name(
         &self,
         name_mac: &BlindIndex,

@@ -2,10 +2,11 @@
 //! `BEGIN IMMEDIATE` transaction (the one writer makes the cap and expiry sums exact).
 
 use crate::ledger::post_in;
-use crate::{SqliteStore, append_audit, db};
+use crate::{SqliteStore, append_audit, db, placeholders};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use std::collections::HashMap;
 use store::ledger::PostOutcome;
 use store::points::*;
 use store::{Result, StoreError};
@@ -255,49 +256,90 @@ impl PointsStore for SqliteStore {
             });
         }
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let mut out = Vec::with_capacity(earnings.len());
-        let mut transfers = Vec::new();
-        for e in earnings {
-            if let Some(first) = entry_by_key(&mut tx, &e.key).await? {
-                out.push(EarnOutcome::Duplicate(first));
-                continue;
+        // A few statements per batch, not per earning: the stored keys, the day's sums, one
+        // insert per 1,000 entries.
+        let mut stored: HashMap<String, PointsEntryRow> = HashMap::new();
+        for chunk in earnings.chunks(900) {
+            let sql = format!(
+                "SELECT {ENTRY_COLS} FROM points_entries WHERE key IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q.bind(&e.key);
             }
-            let today: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(SUM(points), 0) FROM points_entries \
-                 WHERE resident_id = ?1 AND kind = ?2 AND day = ?3 AND op = 'earn'",
-            )
-            .bind(e.resident_id)
-            .bind(&e.kind)
-            .bind(e.day)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-            let granted = e.asked.min(e.daily_cap - today);
-            if granted <= 0 {
-                out.push(EarnOutcome::CapReached {
-                    earned_today: today,
-                });
-                continue;
+            for r in q.fetch_all(&mut *tx).await.map_err(db)? {
+                let row = entry_row(&r)?;
+                stored.insert(row.key.clone(), row);
             }
-            let row = insert_entry(
-                &mut tx,
-                e.resident_id,
-                OP_EARN,
-                &e.key,
-                Some(&e.kind),
-                None,
-                granted,
-                e.day,
-                Some(e.expires_day),
-                now_ms,
-            )
-            .await?;
-            transfers.push(entry_transfer(
-                OP_EARN, &e.key, e.account, e.issuance, granted,
-            )?);
-            out.push(EarnOutcome::Earned(row));
         }
-        if !transfers.is_empty() {
+        let mut triples: Vec<(i64, &str, i64)> = earnings
+            .iter()
+            .filter(|e| !stored.contains_key(&e.key))
+            .map(|e| (e.resident_id, e.kind.as_str(), e.day))
+            .collect();
+        triples.sort_unstable();
+        triples.dedup();
+        let mut earned: HashMap<(i64, String, i64), i64> = HashMap::new();
+        for chunk in triples.chunks(900) {
+            let sql = format!(
+                "WITH v(r, k, d) AS (VALUES {}) SELECT v.r, v.k, v.d, \
+                 (SELECT COALESCE(SUM(p.points), 0) FROM points_entries p \
+                 WHERE p.resident_id = v.r AND p.kind = v.k AND p.day = v.d AND p.op = 'earn') \
+                 FROM v",
+                placeholders(chunk.len(), 3)
+            );
+            let mut q = sqlx::query_as::<_, (i64, String, i64, i64)>(&sql);
+            for (r, k, d) in chunk {
+                q = q.bind(r).bind(*k).bind(d);
+            }
+            for (r, k, d, sum) in q.fetch_all(&mut *tx).await.map_err(db)? {
+                earned.insert((r, k, d), sum);
+            }
+        }
+        let keys: std::collections::HashSet<String> = stored.keys().cloned().collect();
+        let steps = plan_earnings(earnings, &keys, &earned);
+        let new: Vec<(&NewEarning, i64)> = earnings
+            .iter()
+            .zip(&steps)
+            .filter_map(|(e, s)| match s {
+                EarnStep::Insert { granted } => Some((e, *granted)),
+                _ => None,
+            })
+            .collect();
+        let mut inserted: HashMap<String, PointsEntryRow> = HashMap::new();
+        for chunk in new.chunks(1000) {
+            let sql = format!(
+                "INSERT INTO points_entries (resident_id, op, key, kind, target, points, day, \
+                 expires_day, created_ms) VALUES {} RETURNING {ENTRY_COLS}",
+                placeholders(chunk.len(), 9)
+            );
+            let mut q = sqlx::query(&sql);
+            for (e, granted) in chunk {
+                q = q
+                    .bind(e.resident_id)
+                    .bind(OP_EARN)
+                    .bind(&e.key)
+                    .bind(&e.kind)
+                    .bind(None::<String>)
+                    .bind(*granted)
+                    .bind(e.day)
+                    .bind(e.expires_day)
+                    .bind(now_ms);
+            }
+            for r in q.fetch_all(&mut *tx).await.map_err(db)? {
+                let row = entry_row(&r)?;
+                inserted.insert(row.key.clone(), row);
+            }
+        }
+        let out = earn_outcomes(earnings, &steps, &stored, &inserted)?;
+        if !new.is_empty() {
+            let transfers = new
+                .iter()
+                .map(|(e, granted)| {
+                    entry_transfer(OP_EARN, &e.key, e.account, e.issuance, *granted)
+                })
+                .collect::<Result<Vec<_>>>()?;
             // One ledger batch for the whole call (a bill run's chunk earns at once).
             let (outcomes, _) = post_in(&mut tx, &transfers, now_ms).await?;
             if let Some(o) = outcomes

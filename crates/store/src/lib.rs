@@ -63,6 +63,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Bounds on what one call may carry.
 pub const APPLY_BATCH_MAX: usize = 10_000;
 pub const PAGE_MAX: u32 = 500;
+/// At most this many ids per `residents_by_ids` (a bill run's chunk reads its payers' phones).
+pub const RESIDENTS_BY_IDS_MAX: usize = 10_000;
 
 #[async_trait]
 pub trait Store:
@@ -127,6 +129,10 @@ pub trait Store:
     async fn resident_by_blind(&self, id_blind: &BlindIndex) -> Result<Option<ResidentRow>>;
 
     async fn resident_by_id(&self, id: i64) -> Result<Option<ResidentRow>>;
+
+    /// The residents of these ids that exist (at most [`RESIDENTS_BY_IDS_MAX`] ids), in no set
+    /// order.
+    async fn residents_by_ids(&self, ids: &[i64]) -> Result<Vec<ResidentRow>>;
 
     async fn residents_by_name(
         &self,

@@ -182,6 +182,90 @@ pub fn expire_key(resident_id: i64, day: i64) -> String {
     format!("points-expire:{resident_id}:{day}")
 }
 
+/// What one earning of a batch does, planned by [`plan_earnings`] from what the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarnStep {
+    /// Its key earned before this batch: answered with the stored entry.
+    Stored,
+    /// The day's cap is reached: nothing is recorded.
+    Cap { earned_today: i64 },
+    /// A new entry of this many points.
+    Insert { granted: i64 },
+    /// Its key was planned earlier in the batch (that earning's step answers for it).
+    SameAs(usize),
+}
+
+/// Plans a batch of earnings in order, as if each were recorded before the next: `stored` are
+/// the keys already recorded, `earned` each (resident, kind, day)'s earnings so far. Earlier
+/// items of the batch count against the cap of later ones.
+pub fn plan_earnings(
+    earnings: &[NewEarning],
+    stored: &std::collections::HashSet<String>,
+    earned: &std::collections::HashMap<(i64, String, i64), i64>,
+) -> Vec<EarnStep> {
+    let mut earned = earned.clone();
+    let mut first: std::collections::HashMap<&str, usize> = Default::default();
+    let mut steps = Vec::with_capacity(earnings.len());
+    for (i, e) in earnings.iter().enumerate() {
+        if stored.contains(&e.key) {
+            steps.push(EarnStep::Stored);
+            continue;
+        }
+        if let Some(&j) = first.get(e.key.as_str()) {
+            steps.push(EarnStep::SameAs(j));
+            continue;
+        }
+        let today = earned
+            .entry((e.resident_id, e.kind.clone(), e.day))
+            .or_insert(0);
+        let granted = e.asked.min(e.daily_cap - *today);
+        if granted <= 0 {
+            steps.push(EarnStep::Cap {
+                earned_today: *today,
+            });
+            continue;
+        }
+        *today += granted;
+        first.insert(&e.key, i);
+        steps.push(EarnStep::Insert { granted });
+    }
+    steps
+}
+
+/// The outcomes of a planned batch: `stored` and `inserted` are the entries by key.
+pub fn earn_outcomes(
+    earnings: &[NewEarning],
+    steps: &[EarnStep],
+    stored: &std::collections::HashMap<String, PointsEntryRow>,
+    inserted: &std::collections::HashMap<String, PointsEntryRow>,
+) -> Result<Vec<EarnOutcome>> {
+    let missing = |k: &str| crate::StoreError::Corrupt(format!("points entry {k} vanished"));
+    earnings
+        .iter()
+        .zip(steps)
+        .map(|(e, step)| {
+            Ok(match *step {
+                EarnStep::Stored => EarnOutcome::Duplicate(
+                    stored.get(&e.key).cloned().ok_or_else(|| missing(&e.key))?,
+                ),
+                EarnStep::Cap { earned_today } => EarnOutcome::CapReached { earned_today },
+                EarnStep::Insert { .. } => EarnOutcome::Earned(
+                    inserted
+                        .get(&e.key)
+                        .cloned()
+                        .ok_or_else(|| missing(&e.key))?,
+                ),
+                EarnStep::SameAs(_) => EarnOutcome::Duplicate(
+                    inserted
+                        .get(&e.key)
+                        .cloned()
+                        .ok_or_else(|| missing(&e.key))?,
+                ),
+            })
+        })
+        .collect()
+}
+
 #[async_trait]
 pub trait PointsStore: Send + Sync {
     async fn points_rules(&self) -> Result<Vec<PointsRuleRow>>;
@@ -240,4 +324,56 @@ pub trait PointsStore: Send + Sync {
     ) -> Result<Vec<PointsEntryRow>>;
 
     async fn points_entry(&self, key: &str) -> Result<Option<PointsEntryRow>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+
+    fn earning(resident_id: i64, key: &str, asked: i64) -> NewEarning {
+        NewEarning {
+            resident_id,
+            kind: "ride".into(),
+            key: key.into(),
+            asked,
+            daily_cap: 10,
+            day: 100,
+            expires_day: 465,
+            account: 7,
+            issuance: 1,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_planned_as_if_recorded_one_by_one() {
+        let batch = [
+            earning(1, "a", 4),
+            earning(1, "b", 4),
+            earning(1, "c", 4),   // 8 earned before it: 2 left of the cap
+            earning(1, "d", 4),   // the cap is reached
+            earning(2, "e", 4),   // another resident has their own cap
+            earning(1, "a", 4),   // the first item's key again
+            earning(2, "old", 4), // stored before the batch
+        ];
+        let stored: HashSet<String> = ["old".to_string()].into();
+        let mut earned = HashMap::new();
+        earned.insert((2, "ride".to_string(), 100), 5);
+        let steps = plan_earnings(&batch, &stored, &earned);
+        assert_eq!(
+            steps,
+            vec![
+                EarnStep::Insert { granted: 4 },
+                EarnStep::Insert { granted: 4 },
+                EarnStep::Insert { granted: 2 },
+                EarnStep::Cap { earned_today: 10 },
+                EarnStep::Insert { granted: 4 },
+                EarnStep::SameAs(0),
+                EarnStep::Stored,
+            ]
+        );
+        // An entry the plan counts on but the store did not return is an error, not a guess.
+        let none = HashMap::new();
+        assert!(earn_outcomes(&batch, &steps, &none, &none).is_err());
+    }
 }

@@ -151,6 +151,19 @@ pub async fn points_earn_spend_and_expire_once(s: &dyn Store) {
     assert!(
         matches!(&out[0], EarnOutcome::Earned(e) if e.points == 10 && e.expires_day == Some(466))
     );
+    // A key stored by an earlier call answers with that entry, and earns nothing more.
+    let out = s
+        .points_earn(
+            &[earning(r, "points-earn:ride:a", 6, 101, acc)],
+            draft("points.earn"),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[0], EarnOutcome::Duplicate(e) if e.points == 6 && e.day == 100),
+        "{out:?}"
+    );
     let balance =
         |id: i64| async move { s.ledger_accounts_page(id - 1, 1).await.unwrap()[0].balance };
     assert_eq!(balance(mine).await, 20);

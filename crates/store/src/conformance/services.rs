@@ -62,6 +62,24 @@ pub async fn notifications_enqueue_once_and_deliver_once(s: &dyn Store) {
     );
     assert_eq!(s.notify_prefs(r2).await.unwrap(), None);
     assert_eq!(s.notify_prefs_many(&[r1, r2]).await.unwrap().len(), 1);
+    // The outbox reads its residents' records in one go; unknown ids are left out.
+    let mut got: Vec<i64> = s
+        .residents_by_ids(&[r2, r1, 999_999])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    got.sort_unstable();
+    let mut want = vec![r1, r2];
+    want.sort_unstable();
+    assert_eq!(got, want);
+    assert!(s.residents_by_ids(&[]).await.unwrap().is_empty());
+    let too_many = vec![r1; crate::RESIDENTS_BY_IDS_MAX + 1];
+    assert!(matches!(
+        s.residents_by_ids(&too_many).await,
+        Err(StoreError::TooMany { .. })
+    ));
     let r = s
         .notify_prefs_set(
             &NotifyPrefsRow {
