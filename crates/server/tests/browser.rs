@@ -937,3 +937,39 @@ async fn oidc_sign_in_in_chromium() {
     );
     c.close().await.unwrap();
 }
+
+/// The console's points form in Chromium: the administrator changes the ride rule's daily cap
+/// through its labelled form; the page says so (Chinese, then English) and the rule is changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_form_in_chromium() {
+    let app = common::start(Backend::Sqlite).await;
+    let (_driver, c, _profile) = browser("1200,900").await;
+    let url = |p: &str| format!("{}{p}", app.base);
+    c.goto(&url("/console/login")).await.unwrap();
+    let admin = common::App::username(Role::Administrator);
+    submit_sign_in(&c, &admin, common::PASSWORD).await;
+    assert_eq!(text_of(&c, "#current-user").await, admin);
+    c.goto(&url("/console/points")).await.unwrap();
+    assert_eq!(text_of(&c, "label[for=rule-ride-cap]").await, "每日上限");
+    fill(&c, "rule-ride-cap", "12").await;
+    shot(&c, "points-01-rule-form").await;
+    click(&c, "#rule-ride-save").await;
+    let flash = text_of(&c, "#flash").await;
+    assert!(
+        flash.starts_with("已保存获得规则：乘车。")
+            && flash.contains("The earning rule for a ride is saved."),
+        "{flash}"
+    );
+    shot(&c, "points-02-rule-saved").await;
+    let rule = app
+        .tp
+        .platform
+        .points_rules(&platform::Caller::cli("test"))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "ride")
+        .unwrap();
+    assert_eq!((rule.points_per_unit, rule.daily_cap), (1, 12));
+    c.close().await.unwrap();
+}
