@@ -1,8 +1,8 @@
 //! The console in a real headless Chromium (Debian's `chromium` and `chromium-driver`, driven
 //! over WebDriver): sign-in, a refused password, the residents page masked and unmasked, the
-//! language switch and the audit page; the citizen portal; and the portal's sign-in through
-//! the city's identity provider (the simulated provider's page clicked through, and a
-//! tampered callback refused). Screenshots are kept under `artifacts/screenshots/`.
+//! language switch, the audit page and the points rule form; the citizen portal; and the
+//! portal's sign-in through the city's identity provider (the simulated provider's page
+//! clicked through, and a tampered callback refused). Screenshots are kept under `artifacts/screenshots/`.
 
 mod common;
 
