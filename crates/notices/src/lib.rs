@@ -102,8 +102,9 @@ pub enum DebitFailure {
 }
 
 /// What a citizen is told. Every variant holds no name, ID number or phone: only the biller,
-/// the bill number and amounts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// the bill number and amounts. `Debug` masks a one-time code, so a notice in a log line
+/// never carries one.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Notice {
     /// A one-time sign-in code.
     OneTimeCode { code: String },
@@ -128,6 +129,53 @@ pub enum Notice {
         bill_number: String,
         amount_fen: i64,
     },
+}
+
+impl std::fmt::Debug for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::OneTimeCode { .. } => f
+                .debug_struct("OneTimeCode")
+                .field("code", &"******")
+                .finish(),
+            Notice::BillDebited {
+                biller,
+                bill_number,
+                period,
+                amount_fen,
+            } => f
+                .debug_struct("BillDebited")
+                .field("biller", biller)
+                .field("bill_number", bill_number)
+                .field("period", period)
+                .field("amount_fen", amount_fen)
+                .finish(),
+            Notice::BillDebitFailed {
+                biller,
+                bill_number,
+                period,
+                amount_fen,
+                failure,
+            } => f
+                .debug_struct("BillDebitFailed")
+                .field("biller", biller)
+                .field("bill_number", bill_number)
+                .field("period", period)
+                .field("amount_fen", amount_fen)
+                .field("failure", failure)
+                .finish(),
+            Notice::BillPaid {
+                biller,
+                bill_number,
+                amount_fen,
+            } => f
+                .debug_struct("BillPaid")
+                .field("biller", biller)
+                .field("bill_number", bill_number)
+                .field("amount_fen", amount_fen)
+                .finish(),
+        }
+    }
 }
 
 /// `4500` → `45.00`.
@@ -280,6 +328,29 @@ impl Notice {
     }
 }
 
+impl Notice {
+    /// The in-app copy (the portal's messages and the app's inbox) in `lang`. The same text
+    /// as the SMS, except for a one-time code: the inbox says that a code was sent and when
+    /// it lapses, never the code. The inbox is read behind a session, which is what the code
+    /// protects (a code to set a forgotten password, shown to whoever holds a session on a
+    /// shared computer, would hand over the account); the citizen who asked for it has the
+    /// SMS, and the code dies in 5 minutes anyway. So the in-app row, kept for as long as the
+    /// outbox, never holds a live code, and nothing has to mask it later.
+    pub fn render_inbox(&self, lang: Language) -> Result<String, NoticeError> {
+        match (self, lang) {
+            (Notice::OneTimeCode { .. }, Language::ZhCn) => Ok(
+                "【市民卡】已向您的手机发送验证码，5 分钟内有效。验证码只在短信中显示；如非本人操作，请尽快修改密码。"
+                    .into(),
+            ),
+            (Notice::OneTimeCode { .. }, Language::En) => Ok(
+                "[CityCard] A code was sent to your phone; it is valid for 5 minutes. The code is shown only in the SMS. If you did not ask for it, change your password."
+                    .into(),
+            ),
+            _ => self.render(lang),
+        }
+    }
+}
+
 /// How many SMS segments `text` takes (UCS-2 when any character is outside ASCII).
 pub fn segments(text: &str) -> usize {
     let n = text.chars().count();
@@ -328,6 +399,32 @@ mod tests {
         ] {
             assert_eq!(Phone::parse(bad), Err(NoticeError::BadPhone), "{bad}");
         }
+    }
+
+    #[test]
+    fn one_time_codes_stay_out_of_the_inbox_and_of_debug() {
+        let n = Notice::OneTimeCode {
+            code: "481516".into(),
+        };
+        for lang in [Language::ZhCn, Language::En] {
+            assert!(n.render(lang).unwrap().contains("481516"));
+            let inbox = n.render_inbox(lang).unwrap();
+            assert!(!inbox.contains("481516"), "{inbox}");
+            assert!(inbox.contains('5') && inbox.chars().count() <= SMS_CHARS_MAX);
+        }
+        assert!(n.render_inbox(Language::ZhCn).unwrap().contains("验证码"));
+        assert!(!format!("{n:?}").contains("481516"), "{n:?}");
+        // Other notices: the inbox says what the SMS says.
+        let paid = Notice::BillPaid {
+            biller: "water".into(),
+            bill_number: "W1".into(),
+            amount_fen: 4500,
+        };
+        assert_eq!(
+            paid.render_inbox(Language::En).unwrap(),
+            paid.render(Language::En).unwrap()
+        );
+        assert!(format!("{paid:?}").contains("W1"));
     }
 
     #[test]

@@ -432,23 +432,22 @@ impl Platform {
                 .get(&i.resident_id)
                 .and_then(|p| Language::parse(&p.language).ok())
                 .unwrap_or_default();
-            let body = i
-                .notice
-                .render(lang)
-                .map_err(|e| PlatformError::invalid("notice", e.to_string()))?;
+            let bad = |e: notices::NoticeError| PlatformError::invalid("notice", e.to_string());
+            // The inbox's copy never holds a one-time code (`Notice::render_inbox`).
             let base = NewNotification {
                 key: format!("{}:inapp", i.key),
                 resident_id: i.resident_id,
                 channel: "inapp".into(),
                 template: i.notice.template().into(),
                 language: lang.as_str().into(),
-                body,
+                body: i.notice.render_inbox(lang).map_err(bad)?,
                 phone_sealed: None,
             };
             if let Some(Some(sealed)) = phones.get(&i.resident_id) {
                 rows.push(NewNotification {
                     key: format!("{}:sms", i.key),
                     channel: "sms".into(),
+                    body: i.notice.render(lang).map_err(bad)?,
                     phone_sealed: Some(sealed.clone()),
                     ..base.clone()
                 });

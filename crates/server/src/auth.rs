@@ -344,6 +344,12 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/api/v1/credit/disputes/{id}/resolution" Access::Roles(CLEARING)),
     perm!(GET "/console/points" Access::Roles(POINTS_READERS)),
     perm!(GET "/console/credit" Access::Roles(POINTS_READERS)),
+    // The console's forms: the same roles as the API they stand for.
+    perm!(POST "/console/points/rules/{kind}" Access::Roles(ADMINS)),
+    perm!(POST "/console/points/catalogue" Access::Roles(ADMINS)),
+    perm!(POST "/console/points/catalogue/{code}/withdrawal" Access::Roles(ADMINS)),
+    perm!(POST "/console/points/projects" Access::Roles(ADMINS)),
+    perm!(POST "/console/credit/disputes/{id}/resolution" Access::Roles(CLEARING)),
     perm!(POST "/portal/privacy" Access::Citizen),
     perm!(GET "/console/login" Access::Public),
     perm!(POST "/console/login" Access::Public),

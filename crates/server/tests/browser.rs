@@ -1,6 +1,8 @@
 //! The console in a real headless Chromium (Debian's `chromium` and `chromium-driver`, driven
 //! over WebDriver): sign-in, a refused password, the residents page masked and unmasked, the
-//! language switch and the audit page. Screenshots are kept under `artifacts/screenshots/`.
+//! language switch, the audit page and the points rule form; the citizen portal; and the
+//! portal's sign-in through the city's identity provider (the simulated provider's page
+//! clicked through, and a tampered callback refused). Screenshots are kept under `artifacts/screenshots/`.
 
 mod common;
 
@@ -793,5 +795,181 @@ async fn portal_in_chromium() {
             .path()
             .ends_with("/portal/login")
     );
+    c.close().await.unwrap();
+}
+
+/// The portal's "sign in with the city account" button in Chromium: the simulated identity
+/// provider (`idp_link::sim`) on a free port, the platform trusting it; the browser is sent to
+/// the provider's page, signs in there as resident 1 and comes back to the portal signed in,
+/// which shows the citizen's masked name. A callback whose state was tampered with on the way
+/// shows a clear refusal and opens no session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_sign_in_in_chromium() {
+    use platform::Caller;
+    use std::sync::Arc;
+
+    let tp = platform::testing::fresh(Backend::Sqlite).await;
+    let p = tp.platform.clone();
+    let mut csv = Vec::new();
+    platform::demo::write_feed(&mut csv, 0..10, 1, p.clock.today(), 0).unwrap();
+    p.import_residents(
+        &Caller::cli("test"),
+        resident::Source::Police,
+        "test",
+        "0".into(),
+        Box::new(std::io::Cursor::new(csv)),
+        Arc::new(|_| {}),
+    )
+    .await
+    .unwrap();
+    let clock = tp.clock.clone();
+    let sim = idp_link::sim::SimIdp::new("citycard", "s3cret-of-the-platform").with_clock(
+        Arc::new(move || {
+            use platform::clock::Clock;
+            clock.now_ms()
+        }),
+    );
+    let id1 = common::seeded_id(1);
+    sim.add_user(&id1);
+    let idp = sim.spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let rp = idp_link::RelyingParty::new(idp_link::OidcConfig {
+        enabled: true,
+        issuer: idp.url(),
+        client_id: "citycard".into(),
+        client_secret: idp_link::Secret::new("s3cret-of-the-platform"),
+        redirect_url: format!("{base}/portal/login/oidc/callback"),
+        app_redirect_url: None,
+        id_number_claim: "id_number".into(),
+        timeout_ms: 3_000,
+    });
+    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::serve_with_oidc(
+        listener,
+        p.clone(),
+        Some(Arc::new(rp)),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let holder = p
+        .resident_by_id_number(&Caller::cli("test"), &id1, true)
+        .await
+        .unwrap();
+    let name = holder.name.expect("the demo resident has a name");
+    let masked = resident::mask_name(&name);
+    assert_ne!(masked, name);
+
+    let (_driver, c, _profile) = browser("390,844").await;
+    let url = |path: &str| format!("{base}{path}");
+
+    // The portal's sign-in page offers the city account; its button goes to the provider.
+    c.goto(&url("/portal/login")).await.unwrap();
+    shot(&c, "oidc-01-portal-login").await;
+    click(&c, "#oidc-sign-in").await;
+    let at_provider = |u: &str| u.starts_with(&format!("{}/authorize?", idp.url()));
+    let mut waited = 0;
+    while !at_provider(c.current_url().await.unwrap().as_str()) {
+        waited += 1;
+        assert!(waited < 200, "the button did not lead to the provider");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text_of(&c, "h1").await.contains("城市统一身份认证"));
+    fill(&c, "user", &id1).await;
+    shot(&c, "oidc-02-provider").await;
+    click(&c, "#approve").await;
+
+    // Back at the portal, signed in as resident 1: the masked name, never the full one.
+    wait_text(&c, "#who", &masked).await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/portal/");
+    let page = c.source().await.unwrap();
+    assert!(!page.contains(&name), "the full name is on the portal");
+    assert!(!page.contains(&id1), "the full ID number is on the portal");
+    assert_eq!(sim.tokens_issued(), 1);
+    shot(&c, "oidc-03-portal-signed-in").await;
+    click(&c, "#sign-out").await;
+    text_of(&c, "#oidc-sign-in").await;
+
+    // Tampered on the way: the state the provider sends back is not this browser's.
+    c.goto(&url("/portal/login/oidc")).await.unwrap();
+    let mut waited = 0;
+    while !at_provider(c.current_url().await.unwrap().as_str()) {
+        waited += 1;
+        assert!(waited < 200, "not sent to the provider");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let authorize = c.current_url().await.unwrap().to_string();
+    let state = authorize
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("state="))
+        .expect("a state in the provider's address")
+        .to_string();
+    let tampered = authorize.replace(&format!("state={state}"), "state=tampered-state");
+    c.goto(&tampered).await.unwrap();
+    fill(&c, "user", &id1).await;
+    click(&c, "#approve").await;
+    let refusal = text_of(&c, "#error").await;
+    assert!(refusal.contains("登录请求与本浏览器不符"), "{refusal}");
+    assert_eq!(
+        c.current_url().await.unwrap().path(),
+        "/portal/login/oidc/callback"
+    );
+    assert!(
+        c.find(Locator::Id("who")).await.is_err(),
+        "a refused sign-in is signed in"
+    );
+    shot(&c, "oidc-04-tampered-refused").await;
+    // Nothing was opened: the portal still asks to sign in.
+    c.goto(&url("/portal/")).await.unwrap();
+    text_of(&c, "#oidc-sign-in").await;
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/portal/login")
+    );
+    assert_eq!(
+        sim.tokens_issued(),
+        1,
+        "a refused callback reached the token endpoint"
+    );
+    c.close().await.unwrap();
+}
+
+/// The console's points form in Chromium: the administrator changes the ride rule's daily cap
+/// through its labelled form; the page says so (Chinese, then English) and the rule is changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_form_in_chromium() {
+    let app = common::start(Backend::Sqlite).await;
+    let (_driver, c, _profile) = browser("1200,900").await;
+    let url = |p: &str| format!("{}{p}", app.base);
+    c.goto(&url("/console/login")).await.unwrap();
+    let admin = common::App::username(Role::Administrator);
+    submit_sign_in(&c, &admin, common::PASSWORD).await;
+    assert_eq!(text_of(&c, "#current-user").await, admin);
+    c.goto(&url("/console/points")).await.unwrap();
+    assert_eq!(text_of(&c, "label[for=rule-ride-cap]").await, "每日上限");
+    fill(&c, "rule-ride-cap", "12").await;
+    shot(&c, "points-01-rule-form").await;
+    click(&c, "#rule-ride-save").await;
+    let flash = text_of(&c, "#flash").await;
+    assert!(
+        flash.starts_with("已保存获得规则：乘车。")
+            && flash.contains("The earning rule for a ride is saved."),
+        "{flash}"
+    );
+    shot(&c, "points-02-rule-saved").await;
+    let rule = app
+        .tp
+        .platform
+        .points_rules(&platform::Caller::cli("test"))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "ride")
+        .unwrap();
+    assert_eq!((rule.points_per_unit, rule.daily_cap), (1, 12));
     c.close().await.unwrap();
 }
