@@ -51,9 +51,8 @@ async fn online_payments_are_cleared_and_settled(backend: Backend) {
         .await
         .unwrap();
     p.biller_create(&sys, "water", "water").await.unwrap();
-    let bills = format!(
-        "{FILE_HEADER}W1,C1,2026-11,4500,2026-11-26\nW2,C2,2026-11,3000,2026-11-26\n"
-    );
+    let bills =
+        format!("{FILE_HEADER}W1,C1,2026-11,4500,2026-11-26\nW2,C2,2026-11,3000,2026-11-26\n");
     let r = app
         .send(
             "POST",
@@ -226,4 +225,110 @@ async fn online_payments_are_cleared_and_settled(backend: Backend) {
     assert_eq!(p.ledger_check().await.unwrap().mismatch, None);
 }
 
-both_backends!(online_payments_are_cleared_and_settled);
+fn record(r: &chip::host::UploadRecord) -> serde_json::Value {
+    let raw = r.to_raw();
+    json!({
+        "card_number": raw.card_number,
+        "algorithm_id": raw.algorithm_id,
+        "key_version": raw.key_version,
+        "offline_counter": raw.offline_counter,
+        "amount_fen": raw.amount_fen,
+        "tx_type": raw.tx_type,
+        "terminal_id": raw.terminal_id,
+        "terminal_serial": raw.terminal_serial,
+        "date": raw.date,
+        "time": raw.time,
+        "balance_before_fen": raw.balance_before_fen,
+        "tac": raw.tac,
+    })
+}
+
+/// A merchant's offline purchases and online payments make one line; a window holding more
+/// movements than a page of the store is read whole.
+async fn purchases_and_many_payments_make_one_line(backend: Backend) {
+    use chip::fleet::Fleet;
+    use chip::{BcdDate, BcdTime, TerminalId};
+    let app = common::start(backend).await;
+    let p = &app.tp.platform;
+    let sys = Caller::cli("test");
+    let masters =
+        keys::master::FileMasterKeyStore::create(&app.tp.dir.path().join("master.json"), b"test")
+            .unwrap();
+    masters
+        .load_test_key_set(keys::master::APP_TRANSIT)
+        .unwrap();
+    p.set_master_keys(std::sync::Arc::new(masters));
+    p.merchant_create(&sys, "metro", "郑州地铁", "transit", "41050100000001")
+        .await
+        .unwrap();
+
+    // Two offline purchases (3.00 and 2.00) uploaded by the metro's terminals.
+    let (d, t) = (
+        BcdDate::new(2026, 11, 26).unwrap(),
+        BcdTime::new(10, 0, 0).unwrap(),
+    );
+    let mut fleet = Fleet::new(700_000, 1, crypto::Algorithm::Sm4, TerminalId([0x33; 6]));
+    fleet.load(0, 2_000, d, t).unwrap();
+    let records = vec![
+        record(&fleet.buy(0, 300, d, t).unwrap()),
+        record(&fleet.buy(0, 200, d, t).unwrap()),
+    ];
+    let officer = app.token(Role::ClearingOfficer).await;
+    let r = app
+        .post_json(
+            "/api/v1/purchases",
+            Some(&officer),
+            json!({"merchant": "metro", "records": records}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["posted"], 2, "{}", r.body);
+
+    // More online payments of 1.00 than a page of the store holds.
+    let many = store::PAGE_MAX as i64 + 20;
+    let resident = p.resident_id_of(&seeded_id(0)).await.unwrap();
+    fund(
+        p,
+        AccountKey::citizen_online(resident),
+        TransferKind::TopUp,
+        many * 100,
+        "fund-0",
+    )
+    .await;
+    for n in 0..many {
+        p.pay(
+            &sys,
+            &PaymentRequest {
+                key: format!("metro-{n}"),
+                payer: Payer::IdNumber(seeded_id(0)),
+                merchant: "metro".into(),
+                amount_fen: 100,
+                reference: format!("TICKET-{n}"),
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    // 0.30 % per transaction, half up: 0.9 → 1, 0.6 → 1, and 0.3 → 0 for each payment.
+    app.tp.clock.advance_ms(12 * HOUR_MS);
+    let report = p.close_window(&sys, "2026-11-26").await.unwrap();
+    assert_eq!(
+        lines(&report),
+        vec![(
+            "metro",
+            "transit",
+            2 + many,
+            500 + many * 100,
+            2,
+            498 + many * 100
+        )]
+    );
+    assert_eq!(p.close_window(&sys, "2026-11-26").await.unwrap(), report);
+    assert_eq!(p.ledger_check().await.unwrap().mismatch, None);
+}
+
+both_backends!(
+    online_payments_are_cleared_and_settled,
+    purchases_and_many_payments_make_one_line
+);

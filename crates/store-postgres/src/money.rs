@@ -431,15 +431,17 @@ impl MoneyStore for PgStore {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<MovementRow>> {
-        sqlx::query("SELECT * FROM money_movements WHERE window_id = $1 AND id > $2 ORDER BY id LIMIT $3")
-            .bind(window_id)
-            .bind(after_id)
-            .bind(i64::from(limit.min(store::PAGE_MAX)))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(movement_row)
-            .collect()
+        sqlx::query(
+            "SELECT * FROM money_movements WHERE window_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(window_id)
+        .bind(after_id)
+        .bind(i64::from(limit.min(store::PAGE_MAX)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(movement_row)
+        .collect()
     }
 }

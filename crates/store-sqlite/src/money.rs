@@ -387,15 +387,17 @@ impl MoneyStore for SqliteStore {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<MovementRow>> {
-        sqlx::query("SELECT * FROM money_movements WHERE window_id = ? AND id > ? ORDER BY id LIMIT ?")
-            .bind(window_id)
-            .bind(after_id)
-            .bind(i64::from(limit.min(store::PAGE_MAX)))
-            .fetch_all(&self.read)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(movement_row)
-            .collect()
+        sqlx::query(
+            "SELECT * FROM money_movements WHERE window_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(window_id)
+        .bind(after_id)
+        .bind(i64::from(limit.min(store::PAGE_MAX)))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(movement_row)
+        .collect()
     }
 }

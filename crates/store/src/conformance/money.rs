@@ -522,7 +522,13 @@ pub async fn money_payments_enter_the_window_of_their_posting(s: &dyn Store) {
         returned_before: None,
         set_state: None,
     };
-    let back = t("refund:r1", TransferKind::Refund, ids.metro, ids.online, 300);
+    let back = t(
+        "refund:r1",
+        TransferKind::Refund,
+        ids.metro,
+        ids.online,
+        300,
+    );
     let refund = created(
         s.money_record(&refund, Some(&change), &[back], draft("r"), first + 5)
             .await
@@ -554,7 +560,13 @@ pub async fn money_payments_enter_the_window_of_their_posting(s: &dyn Store) {
                 returned_before: None,
                 set_state: Some("reversed".into()),
             }),
-            &[t("reversal:fee", TransferKind::Reversal, ids.metro, ids.online, 400)],
+            &[t(
+                "reversal:fee",
+                TransferKind::Reversal,
+                ids.metro,
+                ids.online,
+                400,
+            )],
             draft("r"),
             last,
         )
@@ -568,7 +580,11 @@ pub async fn money_payments_enter_the_window_of_their_posting(s: &dyn Store) {
     };
     // The window's rows in id order, paged.
     assert_eq!(
-        of(w.to_string(), 0, 50).await.iter().map(key).collect::<Vec<_>>(),
+        of(w.to_string(), 0, 50)
+            .await
+            .iter()
+            .map(key)
+            .collect::<Vec<_>>(),
         vec!["payment:alone"]
     );
     let next = of(w.next().to_string(), 0, 50).await;
@@ -577,7 +593,10 @@ pub async fn money_payments_enter_the_window_of_their_posting(s: &dyn Store) {
         vec!["payment:late-1", "payment:late-2", "refund:r1"]
     );
     let page = of(w.next().to_string(), next[0].id, 1).await;
-    assert_eq!(page.iter().map(key).collect::<Vec<_>>(), vec!["payment:late-2"]);
+    assert_eq!(
+        page.iter().map(key).collect::<Vec<_>>(),
+        vec!["payment:late-2"]
+    );
     // The calendar is the platform's: a midnight cut-off puts the same instant elsewhere.
     let midnight = ::ledger::WindowCalendar::new(0, 8 * 60).unwrap();
     s.money_windows_set(midnight);
