@@ -1,12 +1,17 @@
 //! Clearing windows (清分) and settlement files (结算): closing a past window computes, from
-//! the offline purchases posted into it, each merchant's gross, fees (the city's fee schedule
-//! by merchant category, `clearing::fees`) and net, and stores the report once — closing again
-//! returns the same report. A closed window's settlement instructions go to the partner bank as
+//! the offline purchases posted into it and the online payments to merchants posted into it
+//! (e-code payments, bill payments to billers — a biller is a merchant — and, as negative
+//! amounts, their refunds and reversals), each merchant's gross, fees (the city's fee schedule
+//! by merchant category, `clearing::fees`; a refund takes no fee and returns none) and net,
+//! and stores the report once — closing again returns the same report. A report line is one
+//! merchant and category, whatever the source: its count is the purchases, payments, refunds
+//! and reversals it sums. A closed window's settlement instructions go to the partner bank as
 //! an ISO 20022 `pain.001.001.09` file (`clearing::pain001`).
 
 use crate::{Caller, Platform, PlatformError, Result};
 use clearing::fees::{FeeRule, FeeSchedule, Scope};
 use clearing::positions::{Cleared, net_positions};
+use store::money::MovementKind;
 use store::{
     BankStatementRow, ClearingLineRow, ClearingWindowRow, ReconciliationExceptionRow, Role,
     SettlementInstructionRow,
@@ -30,8 +35,9 @@ pub struct StatementImport {
     pub already_imported: bool,
 }
 
-/// Purchases read per page while closing.
-const PAGE: u32 = 10_000;
+/// Purchases and movements read per page while closing: the store's page bound, so a short
+/// page is the last one.
+const PAGE: u32 = store::PAGE_MAX;
 
 /// The city's default fee schedule (in force since 2026-01-01): transit 0.30 %, shops 0.60 %,
 /// hospitals and utilities 0.10 %, canteens, libraries and government none.
@@ -129,21 +135,64 @@ impl Platform {
                 .into_iter()
                 .map(|m| (m.code, m.category))
                 .collect();
+            let category = |merchant: &str| {
+                categories
+                    .get(merchant)
+                    .cloned()
+                    .unwrap_or_else(|| "unregistered".into())
+            };
             let mut items = Vec::new();
             let mut after = 0;
+            let mut purchases = 0usize;
             loop {
                 let page = self.store.purchases_of_window(window, after, PAGE).await?;
                 let n = page.len();
+                purchases += n;
                 for p in &page {
                     after = p.id;
                     items.push(Cleared {
                         merchant: p.merchant.clone(),
-                        category: categories
-                            .get(&p.merchant)
-                            .cloned()
-                            .unwrap_or_else(|| "unregistered".into()),
+                        category: category(&p.merchant),
                         day,
                         amount_fen: i64::from(p.amount_fen),
+                    });
+                }
+                if n < PAGE as usize {
+                    break;
+                }
+            }
+            // Online payments to merchants posted into the window, and what was given back
+            // from them in it (a refund lands in the window it is posted in, whichever window
+            // its payment was in).
+            let (mut payments, mut returns) = (0usize, 0usize);
+            let mut after = 0;
+            loop {
+                let page = self.store.money_of_window(window, after, PAGE).await?;
+                let n = page.len();
+                for m in &page {
+                    after = m.id;
+                    let amount_fen = match m.kind {
+                        MovementKind::Payment => {
+                            payments += 1;
+                            m.amount
+                        }
+                        MovementKind::Refund | MovementKind::Reversal => {
+                            returns += 1;
+                            -m.amount
+                        }
+                        other => {
+                            return Err(PlatformError::Unexpected(format!(
+                                "money movement {} of kind {} is in clearing window {window}",
+                                m.id,
+                                other.as_str()
+                            )));
+                        }
+                    };
+                    items.push(Cleared {
+                        merchant: m.counterparty.clone(),
+                        category: category(&m.counterparty),
+                        day,
+                        amount_fen,
                     });
                 }
                 if n < PAGE as usize {
@@ -177,8 +226,8 @@ impl Platform {
                         "clearing.close",
                         format!("window:{window}"),
                         format!(
-                            "{} purchase(s), gross {} fen, fees {} fen, {} line(s)",
-                            total.count,
+                            "{purchases} purchase(s), {payments} online payment(s), {returns} \
+                             refund(s) or reversal(s), gross {} fen, fees {} fen, {} line(s)",
                             total.gross_fen,
                             total.fee_fen,
                             lines.len()

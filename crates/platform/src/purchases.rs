@@ -357,8 +357,10 @@ fn check_slice(
 
 impl Platform {
     /// This handle (and its clones) cut clearing windows by `calendar`.
+    /// The store assigns online payments their windows by the same calendar.
     pub fn with_clearing_calendar(mut self, calendar: WindowCalendar) -> Self {
         self.windows = calendar;
+        store::money::MoneyStore::money_windows_set(&*self.store, calendar);
         self
     }
 

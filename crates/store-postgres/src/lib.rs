@@ -43,6 +43,8 @@ const CONNECTIONS_MAX: u32 = 16;
 
 pub struct PgStore {
     pool: PgPool,
+    /// Where clearing windows are cut for the money movements that enter them.
+    windows: store::money::Windows,
 }
 
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
@@ -69,7 +71,10 @@ impl PgStore {
             .await
             .map_err(db)?;
         MIGRATOR.run(&pool).await.map_err(StoreError::database)?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            windows: Default::default(),
+        })
     }
 
     /// Runs one statement on a short-lived connection to `url` (creating a schema for a test

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use store::ledger::{PostOutcome, decode_digest};
 use store::money::{
     MOVEMENTS_PAGE_MAX, MoneyStore, MovementKind, MovementRow, NewMovement, ParentChange, Recorded,
-    Transition, Transitioned, batch_answers, check_many, check_new, decode_movement_kind,
-    fresh_items,
+    Transition, Transitioned, Windows, batch_answers, check_many, check_new, clears,
+    decode_movement_kind, fresh_items,
 };
 use store::{Result, StoreError};
 
@@ -35,6 +35,7 @@ fn movement_row(r: &PgRow) -> Result<MovementRow> {
         detail: r.try_get("detail").map_err(db)?,
         created_ms: r.try_get("created_ms").map_err(db)?,
         updated_ms: r.try_get("updated_ms").map_err(db)?,
+        window_id: r.try_get("window_id").map_err(db)?,
     })
 }
 
@@ -52,12 +53,13 @@ async fn by_id(conn: &mut PgConnection, id: i64) -> Result<Option<MovementRow>> 
 async fn insert_movement(
     conn: &mut PgConnection,
     m: &NewMovement,
+    window: Option<&str>,
     now_ms: i64,
 ) -> Result<MovementRow> {
     let row = sqlx::query(
         "INSERT INTO money_movements (kind, request_key, digest, resident_id, card_number, \
-             counterparty, amount, parent_id, state, external_ref, detail, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *",
+             counterparty, amount, parent_id, state, external_ref, detail, created_ms, updated_ms, \
+             window_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *",
     )
     .bind(m.kind.as_str())
     .bind(&m.request_key)
@@ -72,10 +74,30 @@ async fn insert_movement(
     .bind(&m.detail)
     .bind(now_ms)
     .bind(now_ms)
+    .bind(window)
     .fetch_one(&mut *conn)
     .await
     .map_err(db)?;
     movement_row(&row)
+}
+
+/// The clearing window a new movement is posted into, if it enters clearing (a payment, or a
+/// refund or reversal of a payment that entered one): the window open at `now_ms`.
+async fn window_for(
+    conn: &mut PgConnection,
+    windows: &Windows,
+    m: &NewMovement,
+    now_ms: i64,
+) -> Result<Option<String>> {
+    let parent_cleared = match (m.kind, m.parent_id) {
+        (MovementKind::Refund | MovementKind::Reversal, Some(id)) => by_id(conn, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("money movement {id}")))?
+            .window_id
+            .is_some(),
+        _ => false,
+    };
+    Ok(clears(m.kind, parent_cleared).then(|| windows.window_of(now_ms)))
 }
 
 /// Posts `transfers` in the caller's transaction; `Err(outcome)` with the first refusal.
@@ -141,7 +163,10 @@ impl MoneyStore for PgStore {
                 return Ok(Recorded::ParentRefused(now));
             }
         }
-        let id = insert_movement(&mut tx, m, now_ms).await?.id;
+        let window = window_for(&mut tx, &self.windows, m, now_ms).await?;
+        let id = insert_movement(&mut tx, m, window.as_deref(), now_ms)
+            .await?
+            .id;
         match post_all(&mut tx, transfers, now_ms).await? {
             Ok(()) => {}
             Err(PostOutcome::Rejected(e)) => return Ok(Recorded::Rejected(e)),
@@ -218,13 +243,14 @@ impl MoneyStore for PgStore {
             };
             let rows = sqlx::query(
                 "INSERT INTO money_movements (kind, request_key, digest, resident_id, card_number, \
-                 counterparty, amount, parent_id, state, external_ref, detail, created_ms, updated_ms) \
+                 counterparty, amount, parent_id, state, external_ref, detail, created_ms, updated_ms, \
+                 window_id) \
                  SELECT kind, request_key, digest, resident_id, card_number, counterparty, amount, \
-                 parent_id, state, external_ref, detail, $12, $12 FROM unnest($1::text[], \
+                 parent_id, state, external_ref, detail, $12, $12, window_id FROM unnest($1::text[], \
                  $2::text[], $3::bytea[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], \
-                 $8::bigint[], $9::text[], $10::text[], $11::text[]) AS v(kind, request_key, digest, \
-                 resident_id, card_number, counterparty, amount, parent_id, state, external_ref, \
-                 detail) RETURNING *",
+                 $8::bigint[], $9::text[], $10::text[], $11::text[], $13::text[]) AS v(kind, \
+                 request_key, digest, resident_id, card_number, counterparty, amount, parent_id, \
+                 state, external_ref, detail, window_id) RETURNING *",
             )
             .bind(col(&|m| Some(m.kind.as_str().to_string())))
             .bind(col(&|m| Some(m.request_key.clone())))
@@ -238,6 +264,10 @@ impl MoneyStore for PgStore {
             .bind(col(&|m| m.external_ref.clone()))
             .bind(col(&|m| Some(m.detail.clone())))
             .bind(now_ms)
+            // A group commit holds no refunds (no parents): payments take the open window.
+            .bind(col(&|m| {
+                clears(m.kind, false).then(|| self.windows.window_of(now_ms))
+            }))
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
@@ -389,5 +419,29 @@ impl MoneyStore for PgStore {
             .iter()
             .map(movement_row)
             .collect()
+    }
+
+    fn money_windows_set(&self, calendar: ::ledger::WindowCalendar) {
+        self.windows.set(calendar);
+    }
+
+    async fn money_of_window(
+        &self,
+        window_id: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<MovementRow>> {
+        sqlx::query(
+            "SELECT * FROM money_movements WHERE window_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(window_id)
+        .bind(after_id)
+        .bind(i64::from(limit.min(store::PAGE_MAX)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(movement_row)
+        .collect()
     }
 }

@@ -50,6 +50,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    /// Where clearing windows are cut for the money movements that enter them.
+    windows: store::money::Windows,
 }
 
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
@@ -103,7 +105,11 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await
             .map_err(db)?;
-        Ok(SqliteStore { write, read })
+        Ok(SqliteStore {
+            write,
+            read,
+            windows: Default::default(),
+        })
     }
 
     /// The writer pool, for tests that tamper with rows the way an intruder with file access

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use store::ledger::{PostOutcome, decode_digest};
 use store::money::{
     MOVEMENTS_PAGE_MAX, MoneyStore, MovementKind, MovementRow, NewMovement, ParentChange, Recorded,
-    Transition, Transitioned, batch_answers, check_many, check_new, decode_movement_kind,
-    fresh_items,
+    Transition, Transitioned, Windows, batch_answers, check_many, check_new, clears,
+    decode_movement_kind, fresh_items,
 };
 use store::{Result, StoreError};
 
@@ -34,6 +34,7 @@ fn movement_row(r: &SqliteRow) -> Result<MovementRow> {
         detail: r.try_get("detail").map_err(db)?,
         created_ms: r.try_get("created_ms").map_err(db)?,
         updated_ms: r.try_get("updated_ms").map_err(db)?,
+        window_id: r.try_get("window_id").map_err(db)?,
     })
 }
 
@@ -51,12 +52,13 @@ async fn by_id(conn: &mut SqliteConnection, id: i64) -> Result<Option<MovementRo
 async fn insert_movement(
     conn: &mut SqliteConnection,
     m: &NewMovement,
+    window: Option<&str>,
     now_ms: i64,
 ) -> Result<MovementRow> {
     let row = sqlx::query(
         "INSERT INTO money_movements (kind, request_key, digest, resident_id, card_number, \
-             counterparty, amount, parent_id, state, external_ref, detail, created_ms, updated_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+             counterparty, amount, parent_id, state, external_ref, detail, created_ms, updated_ms, \
+             window_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
     )
     .bind(m.kind.as_str())
     .bind(&m.request_key)
@@ -71,10 +73,30 @@ async fn insert_movement(
     .bind(&m.detail)
     .bind(now_ms)
     .bind(now_ms)
+    .bind(window)
     .fetch_one(&mut *conn)
     .await
     .map_err(db)?;
     movement_row(&row)
+}
+
+/// The clearing window a new movement is posted into, if it enters clearing (a payment, or a
+/// refund or reversal of a payment that entered one): the window open at `now_ms`.
+async fn window_for(
+    conn: &mut SqliteConnection,
+    windows: &Windows,
+    m: &NewMovement,
+    now_ms: i64,
+) -> Result<Option<String>> {
+    let parent_cleared = match (m.kind, m.parent_id) {
+        (MovementKind::Refund | MovementKind::Reversal, Some(id)) => by_id(conn, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("money movement {id}")))?
+            .window_id
+            .is_some(),
+        _ => false,
+    };
+    Ok(clears(m.kind, parent_cleared).then(|| windows.window_of(now_ms)))
 }
 
 /// Posts `transfers` in the caller's transaction; `Err(outcome)` with the first refusal.
@@ -139,7 +161,10 @@ impl MoneyStore for SqliteStore {
                 return Ok(Recorded::ParentRefused(now));
             }
         }
-        let id = insert_movement(&mut tx, m, now_ms).await?.id;
+        let window = window_for(&mut tx, &self.windows, m, now_ms).await?;
+        let id = insert_movement(&mut tx, m, window.as_deref(), now_ms)
+            .await?
+            .id;
         match post_all(&mut tx, transfers, now_ms).await? {
             Ok(()) => {}
             Err(PostOutcome::Rejected(e)) => return Ok(Recorded::Rejected(e)),
@@ -197,7 +222,10 @@ impl MoneyStore for SqliteStore {
             let m = &items[*i].0;
             let answer = match &outcomes[k] {
                 PostOutcome::Applied { .. } => {
-                    let row = insert_movement(&mut tx, m, now_ms).await?;
+                    // A group commit holds no refunds (no parents): payments take the open
+                    // window.
+                    let window = clears(m.kind, false).then(|| self.windows.window_of(now_ms));
+                    let row = insert_movement(&mut tx, m, window.as_deref(), now_ms).await?;
                     created.push(audits[*i].clone());
                     Recorded::Created(row)
                 }
@@ -347,5 +375,29 @@ impl MoneyStore for SqliteStore {
             .iter()
             .map(movement_row)
             .collect()
+    }
+
+    fn money_windows_set(&self, calendar: ::ledger::WindowCalendar) {
+        self.windows.set(calendar);
+    }
+
+    async fn money_of_window(
+        &self,
+        window_id: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<MovementRow>> {
+        sqlx::query(
+            "SELECT * FROM money_movements WHERE window_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(window_id)
+        .bind(after_id)
+        .bind(i64::from(limit.min(store::PAGE_MAX)))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(movement_row)
+        .collect()
     }
 }

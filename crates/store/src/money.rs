@@ -9,10 +9,17 @@
 //! changes state only from the state the caller saw (compare and set); what is returned from
 //! a payment (refunds, a reversal) never exceeds what was paid; a card has at most one load
 //! awaiting its confirmation.
+//!
+//! Online payments to merchants enter clearing (清分) like offline purchases: a movement of kind
+//! `payment`, and a refund or reversal of a payment that has a window, is assigned when it is
+//! written the clearing window its `now_ms` falls in (by the store's [`WindowCalendar`], the
+//! platform's), never changed afterwards; a window's close reads them with
+//! [`MoneyStore::money_of_window`]. Top-ups, loads, fees (paid to departments, not merchants)
+//! and their refunds carry no window.
 
 use crate::Result;
 use crate::ledger::Resolve;
-use ::ledger::{BookError, Transfer};
+use ::ledger::{BookError, Transfer, WindowCalendar};
 use async_trait::async_trait;
 
 /// Listing pages are at most this long.
@@ -105,6 +112,42 @@ pub struct MovementRow {
     pub detail: String,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The clearing window (`YYYY-MM-DD`, the city date it closes on) a merchant payment, or
+    /// a refund or reversal of one, was posted into; `None` for every other movement and for
+    /// movements recorded before online payments entered clearing (migration 0032).
+    pub window_id: Option<String>,
+}
+
+/// Whether a movement enters a clearing window: payments (always to a merchant's payable
+/// account) and what is given back from a payment that entered one (`parent_cleared`: its
+/// parent carries a window). A fee's refund goes back from a department, which clearing does
+/// not settle; a refund of a payment recorded before online clearing (no window) takes back
+/// nothing clearing paid.
+pub fn clears(kind: MovementKind, parent_cleared: bool) -> bool {
+    match kind {
+        MovementKind::Payment => true,
+        MovementKind::Refund | MovementKind::Reversal => parent_cleared,
+        MovementKind::TopUp | MovementKind::Load | MovementKind::Fee => false,
+    }
+}
+
+/// What a backend keeps to assign windows: the calendar, shared by the store's handles.
+#[derive(Debug, Default)]
+pub struct Windows(std::sync::RwLock<WindowCalendar>);
+
+impl Windows {
+    pub fn set(&self, calendar: WindowCalendar) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = calendar;
+    }
+
+    /// The window open at `now_ms`, as text.
+    pub fn window_of(&self, now_ms: i64) -> String {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .window_of(now_ms)
+            .to_string()
+    }
 }
 
 /// What a refund or reversal does to its payment, in the same transaction: `returned` grows by
@@ -215,6 +258,20 @@ pub trait MoneyStore: Send + Sync {
 
     /// The refunds and reversals of a payment, in id order.
     async fn money_children(&self, parent_id: i64) -> Result<Vec<MovementRow>>;
+
+    /// Where clearing windows are cut when this store assigns a posting its window (default
+    /// 23:00 at UTC+8, as `WindowCalendar::default()`). The platform sets its own calendar.
+    fn money_windows_set(&self, calendar: WindowCalendar);
+
+    /// The movements posted into clearing window `window_id` (payments to merchants and the
+    /// refunds and reversals of them), in id order after `after_id`; at most
+    /// `limit.min(PAGE_MAX)`.
+    async fn money_of_window(
+        &self,
+        window_id: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<MovementRow>>;
 }
 
 pub(crate) fn corrupt(what: &str, v: &str) -> crate::StoreError {

@@ -472,3 +472,142 @@ pub async fn money_group_commit_answers_each_item(s: &dyn Store) {
     assert_eq!(s.audit_head().await.unwrap().unwrap().0, head0 + 2);
     assert_eq!(s.ledger_check().await.unwrap().mismatch, None);
 }
+
+pub async fn money_payments_enter_the_window_of_their_posting(s: &dyn Store) {
+    let ids = accounts(s).await;
+    fund(s, &ids, 10_000).await;
+    let cal = ::ledger::WindowCalendar::default();
+    let w = cal.window_of(NOW);
+    // The last millisecond of NOW's window, and the first of the next.
+    let (last, first) = (cal.end_ms(w) - 1, cal.end_ms(w));
+    let pay = |key: &str, fen: i64| {
+        (
+            movement(MovementKind::Payment, key, fen, "paid"),
+            t(
+                &format!("payment:{key}"),
+                TransferKind::Payment,
+                ids.online,
+                ids.metro,
+                fen,
+            ),
+        )
+    };
+    let created = |r: Recorded| match r {
+        Recorded::Created(row) => row,
+        r => panic!("{r:?}"),
+    };
+    // Alone, and in a group commit: the window of the moment they are written.
+    let (m, tr) = pay("alone", 1_000);
+    let alone = created(
+        s.money_record(&m, None, &[tr], draft("p"), last)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(alone.window_id.as_deref(), Some(w.to_string().as_str()));
+    let items = vec![pay("late-1", 2_000), pay("late-2", 500)];
+    let audits = vec![draft("p"), draft("p")];
+    let out = s.money_record_many(&items, &audits, first).await.unwrap();
+    let late = created(out[0].clone());
+    assert_eq!(
+        late.window_id.as_deref(),
+        Some(w.next().to_string().as_str())
+    );
+    // A refund of a payment takes the window of its own posting, not its payment's.
+    let mut refund = movement(MovementKind::Refund, "r1", 300, "done");
+    refund.parent_id = Some(alone.id);
+    let change = ParentChange {
+        id: alone.id,
+        add: 300,
+        require_state: "paid".into(),
+        returned_before: None,
+        set_state: None,
+    };
+    let back = t(
+        "refund:r1",
+        TransferKind::Refund,
+        ids.metro,
+        ids.online,
+        300,
+    );
+    let refund = created(
+        s.money_record(&refund, Some(&change), &[back], draft("r"), first + 5)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        refund.window_id.as_deref(),
+        Some(w.next().to_string().as_str())
+    );
+    // Fees, their refunds and top-ups are not merchants' money: no window.
+    let mut fee = movement(MovementKind::Fee, "fee", 400, "paid");
+    fee.counterparty = "police".into();
+    let fee_t = t("fee:fee", TransferKind::Fee, ids.online, ids.metro, 400);
+    let fee = created(
+        s.money_record(&fee, None, &[fee_t], draft("f"), last)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(fee.window_id, None);
+    let mut fee_back = movement(MovementKind::Reversal, "fee", 400, "done");
+    fee_back.parent_id = Some(fee.id);
+    let fee_back = created(
+        s.money_record(
+            &fee_back,
+            Some(&ParentChange {
+                id: fee.id,
+                add: 400,
+                require_state: "paid".into(),
+                returned_before: None,
+                set_state: Some("reversed".into()),
+            }),
+            &[t(
+                "reversal:fee",
+                TransferKind::Reversal,
+                ids.metro,
+                ids.online,
+                400,
+            )],
+            draft("r"),
+            last,
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(fee_back.window_id, None);
+    let key = |r: &MovementRow| r.request_key.clone();
+    let of = |win: String, after: i64, limit: u32| async move {
+        s.money_of_window(&win, after, limit).await.unwrap()
+    };
+    // The window's rows in id order, paged.
+    assert_eq!(
+        of(w.to_string(), 0, 50)
+            .await
+            .iter()
+            .map(key)
+            .collect::<Vec<_>>(),
+        vec!["payment:alone"]
+    );
+    let next = of(w.next().to_string(), 0, 50).await;
+    assert_eq!(
+        next.iter().map(key).collect::<Vec<_>>(),
+        vec!["payment:late-1", "payment:late-2", "refund:r1"]
+    );
+    let page = of(w.next().to_string(), next[0].id, 1).await;
+    assert_eq!(
+        page.iter().map(key).collect::<Vec<_>>(),
+        vec!["payment:late-2"]
+    );
+    // The calendar is the platform's: a midnight cut-off puts the same instant elsewhere.
+    let midnight = ::ledger::WindowCalendar::new(0, 8 * 60).unwrap();
+    s.money_windows_set(midnight);
+    let (m, tr) = pay("midnight", 100);
+    let row = created(
+        s.money_record(&m, None, &[tr], draft("p"), first)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(midnight.window_of(first), w);
+    assert_eq!(row.window_id.as_deref(), Some(w.to_string().as_str()));
+    s.money_windows_set(cal);
+    assert_eq!(s.ledger_check().await.unwrap().mismatch, None);
+}
