@@ -187,7 +187,11 @@ fn view(r: NotificationRow) -> NotificationView {
         channel: r.channel,
         template: r.template,
         language: r.language,
-        body: r.body,
+        body: if r.body.starts_with(SEALED_BODY) {
+            SEALED_BODY.trim_end_matches(':').into()
+        } else {
+            r.body
+        },
         status: r.status,
         attempts: r.attempts,
         last_error: r.last_error,
@@ -217,6 +221,15 @@ pub struct NoticeItem {
 
 fn phone_ctx(resident_id: i64) -> Vec<u8> {
     format!("notify-phone:{resident_id}").into_bytes()
+}
+
+/// An SMS that carries a live one-time code is kept sealed in the outbox: its body is this
+/// prefix and the hex of the vault's sealing (bound to the row's key), opened only to hand the
+/// text to the gateway. Operators' views show the prefix alone.
+const SEALED_BODY: &str = "sealed:";
+
+fn body_ctx(key: &str) -> Vec<u8> {
+    format!("notify-body:{key}").into_bytes()
 }
 
 fn key_ok(key: &str) -> bool {
@@ -444,10 +457,18 @@ impl Platform {
                 phone_sealed: None,
             };
             if let Some(Some(sealed)) = phones.get(&i.resident_id) {
+                let key = format!("{}:sms", i.key);
+                let text = i.notice.render(lang).map_err(bad)?;
+                let body = if matches!(i.notice, Notice::OneTimeCode { .. }) {
+                    let s = self.vault.seal(&body_ctx(&key), text.as_bytes())?;
+                    format!("{SEALED_BODY}{}", hex::encode(s))
+                } else {
+                    text
+                };
                 rows.push(NewNotification {
-                    key: format!("{}:sms", i.key),
+                    key,
                     channel: "sms".into(),
-                    body: i.notice.render(lang).map_err(bad)?,
+                    body,
                     phone_sealed: Some(sealed.clone()),
                     ..base.clone()
                 });
@@ -501,6 +522,18 @@ impl Platform {
                     .map(|s| self.vault.open_string(&phone_ctx(row.resident_id), s))
                     .transpose()?
                     .and_then(|p| Phone::parse(&p).ok());
+                let text = match row.body.strip_prefix(SEALED_BODY) {
+                    Some(h) => {
+                        let sealed = hex::decode(h).map_err(|_| {
+                            PlatformError::Unexpected(format!(
+                                "notification {}: sealed body",
+                                row.id
+                            ))
+                        })?;
+                        self.vault.open_string(&body_ctx(&row.key), &sealed)?
+                    }
+                    None => row.body.clone(),
+                };
                 let g = gateway.clone();
                 set.spawn(async move {
                     let answer = match phone {
@@ -508,7 +541,7 @@ impl Platform {
                             g.send(&SmsMessage {
                                 message_id: notices::message_id(&row.key),
                                 phone,
-                                text: row.body.clone(),
+                                text,
                             })
                             .await
                         }

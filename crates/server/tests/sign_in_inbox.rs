@@ -165,6 +165,24 @@ async fn sign_in_codes_land_in_the_inbox(backend: Backend) {
         rows.iter()
             .all(|r| !r.body.contains(&code1) && !r.body.contains(&code2))
     );
+    // The outbox's SMS rows went out with the code (above), yet hold it only sealed: neither the
+    // stored row nor the operator's view of it shows the code.
+    let rid = p.resident_id_of(&seeded_id(1)).await.unwrap();
+    let stored = p
+        .store
+        .notifications_of(rid, Some("sms"), 50)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    for r in &stored {
+        assert!(r.body.starts_with("sealed:"), "{}", r.body);
+        assert!(!r.body.contains(&code1) && !r.body.contains(&code2));
+    }
+    let views = p
+        .notifications_of(&Caller::cli("test"), &seeded_id(1), Some("sms"), 50)
+        .await
+        .unwrap();
+    assert!(views.iter().all(|v| v.body == "sealed"), "{views:?}");
 
     // In English for a citizen who reads English.
     let (token2, code3) = sign_in(&app, &sim, 2, "app").await;

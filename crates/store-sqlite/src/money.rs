@@ -218,26 +218,64 @@ impl MoneyStore for SqliteStore {
         };
         let mut done: HashMap<String, Recorded> = HashMap::new();
         let mut created = Vec::new();
+        let mut applied: Vec<&NewMovement> = Vec::new();
         for (k, i) in fresh.iter().enumerate() {
             let m = &items[*i].0;
-            let answer = match &outcomes[k] {
+            match &outcomes[k] {
                 PostOutcome::Applied { .. } => {
-                    // A group commit holds no refunds (no parents): payments take the open
-                    // window.
-                    let window = clears(m.kind, false).then(|| self.windows.window_of(now_ms));
-                    let row = insert_movement(&mut tx, m, window.as_deref(), now_ms).await?;
+                    applied.push(m);
                     created.push(audits[*i].clone());
-                    Recorded::Created(row)
                 }
-                PostOutcome::Rejected(e) => Recorded::Rejected(e.clone()),
+                PostOutcome::Rejected(e) => {
+                    done.insert(m.request_key.clone(), Recorded::Rejected(e.clone()));
+                }
                 o => {
                     return Err(StoreError::Conflict(format!(
                         "a transfer of money movement {}: {o:?}",
                         m.request_key
                     )));
                 }
-            };
-            done.insert(m.request_key.clone(), answer);
+            }
+        }
+        // The movements in multi-row inserts (a bill run's chunk is a thousand): a group
+        // commit holds no refunds (no parents), so payments take the open window.
+        let window = self.windows.window_of(now_ms);
+        for chunk in applied.chunks(500) {
+            let sql = format!(
+                "INSERT INTO money_movements (kind, request_key, digest, resident_id, \
+                 card_number, counterparty, amount, parent_id, state, external_ref, detail, \
+                 created_ms, updated_ms, window_id) VALUES {} RETURNING *",
+                crate::placeholders(chunk.len(), 14)
+            );
+            let mut q = sqlx::query(&sql);
+            for m in chunk {
+                q = q
+                    .bind(m.kind.as_str())
+                    .bind(&m.request_key)
+                    .bind(m.digest.to_vec())
+                    .bind(m.resident_id)
+                    .bind(&m.card_number)
+                    .bind(&m.counterparty)
+                    .bind(m.amount)
+                    .bind(m.parent_id)
+                    .bind(&m.state)
+                    .bind(&m.external_ref)
+                    .bind(&m.detail)
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(clears(m.kind, false).then_some(window.as_str()));
+            }
+            for r in q.fetch_all(&mut *tx).await.map_err(db)? {
+                let row = movement_row(&r)?;
+                done.insert(row.request_key.clone(), Recorded::Created(row));
+            }
+        }
+        if done.len() != fresh.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} of {} new money movements were answered",
+                done.len(),
+                fresh.len()
+            )));
         }
         if !created.is_empty() {
             append_audit_many(&mut tx, created, now_ms).await?;

@@ -151,11 +151,13 @@ impl NotificationStore for SqliteStore {
     ) -> Result<Vec<NotificationRow>> {
         let limit = limit.min(NOTIFY_BATCH_MAX as u32);
         // One writer: the select and the update are one transaction, so no two claimers
-        // take the same row.
+        // take the same row. The due index is named: left to itself the planner takes the
+        // status index and sorts every pending row (seconds per claim at a million pending).
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let rows = sqlx::query(
             "UPDATE notifications SET attempts = attempts + 1, next_attempt_ms = ? \
-             WHERE id IN (SELECT id FROM notifications WHERE status = 'pending' \
+             WHERE id IN (SELECT id FROM notifications INDEXED BY notifications_due \
+             WHERE status = 'pending' \
              AND next_attempt_ms <= ? ORDER BY next_attempt_ms, id LIMIT ?) RETURNING *",
         )
         .bind(now_ms.saturating_add(lease_ms))
