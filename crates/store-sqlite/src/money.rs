@@ -49,35 +49,44 @@ async fn by_id(conn: &mut SqliteConnection, id: i64) -> Result<Option<MovementRo
         .transpose()
 }
 
-async fn insert_movement(
+/// Inserts movements, each with its clearing window, in multi-row statements (a group
+/// commit's chunk is a thousand); the stored rows, in no set order.
+async fn insert_movements(
     conn: &mut SqliteConnection,
-    m: &NewMovement,
-    window: Option<&str>,
+    movements: &[(&NewMovement, Option<&str>)],
     now_ms: i64,
-) -> Result<MovementRow> {
-    let row = sqlx::query(
-        "INSERT INTO money_movements (kind, request_key, digest, resident_id, card_number, \
-             counterparty, amount, parent_id, state, external_ref, detail, created_ms, updated_ms, \
-             window_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-    )
-    .bind(m.kind.as_str())
-    .bind(&m.request_key)
-    .bind(m.digest.to_vec())
-    .bind(m.resident_id)
-    .bind(&m.card_number)
-    .bind(&m.counterparty)
-    .bind(m.amount)
-    .bind(m.parent_id)
-    .bind(&m.state)
-    .bind(&m.external_ref)
-    .bind(&m.detail)
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(window)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)?;
-    movement_row(&row)
+) -> Result<Vec<MovementRow>> {
+    let mut out = Vec::with_capacity(movements.len());
+    for chunk in movements.chunks(500) {
+        let sql = format!(
+            "INSERT INTO money_movements (kind, request_key, digest, resident_id, card_number, \
+             counterparty, amount, parent_id, state, external_ref, detail, created_ms, \
+             updated_ms, window_id) VALUES {} RETURNING *",
+            crate::placeholders(chunk.len(), 14)
+        );
+        let mut q = sqlx::query(&sql);
+        for (m, window) in chunk {
+            q = q
+                .bind(m.kind.as_str())
+                .bind(&m.request_key)
+                .bind(m.digest.to_vec())
+                .bind(m.resident_id)
+                .bind(&m.card_number)
+                .bind(&m.counterparty)
+                .bind(m.amount)
+                .bind(m.parent_id)
+                .bind(&m.state)
+                .bind(&m.external_ref)
+                .bind(&m.detail)
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(*window);
+        }
+        for r in q.fetch_all(&mut *conn).await.map_err(db)? {
+            out.push(movement_row(&r)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The clearing window a new movement is posted into, if it enters clearing (a payment, or a
@@ -162,8 +171,10 @@ impl MoneyStore for SqliteStore {
             }
         }
         let window = window_for(&mut tx, &self.windows, m, now_ms).await?;
-        let id = insert_movement(&mut tx, m, window.as_deref(), now_ms)
+        let id = insert_movements(&mut tx, &[(m, window.as_deref())], now_ms)
             .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("money movement not inserted".into()))?
             .id;
         match post_all(&mut tx, transfers, now_ms).await? {
             Ok(()) => {}
@@ -237,38 +248,14 @@ impl MoneyStore for SqliteStore {
                 }
             }
         }
-        // The movements in multi-row inserts (a bill run's chunk is a thousand): a group
-        // commit holds no refunds (no parents), so payments take the open window.
+        // A group commit holds no refunds (no parents): payments take the open window.
         let window = self.windows.window_of(now_ms);
-        for chunk in applied.chunks(500) {
-            let sql = format!(
-                "INSERT INTO money_movements (kind, request_key, digest, resident_id, \
-                 card_number, counterparty, amount, parent_id, state, external_ref, detail, \
-                 created_ms, updated_ms, window_id) VALUES {} RETURNING *",
-                crate::placeholders(chunk.len(), 14)
-            );
-            let mut q = sqlx::query(&sql);
-            for m in chunk {
-                q = q
-                    .bind(m.kind.as_str())
-                    .bind(&m.request_key)
-                    .bind(m.digest.to_vec())
-                    .bind(m.resident_id)
-                    .bind(&m.card_number)
-                    .bind(&m.counterparty)
-                    .bind(m.amount)
-                    .bind(m.parent_id)
-                    .bind(&m.state)
-                    .bind(&m.external_ref)
-                    .bind(&m.detail)
-                    .bind(now_ms)
-                    .bind(now_ms)
-                    .bind(clears(m.kind, false).then_some(window.as_str()));
-            }
-            for r in q.fetch_all(&mut *tx).await.map_err(db)? {
-                let row = movement_row(&r)?;
-                done.insert(row.request_key.clone(), Recorded::Created(row));
-            }
+        let rows: Vec<(&NewMovement, Option<&str>)> = applied
+            .iter()
+            .map(|m| (*m, clears(m.kind, false).then_some(window.as_str())))
+            .collect();
+        for row in insert_movements(&mut tx, &rows, now_ms).await? {
+            done.insert(row.request_key.clone(), Recorded::Created(row));
         }
         if done.len() != fresh.len() {
             return Err(StoreError::Corrupt(format!(
