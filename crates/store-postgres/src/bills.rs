@@ -331,11 +331,15 @@ impl BillStore for PgStore {
             "SELECT b.*, a.id AS a_id, a.resident_id AS a_resident_id, a.biller AS a_biller, \
              a.customer_no AS a_customer_no, a.limit_fen AS a_limit_fen, a.status AS a_status, \
              a.created_ms AS a_created_ms \
-             FROM bills b JOIN bill_agreements a ON a.biller = b.biller \
-             AND a.customer_no = b.customer_no AND a.status = 'active' \
+             FROM bills b JOIN LATERAL (SELECT * FROM bill_agreements x \
+             WHERE x.biller = b.biller AND x.customer_no = b.customer_no \
+             AND x.status = 'active') a ON TRUE \
              WHERE b.id > $1 AND b.status = 'open' AND b.next_debit_ms IS NOT NULL \
              AND b.next_debit_ms <= $2 AND b.due_date <= $3 ORDER BY b.id LIMIT $4",
         )
+        // The bills are walked in id order from `after_id`, each joined to its household's
+        // one active agreement by that index: as a plain join the planner hashed every bill
+        // and agreement for each chunk (about 0.1 s a chunk at 50,000 bills).
         .bind(after_id)
         .bind(now_ms)
         .bind(due_on)

@@ -32,6 +32,44 @@ fn account_row(r: &PgRow) -> Result<AccountRow> {
     )
 }
 
+type AccountText = (String, String, String);
+
+/// The accounts of these (kind, owner, unit) keys that exist, by key.
+async fn accounts_by_key<'e, E: sqlx::PgExecutor<'e>>(
+    conn: E,
+    keys: &[AccountText],
+) -> Result<std::collections::HashMap<AccountText, AccountRow>> {
+    let rows = sqlx::query(
+        "SELECT a.* FROM ledger_accounts a \
+         JOIN UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS v(kind, owner, unit) \
+         ON a.kind = v.kind AND a.owner = v.owner AND a.unit = v.unit",
+    )
+    .bind(keys.iter().map(|t| t.0.as_str()).collect::<Vec<_>>())
+    .bind(keys.iter().map(|t| t.1.as_str()).collect::<Vec<_>>())
+    .bind(keys.iter().map(|t| t.2.as_str()).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    let mut out = std::collections::HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let key = (
+            r.try_get::<String, _>("kind").map_err(db)?,
+            r.try_get::<String, _>("owner").map_err(db)?,
+            r.try_get::<String, _>("unit").map_err(db)?,
+        );
+        out.insert(key, account_row(r)?);
+    }
+    Ok(out)
+}
+
+/// The accounts in the order of `keys`, when every one is there.
+fn in_order(
+    keys: &[AccountText],
+    found: &std::collections::HashMap<AccountText, AccountRow>,
+) -> Option<Vec<AccountRow>> {
+    keys.iter().map(|k| found.get(k).cloned()).collect()
+}
+
 fn transfer_row(r: &PgRow) -> Result<TransferRow> {
     Ok(TransferRow {
         id: r.try_get("id").map_err(db)?,
@@ -381,48 +419,49 @@ impl LedgerStore for PgStore {
                 max: LEDGER_BATCH_MAX,
             });
         }
-        // Most calls find every account already open: answer those from a reader.
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            match self.ledger_account(k).await? {
-                Some(a) => out.push(a),
-                None => break,
-            }
-        }
-        if out.len() == keys.len() {
+        // Most calls find every account already open: answer those from a reader, in one
+        // array query (a bill run's chunk names a thousand accounts).
+        let texts: Vec<(String, String, String)> = keys
+            .iter()
+            .map(|k| {
+                (
+                    k.kind().as_str().to_string(),
+                    k.owner().text(),
+                    k.unit().as_str().to_string(),
+                )
+            })
+            .collect();
+        let found = accounts_by_key(&self.pool, &texts).await?;
+        if let Some(out) = in_order(&texts, &found) {
             return Ok(out);
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_head(&mut tx).await?;
-        let mut created = 0;
-        out.clear();
-        for k in keys {
-            let kind = k.kind();
-            created += sqlx::query(
-                "INSERT INTO ledger_accounts (kind, owner, unit, normal, floor, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, owner, unit) DO NOTHING",
-            )
-            .bind(kind.as_str())
-            .bind(k.owner().text())
-            .bind(k.unit().as_str())
-            .bind(kind.normal_side().as_str())
-            .bind(kind.floor())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
-            let r = sqlx::query(
-                "SELECT * FROM ledger_accounts WHERE kind = $1 AND owner = $2 AND unit = $3",
-            )
-            .bind(kind.as_str())
-            .bind(k.owner().text())
-            .bind(k.unit().as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-            out.push(account_row(&r)?);
-        }
+        let created = sqlx::query(
+            "INSERT INTO ledger_accounts (kind, owner, unit, normal, floor, created_ms) \
+             SELECT v.kind, v.owner, v.unit, v.normal, v.floor, $6 \
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[]) \
+             AS v(kind, owner, unit, normal, floor) \
+             ON CONFLICT (kind, owner, unit) DO NOTHING",
+        )
+        .bind(texts.iter().map(|t| t.0.as_str()).collect::<Vec<_>>())
+        .bind(texts.iter().map(|t| t.1.as_str()).collect::<Vec<_>>())
+        .bind(texts.iter().map(|t| t.2.as_str()).collect::<Vec<_>>())
+        .bind(
+            keys.iter()
+                .map(|k| k.kind().normal_side().as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(keys.iter().map(|k| k.kind().floor()).collect::<Vec<_>>())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        let found = accounts_by_key(&mut *tx, &texts).await?;
+        let out = in_order(&texts, &found).ok_or_else(|| {
+            StoreError::Corrupt("a ledger account just opened is not there".into())
+        })?;
         if created > 0 {
             append_audit(&mut tx, audit, now_ms).await?;
         }
