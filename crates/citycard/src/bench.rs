@@ -92,6 +92,21 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value = "sm4")]
         alg: crate::card::AlgArg,
     },
+    /// Closing a clearing window over millions of offline purchases (filled through the
+    /// real ingest, not timed), beside one count-and-sum scan of the window, on SQLite and
+    /// (with --database-url) PostgreSQL.
+    Close {
+        #[arg(long, default_value_t = 10_000_000)]
+        purchases: u64,
+        /// Cards making them (each can pay about 333 taps from a full purse).
+        #[arg(long, default_value_t = 40_000)]
+        cards: u32,
+        #[arg(long, default_value_t = 200)]
+        merchants: u32,
+        /// Uploads in flight while filling.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+    },
     /// Production of personalization data through the platform (batch creation in storage,
     /// export with key diversification and wrapping) beside the pure library's `write_batch`
     /// on the same cards, on the backend chosen by --database-url or a scratch SQLite file.
@@ -393,6 +408,23 @@ pub async fn run(cmd: BenchCommand, cfg: &Config) -> anyhow::Result<()> {
                     naive,
                     clients,
                     alg: alg.into(),
+                },
+                cfg,
+            )
+            .await
+        }
+        BenchCommand::Close {
+            purchases,
+            cards,
+            merchants,
+            concurrency,
+        } => {
+            crate::bench_close::run(
+                crate::bench_close::Args {
+                    purchases,
+                    cards,
+                    merchants,
+                    concurrency,
                 },
                 cfg,
             )

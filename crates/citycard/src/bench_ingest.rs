@@ -276,7 +276,7 @@ async fn one(
 }
 
 /// Mirrors the chips' loads: 100,000 fen onto every card's shadow (not timed).
-async fn seed(p: &Platform, records: &[RawUpload], cards: u32) -> anyhow::Result<()> {
+pub(crate) async fn seed(p: &Platform, records: &[RawUpload], cards: u32) -> anyhow::Result<()> {
     let s = p.store.clone();
     let draft = || audit::Draft::new("system:bench", "ledger.post", "bench", "bench", "");
     let now = platform::clock::Clock::now_ms(&SystemClock);

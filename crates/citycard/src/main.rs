@@ -5,6 +5,7 @@ mod apps_cmd;
 mod bank_cmd;
 mod bench;
 mod bench_billrun;
+mod bench_close;
 mod bench_denylist;
 mod bench_ecode_scan;
 mod bench_ingest;

@@ -31,21 +31,59 @@ pub fn net_positions(
     items: &[Cleared],
     schedule: &FeeSchedule,
 ) -> (BTreeMap<(String, String), Position>, Position) {
-    let mut out: BTreeMap<(String, String), Position> = BTreeMap::new();
-    let mut total = Position::default();
+    let mut p = Positions::default();
     for it in items {
-        let fee = schedule.fee(&it.merchant, &it.category, it.day, it.amount_fen);
-        let p = out
-            .entry((it.merchant.clone(), it.category.clone()))
-            .or_default();
-        for q in [&mut *p, &mut total] {
-            q.count += 1;
-            q.gross_fen += it.amount_fen;
-            q.fee_fen += fee;
-            q.net_fen += it.amount_fen - fee;
+        p.add(
+            schedule,
+            &it.merchant,
+            &it.category,
+            it.day,
+            it.amount_fen,
+            1,
+        );
+    }
+    p.finish()
+}
+
+/// Positions built from transactions grouped by merchant and amount (`count` transactions of
+/// `amount_fen` each), as a window close reads them from storage: the fee of each
+/// transaction depends only on its merchant, category, day and amount, so a group's fee is
+/// `count ×` the fee of one, and the positions equal those of the transactions one by one.
+#[derive(Debug, Default)]
+pub struct Positions {
+    per: BTreeMap<(String, String), Position>,
+    total: Position,
+}
+
+impl Positions {
+    /// Adds `count` transactions of `amount_fen` (negative: a refund or reversal).
+    pub fn add(
+        &mut self,
+        schedule: &FeeSchedule,
+        merchant: &str,
+        category: &str,
+        day: Date,
+        amount_fen: i64,
+        count: u64,
+    ) {
+        let fee = schedule.fee(merchant, category, day, amount_fen);
+        let n = count as i64;
+        let key = (merchant.to_string(), category.to_string());
+        let p = match self.per.get_mut(&key) {
+            Some(p) => p,
+            None => self.per.entry(key).or_default(),
+        };
+        for q in [p, &mut self.total] {
+            q.count += count;
+            q.gross_fen += amount_fen * n;
+            q.fee_fen += fee * n;
+            q.net_fen += (amount_fen - fee) * n;
         }
     }
-    (out, total)
+
+    pub fn finish(self) -> (BTreeMap<(String, String), Position>, Position) {
+        (self.per, self.total)
+    }
 }
 
 #[cfg(test)]
@@ -94,5 +132,50 @@ mod tests {
         assert_eq!(total.gross_fen, total.fee_fen + total.net_fen);
         assert_eq!(total.count, 5);
         assert_eq!(total.net_fen, per.values().map(|p| p.net_fen).sum::<i64>());
+    }
+
+    #[test]
+    fn grouped_positions_equal_the_transactions_one_by_one() {
+        let s = FeeSchedule::new(vec![
+            FeeRule {
+                scope: Scope::Category("shop".into()),
+                rate_bp: 60,
+                fixed_fen: 1,
+                effective_from: date!(2026 - 01 - 01),
+            },
+            FeeRule {
+                scope: Scope::Merchant("metro".into()),
+                rate_bp: 25,
+                fixed_fen: 0,
+                effective_from: date!(2026 - 01 - 01),
+            },
+        ])
+        .unwrap();
+        let d = date!(2026 - 11 - 30);
+        let mut items = Vec::new();
+        let mut grouped: BTreeMap<(String, String, i64), u64> = BTreeMap::new();
+        for k in 0..5_000i64 {
+            let (m, c) =
+                [("metro", "transit"), ("bus", "transit"), ("shop", "shop")][(k % 3) as usize];
+            // Amounts where rounding matters, and refunds.
+            let a = if k % 17 == 0 {
+                -(k % 250) - 1
+            } else {
+                1 + k * 37 % 301
+            };
+            items.push(Cleared {
+                merchant: m.into(),
+                category: c.into(),
+                day: d,
+                amount_fen: a,
+            });
+            *grouped.entry((m.into(), c.into(), a)).or_default() += 1;
+        }
+        let mut p = Positions::default();
+        for ((m, c, a), n) in &grouped {
+            p.add(&s, m, c, d, *a, *n);
+        }
+        assert!(grouped.len() < items.len() / 4, "the groups are fewer");
+        assert_eq!(p.finish(), net_positions(&items, &s));
     }
 }

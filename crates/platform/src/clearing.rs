@@ -10,8 +10,7 @@
 
 use crate::{Caller, Platform, PlatformError, Result};
 use clearing::fees::{FeeRule, FeeSchedule, Scope};
-use clearing::positions::{Cleared, net_positions};
-use store::money::MovementKind;
+use clearing::positions::Positions;
 use store::{
     BankStatementRow, ClearingLineRow, ClearingWindowRow, ReconciliationExceptionRow, Role,
     SettlementInstructionRow,
@@ -34,10 +33,6 @@ pub struct StatementImport {
     /// The statement was imported before with the same content: nothing was recorded again.
     pub already_imported: bool,
 }
-
-/// Purchases and movements read per page while closing: the store's page bound, so a short
-/// page is the last one.
-const PAGE: u32 = store::PAGE_MAX;
 
 /// The city's default fee schedule (in force since 2026-01-01): transit 0.30 %, shops 0.60 %,
 /// hospitals and utilities 0.10 %, canteens, libraries and government none.
@@ -141,65 +136,45 @@ impl Platform {
                     .cloned()
                     .unwrap_or_else(|| "unregistered".into())
             };
-            let mut items = Vec::new();
-            let mut after = 0;
-            let mut purchases = 0usize;
-            loop {
-                let page = self.store.purchases_of_window(window, after, PAGE).await?;
-                let n = page.len();
-                purchases += n;
-                for p in &page {
-                    after = p.id;
-                    items.push(Cleared {
-                        merchant: p.merchant.clone(),
-                        category: category(&p.merchant),
-                        day,
-                        amount_fen: i64::from(p.amount_fen),
-                    });
-                }
-                if n < PAGE as usize {
-                    break;
-                }
+            // Summed in the database per merchant and amount (a fee depends on nothing else),
+            // so a window of ten million purchases comes back as a few thousand groups.
+            let schedule = default_fee_schedule();
+            let mut positions = Positions::default();
+            let (mut purchases, mut payments, mut returns) = (0i64, 0i64, 0i64);
+            for g in self.store.clearing_window_sums(window).await? {
+                let amount_fen = match g.kind.as_str() {
+                    "purchase" => {
+                        purchases += g.count;
+                        g.amount_fen
+                    }
+                    "payment" => {
+                        payments += g.count;
+                        g.amount_fen
+                    }
+                    // A refund lands in the window it is posted in, whichever window its
+                    // payment was in.
+                    "refund" | "reversal" => {
+                        returns += g.count;
+                        -g.amount_fen
+                    }
+                    other => {
+                        return Err(PlatformError::Unexpected(format!(
+                            "{} money movement(s) of kind {other} to {} are in clearing window \
+                             {window}",
+                            g.count, g.merchant
+                        )));
+                    }
+                };
+                positions.add(
+                    &schedule,
+                    &g.merchant,
+                    &category(&g.merchant),
+                    day,
+                    amount_fen,
+                    g.count as u64,
+                );
             }
-            // Online payments to merchants posted into the window, and what was given back
-            // from them in it (a refund lands in the window it is posted in, whichever window
-            // its payment was in).
-            let (mut payments, mut returns) = (0usize, 0usize);
-            let mut after = 0;
-            loop {
-                let page = self.store.money_of_window(window, after, PAGE).await?;
-                let n = page.len();
-                for m in &page {
-                    after = m.id;
-                    let amount_fen = match m.kind {
-                        MovementKind::Payment => {
-                            payments += 1;
-                            m.amount
-                        }
-                        MovementKind::Refund | MovementKind::Reversal => {
-                            returns += 1;
-                            -m.amount
-                        }
-                        other => {
-                            return Err(PlatformError::Unexpected(format!(
-                                "money movement {} of kind {} is in clearing window {window}",
-                                m.id,
-                                other.as_str()
-                            )));
-                        }
-                    };
-                    items.push(Cleared {
-                        merchant: m.counterparty.clone(),
-                        category: category(&m.counterparty),
-                        day,
-                        amount_fen,
-                    });
-                }
-                if n < PAGE as usize {
-                    break;
-                }
-            }
-            let (per, total) = net_positions(&items, &default_fee_schedule());
+            let (per, total) = positions.finish();
             let lines: Vec<ClearingLineRow> = per
                 .into_iter()
                 .map(|((merchant, category), p)| ClearingLineRow {

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use store::{
     BankStatementRow, ClearingLineRow, ClearingStore, ClearingWindowRow,
-    ReconciliationExceptionRow, Result, SettlementInstructionRow, StoreError,
+    ReconciliationExceptionRow, Result, SettlementInstructionRow, StoreError, WindowSumRow,
 };
 
 use crate::SqliteStore;
@@ -128,6 +128,39 @@ impl ClearingStore for SqliteStore {
                 })
             })
             .transpose()
+    }
+
+    async fn clearing_window_sums(&self, window_id: &str) -> Result<Vec<WindowSumRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT 'purchase' AS kind, merchant, amount_fen, count(*) AS n FROM purchases \
+             WHERE window_id = ? GROUP BY merchant, amount_fen \
+             UNION ALL \
+             SELECT kind, counterparty, amount, count(*) FROM money_movements \
+             WHERE window_id = ? GROUP BY kind, counterparty, amount \
+             ORDER BY 1, 2, 3 LIMIT {}",
+            store::CLEARING_SUMS_MAX + 1
+        ))
+        .bind(window_id)
+        .bind(window_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        if rows.len() > store::CLEARING_SUMS_MAX {
+            return Err(StoreError::TooMany {
+                got: rows.len(),
+                max: store::CLEARING_SUMS_MAX,
+            });
+        }
+        rows.iter()
+            .map(|r| {
+                Ok(WindowSumRow {
+                    kind: r.try_get(0).map_err(db)?,
+                    merchant: r.try_get(1).map_err(db)?,
+                    amount_fen: r.try_get(2).map_err(db)?,
+                    count: r.try_get(3).map_err(db)?,
+                })
+            })
+            .collect()
     }
 
     async fn clearing_lines(&self, window_id: &str) -> Result<Vec<ClearingLineRow>> {

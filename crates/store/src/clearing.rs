@@ -73,8 +73,31 @@ pub struct ReconciliationExceptionRow {
     pub created_ms: i64,
 }
 
+/// The most groups [`ClearingStore::clearing_window_sums`] returns: distinct (kind, merchant,
+/// amount) triples of one window. A city's day has far fewer (fares repeat); more is refused
+/// with an error naming this bound rather than read into memory.
+pub const CLEARING_SUMS_MAX: usize = 1_000_000;
+
+/// A group of a window's cleared transactions: `count` of `amount_fen` each, to `merchant`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WindowSumRow {
+    /// `purchase` (an offline purchase), or the money movement's kind (`payment`, `refund`,
+    /// `reversal`; any other kind in a window is an error the close reports).
+    pub kind: String,
+    pub merchant: String,
+    pub amount_fen: i64,
+    pub count: i64,
+}
+
 #[async_trait]
 pub trait ClearingStore: Send + Sync {
+    /// What a window's close clears, summed in the database: the window's offline purchases
+    /// per merchant and amount, and its money movements per kind, counterparty and amount
+    /// (the window's purchases are read once, by the `(window_id, merchant, amount_fen)`
+    /// index, however many millions there are). Sorted; at most [`CLEARING_SUMS_MAX`] groups,
+    /// more is [`crate::StoreError::TooMany`].
+    async fn clearing_window_sums(&self, window_id: &str) -> Result<Vec<WindowSumRow>>;
+
     /// Records a window's close and its report in one transaction. When the window is already
     /// closed nothing is written and `false` comes back (the report stands as first written).
     async fn clearing_close(

@@ -592,6 +592,29 @@ pub async fn money_payments_enter_the_window_of_their_posting(s: &dyn Store) {
         next.iter().map(key).collect::<Vec<_>>(),
         vec!["payment:late-1", "payment:late-2", "refund:r1"]
     );
+    // Summed for a window's close: per kind, counterparty and amount, as the rows say.
+    let mut want: Vec<(String, String, i64, i64)> = Vec::new();
+    for r in &next {
+        match want.iter_mut().find(|x| {
+            (x.0.as_str(), x.1.as_str(), x.2) == (r.kind.as_str(), &r.counterparty, r.amount)
+        }) {
+            Some(x) => x.3 += 1,
+            None => want.push((
+                r.kind.as_str().to_string(),
+                r.counterparty.clone(),
+                r.amount,
+                1,
+            )),
+        }
+    }
+    want.sort();
+    let sums = s.clearing_window_sums(&w.next().to_string()).await.unwrap();
+    assert_eq!(
+        sums.into_iter()
+            .map(|g| (g.kind, g.merchant, g.amount_fen, g.count))
+            .collect::<Vec<_>>(),
+        want
+    );
     let page = of(w.next().to_string(), next[0].id, 1).await;
     assert_eq!(
         page.iter().map(key).collect::<Vec<_>>(),

@@ -221,6 +221,29 @@ pub async fn purchases_post_once_with_flags(s: &dyn Store) {
     let w1 = s.purchases_of_window(W1, 0, 100).await.unwrap();
     assert_eq!(w1.len(), 5);
     assert_eq!(s.purchases_of_window(W2, 0, 100).await.unwrap().len(), 2);
+    // A window's close reads them summed per merchant and amount: the same as the rows.
+    for win in [W1, W2] {
+        let mut want: std::collections::BTreeMap<(String, i64), i64> = Default::default();
+        for r in s.purchases_of_window(win, 0, 100).await.unwrap() {
+            *want
+                .entry((r.merchant, i64::from(r.amount_fen)))
+                .or_default() += 1;
+        }
+        let got = s.clearing_window_sums(win).await.unwrap();
+        assert!(got.iter().all(|g| g.kind == "purchase"), "{got:?}");
+        assert_eq!(
+            got.into_iter()
+                .map(|g| ((g.merchant, g.amount_fen), g.count))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+            want
+        );
+    }
+    assert!(
+        s.clearing_window_sums("1999-01-01")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The transfer carrying a purchase names the card's shadow among its postings.
     let transfers = s.ledger_transfers_page(0, 1_000).await.unwrap();
     let t = transfers.iter().find(|t| Some(t.id) == t0).unwrap();
