@@ -17,6 +17,8 @@ pub const FEE_RULES_MAX: usize = 10_000;
 /// A fixed fee is at most 1,000.00 yuan per transaction (a fee is never more than the
 /// transaction's amount in any case).
 pub const FIXED_FEN_MAX: i64 = 100_000;
+/// A rule takes effect at most ten years after the open window (a later date is a typo).
+pub const EFFECTIVE_DAYS_AHEAD_MAX: i64 = 3_660;
 /// A merchant's code, as registered: 1 to 32 characters a-z 0-9 - _.
 const CODE_CHARS_MAX: usize = 32;
 
@@ -150,8 +152,9 @@ impl Platform {
     /// Adds a rule to the schedule (clearing officers and the administrator), audited. Refused
     /// with the field named: an unknown scope, a category that is not one of the network's, a
     /// merchant not registered, a rate outside 0–10,000 bp, a negative or too large fixed fee,
-    /// a date that is not a date or is before the open clearing window; a scope that already
-    /// has a rule on that day is a conflict; a full schedule is too large.
+    /// a date that is not a date, is before the open clearing window or is more than ten
+    /// years after it; a scope that already has a rule on that day is a conflict; a full
+    /// schedule is too large.
     pub async fn fee_rule_add(&self, caller: &Caller, req: &FeeRuleRequest) -> Result<FeeRuleView> {
         may_clear(caller)?;
         let value = req.scope_value.trim();
@@ -199,6 +202,17 @@ impl Platform {
                 format!(
                     "{} is before the open clearing window {}: the fees of a window that has \
                      ended never change",
+                    day_text(effective_from),
+                    day_text(open)
+                ),
+            ));
+        }
+        if (effective_from - open).whole_days() > EFFECTIVE_DAYS_AHEAD_MAX {
+            return Err(PlatformError::invalid(
+                "effective_from",
+                format!(
+                    "{} is more than {EFFECTIVE_DAYS_AHEAD_MAX} days after the open clearing \
+                     window {}",
                     day_text(effective_from),
                     day_text(open)
                 ),

@@ -52,6 +52,10 @@ pub struct FTexts {
     fixed_hint: &'static str,
     effective_hint: &'static str,
     save: &'static str,
+    /// Punctuation around a name and a hint: full width in Chinese.
+    colon: &'static str,
+    open: &'static str,
+    close: &'static str,
     words: [(&'static str, &'static str); 12],
 }
 
@@ -73,9 +77,12 @@ static FZH: FTexts = FTexts {
     scope_value: "类别或商户代码",
     scope_hint: "类别：transit、canteen、shop、hospital、library、utility、taxi、bike、government；商户：已登记的商户代码",
     rate_hint: "百分比，0 到 100，最多两位小数，如 0.30",
-    fixed_hint: "元，最多两位小数，如 0.05；不收填 0",
+    fixed_hint: "最多两位小数，如 0.05；不收填 0",
     effective_hint: "不早于当前开放的清分窗口",
     save: "新增",
+    colon: "：",
+    open: "（",
+    close: "）",
     words: [
         ("in_force", "生效中"),
         ("future", "待生效"),
@@ -110,9 +117,12 @@ static FEN: FTexts = FTexts {
     scope_value: "Category or merchant code",
     scope_hint: "categories: transit, canteen, shop, hospital, library, utility, taxi, bike, government; or a registered merchant's code",
     rate_hint: "percent, 0 to 100, at most two decimals, e.g. 0.30",
-    fixed_hint: "yuan, at most two decimals, e.g. 0.05; 0 for none",
+    fixed_hint: "at most two decimals, e.g. 0.05; 0 for none",
     effective_hint: "not before the open clearing window",
     save: "Add",
+    colon: ": ",
+    open: " (",
+    close: ")",
     words: [
         ("in_force", "in force"),
         ("future", "future"),
@@ -230,6 +240,10 @@ fn flash(ok: Option<&str>, error: Option<&str>, on: Option<&str>) -> Option<Flas
             "生效日期须为 YYYY-MM-DD 格式的日期".into(),
             "the effective date must be a date, YYYY-MM-DD".into(),
         ),
+        "too_far" => (
+            "生效日期距当前清分窗口超过十年".into(),
+            "the effective date is more than ten years ahead".into(),
+        ),
         "backdated" => (
             "生效日期早于当前开放的清分窗口；已结束窗口的手续费不能改变".into(),
             "the effective date is before the open clearing window; the fees of a window that has ended never change".into(),
@@ -276,7 +290,13 @@ fn refusal_code(e: &PlatformError) -> &'static str {
             Some("rate_bp") => "rate",
             Some("fixed_fen") => "fixed",
             // The form checked the date's shape: what the platform refuses is its day.
-            Some("effective_from") => "backdated",
+            Some("effective_from") => {
+                if fields[0].message.contains("days after") {
+                    "too_far"
+                } else {
+                    "backdated"
+                }
+            }
             _ => "failed",
         },
         e => {
@@ -288,10 +308,8 @@ fn refusal_code(e: &PlatformError) -> &'static str {
 
 struct RuleLine {
     id: i64,
-    scope_kind_text: &'static str,
-    scope_value: String,
-    /// The category's name, or empty for a merchant.
-    scope_name: &'static str,
+    /// `商户类别：shop（商户零售）`, `category: shop (shops)`, `单个商户：cafe`.
+    scope: String,
     rate: String,
     fixed: String,
     effective_from: String,
@@ -337,16 +355,18 @@ async fn fees_page(
         .into_iter()
         .map(|v| {
             let r = v.rule;
-            let category = r.scope_kind == "category";
+            let (kind, name) = if r.scope_kind == "category" {
+                (s.category, word(s, &r.scope_value))
+            } else {
+                (s.merchant, "")
+            };
+            let mut scope = format!("{kind}{}{}", s.colon, r.scope_value);
+            if !name.is_empty() && name != r.scope_value {
+                scope = format!("{scope}{}{name}{}", s.open, s.close);
+            }
             RuleLine {
                 id: r.id,
-                scope_kind_text: if category { s.category } else { s.merchant },
-                scope_name: if category {
-                    word(s, &r.scope_value)
-                } else {
-                    ""
-                },
-                scope_value: r.scope_value,
+                scope,
                 rate: format!("{}%", two_places(r.rate_bp)),
                 fixed: two_places(r.fixed_fen),
                 effective_from: r.effective_from,

@@ -245,6 +245,11 @@ async fn bad_rules_and_other_roles_are_refused(backend: Backend) {
             "effective_from",
             "not a date",
         ),
+        (
+            with("effective_from", json!("2062-11-30")),
+            "effective_from",
+            "3660 days after",
+        ),
     ] {
         let r = app.post_json(FEES, Some(&officer), body.clone()).await;
         assert_eq!(r.status, 422, "{body}: {}", r.body);
@@ -470,6 +475,12 @@ async fn the_console_form_adds_a_rule(backend: Backend) {
     assert!(page.body.contains("id=\"open-window\">2026-11-26<"));
     let english = officer.get(&format!("{PAGE}?lang=en")).await;
     assert!(english.body.contains("Clearing: fee schedule") && english.body.contains("in force"));
+    assert!(
+        english
+            .body
+            .contains("<td>Merchant category: shop (shops)</td>")
+    );
+    assert!(english.body.contains("<td>Merchant category: transit</td>"));
     let token = officer.token(PAGE).await;
     let form = |token: &str, day: &str| {
         vec![
