@@ -3,9 +3,10 @@
 //! in force, the old one superseded); a window closed after the rule's date charges its
 //! payments the new fee and an earlier window the old; bad rules are refused naming the field,
 //! a scope's second rule on a day is a conflict, a rule back-dated into an ended window is
-//! refused, other roles are refused (403), each added rule is audited. The console's form adds
-//! a rule (rate in percent, fixed fee in yuan), and a form without the session's token, or
-//! back-dated, changes nothing and says why.
+//! refused, other roles are refused (403), each added rule is audited; a full schedule refuses
+//! the next rule naming its limit (SQLite). The console's form adds a rule (rate in percent,
+//! fixed fee in yuan), and a form without the session's token, or back-dated, changes nothing
+//! and says why.
 
 mod common;
 
@@ -354,6 +355,58 @@ async fn bad_rules_and_other_roles_are_refused(backend: Backend) {
             .len(),
         2
     );
+}
+
+/// The schedule holds at most `FEE_RULES_MAX` rules: the next is refused naming the limit.
+/// On SQLite only: filling 10,000 rules one audited transaction at a time takes about a minute
+/// on PostgreSQL; the store's bound itself is checked on both backends by the conformance
+/// suite (`fee_rules_are_added_never_changed`, with a small bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_is_bounded() {
+    let backend = Backend::Sqlite;
+    use platform::fees::FEE_RULES_MAX;
+    let app = common::start(backend).await;
+    let p = &app.tp.platform;
+    let officer = app.token(Role::ClearingOfficer).await;
+    // Filled straight through the store (the platform's checks are not what is tested here).
+    for n in p.store.fee_rules().await.unwrap().len()..FEE_RULES_MAX {
+        p.store
+            .fee_rule_add(
+                &store::FeeRuleRow {
+                    id: 0,
+                    scope_kind: "merchant".into(),
+                    scope_value: format!("m{n:05}"),
+                    rate_bp: 10,
+                    fixed_fen: 0,
+                    effective_from: "2026-12-01".into(),
+                    created_ms: 0,
+                    created_by: "test".into(),
+                },
+                FEE_RULES_MAX,
+                audit::Draft::new("test", "clearing.fee_rule.add", "", "test", ""),
+            )
+            .await
+            .unwrap();
+    }
+    let r = app
+        .post_json(
+            FEES,
+            Some(&officer),
+            json!({"scope_kind": "category", "scope_value": "canteen", "rate_bp": 5,
+                   "fixed_fen": 0, "effective_from": "2026-11-30"}),
+        )
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("FEE_RULES_MAX = 10000 rules"),
+        "{}",
+        r.body
+    );
+    let all = app.get(FEES, Some(&officer)).await.json();
+    assert_eq!(rules(&all).len(), FEE_RULES_MAX);
 }
 
 /// An operator signed in to the console: the session cookie a browser would hold.
