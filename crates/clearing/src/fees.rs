@@ -39,6 +39,25 @@ pub enum FeeError {
     SameDay { scope: Scope, date: Date },
 }
 
+/// Where a rule stands on a day: the one that applies to its scope, one that will, or one a
+/// later rule of the same scope has replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    InForce,
+    Future,
+    Superseded,
+}
+
+impl Standing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::InForce => "in_force",
+            Standing::Future => "future",
+            Standing::Superseded => "superseded",
+        }
+    }
+}
+
 /// A set of rules, checked once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FeeSchedule {
@@ -72,6 +91,22 @@ impl FeeSchedule {
             .iter()
             .filter(|r| &r.scope == scope && r.effective_from <= day)
             .max_by_key(|r| r.effective_from)
+    }
+
+    /// The rules, by scope and then by the day they take effect.
+    pub fn rules(&self) -> &[FeeRule] {
+        &self.rules
+    }
+
+    /// Where `rule` (one of this schedule's) stands on `day`.
+    pub fn standing(&self, rule: &FeeRule, day: Date) -> Standing {
+        if rule.effective_from > day {
+            Standing::Future
+        } else if self.in_force(&rule.scope, day) == Some(rule) {
+            Standing::InForce
+        } else {
+            Standing::Superseded
+        }
     }
 
     /// The rule that applies to `merchant` of `category` on `day`, if any.
@@ -150,6 +185,34 @@ mod tests {
         // Half up: 0.60 % of 125 fen is 0.75 → 1; of 83 fen 0.498 → 0.
         assert_eq!(s.fee("s", "shop", date!(2026 - 11 - 30), 125), 1);
         assert_eq!(s.fee("s", "shop", date!(2026 - 11 - 30), 83), 0);
+    }
+
+    #[test]
+    fn each_rule_stands_in_force_future_or_superseded() {
+        let old = rule(
+            Scope::Category("transit".into()),
+            30,
+            0,
+            date!(2026 - 01 - 01),
+        );
+        let new = rule(
+            Scope::Category("transit".into()),
+            20,
+            0,
+            date!(2026 - 12 - 01),
+        );
+        let shop = rule(Scope::Category("shop".into()), 60, 0, date!(2026 - 12 - 01));
+        let s = FeeSchedule::new(vec![new.clone(), shop.clone(), old.clone()]).unwrap();
+        assert_eq!(s.rules().len(), 3);
+        let day = date!(2026 - 11 - 30);
+        assert_eq!(s.standing(&old, day), Standing::InForce);
+        assert_eq!(s.standing(&new, day), Standing::Future);
+        assert_eq!(s.standing(&shop, day), Standing::Future);
+        let day = date!(2026 - 12 - 01);
+        assert_eq!(s.standing(&old, day), Standing::Superseded);
+        assert_eq!(s.standing(&new, day), Standing::InForce);
+        assert_eq!(s.standing(&shop, day), Standing::InForce);
+        assert_eq!(Standing::Superseded.as_str(), "superseded");
     }
 
     #[test]

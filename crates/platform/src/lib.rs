@@ -26,6 +26,7 @@ mod error;
 pub mod exchange;
 pub mod exchange_oversight;
 pub mod feeds;
+pub mod fees;
 pub mod hotel;
 pub mod ledger;
 pub mod money;

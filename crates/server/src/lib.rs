@@ -23,6 +23,8 @@ pub mod exchange_console;
 pub mod exchange_oversight_api;
 mod extract;
 pub mod feeds_api;
+pub mod fees_api;
+mod fees_console;
 mod i18n;
 pub mod identity_api;
 pub mod ledger_api;
@@ -222,6 +224,8 @@ pub fn router_with_oidc(platform: Platform, oidc: Option<Arc<idp_link::RelyingPa
         .merge(production_api::routes())
         .merge(disbursements_api::routes())
         .merge(clearing_api::routes())
+        .merge(fees_api::routes())
+        .merge(fees_console::routes())
         .merge(disbursements_console::routes())
         .merge(ecode_console::routes())
         .merge(terminals_api::routes())

@@ -124,6 +124,7 @@ impl utoipa::Modify for ProblemResponses {
         crate::clearing_api::close, crate::clearing_api::report,
         crate::clearing_api::settlement, crate::clearing_api::import_statement,
         crate::clearing_api::exceptions, crate::clearing_api::resolve,
+        crate::fees_api::list, crate::fees_api::add,
         crate::ecode_api::debts, crate::ecode_api::settle_debts,
         crate::money_api::topup, crate::money_api::topup_get, crate::money_api::topups_resolve,
         crate::money_api::load_authorize, crate::money_api::load_get,

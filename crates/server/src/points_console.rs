@@ -241,7 +241,7 @@ fn may_resolve(c: &Caller) -> bool {
 /// The form token of a session: SM3 over the credential the request was authenticated with
 /// (the console's session cookie or a bearer token). Another site can make a browser post a
 /// form but cannot read the cookie, so it cannot know the token.
-fn form_token(presented: &Option<Extension<PresentedToken>>) -> String {
+pub(crate) fn form_token(presented: &Option<Extension<PresentedToken>>) -> String {
     use sm3::Digest;
     let credential = presented.as_ref().map_or("", |Extension(t)| t.0.as_str());
     let mut h = sm3::Sm3::new();
@@ -250,7 +250,7 @@ fn form_token(presented: &Option<Extension<PresentedToken>>) -> String {
     hex::encode(h.finalize())
 }
 
-fn token_ok(presented: &Option<Extension<PresentedToken>>, sent: &str) -> bool {
+pub(crate) fn token_ok(presented: &Option<Extension<PresentedToken>>, sent: &str) -> bool {
     let want = form_token(presented);
     // Compared without an early exit.
     want.len() == sent.len()

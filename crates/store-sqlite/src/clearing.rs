@@ -4,7 +4,7 @@ use crate::{append_audit, db};
 use async_trait::async_trait;
 use sqlx::Row;
 use store::{
-    BankStatementRow, ClearingLineRow, ClearingStore, ClearingWindowRow,
+    BankStatementRow, ClearingLineRow, ClearingStore, ClearingWindowRow, FeeRuleRow,
     ReconciliationExceptionRow, Result, SettlementInstructionRow, StoreError, WindowSumRow,
 };
 
@@ -19,6 +19,19 @@ fn line_row(r: &sqlx::sqlite::SqliteRow) -> Result<ClearingLineRow> {
         gross_fen: r.try_get("gross_fen").map_err(db)?,
         fee_fen: r.try_get("fee_fen").map_err(db)?,
         net_fen: r.try_get("net_fen").map_err(db)?,
+    })
+}
+
+fn fee_rule_row(r: &sqlx::sqlite::SqliteRow) -> Result<FeeRuleRow> {
+    Ok(FeeRuleRow {
+        id: r.try_get("id").map_err(db)?,
+        scope_kind: r.try_get("scope_kind").map_err(db)?,
+        scope_value: r.try_get("scope_value").map_err(db)?,
+        rate_bp: r.try_get("rate_bp").map_err(db)?,
+        fixed_fen: r.try_get("fixed_fen").map_err(db)?,
+        effective_from: r.try_get("effective_from").map_err(db)?,
+        created_ms: r.try_get("created_ms").map_err(db)?,
+        created_by: r.try_get("created_by").map_err(db)?,
     })
 }
 
@@ -371,5 +384,85 @@ impl ClearingStore for SqliteStore {
         append_audit(&mut tx, audit, now_ms).await?;
         tx.commit().await.map_err(db)?;
         Ok(row)
+    }
+
+    async fn fee_rules(&self) -> Result<Vec<FeeRuleRow>> {
+        sqlx::query(
+            "SELECT * FROM fee_rules ORDER BY scope_kind, scope_value, effective_from \
+             LIMIT 100000",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(fee_rule_row)
+        .collect()
+    }
+
+    async fn fee_rule_add(
+        &self,
+        rule: &FeeRuleRow,
+        rules_max: usize,
+        audit: audit::Draft,
+    ) -> Result<FeeRuleRow> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM fee_rules")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        if count >= rules_max {
+            return Err(StoreError::TooMany {
+                got: count.saturating_add(1),
+                max: rules_max,
+            });
+        }
+        // Window ids are closing dates, YYYY-MM-DD: they order as text.
+        let closed: Option<String> =
+            sqlx::query_scalar("SELECT max(window_id) FROM clearing_windows WHERE window_id >= ?")
+                .bind(&rule.effective_from)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+        if let Some(w) = closed {
+            return Err(StoreError::Conflict(format!(
+                "closed clearing window {w}, on or after {},",
+                rule.effective_from
+            )));
+        }
+        let same: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM fee_rules WHERE scope_kind = ? AND scope_value = ? \
+             AND effective_from = ?",
+        )
+        .bind(&rule.scope_kind)
+        .bind(&rule.scope_value)
+        .bind(&rule.effective_from)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if same.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "a fee rule for {} {} from {}",
+                rule.scope_kind, rule.scope_value, rule.effective_from
+            )));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO fee_rules (scope_kind, scope_value, rate_bp, fixed_fen, \
+             effective_from, created_ms, created_by) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             RETURNING id",
+        )
+        .bind(&rule.scope_kind)
+        .bind(&rule.scope_value)
+        .bind(rule.rate_bp)
+        .bind(rule.fixed_fen)
+        .bind(&rule.effective_from)
+        .bind(rule.created_ms)
+        .bind(&rule.created_by)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        append_audit(&mut tx, audit, rule.created_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(FeeRuleRow { id, ..rule.clone() })
     }
 }

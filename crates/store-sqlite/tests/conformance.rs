@@ -63,3 +63,23 @@ async fn audit_removal_is_detected() {
         Err(audit::ChainError::Truncated { last: 4, head: 5 })
     );
 }
+
+/// A fee rule is never changed or removed, even by a statement that goes around the store.
+#[tokio::test]
+async fn fee_rules_refuse_updates_and_deletes() {
+    use store::ClearingStore;
+    let s = fresh().await;
+    let refused = sqlx::query("UPDATE fee_rules SET rate_bp = 0 WHERE scope_value = 'shop'")
+        .execute(s.pool())
+        .await;
+    assert!(refused.is_err());
+    let refused = sqlx::query("DELETE FROM fee_rules").execute(s.pool()).await;
+    assert!(refused.is_err());
+    let rules = s.fee_rules().await.unwrap();
+    assert_eq!(rules.len(), 6);
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.scope_value == "shop" && r.rate_bp == 60)
+    );
+}

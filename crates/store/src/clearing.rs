@@ -1,4 +1,6 @@
-//! Closed clearing windows (清分) and their reports: written once, never changed.
+//! Closed clearing windows (清分) and their reports: written once, never changed. The fee
+//! schedule's rules (手续费率), added and never changed: a change is a new rule with a later
+//! effective date.
 
 use crate::Result;
 use async_trait::async_trait;
@@ -89,6 +91,25 @@ pub struct WindowSumRow {
     pub count: i64,
 }
 
+/// One rule of the fee schedule, as kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeeRuleRow {
+    /// Given by the storage (0 in a rule to add).
+    pub id: i64,
+    /// category, merchant
+    pub scope_kind: String,
+    /// The category or the merchant's code.
+    pub scope_value: String,
+    /// Percentage in basis points: 60 = 0.60 %.
+    pub rate_bp: i64,
+    /// Fixed fee per transaction, in fen.
+    pub fixed_fen: i64,
+    /// `YYYY-MM-DD`: the first clearing window (by its closing date) the rule applies to.
+    pub effective_from: String,
+    pub created_ms: i64,
+    pub created_by: String,
+}
+
 #[async_trait]
 pub trait ClearingStore: Send + Sync {
     /// What a window's close clears, summed in the database: the window's offline purchases
@@ -160,4 +181,19 @@ pub trait ClearingStore: Send + Sync {
         audit: audit::Draft,
         now_ms: i64,
     ) -> Result<ReconciliationExceptionRow>;
+
+    /// Every rule of the fee schedule, by scope and effective date (the migration's seed
+    /// rules included).
+    async fn fee_rules(&self) -> Result<Vec<FeeRuleRow>>;
+
+    /// Adds a rule, audited in the same transaction, and answers it with its id. `Conflict`
+    /// if its scope has a rule taking effect on the same day, or if a clearing window on or
+    /// after its effective date is closed already (a closed window's fees never change);
+    /// `TooMany` if the schedule holds `rules_max` rules already. Nothing else changes a rule.
+    async fn fee_rule_add(
+        &self,
+        rule: &FeeRuleRow,
+        rules_max: usize,
+        audit: audit::Draft,
+    ) -> Result<FeeRuleRow>;
 }

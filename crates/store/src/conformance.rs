@@ -547,6 +547,7 @@ macro_rules! conformance_tests {
             purchases_kept_batch_answer_with_postings,
             clearing_windows_close_once,
             statements_import_once_and_exceptions_resolve_once,
+            fee_rules_are_added_never_changed,
             exchange_members_grants_consents_and_access,
             feeds_hold_contradictions_for_review_once,
             exchange_access_search_and_consent_stats,

@@ -239,3 +239,129 @@ pub async fn statements_import_once_and_exceptions_resolve_once(s: &dyn Store) {
         2
     );
 }
+
+/// The fee schedule: the migration's six category rules are there; a rule is added once per
+/// scope and day, audited; a rule dated into a closed window, or one past the bound, is
+/// refused and nothing is written.
+pub async fn fee_rules_are_added_never_changed(s: &dyn Store) {
+    let seeded = s.fee_rules().await.unwrap();
+    assert_eq!(
+        seeded
+            .iter()
+            .map(|r| (
+                r.scope_kind.as_str(),
+                r.scope_value.as_str(),
+                r.rate_bp,
+                r.fixed_fen,
+                r.effective_from.as_str()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("category", "bike", 30, 0, "2026-01-01"),
+            ("category", "hospital", 10, 0, "2026-01-01"),
+            ("category", "shop", 60, 0, "2026-01-01"),
+            ("category", "taxi", 30, 0, "2026-01-01"),
+            ("category", "transit", 30, 0, "2026-01-01"),
+            ("category", "utility", 10, 0, "2026-01-01"),
+        ]
+    );
+    let rule = |kind: &str, value: &str, bp: i64, fixed: i64, from: &str| FeeRuleRow {
+        id: 0,
+        scope_kind: kind.into(),
+        scope_value: value.into(),
+        rate_bp: bp,
+        fixed_fen: fixed,
+        effective_from: from.into(),
+        created_ms: NOW,
+        created_by: "operator:clr".into(),
+    };
+    let metro = s
+        .fee_rule_add(
+            &rule("merchant", "metro", 15, 2, "2026-12-01"),
+            100,
+            draft("clearing.fee_rule"),
+        )
+        .await
+        .unwrap();
+    assert!(metro.id > 0);
+    assert_eq!(
+        metro,
+        FeeRuleRow {
+            id: metro.id,
+            ..rule("merchant", "metro", 15, 2, "2026-12-01")
+        }
+    );
+    let transit = s
+        .fee_rule_add(
+            &rule("category", "transit", 20, 0, "2026-12-01"),
+            100,
+            draft("clearing.fee_rule"),
+        )
+        .await
+        .unwrap();
+    assert_ne!(transit.id, metro.id);
+    // The same scope and day again, even with other values: refused.
+    let again = s
+        .fee_rule_add(
+            &rule("category", "transit", 25, 0, "2026-12-01"),
+            100,
+            draft("clearing.fee_rule"),
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    // A window closed on 2026-12-05: no rule may take effect on or before it any more.
+    s.clearing_close(
+        &ClearingWindowRow {
+            window_id: "2026-12-05".into(),
+            closed_ms: NOW,
+            closed_by: "operator:clr".into(),
+            digest: "AB".into(),
+        },
+        &[],
+        draft("clearing.close"),
+        NOW,
+    )
+    .await
+    .unwrap();
+    for day in ["2026-12-05", "2026-12-02"] {
+        let late = s
+            .fee_rule_add(
+                &rule("category", "shop", 50, 0, day),
+                100,
+                draft("clearing.fee_rule"),
+            )
+            .await;
+        assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    }
+    s.fee_rule_add(
+        &rule("category", "shop", 50, 0, "2026-12-06"),
+        100,
+        draft("clearing.fee_rule"),
+    )
+    .await
+    .unwrap();
+    // Nine rules now: a bound of nine refuses the tenth.
+    let full = s
+        .fee_rule_add(
+            &rule("category", "canteen", 5, 0, "2026-12-06"),
+            9,
+            draft("clearing.fee_rule"),
+        )
+        .await;
+    assert!(
+        matches!(full, Err(StoreError::TooMany { got: 10, max: 9 })),
+        "{full:?}"
+    );
+    let all = s.fee_rules().await.unwrap();
+    assert_eq!(all.len(), 9);
+    assert_eq!(
+        all.iter()
+            .filter(|r| r.scope_value == "transit")
+            .map(|r| (r.rate_bp, r.effective_from.as_str()))
+            .collect::<Vec<_>>(),
+        [(30, "2026-01-01"), (20, "2026-12-01")]
+    );
+    assert!(all.contains(&metro) && all.contains(&transit));
+    // Three rules and one close, each audited once.
+    assert_eq!(audit_verify(s).await.unwrap(), Ok(4));
+}
