@@ -47,11 +47,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const READERS_MAX: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the checkpointer copies the write-ahead log into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// The log file is cut back to this size when it restarts (it grows past it under bulk
+/// writes while readers hold old snapshots).
+const WAL_KEEP_BYTES: &str = "67108864";
+
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     /// Where clearing windows are cut for the money movements that enter them.
     windows: store::money::Windows,
+    /// Held while the store lives: the checkpointer stops when the last holder is gone.
+    _alive: std::sync::Arc<()>,
 }
 
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
@@ -92,8 +100,12 @@ impl SqliteStore {
             // instead of a temporary file, and reads map the file instead of copying it.
             .pragma("temp_store", "MEMORY")
             .pragma("mmap_size", "1073741824")
-            // Fewer, larger checkpoints during bulk feeds.
-            .pragma("wal_autocheckpoint", "32768");
+            // No connection checkpoints when it commits: a checkpoint run by the writer holds
+            // up every transaction queued behind it (tens of milliseconds for a large log,
+            // seconds under bulk feeds). A connection of its own checkpoints passively in the
+            // background (`checkpointer`) while the writer goes on appending.
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", WAL_KEEP_BYTES);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts.clone())
@@ -102,13 +114,21 @@ impl SqliteStore {
         MIGRATOR.run(&write).await.map_err(StoreError::database)?;
         let read = SqlitePoolOptions::new()
             .max_connections(READERS_MAX)
-            .connect_with(opts.read_only(true))
+            .connect_with(opts.clone().read_only(true))
             .await
             .map_err(db)?;
+        let checkpoints = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(db)?;
+        let alive = std::sync::Arc::new(());
+        tokio::spawn(checkpointer(checkpoints, std::sync::Arc::downgrade(&alive)));
         Ok(SqliteStore {
             write,
             read,
             windows: Default::default(),
+            _alive: alive,
         })
     }
 
@@ -117,6 +137,27 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.write
     }
+}
+
+/// Copies the write-ahead log into the database file every [`CHECKPOINT_EVERY`] on a
+/// connection of its own, without waiting for readers or the writer (`PASSIVE`): what a
+/// reader still needs stays in the log for the next round. Stops with the store.
+async fn checkpointer(pool: SqlitePool, alive: std::sync::Weak<()>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if alive.upgrade().is_none() {
+            break;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "SQLite checkpoint failed; the next round retries");
+        }
+    }
+    pool.close().await;
 }
 
 pub(crate) fn blind(row: &SqliteRow, col: &str) -> Result<BlindIndex> {

@@ -83,3 +83,42 @@ async fn fee_rules_refuse_updates_and_deletes() {
             .any(|r| r.scope_value == "shop" && r.rate_bp == 60)
     );
 }
+
+/// Commits never checkpoint (no connection does it when it commits); the store's own
+/// checkpointer copies the log into the database file in the background, and stops with the
+/// store.
+#[tokio::test]
+async fn the_log_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("citycard.db");
+    let s = SqliteStore::open(&path).await.unwrap();
+    let size = || std::fs::metadata(&path).unwrap().len();
+    // Let the first rounds copy the migrations, then write 4 MiB.
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let before = size();
+    sqlx::query("CREATE TABLE bulk (b BLOB)")
+        .execute(s.pool())
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        sqlx::query("INSERT INTO bulk VALUES (randomblob(1048576))")
+            .execute(s.pool())
+            .await
+            .unwrap();
+    }
+    // Right after the commits the pages are in the log only (unless a round ran meanwhile).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() < before + 4 * 1_048_576 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file did not grow from {before} bytes: no checkpoint ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // No commit checkpoints by itself: the writer's setting.
+    let auto: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(auto, 0);
+}
