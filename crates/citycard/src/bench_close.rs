@@ -188,7 +188,7 @@ async fn one(
             break;
         }
         let chunk = std::mem::take(&mut pending);
-        gross += chunk.iter().map(|r| i64::from(r.amount_fen)).sum::<i64>();
+        gross += chunk.iter().map(|r| r.amount_fen).sum::<i64>();
         let n = chunk.len() as u64;
         posted += upload(&p, chunk, a).await?;
         pb.inc(n);
