@@ -601,3 +601,28 @@ async fn sqlite_every_purchase_once_and_the_same_report_through_kills() {
 async fn postgres_every_purchase_once_and_the_same_report_through_kills() {
     every_purchase_once_and_the_same_report_through_kills(Backend::Postgres).await;
 }
+
+/// The clock offset is a development switch: production mode refuses it, and the help says so.
+#[test]
+fn the_clock_offset_is_refused_in_production() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_citycard"))
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .args(["--production", "--clock-offset-s=-86400", "migrate"])
+        .env_remove("CITYCARD_CLOCK_OFFSET_S")
+        .env_remove("CITYCARD_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--clock-offset-s"), "{err}");
+    assert!(err.contains("production"), "{err}");
+    let help = Command::new(env!("CARGO_BIN_EXE_citycard"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--clock-offset-s"), "{help}");
+    assert!(help.contains("Refused in production mode"), "{help}");
+}

@@ -213,7 +213,9 @@ async fn a_simulated_day(backend: Backend) {
         );
         pairs.into_iter().map(|(_, n)| n).collect()
     };
+    timer.lap(backend, "2,000 applications approved");
     let desk = platform::testing::issue_cards(p, &[]).await.unwrap();
+    timer.lap(backend, "production batch through the emulated bureau");
     {
         let mut tasks = tokio::task::JoinSet::new();
         for chunk in numbers.chunks(CARDS.div_ceil(WORKERS)) {
@@ -230,7 +232,7 @@ async fn a_simulated_day(backend: Backend) {
         }
         tasks.join_all().await;
     }
-    timer.lap(backend, "2,000 cards issued");
+    timer.lap(backend, "2,000 cards handed over");
 
     // The chips: the card emulator's fleet personalized with the development key set, whose
     // card numbers are the platform's (the card sequence starts at 1).
