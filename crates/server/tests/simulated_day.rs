@@ -742,6 +742,32 @@ async fn a_simulated_day(backend: Backend) {
             "card {number}"
         );
     }
+    // The holders' online accounts: the benefit, less the load and what they paid online,
+    // plus what was refunded (payment k was paid by holder k); and the benefit as received.
+    for (k, holder) in holder_of.iter().enumerate().take(60) {
+        let paid: i64 = payments.iter().filter(|x| x.0 == k).map(|x| x.2).sum();
+        let back: i64 = refunds.iter().filter(|x| x.0 == k).map(|x| x.1).sum();
+        let resident = p.resident_id_of(holder).await.unwrap();
+        let online = p
+            .store
+            .ledger_account(&AccountKey::citizen_online(resident))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (online.balance, online.reserved),
+            (BENEFIT_FEN - i64::from(LOAD_FEN) - paid + back, 0),
+            "holder {k}"
+        );
+    }
+    let received = p.resident_disbursements(&sys, &holder_of[1]).await.unwrap();
+    assert_eq!(
+        received
+            .iter()
+            .map(|r| (r.benefit.as_str(), r.amount_fen, r.outcome.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("special_hardship", BENEFIT_FEN, "paid")]
+    );
     let b = p.card_balances(&sys, &fleet_numbers[7]).await.unwrap();
     assert_eq!(
         (b.epurse_fen, b.pending_load_fen),
