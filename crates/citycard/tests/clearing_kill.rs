@@ -414,7 +414,7 @@ async fn run(
     let mut upload_kills = 0;
     if let Some((rng, _)) = chaos.as_mut() {
         while upload_kills < UPLOAD_KILLS && !uploader.is_finished() {
-            tokio::time::sleep(Duration::from_millis(100 + rng.below(400))).await;
+            tokio::time::sleep(Duration::from_millis(50 + rng.below(300))).await;
             if uploader.is_finished() {
                 break;
             }
