@@ -358,7 +358,9 @@ async fn a_simulated_day(backend: Backend) {
                                         time: "090000".into(),
                                     },
                                 ))
-                                .map_err(|_| HostError::Mac1Invalid)?;
+                                .unwrap_or_else(|e| {
+                                    panic!("authorizing the load of {number}: {e}")
+                                });
                             load_id = v.id;
                             let mac2 = hex::decode(v.mac2.as_deref().unwrap_or_default())
                                 .map_err(|_| HostError::Mac1Invalid)?;
