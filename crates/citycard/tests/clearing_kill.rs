@@ -443,8 +443,13 @@ async fn run(
             && close_kills < CLOSE_KILLS
         {
             // Within the time a close took without a crash: the kill lands while it runs.
-            let hint = (*close_hint_ms).max(40);
-            let delay = hint / 10 + rng.below(hint / 2);
+            // The first kill comes early, so at least one close is surely cut short.
+            let hint = (*close_hint_ms).max(20);
+            let delay = if close_kills == 0 {
+                rng.below(hint / 4)
+            } else {
+                hint / 10 + rng.below(hint / 2)
+            };
             tokio::time::sleep(Duration::from_millis(delay)).await;
             if !req.is_finished() {
                 kill(&mut platform);
