@@ -3,8 +3,9 @@
 //! the card emulator's fleet) is uploaded through `POST /api/v1/purchases` while the platform
 //! is killed with SIGKILL again and again and restarted on the same data; after each failed
 //! upload the uploader goes back and sends the two uploads before it again. Then the window
-//! is closed (`POST /api/v1/clearing/windows/{w}/close`) while the platform is killed during
-//! the close, again and again. Afterwards every purchase is posted exactly once, `citycard
+//! is closed (`POST /api/v1/clearing/windows/{w}/close`), the platform killed while the close
+//! request is in flight, up to three times (a close of this window takes tens of
+//! milliseconds, so a kill may land before, within or after its transaction). Afterwards every purchase is posted exactly once, `citycard
 //! ledger check` passes, and the window's report — digest and lines — is the one the same
 //! uploads give without any crash (a second platform, never killed), and the one the day's
 //! own figures give.
