@@ -22,6 +22,17 @@ pub struct GlobalArgs {
     /// Log format: text or json.
     #[arg(long, global = true, env = "CITYCARD_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Development and tests only: run the platform's clock this many seconds off the real
+    /// time (negative: in the past), e.g. to post into a clearing window that can be closed
+    /// later. Refused in production mode.
+    #[arg(
+        long,
+        global = true,
+        env = "CITYCARD_CLOCK_OFFSET_S",
+        allow_hyphen_values = true,
+        value_name = "SECONDS"
+    )]
+    pub clock_offset_s: Option<i64>,
 }
 
 #[derive(serde::Deserialize, Default, Debug)]
@@ -44,6 +55,8 @@ pub struct Config {
     pub production: bool,
     pub log_format: String,
     pub oidc: Option<idp_link::OidcConfig>,
+    /// The clock's offset from the real time (development only; 0 in production).
+    pub clock_offset_ms: i64,
 }
 
 impl Config {
@@ -73,6 +86,18 @@ impl Config {
         if !["text", "json"].contains(&log_format.as_str()) {
             anyhow::bail!("log format must be text or json, not {log_format:?}");
         }
+        let production = args.production || file.production.unwrap_or(false);
+        let clock_offset_s = args.clock_offset_s.unwrap_or(0);
+        if production && clock_offset_s != 0 {
+            anyhow::bail!(
+                "--clock-offset-s (CITYCARD_CLOCK_OFFSET_S) is for development and tests; \
+                 production mode runs on the real clock"
+            );
+        }
+        // A year either way is plenty for a test and keeps the arithmetic far from overflow.
+        if clock_offset_s.unsigned_abs() > 366 * 86_400 {
+            anyhow::bail!("--clock-offset-s must be within a year of the real time");
+        }
         Ok(Config {
             data_dir: args
                 .data_dir
@@ -81,9 +106,10 @@ impl Config {
                 .unwrap_or(default_dir),
             database_url: args.database_url.clone().or(file.database_url),
             listen: file.listen,
-            production: args.production || file.production.unwrap_or(false),
+            production,
             log_format,
             oidc: file.oidc,
+            clock_offset_ms: clock_offset_s * 1_000,
         })
     }
 

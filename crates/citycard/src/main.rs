@@ -33,7 +33,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use config::{Config, GlobalArgs};
 use indicatif::{ProgressBar, ProgressStyle};
-use platform::clock::SystemClock;
+use platform::clock::{OffsetClock, SystemClock};
 use platform::{Caller, Platform};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -259,7 +259,11 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Platform> {
         &cfg.key_dir(),
         &cfg.key_source(),
         cfg.production,
-        Arc::new(SystemClock),
+        if cfg.clock_offset_ms == 0 {
+            Arc::new(SystemClock) as Arc<dyn platform::clock::Clock>
+        } else {
+            Arc::new(OffsetClock::new(cfg.clock_offset_ms))
+        },
     )
     .await
     .with_context(|| {

@@ -29,6 +29,26 @@ impl Clock for SystemClock {
     }
 }
 
+/// The wall clock moved by a fixed offset, for development and tests only (`citycard
+/// --clock-offset-s`): a platform started "two days ago" posts into a clearing window that the
+/// same data, served again at the real time, can close. Production mode refuses an offset.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    offset_ms: i64,
+}
+
+impl OffsetClock {
+    pub fn new(offset_ms: i64) -> Self {
+        OffsetClock { offset_ms }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms().saturating_add(self.offset_ms)
+    }
+}
+
 /// The current wall-clock time in the city, for commands that default a time to "now".
 pub fn now_in_city() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(SystemClock.now_ms()) * 1_000_000)
