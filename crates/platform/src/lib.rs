@@ -15,6 +15,7 @@ pub mod citizen_points;
 pub mod citizen_services;
 pub mod citizens;
 pub mod clearing;
+pub mod clearing_status;
 pub mod clock;
 pub mod credit;
 pub mod demo;

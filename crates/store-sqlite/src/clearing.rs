@@ -4,8 +4,9 @@ use crate::{append_audit, db};
 use async_trait::async_trait;
 use sqlx::Row;
 use store::{
-    BankStatementRow, ClearingLineRow, ClearingStore, ClearingWindowRow, FeeRuleRow,
-    ReconciliationExceptionRow, Result, SettlementInstructionRow, StoreError, WindowSumRow,
+    BankStatementRow, ClearingLineRow, ClearingStore, ClearingWindowRow, ClearingWindowTotalsRow,
+    FeeRuleRow, ReconciliationExceptionRow, Result, SettlementInstructionRow, StoreError,
+    WindowRunningRow, WindowSumRow,
 };
 
 use crate::SqliteStore;
@@ -244,6 +245,82 @@ impl ClearingStore for SqliteStore {
             .as_ref()
             .map(instruction_row)
             .transpose()
+    }
+
+    async fn clearing_windows(&self, limit: i64) -> Result<Vec<ClearingWindowTotalsRow>> {
+        // The latest windows first (through the primary key), then their lines' totals.
+        sqlx::query(
+            "SELECT w.window_id, w.closed_ms, w.closed_by, w.digest, COUNT(l.merchant) AS lines, \
+             COALESCE(SUM(l.count), 0) AS count, COALESCE(SUM(l.gross_fen), 0) AS gross_fen, \
+             COALESCE(SUM(l.fee_fen), 0) AS fee_fen, COALESCE(SUM(l.net_fen), 0) AS net_fen \
+             FROM (SELECT * FROM clearing_windows ORDER BY window_id DESC LIMIT ?) w \
+             LEFT JOIN clearing_lines l ON l.window_id = w.window_id \
+             GROUP BY w.window_id, w.closed_ms, w.closed_by, w.digest \
+             ORDER BY w.window_id DESC",
+        )
+        .bind(limit.clamp(0, store::PAGE_MAX as i64))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r: &sqlx::sqlite::SqliteRow| {
+            Ok(ClearingWindowTotalsRow {
+                window: ClearingWindowRow {
+                    window_id: r.try_get("window_id").map_err(db)?,
+                    closed_ms: r.try_get("closed_ms").map_err(db)?,
+                    closed_by: r.try_get("closed_by").map_err(db)?,
+                    digest: r.try_get("digest").map_err(db)?,
+                },
+                lines: r.try_get("lines").map_err(db)?,
+                count: r.try_get("count").map_err(db)?,
+                gross_fen: r.try_get("gross_fen").map_err(db)?,
+                fee_fen: r.try_get("fee_fen").map_err(db)?,
+                net_fen: r.try_get("net_fen").map_err(db)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn clearing_running(&self, window_id: &str) -> Result<WindowRunningRow> {
+        // Each through its window index (purchases_window, money_movements_window).
+        let (purchases, purchases_fen): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(amount_fen), 0) FROM purchases WHERE window_id = ?",
+        )
+        .bind(window_id)
+        .fetch_one(&self.read)
+        .await
+        .map_err(db)?;
+        let (movements, movements_fen): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN kind = 'payment' THEN amount \
+             ELSE -amount END), 0) FROM money_movements WHERE window_id = ?",
+        )
+        .bind(window_id)
+        .fetch_one(&self.read)
+        .await
+        .map_err(db)?;
+        Ok(WindowRunningRow {
+            purchases,
+            purchases_fen,
+            movements,
+            movements_fen,
+        })
+    }
+
+    async fn settlement_instructions_of_window(
+        &self,
+        window_id: &str,
+    ) -> Result<Vec<SettlementInstructionRow>> {
+        sqlx::query(
+            "SELECT * FROM settlement_instructions WHERE window_id = ? ORDER BY end_to_end_id \
+             LIMIT 100000",
+        )
+        .bind(window_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(instruction_row)
+        .collect()
     }
 
     async fn statement_import(

@@ -26,6 +26,31 @@ pub struct ClearingWindowRow {
     pub digest: String,
 }
 
+/// A closed window with its report's totals, for the list of recent windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearingWindowTotalsRow {
+    pub window: ClearingWindowRow,
+    /// Report lines (merchant and category).
+    pub lines: i64,
+    /// Purchases, payments, refunds and reversals the report sums.
+    pub count: i64,
+    pub gross_fen: i64,
+    pub fee_fen: i64,
+    pub net_fen: i64,
+}
+
+/// What has been posted into a window so far (read before it closes): offline purchases and
+/// online payments to merchants, refunds and reversals counted against them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowRunningRow {
+    pub purchases: i64,
+    pub purchases_fen: i64,
+    /// Payments, refunds and reversals posted into the window.
+    pub movements: i64,
+    /// Payments less refunds and reversals, as the close counts them.
+    pub movements_fen: i64,
+}
+
 /// One credit transfer of a settlement file, kept so the bank's statement can be matched
 /// against it (对账).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +158,14 @@ pub trait ClearingStore: Send + Sync {
 
     async fn clearing_lines(&self, window_id: &str) -> Result<Vec<ClearingLineRow>>;
 
+    /// Closed windows, the latest first, with their report's totals; at most `limit`.
+    async fn clearing_windows(&self, limit: i64) -> Result<Vec<ClearingWindowTotalsRow>>;
+
+    /// The count and sum of what has been posted into a window so far, read through the
+    /// window indexes of purchases and money movements (the cost follows the window's rows,
+    /// not the tables').
+    async fn clearing_running(&self, window_id: &str) -> Result<WindowRunningRow>;
+
     /// Keeps a settlement file's instructions; an instruction already kept stays as it is
     /// (the file of a closed window is the same however often it is made).
     async fn settlement_instructions_record(&self, rows: &[SettlementInstructionRow])
@@ -149,6 +182,12 @@ pub trait ClearingStore: Send + Sync {
         &self,
         end_to_end_id: &str,
     ) -> Result<Option<SettlementInstructionRow>>;
+
+    /// A window's settlement instructions (however many files were made), by end-to-end id.
+    async fn settlement_instructions_of_window(
+        &self,
+        window_id: &str,
+    ) -> Result<Vec<SettlementInstructionRow>>;
 
     /// Records an imported statement in one transaction: the statement, the instructions it
     /// matched (state `matched`), and its exceptions (their instructions, if any, state

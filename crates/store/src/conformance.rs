@@ -546,6 +546,7 @@ macro_rules! conformance_tests {
             purchases_post_once_with_flags,
             purchases_kept_batch_answer_with_postings,
             clearing_windows_close_once,
+            clearing_windows_list_latest_first_with_totals,
             statements_import_once_and_exceptions_resolve_once,
             fee_rules_are_added_never_changed,
             exchange_members_grants_consents_and_access,

@@ -67,6 +67,105 @@ pub async fn clearing_windows_close_once(s: &dyn Store) {
     assert_eq!(audit_verify(s).await.unwrap(), Ok(1));
 }
 
+/// Closed windows are listed the latest first with their report's totals (a window of no
+/// lines has zero totals); the limit holds.
+pub async fn clearing_windows_list_latest_first_with_totals(s: &dyn Store) {
+    assert!(s.clearing_windows(10).await.unwrap().is_empty());
+    let window = |id: &str, at: i64| ClearingWindowRow {
+        window_id: id.into(),
+        closed_ms: at,
+        closed_by: "operator:clr".into(),
+        digest: format!("D{id}"),
+    };
+    let line = |w: &str, m: &str, count: i64, gross: i64, fee: i64| ClearingLineRow {
+        window_id: w.into(),
+        merchant: m.into(),
+        category: "shop".into(),
+        count,
+        gross_fen: gross,
+        fee_fen: fee,
+        net_fen: gross - fee,
+    };
+    for (id, lines) in [
+        (
+            "2026-11-24",
+            vec![
+                line("2026-11-24", "cafe", 2, 8_000, 48),
+                line("2026-11-24", "metro", 5, 1_000, 3),
+            ],
+        ),
+        ("2026-11-25", vec![]),
+        ("2026-11-26", vec![line("2026-11-26", "cafe", 1, -500, 0)]),
+    ] {
+        s.clearing_close(&window(id, NOW), &lines, draft("clearing.close"), NOW)
+            .await
+            .unwrap();
+    }
+    let listed = s.clearing_windows(10).await.unwrap();
+    let totals: Vec<(&str, i64, i64, i64, i64, i64)> = listed
+        .iter()
+        .map(|w| {
+            (
+                w.window.window_id.as_str(),
+                w.lines,
+                w.count,
+                w.gross_fen,
+                w.fee_fen,
+                w.net_fen,
+            )
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        vec![
+            ("2026-11-26", 1, 1, -500, 0, -500),
+            ("2026-11-25", 0, 0, 0, 0, 0),
+            ("2026-11-24", 2, 7, 9_000, 51, 8_949),
+        ]
+    );
+    assert_eq!(listed[2].window, window("2026-11-24", NOW));
+    let two = s.clearing_windows(2).await.unwrap();
+    assert_eq!(
+        two.iter()
+            .map(|w| w.window.window_id.as_str())
+            .collect::<Vec<_>>(),
+        ["2026-11-26", "2026-11-25"]
+    );
+
+    // A window's settlement instructions, whatever their state.
+    let instruction = |id: &str, w: &str| SettlementInstructionRow {
+        end_to_end_id: id.into(),
+        window_id: w.into(),
+        merchant: "cafe".into(),
+        amount_fen: 7_952,
+        execution_date: "2026-11-25".into(),
+        state: "sent".into(),
+    };
+    s.settlement_instructions_record(&[
+        instruction("W20261124-metro", "2026-11-24"),
+        instruction("W20261124-cafe", "2026-11-24"),
+        instruction("W20261126-cafe", "2026-11-26"),
+    ])
+    .await
+    .unwrap();
+    let of = s
+        .settlement_instructions_of_window("2026-11-24")
+        .await
+        .unwrap();
+    assert_eq!(
+        of.iter()
+            .map(|i| i.end_to_end_id.as_str())
+            .collect::<Vec<_>>(),
+        ["W20261124-cafe", "W20261124-metro"]
+    );
+    assert!(
+        s.settlement_instructions_of_window("2026-11-25")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// Reconciliation: instructions are kept once; a statement is imported once with its matched
 /// instructions and exceptions in one transaction; an exception is resolved once.
 pub async fn statements_import_once_and_exceptions_resolve_once(s: &dyn Store) {

@@ -620,6 +620,31 @@ pub async fn money_payments_enter_the_window_of_their_posting(s: &dyn Store) {
         page.iter().map(key).collect::<Vec<_>>(),
         vec!["payment:late-2"]
     );
+    // The running totals of a window before it closes: payments less what was given back in
+    // it; fees are not in any window.
+    let running = |win: String| async move { s.clearing_running(&win).await.unwrap() };
+    assert_eq!(
+        running(w.to_string()).await,
+        WindowRunningRow {
+            purchases: 0,
+            purchases_fen: 0,
+            movements: 1,
+            movements_fen: 1_000,
+        }
+    );
+    assert_eq!(
+        running(w.next().to_string()).await,
+        WindowRunningRow {
+            purchases: 0,
+            purchases_fen: 0,
+            movements: 3,
+            movements_fen: 2_000 + 500 - 300,
+        }
+    );
+    assert_eq!(
+        running("2020-01-01".into()).await,
+        WindowRunningRow::default()
+    );
     // The calendar is the platform's: a midnight cut-off puts the same instant elsewhere.
     let midnight = ::ledger::WindowCalendar::new(0, 8 * 60).unwrap();
     s.money_windows_set(midnight);

@@ -160,6 +160,13 @@ pub async fn purchases_post_once_with_flags(s: &dyn Store) {
     assert_eq!(balance_of(s, &suspense()).await, 150);
     let head1 = s.audit_head().await.unwrap().unwrap().0;
     assert_eq!(head1, head0 + 1, "one audit entry per batch");
+    // The window's running totals: every posted purchase once (the repeat is not one), at its
+    // amount, shortfalls included.
+    let running = s.clearing_running(W1).await.unwrap();
+    assert_eq!(
+        (running.purchases, running.purchases_fen, running.movements),
+        (5, 200 + 300 + 1_050 + 100, 0)
+    );
 
     // The next window: a repeat of the first batch answers with the first, the missing
     // counter 2 fills the gap without a flag, and a tap from the previous window is late.
