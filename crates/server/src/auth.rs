@@ -176,6 +176,13 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(POST "/api/v1/disbursements/{id}/payment" Access::Roles(DISBURSERS)),
     perm!(POST "/api/v1/departments/{code}/funding" Access::Roles(FUNDING)),
     perm!(POST "/api/v1/disbursements/received" Access::Roles(RECEIPT_READERS)),
+    // A department officer's way in is its disbursement approvals (the page sends it there).
+    perm!(GET "/console/clearing" Access::Roles(DISBURSEMENT_READERS)),
+    perm!(GET "/console/clearing/windows/{window}" Access::Roles(LEDGER_CHECKERS)),
+    perm!(POST "/console/clearing/windows/{window}/close" Access::Roles(CLEARING)),
+    perm!(POST "/console/clearing/windows/{window}/settlement" Access::Roles(CLEARING)),
+    perm!(GET "/console/clearing/exceptions" Access::Roles(CLEARING)),
+    perm!(POST "/console/clearing/exceptions/{id}/resolution" Access::Roles(CLEARING)),
     perm!(GET "/console/clearing/disbursements" Access::Roles(DISBURSEMENT_READERS)),
     perm!(POST "/console/clearing/disbursements/{id}" Access::Roles(DISBURSERS)),
     perm!(GET "/console/clearing/fees" Access::Roles(LEDGER_CHECKERS)),

@@ -12,6 +12,7 @@ pub mod cards_api;
 pub mod citizen_api;
 pub mod citizen_points_api;
 pub mod clearing_api;
+pub mod clearing_console;
 pub mod console;
 pub mod disbursements_api;
 pub mod disbursements_console;
@@ -227,6 +228,7 @@ pub fn router_with_oidc(platform: Platform, oidc: Option<Arc<idp_link::RelyingPa
         .merge(fees_api::routes())
         .merge(fees_console::routes())
         .merge(disbursements_console::routes())
+        .merge(clearing_console::routes())
         .merge(ecode_console::routes())
         .merge(terminals_api::routes())
         .merge(exchange_api::routes())
