@@ -1,12 +1,16 @@
 //! The console page for disbursement approvals (待遇发放审批) under `/console/clearing`:
 //! batches with their state and a bar of what was paid, and — for a second officer of the
 //! batch's department or an administrator — approve and reject buttons (four eyes: never
-//! shown to the submitter, and refused by the platform anyway).
+//! shown to the submitter, and refused by the platform anyway). The forms carry the session's
+//! SM3-derived token (see `points_console`); after a decision the page says what happened by a
+//! message code, never by text taken from the address.
 
 use crate::AppState;
+use crate::auth::PresentedToken;
 use crate::console::{language, page};
 use crate::error::ApiResult;
 use crate::i18n::Texts;
+use crate::points_console::{form_token, token_ok};
 use crate::production_console::yuan;
 use askama::Template;
 use axum::extract::{Form, Path, Query, State};
@@ -14,8 +18,8 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
-use platform::Caller;
 use platform::disbursements::DisbursementView;
+use platform::{Caller, PlatformError};
 use store::Role;
 
 pub fn routes() -> Router<AppState> {
@@ -112,14 +116,84 @@ struct DisbursementsPage {
     d: &'static DTexts,
     user: Option<String>,
     rows: Vec<Row>,
-    message: Option<String>,
+    token: String,
+    flash: Option<Flash>,
 }
 
 #[derive(serde::Deserialize)]
 pub struct PageQuery {
     lang: Option<String>,
-    /// A message after a decision (the platform's refusal, shown as given).
-    msg: Option<String>,
+    /// After a decision: `ok=` what was done, `error=` why nothing was, `on=` the batch.
+    ok: Option<String>,
+    error: Option<String>,
+    on: Option<String>,
+}
+
+/// The message shown after a decision, Chinese first with English.
+struct Flash {
+    ok: bool,
+    zh: String,
+    en: String,
+}
+
+fn flash(ok: Option<&str>, error: Option<&str>, on: Option<&str>) -> Option<Flash> {
+    let on: String = on
+        .unwrap_or("")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(19)
+        .collect();
+    if let Some(code) = ok {
+        let (zh, en) = match code {
+            "approved" => (
+                format!("批次 {on} 已批准并发放。"),
+                format!("Batch {on} is approved and paid."),
+            ),
+            "rejected" => (
+                format!("批次 {on} 已驳回。"),
+                format!("Batch {on} is rejected."),
+            ),
+            _ => return None,
+        };
+        return Some(Flash { ok: true, zh, en });
+    }
+    let (zh, en): (String, String) = match error? {
+        "token" => (
+            "表单已失效或不是从本页提交的，请刷新页面后重试".into(),
+            "the form has expired or was not sent from this page; reload the page and try again"
+                .into(),
+        ),
+        "forbidden" => (
+            format!(
+                "您不能复核批次 {on}：提交人不能复核自己的批次（双人复核），复核人须为同部门经办或管理员"
+            ),
+            format!(
+                "you may not decide batch {on}: its submitter never does (four eyes), and only an officer of its department or an administrator does"
+            ),
+        ),
+        "decided" => (
+            format!("批次 {on} 已经复核过"),
+            format!("batch {on} is already decided"),
+        ),
+        "not_found" => (
+            format!("找不到批次 {on}"),
+            format!("batch {on} was not found"),
+        ),
+        "decision" => (
+            "请选择“批准”或“驳回”".into(),
+            "choose approve or reject".into(),
+        ),
+        "failed" => (
+            "操作失败，请稍后重试".into(),
+            "it failed; try again later".into(),
+        ),
+        _ => return None,
+    };
+    Some(Flash {
+        ok: false,
+        zh: format!("未完成：{zh}。"),
+        en: format!("Nothing was done: {en}."),
+    })
 }
 
 fn may_decide(c: &Caller, b: &DisbursementView) -> bool {
@@ -135,6 +209,7 @@ fn may_decide(c: &Caller, b: &DisbursementView) -> bool {
 async fn list(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
+    presented: Option<Extension<PresentedToken>>,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Response> {
@@ -168,7 +243,8 @@ async fn list(
             d,
             user: Some(c.username.clone()),
             rows,
-            message: q.msg.filter(|m| m.len() <= 300),
+            token: form_token(&presented),
+            flash: flash(q.ok.as_deref(), q.error.as_deref(), q.on.as_deref()),
         },
         set,
     )
@@ -176,42 +252,69 @@ async fn list(
 
 #[derive(serde::Deserialize)]
 pub struct DecisionForm {
+    /// The form token; a post without it is refused like one with a wrong one.
+    #[serde(default)]
+    token: String,
     decision: String,
 }
+
+const PAGE: &str = "/console/clearing/disbursements";
 
 async fn decide(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
+    presented: Option<Extension<PresentedToken>>,
     Path(id): Path<i64>,
     Form(f): Form<DecisionForm>,
 ) -> Response {
+    let back = |key: &str, code: &str| {
+        Redirect::to(&format!("{PAGE}?{key}={code}&on={id}")).into_response()
+    };
+    if !token_ok(&presented, &f.token) {
+        return back("error", "token");
+    }
     let approve = match f.decision.as_str() {
         "approve" => true,
         "reject" => false,
-        _ => {
-            return Redirect::to("/console/clearing/disbursements?msg=unknown%20decision")
-                .into_response();
-        }
+        _ => return back("error", "decision"),
     };
     match s.platform.decide_disbursement(&c, id, approve).await {
-        Ok(_) => Redirect::to("/console/clearing/disbursements").into_response(),
+        Ok(_) if approve => back("ok", "approved"),
+        Ok(_) => back("ok", "rejected"),
+        Err(PlatformError::Forbidden(_)) => back("error", "forbidden"),
+        Err(PlatformError::NotFound(_)) => back("error", "not_found"),
+        Err(PlatformError::Conflict(_)) => back("error", "decided"),
         Err(e) => {
-            let msg: String = form_urlencoded_byte(&e.to_string());
-            Redirect::to(&format!("/console/clearing/disbursements?msg={msg}")).into_response()
+            tracing::error!(error = %e, "console disbursement decision failed");
+            back("error", "failed")
         }
     }
 }
 
-/// Percent-encodes a message for the redirect's query.
-fn form_urlencoded_byte(text: &str) -> String {
-    text.bytes()
-        .take(300)
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_code_has_both_languages() {
+        for code in ["approved", "rejected"] {
+            let f = flash(Some(code), None, Some("12")).unwrap();
+            assert!(f.ok && f.zh.contains("12") && f.en.contains("12"));
+        }
+        for code in [
+            "token",
+            "forbidden",
+            "decided",
+            "not_found",
+            "decision",
+            "failed",
+        ] {
+            let f = flash(None, Some(code), Some("<b>12</b>")).unwrap();
+            assert!(
+                !f.ok && f.zh.starts_with("未完成") && !f.en.contains('<'),
+                "{code}"
+            );
+        }
+        assert!(flash(None, Some("four eyes"), None).is_none());
+    }
 }

@@ -119,22 +119,85 @@ async fn disbursement_over_http(backend: platform::testing::Backend) {
         "{}",
         other.body
     );
-    let r = app
-        .send(
-            "POST",
-            &format!("/console/clearing/disbursements/{id}"),
+    // A form post carries the session's form token (SM3 over the credential, as the page
+    // hands it out): without it, or with another session's, nothing is decided.
+    let form_token = |credential: &str| {
+        use sm3::Digest;
+        let mut h = sm3::Sm3::new();
+        h.update(b"citycard console form token\0");
+        h.update(credential.as_bytes());
+        hex::encode(h.finalize())
+    };
+    assert!(
+        other
+            .body
+            .contains(&format!("name=\"token\" value=\"{}\"", form_token(&ca2))),
+        "{}",
+        other.body
+    );
+    let post = |token: String, form: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .send(
+                    "POST",
+                    &format!("/console/clearing/disbursements/{id}"),
+                    Some(&token),
+                    Some(("application/x-www-form-urlencoded", form.into_bytes())),
+                )
+                .await;
+            assert_eq!(r.status, 303, "{}", r.body);
+            r.headers["location"].to_str().unwrap().to_string()
+        }
+    };
+    for (who, form) in [
+        (ca2.clone(), "decision=approve".to_string()),
+        (
+            ca2.clone(),
+            format!("token={}&decision=approve", form_token(&ca1)),
+        ),
+    ] {
+        let location = post(who, form).await;
+        assert!(location.contains("error=token"), "{location}");
+    }
+    let location = post(ca2.clone(), "decision=reject".into()).await;
+    assert!(location.contains("error=token"), "{location}");
+    let shown = app.get(&location, Some(&ca2)).await;
+    assert!(
+        shown.body.contains("表单已失效") && shown.body.contains("the form has expired"),
+        "{}",
+        shown.body
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/disbursements/{id}"), Some(&auditor))
+            .await
+            .json()["state"],
+        "submitted",
+        "a post without the token decides nothing"
+    );
+    // The submitter's own form post, with its own session's token, is refused by the platform
+    // (four eyes) and said on the page in both languages.
+    let location = post(
+        ca1.clone(),
+        format!("token={}&decision=approve", form_token(&ca1)),
+    )
+    .await;
+    assert!(location.contains("error=forbidden"), "{location}");
+    let shown = app.get(&location, Some(&ca1)).await;
+    assert_eq!(shown.status, 200);
+    assert!(
+        shown.body.contains("双人复核") && shown.body.contains("four eyes"),
+        "{}",
+        shown.body
+    );
+    // Free text in the address is not shown.
+    let forged = app
+        .get(
+            "/console/clearing/disbursements?msg=call%20us&error=call%20us",
             Some(&ca1),
-            Some((
-                "application/x-www-form-urlencoded",
-                b"decision=approve".to_vec(),
-            )),
         )
         .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    let location = r.headers["location"].to_str().unwrap().to_string();
-    assert!(location.contains("four%20eyes"), "{location}");
-    let shown = page(ca1.clone()).await;
-    assert_eq!(shown.status, 200);
+    assert!(!forged.body.contains("call us"), "{}", forged.body);
 
     let r = decide(ca1.clone(), true).await;
     assert_eq!(r.status, 403, "the submitter: {}", r.body);
