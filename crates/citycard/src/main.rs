@@ -15,6 +15,7 @@ mod bench_portal;
 mod bench_production;
 mod bench_terminal;
 mod card;
+mod clearing_cmd;
 mod config;
 mod disbursement_cmd;
 mod ecode_cmd;
@@ -96,6 +97,9 @@ enum Command {
     /// The double-entry ledger: check the books, balances, Beancount export.
     #[command(subcommand)]
     Ledger(ledger_cmd::LedgerCommand),
+    /// Clearing (清分结算对账): windows, closing one into its report, the settlement file
+    /// (pain.001), the bank's statement (camt.053) and the exceptions queue.
+    Clearing(clearing_cmd::ClearingArgs),
     /// Benefit and subsidy batches of departments, with four eyes (待遇发放).
     #[command(subcommand)]
     Disbursements(disbursement_cmd::DisbursementsCommand),
@@ -682,6 +686,10 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<std::process::Exit
         Command::Ledger(cmd) => {
             let p = open(&cfg).await?;
             ledger_cmd::run(cmd, &p).await
+        }
+        Command::Clearing(args) => {
+            let p = open(&cfg).await?;
+            clearing_cmd::run(args, &p).await
         }
         Command::Disbursements(cmd) => {
             let p = open(&cfg).await?;
