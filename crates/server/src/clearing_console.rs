@@ -488,7 +488,11 @@ async fn status_page(
 ) -> ApiResult<Response> {
     if c.role == Role::DepartmentOfficer {
         // The clearing section of a department officer is its disbursement approvals.
-        return Ok(Redirect::to("/console/clearing/disbursements").into_response());
+        let to = match q.lang.as_deref() {
+            Some(l @ ("zh" | "en")) => format!("/console/clearing/disbursements?lang={l}"),
+            _ => "/console/clearing/disbursements".into(),
+        };
+        return Ok(Redirect::to(&to).into_response());
     }
     let (t, set) = language(&headers, &q.lang);
     let s = ctexts(t);

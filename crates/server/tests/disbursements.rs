@@ -109,6 +109,12 @@ async fn disbursement_over_http(backend: platform::testing::Backend) {
                 .await
         }
     };
+    // A department officer's clearing section is its approvals page.
+    let r = app.get("/console/clearing?lang=en", Some(&ca1)).await;
+    assert_eq!(
+        (r.status, r.headers["location"].to_str().unwrap()),
+        (303, "/console/clearing/disbursements?lang=en")
+    );
     let own = page(ca1.clone()).await;
     assert_eq!(own.status, 200, "{}", own.body);
     assert!(own.body.contains("待复核") && own.body.contains("待遇发放审批"));
