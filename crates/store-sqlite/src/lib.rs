@@ -49,6 +49,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the checkpointer copies the write-ahead log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// Log pages (4 KiB) past which the writer checkpoints when it commits (64 MiB).
+const WAL_WRITER_PAGES: &str = "16384";
 /// The log file is cut back to this size when it restarts (it grows past it under bulk
 /// writes while readers hold old snapshots).
 const WAL_KEEP_BYTES: &str = "67108864";
@@ -100,11 +102,15 @@ impl SqliteStore {
             // instead of a temporary file, and reads map the file instead of copying it.
             .pragma("temp_store", "MEMORY")
             .pragma("mmap_size", "1073741824")
-            // No connection checkpoints when it commits: a checkpoint run by the writer holds
-            // up every transaction queued behind it (tens of milliseconds for a large log,
-            // seconds under bulk feeds). A connection of its own checkpoints passively in the
-            // background (`checkpointer`) while the writer goes on appending.
-            .pragma("wal_autocheckpoint", "0")
+            // A checkpoint run by the writer when it commits holds up every transaction queued
+            // behind it (tens of milliseconds for a large log, seconds under bulk feeds), so a
+            // connection of the store's own checkpoints passively in the background
+            // (`checkpointer`) while the writer goes on appending. But the log only starts
+            // over when a writer begins after a complete checkpoint, which under a steady
+            // stream of commits the background never sees: past `WAL_WRITER_PAGES` the writer
+            // checkpoints too — by then only what was appended since the last background
+            // round is left to copy — and the log restarts, so it stays bounded.
+            .pragma("wal_autocheckpoint", WAL_WRITER_PAGES)
             .pragma("journal_size_limit", WAL_KEEP_BYTES);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
