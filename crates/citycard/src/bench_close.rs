@@ -175,7 +175,7 @@ async fn one(
     let mut made = first.len() as u64;
     let mut pending = first;
     let (mut gross, mut posted) = (0i64, 0u64);
-    let mut k = 0u64;
+    let (mut k, mut uploads) = (0u64, 0u32);
     loop {
         while (pending.len() as u64) < CHUNK && made < a.purchases {
             let card = (k % u64::from(a.cards)) as usize;
@@ -190,7 +190,7 @@ async fn one(
         let chunk = std::mem::take(&mut pending);
         gross += chunk.iter().map(|r| r.amount_fen).sum::<i64>();
         let n = chunk.len() as u64;
-        posted += upload(&p, chunk, a).await?;
+        posted += upload(&p, chunk, a, &mut uploads).await?;
         pb.inc(n);
     }
     pb.finish_and_clear();
@@ -217,6 +217,12 @@ async fn one(
         count == posted as i64 && report_gross == gross,
         "the report says {count} purchases, {report_gross} fen; uploaded {posted}, {gross} fen"
     );
+    anyhow::ensure!(
+        report.lines.len() == a.merchants.min(uploads) as usize,
+        "{} report lines for {} merchants",
+        report.lines.len(),
+        a.merchants.min(uploads)
+    );
     let fees: i64 = report.lines.iter().map(|l| l.fee_fen).sum();
     anyhow::ensure!(fees > 0, "the schedule's fees were taken");
     let check = p.ledger_check().await?;
@@ -235,12 +241,20 @@ async fn one(
     })
 }
 
-/// Uploads records in batches of 10,000 to the merchants in turn, `concurrency` in flight.
-async fn upload(p: &Platform, records: Vec<RawUpload>, a: &Args) -> anyhow::Result<u64> {
+/// Uploads records in batches of 10,000 to the merchants in turn (`uploads` counts the
+/// batches sent so far, so every merchant gets its turn), `concurrency` in flight.
+async fn upload(
+    p: &Platform,
+    records: Vec<RawUpload>,
+    a: &Args,
+    uploads: &mut u32,
+) -> anyhow::Result<u64> {
     let batches: Vec<(String, Vec<RawUpload>)> = records
         .chunks(BATCH)
-        .enumerate()
-        .map(|(i, c)| (format!("m{}", i as u32 % a.merchants), c.to_vec()))
+        .map(|c| {
+            *uploads += 1;
+            (format!("m{}", (*uploads - 1) % a.merchants), c.to_vec())
+        })
         .collect();
     let queue = Arc::new(tokio::sync::Mutex::new(batches.into_iter()));
     let mut tasks = Vec::new();
