@@ -12,10 +12,10 @@
 
 use crate::AppState;
 use crate::auth::PresentedToken;
+use crate::console::{Flash, back_to, form_token, token_ok, token_refused};
 use crate::console::{language, page};
 use crate::error::ApiResult;
 use crate::i18n::Texts;
-use crate::points_console::{form_token, token_ok};
 use crate::production_console::{when, yuan};
 use askama::Template;
 use axum::extract::{Form, Path, Query, State};
@@ -277,13 +277,6 @@ fn window_id(s: &str) -> Option<String> {
     ledger::WindowId::parse(s).ok().map(|w| w.to_string())
 }
 
-/// The message shown after a post, Chinese first with English.
-struct Flash {
-    ok: bool,
-    zh: String,
-    en: String,
-}
-
 /// The subject a message names (a window or an exception id): only date and digit
 /// characters, bounded.
 fn subject(s: &str) -> String {
@@ -310,11 +303,7 @@ fn flash(ok: Option<&str>, error: Option<&str>, on: Option<&str>) -> Option<Flas
         return Some(Flash { ok: true, zh, en });
     }
     let (zh, en): (String, String) = match error? {
-        "token" => (
-            "表单已失效或不是从本页提交的，请刷新页面后重试".into(),
-            "the form has expired or was not sent from this page; reload the page and try again"
-                .into(),
-        ),
+        "token" => token_refused(),
         "forbidden" => (
             "您的角色无权进行此项操作".into(),
             "your role may not do this".into(),
@@ -370,9 +359,8 @@ fn flash(ok: Option<&str>, error: Option<&str>, on: Option<&str>) -> Option<Flas
     })
 }
 
-/// Back to a page with a message code: `ok=` what was done, `error=` why nothing was.
 fn back(to: &str, key: &str, code: &str, on: &str) -> Response {
-    Redirect::to(&format!("{to}?{key}={code}&on={}", subject(on))).into_response()
+    back_to(to, key, code, &subject(on))
 }
 
 /// The message code of a platform refusal; unexpected failures are logged here.

@@ -447,3 +447,63 @@ async fn cards(
         set,
     )
 }
+
+// ---- Forms of the console pages (points, credit, clearing, fees, disbursements) ----
+
+/// The form token of a session: SM3 over the credential the request was authenticated with
+/// (the console's session cookie or a bearer token). Another site can make a browser post a
+/// form but cannot read the cookie, so it cannot know the token.
+pub(crate) fn form_token(presented: &Option<Extension<PresentedToken>>) -> String {
+    use sm3::Digest;
+    let credential = presented.as_ref().map_or("", |Extension(t)| t.0.as_str());
+    let mut h = sm3::Sm3::new();
+    h.update(b"citycard console form token\0");
+    h.update(credential.as_bytes());
+    hex::encode(h.finalize())
+}
+
+pub(crate) fn token_ok(presented: &Option<Extension<PresentedToken>>, sent: &str) -> bool {
+    let want = form_token(presented);
+    // Compared without an early exit.
+    want.len() == sent.len()
+        && want
+            .bytes()
+            .zip(sent.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// The message shown after a form's post, Chinese first with English.
+pub(crate) struct Flash {
+    pub(crate) ok: bool,
+    pub(crate) zh: String,
+    pub(crate) en: String,
+}
+
+/// Back to a page after a post with a message code: `ok=` what was done, `error=` why nothing
+/// was; `on` names the subject, already reduced by the page to characters safe in an address.
+pub(crate) fn back_to(page: &str, key: &str, code: &str, on: &str) -> Response {
+    Redirect::to(&format!("{page}?{key}={code}&on={on}")).into_response()
+}
+
+/// Why a post whose form token is missing or another session's did nothing (`error=token`).
+pub(crate) fn token_refused() -> (String, String) {
+    (
+        "表单已失效或不是从本页提交的，请刷新页面后重试".into(),
+        "the form has expired or was not sent from this page; reload the page and try again".into(),
+    )
+}
+
+#[cfg(test)]
+mod form_tests {
+    use super::*;
+
+    #[test]
+    fn form_tokens_belong_to_one_credential() {
+        let a = Some(Extension(PresentedToken("session-a".into())));
+        let b = Some(Extension(PresentedToken("session-b".into())));
+        assert!(token_ok(&a, &form_token(&a)));
+        assert!(!token_ok(&a, &form_token(&b)));
+        assert!(!token_ok(&a, ""));
+    }
+}

@@ -7,15 +7,15 @@
 
 use crate::AppState;
 use crate::auth::PresentedToken;
+use crate::console::{Flash, back_to, form_token, token_ok, token_refused};
 use crate::console::{language, page};
 use crate::error::ApiResult;
 use crate::i18n::Texts;
-use crate::points_console::{form_token, token_ok};
 use crate::production_console::yuan;
 use askama::Template;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use platform::disbursements::DisbursementView;
@@ -129,13 +129,6 @@ pub struct PageQuery {
     on: Option<String>,
 }
 
-/// The message shown after a decision, Chinese first with English.
-struct Flash {
-    ok: bool,
-    zh: String,
-    en: String,
-}
-
 fn flash(ok: Option<&str>, error: Option<&str>, on: Option<&str>) -> Option<Flash> {
     let on: String = on
         .unwrap_or("")
@@ -158,11 +151,7 @@ fn flash(ok: Option<&str>, error: Option<&str>, on: Option<&str>) -> Option<Flas
         return Some(Flash { ok: true, zh, en });
     }
     let (zh, en): (String, String) = match error? {
-        "token" => (
-            "表单已失效或不是从本页提交的，请刷新页面后重试".into(),
-            "the form has expired or was not sent from this page; reload the page and try again"
-                .into(),
-        ),
+        "token" => token_refused(),
         "forbidden" => (
             format!(
                 "您不能复核批次 {on}：提交人不能复核自己的批次（双人复核），复核人须为同部门经办或管理员"
@@ -267,9 +256,7 @@ async fn decide(
     Path(id): Path<i64>,
     Form(f): Form<DecisionForm>,
 ) -> Response {
-    let back = |key: &str, code: &str| {
-        Redirect::to(&format!("{PAGE}?{key}={code}&on={id}")).into_response()
-    };
+    let back = |key: &str, code: &str| back_to(PAGE, key, code, &id.to_string());
     if !token_ok(&presented, &f.token) {
         return back("error", "token");
     }

@@ -11,14 +11,14 @@
 
 use crate::AppState;
 use crate::auth::PresentedToken;
+use crate::console::{Flash, back_to, form_token, token_ok, token_refused};
 use crate::console::{language, page};
 use crate::error::ApiResult;
 use crate::i18n::Texts;
-use crate::points_console::{form_token, token_ok};
 use askama::Template;
 use axum::extract::{Form, Query, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use platform::fees::FeeRuleRequest;
@@ -183,14 +183,7 @@ fn subject(s: &str) -> String {
 }
 
 fn back(key: &str, code: &str, on: &str) -> Response {
-    Redirect::to(&format!("{FEES_PAGE}?{key}={code}&on={}", subject(on))).into_response()
-}
-
-/// The message shown after a post, Chinese first with English.
-struct Flash {
-    ok: bool,
-    zh: String,
-    en: String,
+    back_to(FEES_PAGE, key, code, &subject(on))
 }
 
 fn flash(ok: Option<&str>, error: Option<&str>, on: Option<&str>) -> Option<Flash> {
@@ -205,11 +198,7 @@ fn flash(ok: Option<&str>, error: Option<&str>, on: Option<&str>) -> Option<Flas
         });
     }
     let (zh, en): (String, String) = match error? {
-        "token" => (
-            "表单已失效或不是从本页提交的，请刷新页面后重试".into(),
-            "the form has expired or was not sent from this page; reload the page and try again"
-                .into(),
-        ),
+        "token" => token_refused(),
         "forbidden" => (
             "您的角色无权修改手续费率".into(),
             "your role may not change the fee schedule".into(),

@@ -13,13 +13,13 @@
 
 use crate::AppState;
 use crate::auth::PresentedToken;
-use crate::console::{language, page};
+use crate::console::{Flash, back_to, form_token, language, page, token_ok, token_refused};
 use crate::error::ApiResult;
 use crate::i18n::Texts;
 use askama::Template;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use ledger::AccountKey;
@@ -238,29 +238,6 @@ fn may_resolve(c: &Caller) -> bool {
     matches!(c.role, Role::Administrator | Role::ClearingOfficer)
 }
 
-/// The form token of a session: SM3 over the credential the request was authenticated with
-/// (the console's session cookie or a bearer token). Another site can make a browser post a
-/// form but cannot read the cookie, so it cannot know the token.
-pub(crate) fn form_token(presented: &Option<Extension<PresentedToken>>) -> String {
-    use sm3::Digest;
-    let credential = presented.as_ref().map_or("", |Extension(t)| t.0.as_str());
-    let mut h = sm3::Sm3::new();
-    h.update(b"citycard console form token\0");
-    h.update(credential.as_bytes());
-    hex::encode(h.finalize())
-}
-
-pub(crate) fn token_ok(presented: &Option<Extension<PresentedToken>>, sent: &str) -> bool {
-    let want = form_token(presented);
-    // Compared without an early exit.
-    want.len() == sent.len()
-        && want
-            .bytes()
-            .zip(sent.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
 /// The subject a message names (a rule kind, an item or project code, a dispute id): only
 /// code characters, bounded, so nothing else from the address reaches the page.
 fn subject(s: &str) -> String {
@@ -270,16 +247,8 @@ fn subject(s: &str) -> String {
         .collect()
 }
 
-/// Back to a page with a message code: `ok=` what was done, `error=` why nothing was.
 fn back(page: &str, key: &str, code: &str, on: &str) -> Response {
-    Redirect::to(&format!("{page}?{key}={code}&on={}", subject(on))).into_response()
-}
-
-/// The message shown after a post, Chinese first with English.
-struct Flash {
-    ok: bool,
-    zh: String,
-    en: String,
+    back_to(page, key, code, &subject(on))
 }
 
 fn kind_names(on: &str) -> (&'static str, &'static str) {
@@ -325,11 +294,7 @@ fn flash(ok: Option<&str>, error: Option<&str>, on: Option<&str>) -> Option<Flas
         return Some(f);
     }
     let (zh, en): (String, String) = match error? {
-        "token" => (
-            "表单已失效或不是从本页提交的，请刷新页面后重试".into(),
-            "the form has expired or was not sent from this page; reload the page and try again"
-                .into(),
-        ),
+        "token" => token_refused(),
         "forbidden" => (
             "您的角色无权进行此项修改".into(),
             "your role may not make this change".into(),
@@ -949,14 +914,5 @@ mod tests {
         }
         assert!(flash(None, Some("<script>"), None).is_none());
         assert_eq!(subject("<b>bus-2</b>"), "bbus-2b");
-    }
-
-    #[test]
-    fn form_tokens_belong_to_one_credential() {
-        let a = Some(Extension(PresentedToken("session-a".into())));
-        let b = Some(Extension(PresentedToken("session-b".into())));
-        assert!(token_ok(&a, &form_token(&a)));
-        assert!(!token_ok(&a, &form_token(&b)));
-        assert!(!token_ok(&a, ""));
     }
 }
