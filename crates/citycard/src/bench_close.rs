@@ -18,7 +18,6 @@ use chip::fleet::Fleet;
 use chip::host::RawUpload;
 use chip::{BcdDate, BcdTime, TerminalId};
 use platform::clock::{Clock, ManualClock};
-use platform::purchases::IngestCounts;
 use platform::{Caller, KeySource, Platform, StorageTarget};
 use std::sync::Arc;
 use std::time::Instant;
@@ -256,34 +255,7 @@ async fn upload(
             (format!("m{}", (*uploads - 1) % a.merchants), c.to_vec())
         })
         .collect();
-    let queue = Arc::new(tokio::sync::Mutex::new(batches.into_iter()));
-    let mut tasks = Vec::new();
-    for _ in 0..a.concurrency {
-        let (p, queue) = (p.clone(), queue.clone());
-        tasks.push(tokio::spawn(async move {
-            let caller = Caller::cli("bench");
-            let mut posted = 0u64;
-            loop {
-                let next = queue.lock().await.next();
-                let Some((merchant, records)) = next else {
-                    break;
-                };
-                let out = p.ingest_purchases(&caller, &merchant, records).await?;
-                let c = IngestCounts::of(&out);
-                anyhow::ensure!(
-                    c.posted as usize == out.len(),
-                    "not everything was posted: {c:?}"
-                );
-                posted += c.posted;
-            }
-            anyhow::Ok(posted)
-        }));
-    }
-    let mut posted = 0;
-    for t in tasks {
-        posted += t.await??;
-    }
-    Ok(posted)
+    crate::bench_ingest::upload_batches(p, batches, a.concurrency).await
 }
 
 /// The baseline: one count and sum over the window's purchases, on a connection of its own;

@@ -333,10 +333,26 @@ async fn upload(p: &Platform, set: &[RawUpload], a: &Args, hot: bool) -> anyhow:
             (merchant, c.to_vec())
         })
         .collect();
-    let queue = Arc::new(tokio::sync::Mutex::new(batches.into_iter()));
     let start = Instant::now();
+    let posted = upload_batches(p, batches, a.concurrency).await?;
+    anyhow::ensure!(
+        posted == set.len() as u64,
+        "posted {posted} of {}",
+        set.len()
+    );
+    Ok(posted as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Uploads `(merchant, records)` batches through `Platform::ingest_purchases`, `concurrency`
+/// in flight; every record must be posted. The purchases posted.
+pub(crate) async fn upload_batches(
+    p: &Platform,
+    batches: Vec<(String, Vec<RawUpload>)>,
+    concurrency: usize,
+) -> anyhow::Result<u64> {
+    let queue = Arc::new(tokio::sync::Mutex::new(batches.into_iter()));
     let mut tasks = Vec::new();
-    for _ in 0..a.concurrency {
+    for _ in 0..concurrency {
         let (p, queue) = (p.clone(), queue.clone());
         tasks.push(tokio::spawn(async move {
             let caller = Caller::cli("bench");
@@ -361,12 +377,7 @@ async fn upload(p: &Platform, set: &[RawUpload], a: &Args, hot: bool) -> anyhow:
     for t in tasks {
         posted += t.await??;
     }
-    anyhow::ensure!(
-        posted == set.len() as u64,
-        "posted {posted} of {}",
-        set.len()
-    );
-    Ok(posted as f64 / start.elapsed().as_secs_f64())
+    Ok(posted)
 }
 
 /// The baselines, on tables of their own in the same database: `per_tx` = 1 is the naive one
