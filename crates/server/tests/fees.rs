@@ -10,11 +10,7 @@
 
 mod common;
 
-use common::{App, PASSWORD, Resp, fund, seeded_id};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use common::{Console, form_body, fund, seeded_id};
 use ledger::{AccountKey, TransferKind};
 use platform::Caller;
 use platform::money::{Payer, PaymentRequest};
@@ -407,105 +403,6 @@ async fn the_schedule_is_bounded() {
     );
     let all = app.get(FEES, Some(&officer)).await.json();
     assert_eq!(rules(&all).len(), FEE_RULES_MAX);
-}
-
-/// An operator signed in to the console: the session cookie a browser would hold.
-struct Console<'a> {
-    app: &'a App,
-    cookie: String,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-}
-
-fn form_body(fields: &[(&str, &str)]) -> Vec<u8> {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-        .into_bytes()
-}
-
-impl<'a> Console<'a> {
-    async fn sign_in(app: &'a App, role: Role) -> Self {
-        let mut c = Console {
-            app,
-            cookie: String::new(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        };
-        let r = c
-            .send(
-                "POST",
-                "/console/login",
-                Some(form_body(&[
-                    ("username", &App::username(role)),
-                    ("password", PASSWORD),
-                ])),
-            )
-            .await;
-        assert_eq!(r.status, 303, "{}", r.body);
-        let set = r.headers["set-cookie"].to_str().unwrap();
-        c.cookie = set.split(';').next().unwrap().to_string();
-        c
-    }
-
-    async fn send(&self, method: &str, path: &str, form: Option<Vec<u8>>) -> Resp {
-        let mut b = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.app.base));
-        if !self.cookie.is_empty() {
-            b = b.header("cookie", &self.cookie);
-        }
-        let body = match form {
-            Some(bytes) => {
-                b = b.header("content-type", "application/x-www-form-urlencoded");
-                Full::new(Bytes::from(bytes))
-            }
-            None => Full::new(Bytes::new()),
-        };
-        let resp = self.client.request(b.body(body).unwrap()).await.unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        Resp {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            bytes: bytes.to_vec(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Resp {
-        self.send("GET", path, None).await
-    }
-
-    async fn token(&self, page: &str) -> String {
-        let html = self.get(page).await.body;
-        let at = html
-            .find("name=\"token\" value=\"")
-            .unwrap_or_else(|| panic!("no form token on {page}: {html}"));
-        html[at + 20..].split('"').next().unwrap().to_string()
-    }
-
-    /// Posts a form and follows the redirect: the answer's location and the page it names.
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (String, Resp) {
-        let r = self.send("POST", path, Some(form_body(fields))).await;
-        assert_eq!(r.status, 303, "POST {path}: {} {}", r.status, r.body);
-        let to = r.headers["location"].to_str().unwrap().to_string();
-        let page = self.get(&to).await;
-        assert_eq!(page.status, 200, "{}", page.body);
-        (to, page)
-    }
 }
 
 const PAGE: &str = "/console/clearing/fees";

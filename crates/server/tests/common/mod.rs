@@ -282,3 +282,120 @@ pub async fn card_with_phone(
     phone.install_certificate(issued.certificate).unwrap();
     (card, holder, phone)
 }
+
+/// An operator signed in to the console: the session cookie a browser would hold.
+pub struct Console<'a> {
+    app: &'a App,
+    cookie: String,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+pub fn form_body(fields: &[(&str, &str)]) -> Vec<u8> {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+impl<'a> Console<'a> {
+    pub async fn sign_in(app: &'a App, role: Role) -> Self {
+        let mut c = Console {
+            app,
+            cookie: String::new(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        };
+        let r = c
+            .send(
+                "POST",
+                "/console/login",
+                Some(form_body(&[
+                    ("username", &App::username(role)),
+                    ("password", PASSWORD),
+                ])),
+            )
+            .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        let set = r.headers["set-cookie"].to_str().unwrap();
+        c.cookie = set.split(';').next().unwrap().to_string();
+        c
+    }
+
+    pub async fn send(&self, method: &str, path: &str, form: Option<Vec<u8>>) -> Resp {
+        let mut b = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.app.base));
+        if !self.cookie.is_empty() {
+            b = b.header("cookie", &self.cookie);
+        }
+        let body = match form {
+            Some(bytes) => {
+                b = b.header("content-type", "application/x-www-form-urlencoded");
+                Full::new(Bytes::from(bytes))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let resp = self.client.request(b.body(body).unwrap()).await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        let r = self.send("GET", path, None).await;
+        assert_ne!(r.status, 303, "GET {path}: sent to sign in");
+        assert!(
+            !r.body.contains("<script"),
+            "no scripts on console pages: {path}"
+        );
+        r
+    }
+
+    /// The form token the page hands this session.
+    pub async fn token(&self, page: &str) -> String {
+        let html = self.get(page).await.body;
+        let at = html
+            .find("name=\"token\" value=\"")
+            .unwrap_or_else(|| panic!("no form token on {page}: {html}"));
+        html[at + 20..].split('"').next().unwrap().to_string()
+    }
+
+    /// The form token of this session, computed as the server does (SM3 over the session's
+    /// credential): for roles whose pages offer no form.
+    pub fn computed_token(&self) -> String {
+        use sm3::Digest;
+        let credential = self.cookie.trim_start_matches("citycard_session=");
+        let mut h = sm3::Sm3::new();
+        h.update(b"citycard console form token\0");
+        h.update(credential.as_bytes());
+        hex::encode(h.finalize())
+    }
+
+    /// Posts a form; a redirect is followed: the location and the page it names.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (String, Resp) {
+        let r = self.send("POST", path, Some(form_body(fields))).await;
+        assert_eq!(r.status, 303, "POST {path}: {} {}", r.status, r.body);
+        let to = r.headers["location"].to_str().unwrap().to_string();
+        let page = self.get(&to).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        (to, page)
+    }
+}
