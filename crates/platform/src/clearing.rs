@@ -105,6 +105,10 @@ fn digest(lines: &[ClearingLineRow]) -> String {
     hex::encode_upper(h.finalize())
 }
 
+/// Reports made for one close before it gives up (each remade because postings committed
+/// meanwhile; past the cut-off they stop coming).
+const CLOSE_ATTEMPTS: u32 = 3;
+
 impl Platform {
     /// Closes a clearing window that has ended: the report per merchant and category, stored
     /// once. A window still open (today's) is refused; closing again returns the stored report.
@@ -124,97 +128,126 @@ impl Platform {
                  cut-off"
             )));
         }
-        if self.store.clearing_window(window).await?.is_none() {
-            let categories: std::collections::HashMap<String, String> = self
-                .store
-                .merchants()
-                .await?
-                .into_iter()
-                .map(|m| (m.code, m.category))
-                .collect();
-            let category = |merchant: &str| {
-                categories
-                    .get(merchant)
-                    .cloned()
-                    .unwrap_or_else(|| "unregistered".into())
-            };
-            // Summed in the database per merchant and amount (a fee depends on nothing else),
-            // so a window of ten million purchases comes back as a few thousand groups.
-            let schedule = self.fee_schedule().await?;
-            let mut positions = Positions::default();
-            let (mut purchases, mut payments, mut returns) = (0i64, 0i64, 0i64);
-            for g in self.store.clearing_window_sums(window).await? {
-                let amount_fen = match g.kind.as_str() {
-                    "purchase" => {
-                        purchases += g.count;
-                        g.amount_fen
-                    }
-                    "payment" => {
-                        payments += g.count;
-                        g.amount_fen
-                    }
-                    // A refund lands in the window it is posted in, whichever window its
-                    // payment was in.
-                    "refund" | "reversal" => {
-                        returns += g.count;
-                        -g.amount_fen
-                    }
-                    other => {
-                        return Err(PlatformError::Unexpected(format!(
-                            "{} money movement(s) of kind {other} to {} are in clearing window \
-                             {window}",
-                            g.count, g.merchant
-                        )));
-                    }
-                };
-                positions.add(
-                    &schedule,
-                    &g.merchant,
-                    &category(&g.merchant),
-                    day,
-                    amount_fen,
-                    g.count as u64,
-                );
+        // A posting stamped before the cut-off may commit while the report is made: the store
+        // counts the window again under the writer's lock and refuses the close then, and the
+        // report is made again (later postings go to the next window).
+        let mut attempt = 0;
+        while self.store.clearing_window(window).await?.is_none() {
+            attempt += 1;
+            if let Some(why) = self.close_once(caller, window, day).await? {
+                if attempt >= CLOSE_ATTEMPTS {
+                    return Err(PlatformError::Conflict(why));
+                }
+                tracing::info!(window, attempt, %why, "clearing close made again");
             }
-            let (per, total) = positions.finish();
-            let lines: Vec<ClearingLineRow> = per
-                .into_iter()
-                .map(|((merchant, category), p)| ClearingLineRow {
-                    window_id: window.into(),
-                    merchant,
-                    category,
-                    count: p.count as i64,
-                    gross_fen: p.gross_fen,
-                    fee_fen: p.fee_fen,
-                    net_fen: p.net_fen,
-                })
-                .collect();
-            let now = self.clock.now_ms();
-            self.store
-                .clearing_close(
-                    &ClearingWindowRow {
-                        window_id: window.into(),
-                        closed_ms: now,
-                        closed_by: caller.actor(),
-                        digest: digest(&lines),
-                    },
-                    &lines,
-                    caller.draft(
-                        "clearing.close",
-                        format!("window:{window}"),
-                        format!(
-                            "{purchases} purchase(s), {payments} online payment(s), {returns} \
-                             refund(s) or reversal(s), gross {} fen, fees {} fen, {} line(s)",
-                            total.gross_fen,
-                            total.fee_fen,
-                            lines.len()
-                        ),
-                    ),
-                    now,
-                )
-                .await?;
         }
         self.window_report(caller, window).await
+    }
+
+    /// Makes the window's report from its postings and stores it once (also done when another
+    /// close stored it first); `Some(why)` when a posting committed meanwhile and the store
+    /// refused the report.
+    async fn close_once(
+        &self,
+        caller: &Caller,
+        window: &str,
+        day: time::Date,
+    ) -> Result<Option<String>> {
+        let categories: std::collections::HashMap<String, String> = self
+            .store
+            .merchants()
+            .await?
+            .into_iter()
+            .map(|m| (m.code, m.category))
+            .collect();
+        let category = |merchant: &str| {
+            categories
+                .get(merchant)
+                .cloned()
+                .unwrap_or_else(|| "unregistered".into())
+        };
+        // Summed in the database per merchant and amount (a fee depends on nothing else),
+        // so a window of ten million purchases comes back as a few thousand groups.
+        let schedule = self.fee_schedule().await?;
+        let mut positions = Positions::default();
+        let (mut purchases, mut payments, mut returns) = (0i64, 0i64, 0i64);
+        for g in self.store.clearing_window_sums(window).await? {
+            let amount_fen = match g.kind.as_str() {
+                "purchase" => {
+                    purchases += g.count;
+                    g.amount_fen
+                }
+                "payment" => {
+                    payments += g.count;
+                    g.amount_fen
+                }
+                // A refund lands in the window it is posted in, whichever window its
+                // payment was in.
+                "refund" | "reversal" => {
+                    returns += g.count;
+                    -g.amount_fen
+                }
+                other => {
+                    return Err(PlatformError::Unexpected(format!(
+                        "{} money movement(s) of kind {other} to {} are in clearing window \
+                         {window}",
+                        g.count, g.merchant
+                    )));
+                }
+            };
+            positions.add(
+                &schedule,
+                &g.merchant,
+                &category(&g.merchant),
+                day,
+                amount_fen,
+                g.count as u64,
+            );
+        }
+        let (per, total) = positions.finish();
+        let lines: Vec<ClearingLineRow> = per
+            .into_iter()
+            .map(|((merchant, category), p)| ClearingLineRow {
+                window_id: window.into(),
+                merchant,
+                category,
+                count: p.count as i64,
+                gross_fen: p.gross_fen,
+                fee_fen: p.fee_fen,
+                net_fen: p.net_fen,
+            })
+            .collect();
+        let now = self.clock.now_ms();
+        let closed = self
+            .store
+            .clearing_close(
+                &ClearingWindowRow {
+                    window_id: window.into(),
+                    closed_ms: now,
+                    closed_by: caller.actor(),
+                    digest: digest(&lines),
+                },
+                &lines,
+                purchases + payments + returns,
+                caller.draft(
+                    "clearing.close",
+                    format!("window:{window}"),
+                    format!(
+                        "{purchases} purchase(s), {payments} online payment(s), {returns} \
+                         refund(s) or reversal(s), gross {} fen, fees {} fen, {} line(s)",
+                        total.gross_fen,
+                        total.fee_fen,
+                        lines.len()
+                    ),
+                ),
+                now,
+            )
+            .await;
+        match closed {
+            Ok(_) => Ok(None),
+            Err(store::StoreError::Conflict(why)) => Ok(Some(why)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A closed window's report.

@@ -11,6 +11,39 @@ use store::{
 
 use crate::PgStore;
 
+/// The clearing window a posting stamped `window` (starting at `start_ms`) is written into,
+/// read under the writer's lock: `window`, or — when that window was closed while the posting
+/// waited for the lock — the next window not closed, so the posting is late, like an upload
+/// after the cut-off, and never lands in a window whose report is already written. The close
+/// counts the window's postings under the same lock (`clearing_close`), so every posting is in
+/// exactly one report.
+pub(crate) async fn open_window(
+    conn: &mut sqlx::postgres::PgConnection,
+    windows: &store::money::Windows,
+    window: &str,
+    start_ms: i64,
+) -> Result<(String, i64)> {
+    let mut at = (window.to_string(), start_ms);
+    for _ in 0..=store::money::WINDOWS_SKIPPED_MAX {
+        let closed: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM clearing_windows WHERE window_id = $1")
+                .bind(&at.0)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
+        if closed.is_none() {
+            return Ok(at);
+        }
+        at = windows.after(&at.0).ok_or_else(|| {
+            store::StoreError::Corrupt(format!("{} is not a clearing window", at.0))
+        })?;
+    }
+    Err(store::StoreError::Corrupt(format!(
+        "more than {} clearing windows after {window} are closed already",
+        store::money::WINDOWS_SKIPPED_MAX
+    )))
+}
+
 fn line_row(r: &sqlx::postgres::PgRow) -> Result<ClearingLineRow> {
     Ok(ClearingLineRow {
         window_id: r.try_get("window_id").map_err(db)?,
@@ -82,6 +115,7 @@ impl ClearingStore for PgStore {
         &self,
         window: &ClearingWindowRow,
         lines: &[ClearingLineRow],
+        postings: i64,
         audit: audit::Draft,
         now_ms: i64,
     ) -> Result<bool> {
@@ -95,6 +129,23 @@ impl ClearingStore for PgStore {
                 .map_err(db)?;
         if exists.is_some() {
             return Ok(false);
+        }
+        // Counted under the lock every posting takes: a purchase or payment stamped before the
+        // cut-off that committed after the report was made is found here.
+        let now: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM purchases WHERE window_id = $1) + \
+             (SELECT count(*) FROM money_movements WHERE window_id = $1)",
+        )
+        .bind(&window.window_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if now != postings {
+            return Err(StoreError::Conflict(format!(
+                "window {} holds {now} postings, not the {postings} its report was made from: a \
+                 posting committed while the window was being closed; make the report again",
+                window.window_id
+            )));
         }
         sqlx::query(
             "INSERT INTO clearing_windows (window_id, closed_ms, closed_by, digest) \

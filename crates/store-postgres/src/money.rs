@@ -3,6 +3,7 @@
 //! transaction that appends audit does); the parent's conditional update and the CHECK on
 //! `returned <= amount` keep refunds within the payment under concurrency.
 
+use crate::clearing::open_window;
 use crate::ledger::{post_in, resolve_in};
 use crate::{PgStore, append_audit, append_audit_many, db, lock_head};
 use ::ledger::Transfer;
@@ -82,7 +83,8 @@ async fn insert_movement(
 }
 
 /// The clearing window a new movement is posted into, if it enters clearing (a payment, or a
-/// refund or reversal of a payment that entered one): the window open at `now_ms`.
+/// refund or reversal of a payment that entered one): the window open at `now_ms` (see
+/// `open_window`).
 async fn window_for(
     conn: &mut PgConnection,
     windows: &Windows,
@@ -97,7 +99,12 @@ async fn window_for(
             .is_some(),
         _ => false,
     };
-    Ok(clears(m.kind, parent_cleared).then(|| windows.window_of(now_ms)))
+    if !clears(m.kind, parent_cleared) {
+        return Ok(None);
+    }
+    // The window open at `now_ms`, unless it closed while this movement waited for the lock.
+    let (window, _) = open_window(conn, windows, &windows.window_of(now_ms), 0).await?;
+    Ok(Some(window))
 }
 
 /// Posts `transfers` in the caller's transaction; `Err(outcome)` with the first refusal.
@@ -238,6 +245,8 @@ impl MoneyStore for PgStore {
         }
         // One array insert for the batch: a round trip per movement is what would bound it.
         if !accepted.is_empty() {
+            let (window, _) =
+                open_window(&mut tx, &self.windows, &self.windows.window_of(now_ms), 0).await?;
             let col = |f: &dyn Fn(&NewMovement) -> Option<String>| -> Vec<Option<String>> {
                 accepted.iter().map(|m| f(m)).collect()
             };
@@ -265,9 +274,7 @@ impl MoneyStore for PgStore {
             .bind(col(&|m| Some(m.detail.clone())))
             .bind(now_ms)
             // A group commit holds no refunds (no parents): payments take the open window.
-            .bind(col(&|m| {
-                clears(m.kind, false).then(|| self.windows.window_of(now_ms))
-            }))
+            .bind(col(&|m| clears(m.kind, false).then(|| window.clone())))
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;

@@ -11,6 +11,7 @@
 //! other writer can change them meanwhile, and the delta update would refuse a floor breach
 //! anyway.
 
+use crate::clearing::open_window;
 use crate::ledger::insert_planned;
 use crate::terminal_fleet::{batch_stored, batch_write};
 use crate::{PgStore, append_audit, append_audit_many, db, lock_head};
@@ -177,6 +178,7 @@ async fn known(
     conn: &mut PgConnection,
     batch: &PurchaseBatch<'_>,
     cards: &[String],
+    by_terminal: bool,
 ) -> Result<Known> {
     let mut known = Known::default();
     // One backward index probe per card.
@@ -197,11 +199,12 @@ async fn known(
     }
     // Only a record at or below its card's highest counter can repeat a stored one.
     // The TAC binds card, terminal and serial but not the counter: a record of a card with
-    // history may repeat a stored purchase under another counter.
+    // history may repeat a stored purchase under another counter (read only `by_terminal`,
+    // see `post_batch`).
     let mut at: Vec<(&str, &str, i64)> = batch
         .purchases
         .iter()
-        .filter(|p| known.counters_max.contains_key(&p.card_number))
+        .filter(|p| by_terminal && known.counters_max.contains_key(&p.card_number))
         .map(|p| {
             (
                 p.card_number.as_str(),
@@ -291,17 +294,72 @@ async fn known(
     Ok(known)
 }
 
-/// Plans and writes one batch in the caller's transaction (which holds the head lock): reads
-/// what the plan needs, then the aggregated transfers, their postings, the balances and the
-/// purchase rows.
+/// Posts one batch in the caller's transaction. A record that repeats a stored purchase under
+/// another counter (same card, terminal and serial: a replay the TAC cannot tell apart) is
+/// rare, so the batch is first written without looking for one, inside a savepoint; the
+/// unique index `purchases_terminal_serial` refuses such a repeat, and then the savepoint is
+/// rolled back and the batch planned again with those purchases read.
 async fn post_batch(
     tx: &mut PgConnection,
+    windows: &store::money::Windows,
     batch: &PurchaseBatch<'_>,
     now_ms: i64,
 ) -> Result<Vec<IngestOutcome>> {
+    let (window, start) =
+        open_window(&mut *tx, windows, batch.window, batch.window_start_ms).await?;
+    let batch = &PurchaseBatch {
+        window: &window,
+        window_start_ms: start,
+        ..*batch
+    };
+    sqlx::query("SAVEPOINT purchases_post")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    let posted = match post_planned(&mut *tx, batch, now_ms, false).await? {
+        Posted::Done(o) => o,
+        Posted::RepeatsByTerminal => {
+            sqlx::query("ROLLBACK TO purchases_post")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            match post_planned(&mut *tx, batch, now_ms, true).await? {
+                Posted::Done(o) => o,
+                Posted::RepeatsByTerminal => {
+                    return Err(StoreError::Corrupt(
+                        "a purchase repeats a stored one by card, terminal and serial after \
+                         they were read"
+                            .into(),
+                    ));
+                }
+            }
+        }
+    };
+    sqlx::query("RELEASE purchases_post")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    Ok(posted)
+}
+
+enum Posted {
+    Done(Vec<IngestOutcome>),
+    /// The unique index on card, terminal and serial refused a record: plan again with them.
+    RepeatsByTerminal,
+}
+
+/// Plans and writes one batch in the caller's transaction (which holds the head lock): reads
+/// what the plan needs, then the aggregated transfers, their postings, the balances and the
+/// purchase rows.
+async fn post_planned(
+    tx: &mut PgConnection,
+    batch: &PurchaseBatch<'_>,
+    now_ms: i64,
+    by_terminal: bool,
+) -> Result<Posted> {
     let n = batch.purchases.len();
     let cards = batch_cards(batch);
-    let known = known(&mut *tx, batch, &cards).await?;
+    let known = known(&mut *tx, batch, &cards, by_terminal).await?;
     let (accounts, before) = batch_accounts(&mut *tx, &cards, batch.merchant, now_ms).await?;
     let mut balances = before.clone();
     // Ids for every record (those of repeats stay unused): the sequence never repeats, so
@@ -348,7 +406,7 @@ async fn post_batch(
         c.shortfall.push(flags.shortfall.get());
     }
     if k > 0 {
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO purchases (id, card_number, offline_counter, merchant, terminal_id, \
              terminal_serial, amount_fen, tx_type, algorithm_id, tx_ms, balance_before_fen, \
              tac, window_id, transfer_id, flags, gap_first, gap_last, shortfall_fen, \
@@ -382,10 +440,23 @@ async fn post_batch(
         .bind(batch.window)
         .bind(now_ms)
         .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(d))
+                if !by_terminal && d.constraint() == Some("purchases_terminal_serial") =>
+            {
+                return Ok(Posted::RepeatsByTerminal);
+            }
+            Err(e) => return Err(db(e)),
+        }
     }
-    Ok(outcomes(&plan.verdicts, &rows, &transfer_ids, batch.window))
+    Ok(Posted::Done(outcomes(
+        &plan.verdicts,
+        &rows,
+        &transfer_ids,
+        batch.window,
+    )))
 }
 
 impl PgStore {
@@ -408,7 +479,7 @@ impl PgStore {
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_head(&mut tx).await?;
-        let outcomes = post_batch(&mut tx, batch, now_ms).await?;
+        let outcomes = post_batch(&mut tx, &self.windows, batch, now_ms).await?;
         append_audit(&mut tx, audit, now_ms).await?;
         tx.commit().await.map_err(db)?;
         Ok(outcomes)
@@ -448,7 +519,7 @@ impl PgStore {
                     purchases: &all,
                     ..*first
                 };
-                post_batch(&mut tx, &batch, now_ms).await?
+                post_batch(&mut tx, &self.windows, &batch, now_ms).await?
             };
             for (&i, start) in post.iter().zip(starts) {
                 let u = &uploads[i];

@@ -2,6 +2,7 @@
 //! transfers in one `BEGIN IMMEDIATE` transaction (the one writer makes every check and its
 //! write atomic).
 
+use crate::clearing::open_window;
 use crate::ledger::{post_in, resolve_in};
 use crate::{SqliteStore, append_audit, append_audit_many, db};
 use ::ledger::Transfer;
@@ -90,7 +91,8 @@ async fn insert_movements(
 }
 
 /// The clearing window a new movement is posted into, if it enters clearing (a payment, or a
-/// refund or reversal of a payment that entered one): the window open at `now_ms`.
+/// refund or reversal of a payment that entered one): the window open at `now_ms` (see
+/// `open_window`).
 async fn window_for(
     conn: &mut SqliteConnection,
     windows: &Windows,
@@ -105,7 +107,12 @@ async fn window_for(
             .is_some(),
         _ => false,
     };
-    Ok(clears(m.kind, parent_cleared).then(|| windows.window_of(now_ms)))
+    if !clears(m.kind, parent_cleared) {
+        return Ok(None);
+    }
+    // The window open at `now_ms`, unless it closed while this movement waited for the lock.
+    let (window, _) = open_window(conn, windows, &windows.window_of(now_ms), 0).await?;
+    Ok(Some(window))
 }
 
 /// Posts `transfers` in the caller's transaction; `Err(outcome)` with the first refusal.
@@ -249,7 +256,8 @@ impl MoneyStore for SqliteStore {
             }
         }
         // A group commit holds no refunds (no parents): payments take the open window.
-        let window = self.windows.window_of(now_ms);
+        let (window, _) =
+            open_window(&mut tx, &self.windows, &self.windows.window_of(now_ms), 0).await?;
         let rows: Vec<(&NewMovement, Option<&str>)> = applied
             .iter()
             .map(|m| (*m, clears(m.kind, false).then_some(window.as_str())))

@@ -4,6 +4,7 @@
 //! open the accounts, plan with `ledger::offline::plan`, then write the aggregated transfers,
 //! their postings, the balances, the purchase rows (multi-row inserts) and the audit entry.
 
+use crate::clearing::open_window;
 use crate::ledger::insert_planned;
 use crate::terminal_fleet::{batch_stored, batch_write};
 use crate::{SqliteStore, append_audit, append_audit_many, db, placeholders};
@@ -169,27 +170,34 @@ async fn batch_accounts(
     ))
 }
 
+/// What the store knows of the batch's cards: each card's highest counter, the stored
+/// purchases the batch may repeat by card and counter, and — with `by_terminal` — by card,
+/// terminal and terminal serial.
 async fn known(
     conn: &mut SqliteConnection,
     batch: &PurchaseBatch<'_>,
     cards: &[String],
+    by_terminal: bool,
 ) -> Result<Known> {
     let mut known = Known::default();
     for chunk in cards.chunks(KEYS_PER_QUERY) {
+        // One backward probe of the (card, counter) index per card: `MAX … GROUP BY` would
+        // read every stored purchase of the card, which grows with its history.
         let sql = format!(
-            "SELECT card_number, MAX(offline_counter) AS m FROM purchases \
-             WHERE card_number IN ({}) GROUP BY card_number",
-            vec!["?"; chunk.len()].join(", ")
+            "WITH c(card) AS (VALUES {}) SELECT card, (SELECT MAX(offline_counter) FROM \
+             purchases WHERE card_number = card) AS m FROM c",
+            vec!["(?)"; chunk.len()].join(", ")
         );
         let mut q = sqlx::query(&sql);
         for c in chunk {
             q = q.bind(c);
         }
         for r in q.fetch_all(&mut *conn).await.map_err(db)? {
-            known.counters_max.insert(
-                r.try_get("card_number").map_err(db)?,
-                r.try_get::<i64, _>("m").map_err(db)? as u16,
-            );
+            if let Some(m) = r.try_get::<Option<i64>, _>("m").map_err(db)? {
+                known
+                    .counters_max
+                    .insert(r.try_get("card").map_err(db)?, m as u16);
+            }
         }
     }
     // Only a record at or below its card's highest counter can repeat a stored one.
@@ -228,6 +236,9 @@ async fn known(
                 },
             );
         }
+    }
+    if !by_terminal {
+        return Ok(known);
     }
     // The TAC binds card, terminal and serial but not the counter: a record of a card with
     // history may repeat a stored purchase under another counter.
@@ -272,16 +283,71 @@ async fn known(
     Ok(known)
 }
 
-/// Plans and writes one batch in the caller's transaction: reads what the plan needs, then the
-/// aggregated transfers, their postings, the balances and the purchase rows.
+/// Posts one batch in the caller's transaction. A record that repeats a stored purchase under
+/// another counter (same card, terminal and serial: a replay the TAC cannot tell apart) is
+/// rare, so the batch is first written without looking for one, inside a savepoint; the
+/// unique index on card, terminal and serial refuses such a repeat, and then the savepoint is
+/// rolled back and the batch planned again with those purchases read.
 async fn post_batch(
     tx: &mut SqliteConnection,
+    windows: &store::money::Windows,
     batch: &PurchaseBatch<'_>,
     now_ms: i64,
 ) -> Result<Vec<IngestOutcome>> {
+    let (window, start) =
+        open_window(&mut *tx, windows, batch.window, batch.window_start_ms).await?;
+    let batch = &PurchaseBatch {
+        window: &window,
+        window_start_ms: start,
+        ..*batch
+    };
+    sqlx::query("SAVEPOINT purchases_post")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    let posted = match post_planned(&mut *tx, batch, now_ms, false).await? {
+        Posted::Done(o) => o,
+        Posted::RepeatsByTerminal => {
+            sqlx::query("ROLLBACK TO purchases_post")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            match post_planned(&mut *tx, batch, now_ms, true).await? {
+                Posted::Done(o) => o,
+                Posted::RepeatsByTerminal => {
+                    return Err(StoreError::Corrupt(
+                        "a purchase repeats a stored one by card, terminal and serial after \
+                         they were read"
+                            .into(),
+                    ));
+                }
+            }
+        }
+    };
+    sqlx::query("RELEASE purchases_post")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    Ok(posted)
+}
+
+enum Posted {
+    Done(Vec<IngestOutcome>),
+    /// The unique index on card, terminal and serial refused a record: plan again with them.
+    RepeatsByTerminal,
+}
+
+/// Plans and writes one batch in the caller's transaction: reads what the plan needs, then the
+/// aggregated transfers, their postings, the balances and the purchase rows.
+async fn post_planned(
+    tx: &mut SqliteConnection,
+    batch: &PurchaseBatch<'_>,
+    now_ms: i64,
+    by_terminal: bool,
+) -> Result<Posted> {
     let n = batch.purchases.len();
     let cards = batch_cards(batch);
-    let known = known(&mut *tx, batch, &cards).await?;
+    let known = known(&mut *tx, batch, &cards, by_terminal).await?;
     let (accounts, mut balances) = batch_accounts(&mut *tx, &cards, batch.merchant, now_ms).await?;
     let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM purchases")
         .fetch_one(&mut *tx)
@@ -333,9 +399,24 @@ async fn post_batch(
                 .bind(flags.shortfall.get())
                 .bind(now_ms);
         }
-        q.execute(&mut *tx).await.map_err(db)?;
+        match q.execute(&mut *tx).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(d))
+                if !by_terminal
+                    && d.is_unique_violation()
+                    && d.message().contains("purchases.terminal_serial") =>
+            {
+                return Ok(Posted::RepeatsByTerminal);
+            }
+            Err(e) => return Err(db(e)),
+        }
     }
-    Ok(outcomes(&plan.verdicts, &rows, &transfer_ids, batch.window))
+    Ok(Posted::Done(outcomes(
+        &plan.verdicts,
+        &rows,
+        &transfer_ids,
+        batch.window,
+    )))
 }
 
 impl SqliteStore {
@@ -357,7 +438,7 @@ impl SqliteStore {
             return Ok(Vec::new());
         }
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let outcomes = post_batch(&mut tx, batch, now_ms).await?;
+        let outcomes = post_batch(&mut tx, &self.windows, batch, now_ms).await?;
         append_audit(&mut tx, audit, now_ms).await?;
         tx.commit().await.map_err(db)?;
         Ok(outcomes)
@@ -395,7 +476,7 @@ impl SqliteStore {
                     purchases: &all,
                     ..*first
                 };
-                post_batch(&mut tx, &batch, now_ms).await?
+                post_batch(&mut tx, &self.windows, &batch, now_ms).await?
             };
             for (&i, start) in post.iter().zip(starts) {
                 let u = &uploads[i];

@@ -146,10 +146,16 @@ pub trait ClearingStore: Send + Sync {
 
     /// Records a window's close and its report in one transaction. When the window is already
     /// closed nothing is written and `false` comes back (the report stands as first written).
+    /// `postings` is the number of purchases and money movements the report was made from:
+    /// under the writer's lock the window's postings are counted again, and when a posting
+    /// stamped before the cut-off committed meanwhile the counts differ, nothing is written and
+    /// [`crate::StoreError::Conflict`] comes back (make the report again). Once the window is
+    /// closed, postings that waited for the lock go to the next window still open.
     async fn clearing_close(
         &self,
         window: &ClearingWindowRow,
         lines: &[ClearingLineRow],
+        postings: i64,
         audit: audit::Draft,
         now_ms: i64,
     ) -> Result<bool>;

@@ -148,7 +148,19 @@ impl Windows {
             .window_of(now_ms)
             .to_string()
     }
+
+    /// The window after `window` and its first instant (unix ms); `None` when `window` is not
+    /// a window's id.
+    pub fn after(&self, window: &str) -> Option<(String, i64)> {
+        let next = ::ledger::WindowId::parse(window).ok()?.next();
+        let start = self.0.read().unwrap_or_else(|e| e.into_inner()).start_ms(next);
+        Some((next.to_string(), start))
+    }
 }
+
+/// Windows a posting may step over when the one it was stamped with closed while it waited
+/// for the writer: more than a few in a row means something else is wrong.
+pub const WINDOWS_SKIPPED_MAX: usize = 8;
 
 /// What a refund or reversal does to its payment, in the same transaction: `returned` grows by
 /// `add` only while the payment is in `require_state`, `returned + add <= amount`, and (when

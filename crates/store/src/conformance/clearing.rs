@@ -23,7 +23,7 @@ pub async fn clearing_windows_close_once(s: &dyn Store) {
         .map(|k| line(&format!("m{k:03}"), 1_000 + k, 3))
         .collect();
     assert!(
-        s.clearing_close(&w, &lines, draft("clearing.close"), NOW)
+        s.clearing_close(&w, &lines, 0, draft("clearing.close"), NOW)
             .await
             .unwrap()
     );
@@ -33,7 +33,7 @@ pub async fn clearing_windows_close_once(s: &dyn Store) {
         ..w.clone()
     };
     assert!(
-        !s.clearing_close(&other, &lines[..1], draft("clearing.close"), NOW + 1)
+        !s.clearing_close(&other, &lines[..1], 0, draft("clearing.close"), NOW + 1)
             .await
             .unwrap()
     );
@@ -57,6 +57,7 @@ pub async fn clearing_windows_close_once(s: &dyn Store) {
                 window_id: "2026-12-01".into(),
                 ..bad
             }],
+            0,
             draft("clearing.close"),
             NOW
         )
@@ -97,7 +98,7 @@ pub async fn clearing_windows_list_latest_first_with_totals(s: &dyn Store) {
         ("2026-11-25", vec![]),
         ("2026-11-26", vec![line("2026-11-26", "cafe", 1, -500, 0)]),
     ] {
-        s.clearing_close(&window(id, NOW), &lines, draft("clearing.close"), NOW)
+        s.clearing_close(&window(id, NOW), &lines, 0, draft("clearing.close"), NOW)
             .await
             .unwrap();
     }
@@ -417,6 +418,7 @@ pub async fn fee_rules_are_added_never_changed(s: &dyn Store) {
             digest: "AB".into(),
         },
         &[],
+        0,
         draft("clearing.close"),
         NOW,
     )

@@ -659,3 +659,74 @@ pub async fn money_payments_enter_the_window_of_their_posting(s: &dyn Store) {
     s.money_windows_set(cal);
     assert_eq!(s.ledger_check().await.unwrap().mismatch, None);
 }
+
+/// A payment stamped with a window that closed while it waited for the writer goes to the next
+/// window still open, alone and in a group commit; a close whose report was made from another
+/// number of postings than the window holds under the lock is refused and writes nothing.
+pub async fn money_payments_never_enter_a_closed_window(s: &dyn Store) {
+    let ids = accounts(s).await;
+    fund(s, &ids, 10_000).await;
+    let cal = ::ledger::WindowCalendar::default();
+    let w = cal.window_of(NOW);
+    let last = cal.end_ms(w) - 1;
+    let pay = |key: &str, fen: i64| {
+        (
+            movement(MovementKind::Payment, key, fen, "paid"),
+            t(
+                &format!("payment:{key}"),
+                TransferKind::Payment,
+                ids.online,
+                ids.metro,
+                fen,
+            ),
+        )
+    };
+    let closing = |id: String| ClearingWindowRow {
+        window_id: id,
+        closed_ms: NOW,
+        closed_by: "operator:clr".into(),
+        digest: "AB".into(),
+    };
+    let (m, tr) = pay("before", 100);
+    s.money_record(&m, None, &[tr], draft("p"), last)
+        .await
+        .unwrap();
+    // The report was made from no postings, but the window holds one: refused, nothing kept.
+    let refused = s
+        .clearing_close(&closing(w.to_string()), &[], 0, draft("clearing.close"), NOW)
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(why)) if why.contains("holds 1 postings")),
+        "{refused:?}"
+    );
+    assert!(s.clearing_window(&w.to_string()).await.unwrap().is_none());
+    assert!(
+        s.clearing_close(&closing(w.to_string()), &[], 1, draft("clearing.close"), NOW)
+            .await
+            .unwrap()
+    );
+    // Stamped in the closed window (they waited for the lock while it closed): the next one.
+    let (m, tr) = pay("waited", 200);
+    let alone = match s
+        .money_record(&m, None, &[tr], draft("p"), last)
+        .await
+        .unwrap()
+    {
+        Recorded::Created(row) => row,
+        r => panic!("{r:?}"),
+    };
+    let next = w.next().to_string();
+    assert_eq!(alone.window_id.as_deref(), Some(next.as_str()));
+    let out = s
+        .money_record_many(&[pay("group", 300)], &[draft("p")], last)
+        .await
+        .unwrap();
+    match &out[0] {
+        Recorded::Created(row) => assert_eq!(row.window_id.as_deref(), Some(next.as_str())),
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(s.money_of_window(&w.to_string(), 0, 10).await.unwrap().len(), 1);
+    assert_eq!(s.money_of_window(&next, 0, 10).await.unwrap().len(), 2);
+    let c = s.ledger_check().await.unwrap();
+    assert_eq!(c.mismatch, None, "{c:?}");
+}

@@ -283,6 +283,106 @@ pub async fn purchases_post_once_with_flags(s: &dyn Store) {
     assert!(matches!(r, Err(StoreError::TooMany { .. })), "{r:?}");
 }
 
+/// A record that repeats a stored purchase under another offline counter (the TAC covers card,
+/// terminal and serial but not the counter) is answered with the stored purchase and moves no
+/// money, in a batch whose other records post — also when the repeat comes last, after fresh
+/// records of the same card were planned.
+pub async fn purchases_repeat_under_another_counter_posts_once(s: &dyn Store) {
+    let (a, b) = (card(41), card(42));
+    fund(s, &[a.clone(), b.clone()], 1_000).await;
+    let ingest = |batch: Vec<NewPurchase>| async move {
+        s.purchases_ingest(
+            &PurchaseBatch {
+                merchant: "metro",
+                purchases: &batch,
+                window: W1,
+                window_start_ms: W1_START,
+            },
+            draft("purchase.ingest"),
+            NOW,
+        )
+        .await
+        .unwrap()
+    };
+    let first = ingest(vec![purchase(&a, 0, 200), purchase(&b, 0, 100)]).await;
+    let (a0, _, _) = posted(&first[0]);
+    let metro0 = balance_of(s, &metro()).await;
+    let head0 = s.audit_head().await.unwrap().unwrap().0;
+
+    // The same tap (card a, terminal, serial 1) under counter 7, behind two fresh records.
+    let mut replay = purchase(&a, 7, 200);
+    replay.terminal_serial = 1;
+    let out = ingest(vec![purchase(&a, 1, 30), purchase(&b, 1, 40), replay]).await;
+    posted(&out[0]);
+    posted(&out[1]);
+    assert_eq!(
+        out[2],
+        IngestOutcome::Duplicate {
+            id: a0,
+            window: W1.into()
+        }
+    );
+    assert_eq!(balance_of(s, &AccountKey::epurse_shadow(&a)).await, 770);
+    assert_eq!(balance_of(s, &AccountKey::epurse_shadow(&b)).await, 860);
+    assert_eq!(balance_of(s, &metro()).await, metro0 + 70);
+    assert!(s.purchase_by_counter(&a, 7).await.unwrap().is_none());
+    assert_eq!(
+        s.audit_head().await.unwrap().unwrap().0,
+        head0 + 1,
+        "one audit entry, the retried plan leaves nothing behind"
+    );
+    let c = s.ledger_check().await.unwrap();
+    assert_eq!(c.mismatch, None, "{c:?}");
+}
+
+/// An upload stamped with a window that closed while it waited for the writer is posted into
+/// the next window, late; the close counted the window's purchases under the lock.
+pub async fn purchases_never_enter_a_closed_window(s: &dyn Store) {
+    let a = card(51);
+    fund(s, std::slice::from_ref(&a), 1_000).await;
+    let ingest = |batch: Vec<NewPurchase>| async move {
+        s.purchases_ingest(
+            &PurchaseBatch {
+                merchant: "metro",
+                purchases: &batch,
+                window: W1,
+                window_start_ms: W1_START,
+            },
+            draft("purchase.ingest"),
+            NOW,
+        )
+        .await
+        .unwrap()
+    };
+    posted(&ingest(vec![purchase(&a, 0, 100)]).await[0]);
+    let closing = ClearingWindowRow {
+        window_id: W1.into(),
+        closed_ms: NOW,
+        closed_by: "operator:clr".into(),
+        digest: "AB".into(),
+    };
+    let refused = s
+        .clearing_close(&closing, &[], 0, draft("clearing.close"), NOW)
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert!(
+        s.clearing_close(&closing, &[], 1, draft("clearing.close"), NOW)
+            .await
+            .unwrap()
+    );
+    let out = ingest(vec![purchase(&a, 1, 50)]).await;
+    match &out[0] {
+        IngestOutcome::Posted { window, flags, .. } => {
+            assert_eq!(window, W2);
+            assert_eq!(flags.bits(), Flags::LATE, "stamped in W1, posted in W2: late");
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(s.purchases_of_window(W1, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(s.purchases_of_window(W2, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(balance_of(s, &AccountKey::epurse_shadow(&a)).await, 850);
+}
+
 pub async fn purchases_hot_merchant_under_concurrency(s: &'static dyn Store) {
     const TASKS: u32 = 6;
     const CARDS: u32 = 40;
