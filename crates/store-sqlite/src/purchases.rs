@@ -242,29 +242,30 @@ async fn known(
     }
     // The TAC binds card, terminal and serial but not the counter: a record of a card with
     // history may repeat a stored purchase under another counter.
-    let mut at: Vec<(&str, &str, u32)> = batch
+    let mut at: Vec<(&str, u32, &str)> = batch
         .purchases
         .iter()
         .filter(|p| known.counters_max.contains_key(&p.card_number))
         .map(|p| {
             (
-                p.card_number.as_str(),
                 p.terminal_id.as_str(),
                 p.terminal_serial,
+                p.card_number.as_str(),
             )
         })
         .collect();
     at.sort_unstable();
     at.dedup();
     for chunk in at.chunks(KEYS_PER_QUERY / 3) {
+        // In the order of the unique index `purchases_terminal_serial` (migration 0041).
         let sql = format!(
             "SELECT id, card_number, terminal_id, terminal_serial, window_id FROM purchases \
-             WHERE (card_number, terminal_id, terminal_serial) IN (VALUES {})",
+             WHERE (terminal_id, terminal_serial, card_number) IN (VALUES {})",
             placeholders(chunk.len(), 3)
         );
         let mut q = sqlx::query(&sql);
-        for (c, t, n) in chunk {
-            q = q.bind(*c).bind(*t).bind(i64::from(*n));
+        for (t, n, c) in chunk {
+            q = q.bind(*t).bind(i64::from(*n)).bind(*c);
         }
         for r in q.fetch_all(&mut *conn).await.map_err(db)? {
             known.stored_by_terminal.insert(
