@@ -38,9 +38,9 @@ pub use card_number::{CARD_NUMBER_PREFIX, CardNumber, CardNumberError};
 pub use channel::{CardChannel, ChannelError, Recorder};
 pub use image::CardImage;
 pub use personalize::{
-    AppUsage, CHIP_BYTES, FUNCTION_RECORD_LEN, FUNCTION_RECORDS, MaintenanceMaster,
-    PersonalizationRecord, PersonalizeError, SFI_CITY_FUNCTIONS, SFI_HEALTH_SERVICES, SpaceReport,
-    personalize, personalize_with_maintenance, space_report,
+    AppUsage, CHIP_BYTES, EF15_CARD_TYPE_OFFSET, FUNCTION_RECORD_LEN, FUNCTION_RECORDS,
+    MaintenanceMaster, PersonalizationRecord, PersonalizeError, SFI_CITY_FUNCTIONS, SFI_EF15,
+    SFI_HEALTH_SERVICES, SpaceReport, personalize, personalize_with_maintenance, space_report,
 };
 pub use psam::{Psam, PsamImage};
 pub use records::CardType;

@@ -443,6 +443,10 @@ pub const SFI_CITY_FUNCTIONS: u8 = 0x03;
 /// SFI of the HEALTH application's service file: [`FUNCTION_RECORD_LEN`] bytes binary, free
 /// read, updated only by line-protected scripts.
 pub const SFI_HEALTH_SERVICES: u8 = 0x02;
+/// SFI of the TRANSIT application's public information file EF15 (`epurse.md` §1).
+pub const SFI_EF15: u8 = 0x15;
+/// Offset of the card type byte in EF15.
+pub const EF15_CARD_TYPE_OFFSET: u8 = 28;
 /// Length of one function record (and of the HEALTH service file).
 pub const FUNCTION_RECORD_LEN: usize = 16;
 /// Function records in the CITY function file.
@@ -459,7 +463,8 @@ pub struct MaintenanceMaster<'a> {
 /// (`docs/app-scripts.md`): each application named in `maintenance` gets its maintenance key
 /// DAMK, diversified from its master with the card's D like DPK (`epurse.md` §3), key version
 /// `01`; CITY gains its function file (SFI 03) and HEALTH its service file (SFI 02), both
-/// updatable only by line-protected commands.
+/// updatable only by line-protected commands, and TRANSIT's EF15 becomes updatable by them
+/// (the card type after issuance).
 pub fn personalize_with_maintenance(
     record: &PersonalizationRecord,
     masters: &MasterKeys,
@@ -476,7 +481,7 @@ pub fn personalize_with_maintenance(
 
 /// Gives each application whose AID is named in `damks` its card maintenance key (key version
 /// `01`) and its line-protected files: CITY its function file (SFI 03), HEALTH its service
-/// file (SFI 02). Applications not named are left as they are. Refuses a chip left without
+/// file (SFI 02), TRANSIT its EF15 (update by line protection instead of never). Applications not named are left as they are. Refuses a chip left without
 /// its free-space reserve.
 pub(crate) fn install_maintenance(
     mut image: crate::CardImage,
@@ -495,7 +500,14 @@ pub(crate) fn install_maintenance(
             key_version: 0x01,
             damk: damk.clone(),
         });
-        if df.fid == FID_CITY {
+        if df.fid == FID_TRANSIT {
+            // EF15 (public information) becomes updatable by line protection under the
+            // TRANSIT DAMK, as PBOC JR/T 0025 and CJ/T 166 allow for the e-purse ADF, so the
+            // card type (byte 28) can follow the platform's record after issuance.
+            if let Some(ef15) = df.files.iter_mut().find(|f| f.sfi == SFI_EF15) {
+                ef15.update = Access::Mac;
+            }
+        } else if df.fid == FID_CITY {
             df.files.push(records(
                 0x0003,
                 SFI_CITY_FUNCTIONS,

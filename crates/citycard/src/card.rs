@@ -321,6 +321,10 @@ pub async fn run_card(command: CardCommand) -> anyhow::Result<std::process::Exit
                         aid: chip::image::AID_HEALTH,
                         master: &maintenance,
                     },
+                    chip::MaintenanceMaster {
+                        aid: chip::image::AID_TRANSIT,
+                        master: &maintenance,
+                    },
                 ],
             )?;
             save_card(&out, &card)?;

@@ -326,7 +326,7 @@ pub fn run(command: KeysCommand, cfg: &Config) -> anyhow::Result<std::process::E
                 let store = open_file_store(cfg)?;
                 let mut loaded = store.load_test_key_set(keys::master::APP_TRANSIT)?;
                 // The maintenance keys of the applications post-issuance scripts update.
-                for app in ["city", "health"] {
+                for app in ["city", "health", "transit"] {
                     loaded.push(store.load_test_maintenance_key(app)?);
                 }
                 (store.backend(), loaded)

@@ -196,13 +196,14 @@ fn production_loop_on_the_command_line() {
     );
     let perso = std::fs::read_to_string(dir.join("perso.txt")).unwrap();
     assert!(perso.starts_with("CCPERSO|2|B000001|2|"), "{perso}");
-    // The cards leave production ready for post-issuance scripts of CITY and HEALTH.
+    // The cards leave production ready for post-issuance scripts of CITY and HEALTH, and for
+    // the card type update of TRANSIT EF15.
     assert!(
         perso
             .lines()
             .next()
             .unwrap()
-            .ends_with("|DPK,DLK,DTK,DAMK-CITY,DAMK-HEALTH")
+            .ends_with("|DPK,DLK,DTK,DAMK-CITY,DAMK-HEALTH,DAMK-TRANSIT")
     );
     let fail = format!("{}:print head jam", cards[1]);
     ok(

@@ -470,6 +470,54 @@ pub fn assemble(app: &Application, update: &UpdateCommand, mac: [u8; MAC_LEN]) -
     }
 }
 
+/// Code of the TRANSIT application (also its name in the master-key store).
+pub const TRANSIT_APP: &str = keys::master::APP_TRANSIT;
+
+/// The TRANSIT application's maintenance master key, `transit/maintenance/v1`: the card's
+/// TRANSIT DAMK is diversified from it, and it protects updates of EF15.
+pub fn transit_maintenance_key() -> Result<KeyRef, AppError> {
+    Ok(KeyRef::new(
+        TRANSIT_APP,
+        MasterPurpose::Maintenance,
+        MAINTENANCE_KEY_VERSION,
+    )?)
+}
+
+/// The line-protected update of the card type in TRANSIT EF15 (`epurse.md` §1, byte 28):
+/// `04 D6 95 1C 05 <type> <MAC(4)>` — UPDATE BINARY with the SFI in P1 and offset 28 in P2.
+pub fn card_type_update(card_type: chip::CardType) -> UpdateCommand {
+    UpdateCommand {
+        header: [
+            CLA_LINE,
+            0xD6,
+            0x80 | chip::SFI_EF15,
+            chip::EF15_CARD_TYPE_OFFSET,
+        ],
+        data: vec![card_type.code()],
+    }
+}
+
+/// The script that writes `card_type` into EF15: `SELECT TRANSIT`, then the update with its
+/// MAC.
+pub fn assemble_card_type(update: &UpdateCommand, mac: [u8; MAC_LEN]) -> Script {
+    Script {
+        apdus: vec![select_aid(chip::image::AID_TRANSIT), update.with_mac(mac)],
+    }
+}
+
+/// The card type script under the card's TRANSIT DAMK held in hand (tests, and the reference
+/// the master-key stores are checked against).
+pub fn card_type_script_with_key(
+    card_type: chip::CardType,
+    alg: Algorithm,
+    damk: &Key16,
+    challenge: [u8; 4],
+) -> Script {
+    let update = card_type_update(card_type);
+    let mac = crypto::line_mac(alg, damk, challenge, &update.mac_input());
+    assemble_card_type(&update, mac)
+}
+
 /// The whole script under a card's DAMK held in hand (tests, benchmarks, and the reference
 /// the master-key stores are checked against).
 pub fn script_with_key(
@@ -540,10 +588,13 @@ pub fn seed() -> (Vec<Application>, Vec<Function>) {
                     },
                 },
             ],
+            // Maintenance: the card type in EF15 follows the platform's record after
+            // issuance (a line-protected UPDATE BINARY under the TRANSIT DAMK).
             key_purposes: vec![
                 MasterPurpose::Purchase,
                 MasterPurpose::Load,
                 MasterPurpose::Tac,
+                MasterPurpose::Maintenance,
             ],
         },
         Application {

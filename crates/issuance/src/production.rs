@@ -30,7 +30,7 @@
 //! # Personalization file
 //!
 //! ```text
-//! CCPERSO|2|<batch id>|<card count>|<key version>|<transport key>|<transport KCV>|<profile>|DPK,DLK,DTK[,DAMK-CITY][,DAMK-HEALTH]
+//! CCPERSO|2|<batch id>|<card count>|<key version>|<transport key>|<transport KCV>|<profile>|DPK,DLK,DTK[,DAMK-CITY][,DAMK-HEALTH][,DAMK-TRANSIT]
 //! C|<index>|<card number>|<card type>|<holder name>|<ID sealed>|<start>|<expiry>|<DPK wrapped>|<DPK KCV>|<DLK wrapped>|<DLK KCV>|<DTK wrapped>|<DTK KCV>[|<DAMK wrapped>|<DAMK KCV>]...
 //! ...
 //! T|<card count>|<SM3>
@@ -47,7 +47,9 @@
 //!   (transit purchase, load and TAC keys), then the maintenance keys (DAMK) of the
 //!   applications whose post-issuance changes the card must accept, in [`MAINTAINED_APPS`]
 //!   order (`DAMK-CITY` from `city/maintenance/v1`, `DAMK-HEALTH` from
-//!   `health/maintenance/v1`), each present only when the master-key store holds its master.
+//!   `health/maintenance/v1`, `DAMK-TRANSIT` from `transit/maintenance/v1`, which lets the
+//!   platform rewrite the card type in EF15), each present only when the master-key store
+//!   holds its master.
 //!
 //! Card line: `index` counts from 1 and must follow the previous line's (a reordered file is
 //! refused even before the digest is checked); card number 16 digits with its Luhn digit;
@@ -122,9 +124,11 @@ pub const FAILURE_REASON_LEN_MAX: usize = 120;
 pub const KEY_COLUMNS: [&str; 3] = ["DPK", "DLK", "DTK"];
 /// Applications whose maintenance key (DAMK) a file may carry, in column order: the key-list
 /// name, the application code of its master key and the application's AID on the chip.
-pub const MAINTAINED_APPS: [(&str, &str, &[u8]); 2] = [
+pub const MAINTAINED_APPS: [(&str, &str, &[u8]); 3] = [
     ("DAMK-CITY", "city", chip::image::AID_CITY),
     ("DAMK-HEALTH", "health", chip::image::AID_HEALTH),
+    // Last, so files written before it (CITY and HEALTH only) still read the same.
+    ("DAMK-TRANSIT", "transit", chip::image::AID_TRANSIT),
 ];
 /// Version of the application maintenance master keys DAMKs are diversified from.
 pub const MAINTENANCE_KEY_VERSION: u8 = 1;

@@ -281,3 +281,148 @@ fn the_master_key_store_computes_the_same_mac() {
     only.load_test_maintenance_key("health").unwrap();
     assert!(only.test_key_set_present().unwrap());
 }
+
+// ---- TRANSIT EF15: the card type after issuance (issue 8, item 6) -------------------------
+
+/// A student card carrying the TRANSIT DAMK too (as cards personalized for application
+/// management do).
+fn student_card_with_transit_key(alg: Algorithm) -> Card {
+    let m = test_maintenance_master();
+    let mut record_card = personalize_with_maintenance(
+        &PersonalizationRecord {
+            card_number: CardNumber::parse(NUMBER).unwrap(),
+            holder_name: "张三".into(),
+            id_number: "41010219900101123X".into(),
+            card_type: CardType::Student,
+            start_date: BcdDate::new(2026, 11, 26).unwrap(),
+            expiry_date: BcdDate::new(2036, 11, 26).unwrap(),
+            algorithm: alg,
+            employee: false,
+            pin: "123456".into(),
+            rng_seed: 7,
+        },
+        &MasterKeys::test_set(),
+        &[
+            MaintenanceMaster {
+                aid: AID_CITY,
+                master: &m,
+            },
+            MaintenanceMaster {
+                aid: chip::image::AID_TRANSIT,
+                master: &m,
+            },
+        ],
+    )
+    .unwrap();
+    assert_eq!(ef15_card_type(&mut record_card), 0x02);
+    record_card
+}
+
+/// EF15 byte 28 as any terminal reads it (`00 B0 95 00 1E`).
+fn ef15_card_type(card: &mut Card) -> u8 {
+    send(card, &apps::select_aid(chip::image::AID_TRANSIT));
+    let (ef15, sw) = send(card, &[0x00, 0xB0, 0x95, 0x00, 0x1E]);
+    assert_eq!(sw, 0x9000);
+    chip::records::PublicInfo::parse(&ef15)
+        .unwrap()
+        .card_type
+        .code()
+}
+
+fn card_type_script(alg: Algorithm, t: CardType, challenge: [u8; 4]) -> Vec<Vec<u8>> {
+    let damk = crypto::diversify(
+        alg,
+        &test_maintenance_master(),
+        &CardNumber::parse(NUMBER).unwrap().div_data(),
+    );
+    apps::card_type_script_with_key(t, alg, &damk, challenge).apdus
+}
+
+/// The second worked example of docs/app-scripts.md: the card type `01` (ordinary) into EF15
+/// byte 28 of card 4101000000000018 for challenge 11223344 (values checked with OpenSSL:
+/// `-des-ede-ecb` on the one block, and `-des-cbc`/`-des-ecb` step by step; `-sm4-cbc`).
+#[test]
+fn card_type_worked_example_matches_the_document() {
+    for (alg, mac) in [(Algorithm::Tdes, "125A849B"), (Algorithm::Sm4, "0510E3DC")] {
+        let update = apps::card_type_update(CardType::Ordinary);
+        assert_eq!(hex(&update.mac_input()), "04D6951C0501");
+        let apdus = card_type_script(alg, CardType::Ordinary, CHALLENGE);
+        assert_eq!(hex(&apdus[0]), "00A4040008A000000632010105");
+        assert_eq!(hex(&apdus[1]), format!("04D6951C0501{mac}"), "{alg:?}");
+        // And the card takes exactly these bytes for that challenge.
+        let mut c = student_card_with_transit_key(alg);
+        send(&mut c, &apdus[0]);
+        assert_eq!(challenge(&mut c, Some(CHALLENGE)), CHALLENGE);
+        assert_eq!(send(&mut c, &apdus[1]).1, 0x9000, "{alg:?}");
+        assert_eq!(ef15_card_type(&mut c), 0x01);
+    }
+}
+
+#[test]
+fn the_card_type_in_ef15_follows_only_a_valid_script() {
+    for alg in [Algorithm::Tdes, Algorithm::Sm4] {
+        let mut c = student_card_with_transit_key(alg);
+        let select = apps::select_aid(chip::image::AID_TRANSIT);
+        send(&mut c, &select);
+        // No challenge: 6984.
+        let s = card_type_script(alg, CardType::Ordinary, [0; 4]);
+        assert_eq!(send(&mut c, &s[1]).1, 0x6984);
+        // A MAC for another challenge: 6988.
+        let ch = challenge(&mut c, None);
+        let mut wrong = ch;
+        wrong[3] ^= 0x80;
+        let s = card_type_script(alg, CardType::Ordinary, wrong);
+        assert_eq!(send(&mut c, &s[1]).1, 0x6988);
+        // A tampered MAC, or another type byte under the MAC: 6988.
+        let ch = challenge(&mut c, None);
+        let mut s = card_type_script(alg, CardType::Ordinary, ch);
+        let last = s[1].len() - 1;
+        s[1][last] ^= 0x01;
+        assert_eq!(send(&mut c, &s[1]).1, 0x6988);
+        let ch = challenge(&mut c, None);
+        let mut s = card_type_script(alg, CardType::Ordinary, ch);
+        s[1][5] = CardType::Senior.code();
+        assert_eq!(send(&mut c, &s[1]).1, 0x6988);
+        // A plain UPDATE BINARY of EF15: 6982.
+        assert_eq!(
+            send(&mut c, &[0x00, 0xD6, 0x95, 0x1C, 0x01, 0x01]).1,
+            0x6982
+        );
+        assert_eq!(
+            ef15_card_type(&mut c),
+            0x02,
+            "{alg:?}: still a student card"
+        );
+        // The CITY DAMK does not open TRANSIT: a MAC under CITY's key (another master) fails.
+        let ch = challenge(&mut c, None);
+        let other = crypto::diversify(
+            alg,
+            &crypto::Key16::from_bytes([0x5A; 16]),
+            &CardNumber::parse(NUMBER).unwrap().div_data(),
+        );
+        let s = apps::card_type_script_with_key(CardType::Ordinary, alg, &other, ch).apdus;
+        assert_eq!(send(&mut c, &s[1]).1, 0x6988);
+        // The good script: 9000 once, then a replay meets a used challenge.
+        let ch = challenge(&mut c, None);
+        let s = card_type_script(alg, CardType::Ordinary, ch);
+        for apdu in &s {
+            assert_eq!(send(&mut c, apdu).1, 0x9000, "{alg:?}");
+        }
+        assert_eq!(send(&mut c, &s[1]).1, 0x6984);
+        assert_eq!(ef15_card_type(&mut c), 0x01, "{alg:?}: ordinary now");
+        // The rest of EF15 is untouched.
+        let (ef15, _) = send(&mut c, &[0x00, 0xB0, 0x95, 0x00, 0x1E]);
+        let info = chip::records::PublicInfo::parse(&ef15).unwrap();
+        assert_eq!(info.card_number.to_string(), NUMBER);
+    }
+}
+
+#[test]
+fn a_card_without_the_transit_key_refuses_the_card_type_script() {
+    // `card` carries the CITY and HEALTH DAMKs only, as cards made before this change.
+    let mut c = card(Algorithm::Tdes);
+    send(&mut c, &apps::select_aid(chip::image::AID_TRANSIT));
+    let ch = challenge(&mut c, None);
+    let s = card_type_script(Algorithm::Tdes, CardType::Student, ch);
+    assert_eq!(send(&mut c, &s[1]).1, 0x6982);
+}

@@ -35,7 +35,7 @@ impl From<AppError> for PlatformError {
     }
 }
 
-fn key_error(e: MasterKeyError) -> PlatformError {
+pub(crate) fn key_error(e: MasterKeyError) -> PlatformError {
     match e {
         MasterKeyError::UnknownKey(k) => PlatformError::Conflict(format!(
             "the maintenance master key {k} is not in the master-key store"
@@ -46,7 +46,7 @@ fn key_error(e: MasterKeyError) -> PlatformError {
 
 /// How the caller counts for application management; `Forbidden` for roles that take no
 /// part (clearing officers, auditors).
-fn manager(caller: &Caller) -> Result<Manager> {
+pub(crate) fn manager(caller: &Caller) -> Result<Manager> {
     match (caller.role, caller.department) {
         (Role::Administrator, _) => Ok(Manager::Administrator),
         (Role::DepartmentOfficer, Some(d)) => Ok(Manager::Department(d)),
@@ -385,7 +385,7 @@ impl Platform {
             .collect()
     }
 
-    async fn updatable_card(&self, number: &str, must_be_live: bool) -> Result<()> {
+    pub(crate) async fn updatable_card(&self, number: &str, must_be_live: bool) -> Result<()> {
         let card = self
             .store
             .card_by_number(number)

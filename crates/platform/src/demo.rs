@@ -63,7 +63,7 @@ pub const DEMO_OUTLET: &str = "ZZ-JS01";
 /// Adds what is missing of the development key set to a master-key file store: the transit
 /// purchase, load and TAC test keys (`epurse.md` §4), the test transport key
 /// (`keys::master::conformance::TEST_TRANSPORT_KEY`, which the emulated bureau holds) and the
-/// CITY and HEALTH maintenance keys. For the demo city and tests; production refuses a store
+/// CITY, HEALTH and TRANSIT maintenance keys. For the demo city and tests; production refuses a store
 /// that holds any of them.
 pub fn load_development_keys(store: &keys::master::FileMasterKeyStore) -> Result<()> {
     use keys::master::{KeyRef, MasterKeyStore, MasterPurpose};
@@ -87,7 +87,7 @@ pub fn load_development_keys(store: &keys::master::FileMasterKeyStore) -> Result
             )
             .map_err(err)?;
     }
-    for app in ["city", "health"] {
+    for app in ["city", "health", "transit"] {
         if !have(&KeyRef::new(app, MasterPurpose::Maintenance, 1).map_err(err)?)? {
             store.load_test_maintenance_key(app).map_err(err)?;
         }

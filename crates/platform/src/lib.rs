@@ -11,6 +11,7 @@ pub mod audit_writer;
 pub mod bills;
 pub mod cards;
 pub mod channel;
+pub mod chip_updates;
 pub mod citizen_points;
 pub mod citizen_services;
 pub mod citizens;

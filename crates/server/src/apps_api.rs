@@ -1,6 +1,7 @@
 //! Application management over HTTP (issue 4 item 7): the registry under `/api/v1/apps`, a
 //! card's functions and their post-issuance scripts under `/api/v1/cards/{number}/functions`,
-//! and the console page `/console/cards/apps`.
+//! a card's contact (`/api/v1/cards/{number}/contact`: the scripts of pending chip updates,
+//! issue 8 item 6) and the console page `/console/cards/apps`.
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -327,15 +328,8 @@ pub async fn script(
     Path((number, function)): Path<(String, String)>,
     Json(b): Json<ScriptRequest>,
 ) -> ApiResult<axum::Json<ScriptDto>> {
-    let challenge: [u8; 4] = hex::decode(b.challenge.trim())
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| bad("challenge", "must be 8 hex digits (4 bytes)"))?;
-    let algorithm = match b.algorithm.trim().to_ascii_lowercase().as_str() {
-        "3des" | "tdes" | "00" => Algorithm::Tdes,
-        "sm4" | "04" => Algorithm::Sm4,
-        _ => return Err(bad("algorithm", "must be 3des or sm4")),
-    };
+    let challenge = parse_challenge(&b.challenge)?;
+    let algorithm = parse_algorithm(&b.algorithm)?;
     let v = s
         .platform
         .card_function_script(&c, &number, &function, b.enable, algorithm, challenge)
@@ -360,10 +354,7 @@ pub async fn confirm(
     Path((number, function)): Path<(String, String)>,
     Json(b): Json<ConfirmRequest>,
 ) -> ApiResult<axum::Json<ConfirmDto>> {
-    let sw = u16::from_str_radix(b.sw.trim(), 16)
-        .ok()
-        .filter(|_| b.sw.trim().len() == 4)
-        .ok_or_else(|| bad("sw", "must be 4 hex digits"))?;
+    let sw = parse_sw(&b.sw)?;
     let v = s
         .platform
         .card_function_confirm(&c, &number, &function, sw)
@@ -371,6 +362,209 @@ pub async fn confirm(
     Ok(axum::Json(ConfirmDto {
         applied: v.applied,
         state: card_function_dto(v.state),
+    }))
+}
+
+// ---- contacts: chip updates ------------------------------------------------------------
+
+#[derive(serde::Deserialize, ToSchema)]
+pub struct ContactRequest {
+    /// The card's answer to GET CHALLENGE (`00 84 00 00 04`), 8 hex digits, asked after
+    /// selecting TRANSIT (a script's SELECT keeps it).
+    pub challenge: String,
+    /// The card's purse algorithm profile: 3des or sm4.
+    pub algorithm: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct ChipScriptDto {
+    /// What the script updates: card_type (TRANSIT EF15 byte 28).
+    pub item: String,
+    /// The value the chip gets (for card_type the platform's card type: ordinary, student, …).
+    pub value: String,
+    /// The update's version, to name in the confirmation.
+    pub version: i64,
+    /// Command APDUs in hex, to send in order: SELECT TRANSIT, then the line-protected
+    /// UPDATE BINARY.
+    pub apdus: Vec<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct ContactDto {
+    pub number: String,
+    /// At most one script: each line-protected command uses up the card's challenge.
+    pub scripts: Vec<ChipScriptDto>,
+    /// Chip updates pending on the card, the scripted one included until confirmed; more than
+    /// the scripts answered means: contact again with a new challenge after confirming.
+    pub pending: usize,
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+pub struct ContactConfirmRequest {
+    pub item: String,
+    pub version: i64,
+    /// The card's status word for the script's last command, 4 hex digits (9000 = done).
+    pub sw: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct ContactConfirmDto {
+    pub item: String,
+    pub version: i64,
+    /// The card took this version.
+    pub applied: bool,
+    /// The update is still pending (the card refused, or a newer value waits).
+    pub pending: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct ChipUpdateDto {
+    pub item: String,
+    pub value: String,
+    pub version: i64,
+    pub pending: bool,
+    pub updated_ms: i64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct ChipUpdateEventDto {
+    pub item: String,
+    pub value: String,
+    pub version: i64,
+    /// script, applied, failed or superseded.
+    pub action: String,
+    /// The card's status word (4 hex digits) for a confirmation.
+    pub sw: Option<String>,
+    pub actor: String,
+    pub at_ms: i64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct ChipUpdatesDto {
+    pub updates: Vec<ChipUpdateDto>,
+    pub history: Vec<ChipUpdateEventDto>,
+}
+
+fn parse_sw(text: &str) -> Result<u16, ApiError> {
+    u16::from_str_radix(text.trim(), 16)
+        .ok()
+        .filter(|_| text.trim().len() == 4)
+        .ok_or_else(|| bad("sw", "must be 4 hex digits"))
+}
+
+fn parse_challenge(text: &str) -> Result<[u8; 4], ApiError> {
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| bad("challenge", "must be 8 hex digits (4 bytes)"))
+}
+
+fn parse_algorithm(text: &str) -> Result<Algorithm, ApiError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "3des" | "tdes" | "00" => Ok(Algorithm::Tdes),
+        "sm4" | "04" => Ok(Algorithm::Sm4),
+        _ => Err(bad("algorithm", "must be 3des or sm4")),
+    }
+}
+
+/// A card's contact: a counter, kiosk or top-up terminal with the card in its field asks for
+/// the scripts of the card's pending chip updates (possibly none).
+#[utoipa::path(post, path = "/api/v1/cards/{number}/contact", tag = "apps",
+    security(("bearer" = [])),
+    params(("number" = String, Path, description = "16-digit card number")),
+    request_body = ContactRequest,
+    responses((status = 200, body = ContactDto), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn contact(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(number): Path<String>,
+    Json(b): Json<ContactRequest>,
+) -> ApiResult<axum::Json<ContactDto>> {
+    let challenge = parse_challenge(&b.challenge)?;
+    let algorithm = parse_algorithm(&b.algorithm)?;
+    let v = s
+        .platform
+        .card_contact(&c, &number, algorithm, challenge)
+        .await?;
+    Ok(axum::Json(ContactDto {
+        number: v.number,
+        scripts: v
+            .scripts
+            .into_iter()
+            .map(|x| ChipScriptDto {
+                item: x.item,
+                value: x.value,
+                version: x.version,
+                apdus: x.apdus.iter().map(hex::encode_upper).collect(),
+            })
+            .collect(),
+        pending: v.pending,
+    }))
+}
+
+/// The card's status word for a contact's script: 9000 marks the chip updated; anything else
+/// leaves the update pending for the next contact.
+#[utoipa::path(post, path = "/api/v1/cards/{number}/contact/confirm", tag = "apps",
+    security(("bearer" = [])),
+    params(("number" = String, Path, description = "16-digit card number")),
+    request_body = ContactConfirmRequest,
+    responses((status = 200, body = ContactConfirmDto), (status = 404, body = Problem),
+              (status = 409, body = Problem)))]
+pub async fn contact_confirm(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(number): Path<String>,
+    Json(b): Json<ContactConfirmRequest>,
+) -> ApiResult<axum::Json<ContactConfirmDto>> {
+    let sw = parse_sw(&b.sw)?;
+    let v = s
+        .platform
+        .card_contact_confirm(&c, &number, b.item.trim(), b.version, sw)
+        .await?;
+    Ok(axum::Json(ContactConfirmDto {
+        item: v.item,
+        version: v.version,
+        applied: v.applied,
+        pending: v.pending,
+    }))
+}
+
+/// A card's chip updates (pending or applied) and their history.
+#[utoipa::path(get, path = "/api/v1/cards/{number}/chip-updates", tag = "apps",
+    security(("bearer" = [])),
+    params(("number" = String, Path, description = "16-digit card number")),
+    responses((status = 200, body = ChipUpdatesDto), (status = 404, body = Problem)))]
+pub async fn chip_updates(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    Path(number): Path<String>,
+) -> ApiResult<axum::Json<ChipUpdatesDto>> {
+    let updates = s.platform.card_chip_updates(&c, &number).await?;
+    let history = s.platform.card_chip_update_history(&c, &number).await?;
+    Ok(axum::Json(ChipUpdatesDto {
+        updates: updates
+            .into_iter()
+            .map(|u| ChipUpdateDto {
+                item: u.item,
+                value: u.value,
+                version: u.version,
+                pending: u.pending,
+                updated_ms: u.updated_ms,
+            })
+            .collect(),
+        history: history
+            .into_iter()
+            .map(|e| ChipUpdateEventDto {
+                item: e.item,
+                value: e.value,
+                version: e.version,
+                action: e.action,
+                sw: e.sw.map(|sw| format!("{sw:04X}")),
+                actor: e.actor,
+                at_ms: e.at_ms,
+            })
+            .collect(),
     }))
 }
 

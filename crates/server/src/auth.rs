@@ -62,6 +62,9 @@ const COUNTER: &[Role] = &[CLK];
 const APP_READERS: &[Role] = &[ADM, CLK, DEP, AUD];
 const APP_MANAGERS: &[Role] = &[ADM, DEP];
 const APP_WORKERS: &[Role] = &[ADM, CLK, DEP];
+/// A card's contact (chip updates of the card company's TRANSIT application): the counters,
+/// kiosks and top-up terminals, run by clerks, and administrators.
+const CHIP_CONTACTS: &[Role] = &[ADM, CLK];
 const DISBURSERS: &[Role] = &[ADM, DEP];
 const MERCHANT_READERS: &[Role] = &[ADM, CLR, AUD];
 const DISBURSEMENT_READERS: &[Role] = &[ADM, CLR, DEP, AUD];
@@ -168,6 +171,9 @@ pub static PERMISSIONS: &[Permission] = &[
     perm!(GET "/api/v1/cards/{number}/functions" Access::Roles(APP_READERS)),
     perm!(POST "/api/v1/cards/{number}/functions/{function}/script" Access::Roles(APP_WORKERS)),
     perm!(POST "/api/v1/cards/{number}/functions/{function}/confirm" Access::Roles(APP_WORKERS)),
+    perm!(POST "/api/v1/cards/{number}/contact" Access::Roles(CHIP_CONTACTS)),
+    perm!(POST "/api/v1/cards/{number}/contact/confirm" Access::Roles(CHIP_CONTACTS)),
+    perm!(GET "/api/v1/cards/{number}/chip-updates" Access::Roles(CARD_READERS)),
     perm!(GET "/api/v1/disbursements" Access::Roles(DISBURSEMENT_READERS)),
     perm!(POST "/api/v1/disbursements" Access::Roles(DISBURSERS)),
     perm!(GET "/api/v1/disbursements/{id}" Access::Roles(DISBURSEMENT_READERS)),

@@ -125,6 +125,11 @@ pub struct LoadDto {
     pub resolution: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// In the answer to a load's authorization: the card has a chip update pending (its card
+    /// type changed in the record), so the terminal, with the card still in its field, should
+    /// run a contact (`POST /api/v1/cards/{number}/contact`). False elsewhere.
+    #[serde(default)]
+    pub chip_update_pending: bool,
 }
 
 impl From<LoadView> for LoadDto {
@@ -140,6 +145,7 @@ impl From<LoadView> for LoadDto {
             resolution: v.resolution,
             created_ms: v.created_ms,
             updated_ms: v.updated_ms,
+            chip_update_pending: false,
         }
     }
 }
@@ -381,7 +387,14 @@ pub async fn load_authorize(
             },
         )
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(v.into())))
+    let chip_update_pending = s.platform.card_chip_update_pending(&v.card_number).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(LoadDto {
+            chip_update_pending,
+            ..v.into()
+        }),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/loads/{id}", tag = "money", security(("bearer" = [])),

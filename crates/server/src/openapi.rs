@@ -110,6 +110,8 @@ impl utoipa::Modify for ProblemResponses {
         crate::apps_api::registry, crate::apps_api::register_app,
         crate::apps_api::register_function, crate::apps_api::card_functions,
         crate::apps_api::script, crate::apps_api::confirm,
+        crate::apps_api::contact, crate::apps_api::contact_confirm,
+        crate::apps_api::chip_updates,
         crate::disbursements_api::submit, crate::disbursements_api::list,
         crate::disbursements_api::one, crate::disbursements_api::lines,
         crate::disbursements_api::decide, crate::disbursements_api::pay,

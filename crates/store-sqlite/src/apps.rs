@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use store::{
-    AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, FunctionRow, Result, StoreError,
+    AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, ChipUpdateEventRow, ChipUpdateRow,
+    FunctionRow, Result, StoreError,
 };
 
 use crate::{SqliteStore, append_audit, db};
@@ -220,6 +221,116 @@ impl AppsStore for SqliteStore {
                 Ok(CardFunctionEventRow {
                     number: r.try_get("number").map_err(db)?,
                     function: r.try_get("function").map_err(db)?,
+                    action: r.try_get("action").map_err(db)?,
+                    sw: r.try_get("sw").map_err(db)?,
+                    actor: r.try_get("actor").map_err(db)?,
+                    at_ms: r.try_get("at_ms").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn chip_updates(&self, number: &str) -> Result<Vec<ChipUpdateRow>> {
+        let rows = sqlx::query(
+            "SELECT number, item, value, version, state, updated_ms FROM card_chip_updates \
+             WHERE number = ? ORDER BY item",
+        )
+        .bind(number)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state").map_err(db)?;
+                Ok(ChipUpdateRow {
+                    number: r.try_get("number").map_err(db)?,
+                    item: r.try_get("item").map_err(db)?,
+                    value: r.try_get("value").map_err(db)?,
+                    version: r.try_get("version").map_err(db)?,
+                    pending: state == "pending",
+                    updated_ms: r.try_get("updated_ms").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn chip_update_record(
+        &self,
+        event: &ChipUpdateEventRow,
+        applied: bool,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let exists: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM card_chip_updates WHERE number = ? AND item = ?",
+        )
+        .bind(&event.number)
+        .bind(&event.item)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "chip update {} of card {}",
+                event.item, event.number
+            )));
+        }
+        if applied {
+            let done = sqlx::query(
+                "UPDATE card_chip_updates SET state = 'applied', updated_ms = ? \
+                 WHERE number = ? AND item = ? AND version = ? AND state = 'pending'",
+            )
+            .bind(now_ms)
+            .bind(&event.number)
+            .bind(&event.item)
+            .bind(event.version)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "chip update {} of card {} is no longer pending at version {}",
+                    event.item, event.number, event.version
+                )));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO card_chip_update_events (number, item, value, version, action, sw, \
+             actor, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&event.number)
+        .bind(&event.item)
+        .bind(&event.value)
+        .bind(event.version)
+        .bind(&event.action)
+        .bind(event.sw)
+        .bind(&event.actor)
+        .bind(event.at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        append_audit(&mut tx, audit, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn chip_update_events(&self, number: &str) -> Result<Vec<ChipUpdateEventRow>> {
+        let rows = sqlx::query(
+            "SELECT number, item, value, version, action, sw, actor, at_ms \
+             FROM card_chip_update_events WHERE number = ? ORDER BY id LIMIT 1000",
+        )
+        .bind(number)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChipUpdateEventRow {
+                    number: r.try_get("number").map_err(db)?,
+                    item: r.try_get("item").map_err(db)?,
+                    value: r.try_get("value").map_err(db)?,
+                    version: r.try_get("version").map_err(db)?,
                     action: r.try_get("action").map_err(db)?,
                     sw: r.try_get("sw").map_err(db)?,
                     actor: r.try_get("actor").map_err(db)?,

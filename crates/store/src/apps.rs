@@ -58,8 +58,58 @@ pub struct CardFunctionEventRow {
     pub at_ms: i64,
 }
 
+/// A change of the card record that the card's chip must follow (issue 8, item 6): today the
+/// card type in TRANSIT EF15. The store writes it itself, in the transaction that changes the
+/// card's type (a trigger); `version` goes up with every new value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChipUpdateRow {
+    pub number: String,
+    /// `card_type`.
+    pub item: String,
+    /// The value the chip must hold (for `card_type`, the platform's card type name).
+    pub value: String,
+    pub version: i64,
+    /// Until a terminal reports the card's `9000` for a script of this version.
+    pub pending: bool,
+    pub updated_ms: i64,
+}
+
+/// One step in a chip update's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChipUpdateEventRow {
+    pub number: String,
+    pub item: String,
+    pub value: String,
+    pub version: i64,
+    /// `script` (issued at a contact), `applied` (the card answered `9000`), `failed` (any
+    /// other status word) or `superseded` (a confirmation of an older version).
+    pub action: String,
+    /// The card's status word, for the confirmations.
+    pub sw: Option<i32>,
+    pub actor: String,
+    pub at_ms: i64,
+}
+
 #[async_trait]
 pub trait AppsStore: Send + Sync {
+    /// The chip updates of one card (pending or applied), by item.
+    async fn chip_updates(&self, number: &str) -> Result<Vec<ChipUpdateRow>>;
+
+    /// Records a step of a chip update with its audit entry, in one transaction. With
+    /// `applied`, the update is marked applied only if it is still pending at the event's
+    /// version (else `Conflict`, and nothing is written); `NotFound` when the card has no
+    /// such update.
+    async fn chip_update_record(
+        &self,
+        event: &ChipUpdateEventRow,
+        applied: bool,
+        audit: audit::Draft,
+        now_ms: i64,
+    ) -> Result<()>;
+
+    /// The history of one card's chip updates, oldest first (at most 1000).
+    async fn chip_update_events(&self, number: &str) -> Result<Vec<ChipUpdateEventRow>>;
+
     /// Registers an application; `Conflict` when the code or the AID is taken.
     async fn app_insert(&self, app: &AppRow, audit: audit::Draft, now_ms: i64) -> Result<()>;
 

@@ -34,7 +34,10 @@ pub mod conformance;
 pub mod conformance_production;
 
 pub use applications::*;
-pub use apps::{AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, FunctionRow};
+pub use apps::{
+    AppRow, AppsStore, CardFunctionEventRow, CardFunctionRow, ChipUpdateEventRow, ChipUpdateRow,
+    FunctionRow,
+};
 pub use bills::*;
 pub use citizens::*;
 pub use clearing::*;

@@ -175,4 +175,146 @@ pub async fn feeds_hold_contradictions_for_review_once(s: &dyn Store) {
         .unwrap();
     assert!(none.is_empty());
     assert_eq!(s.audit_head().await.unwrap().unwrap().0, audit_before + 1);
+
+    // The chip must follow (issue 8, item 6): the type change recorded a pending chip update
+    // for the changed card only, in the same transaction.
+    let u = s.chip_updates(student).await.unwrap();
+    assert_eq!(u.len(), 1);
+    assert_eq!(
+        (
+            u[0].item.as_str(),
+            u[0].value.as_str(),
+            u[0].version,
+            u[0].pending
+        ),
+        ("card_type", "ordinary", 1, true)
+    );
+    assert_eq!(u[0].updated_ms, NOW + 7);
+    assert!(s.chip_updates(other).await.unwrap().is_empty());
+    let step = |action: &str, version: i64, sw: Option<i32>| ChipUpdateEventRow {
+        number: student.into(),
+        item: "card_type".into(),
+        value: "ordinary".into(),
+        version,
+        action: action.into(),
+        sw,
+        actor: "clerk".into(),
+        at_ms: NOW + 9,
+    };
+    // A script and a refusal leave it pending; each is an event with its audit entry.
+    s.chip_update_record(
+        &step("script", 1, None),
+        false,
+        draft("card.chip.script"),
+        NOW + 9,
+    )
+    .await
+    .unwrap();
+    s.chip_update_record(
+        &step("failed", 1, Some(0x6988)),
+        false,
+        draft("card.chip.confirm"),
+        NOW + 9,
+    )
+    .await
+    .unwrap();
+    assert!(s.chip_updates(student).await.unwrap()[0].pending);
+    // Applying another version is a conflict and writes nothing.
+    let head = s.audit_head().await.unwrap().unwrap().0;
+    let r = s
+        .chip_update_record(
+            &step("applied", 2, Some(0x9000)),
+            true,
+            draft("card.chip.confirm"),
+            NOW + 9,
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    assert_eq!(s.audit_head().await.unwrap().unwrap().0, head);
+    s.chip_update_record(
+        &step("applied", 1, Some(0x9000)),
+        true,
+        draft("card.chip.confirm"),
+        NOW + 10,
+    )
+    .await
+    .unwrap();
+    assert!(!s.chip_updates(student).await.unwrap()[0].pending);
+    assert_eq!(s.audit_head().await.unwrap().unwrap().0, head + 1);
+    let again = s
+        .chip_update_record(
+            &step("applied", 1, Some(0x9000)),
+            true,
+            draft("card.chip.confirm"),
+            NOW + 11,
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let history: Vec<(String, Option<i32>)> = s
+        .chip_update_events(student)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action, e.sw))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("script".to_string(), None),
+            ("failed".to_string(), Some(0x6988)),
+            ("applied".to_string(), Some(0x9000)),
+        ]
+    );
+    // A card without an update: NotFound.
+    let mut none = step("applied", 1, Some(0x9000));
+    none.number = other.into();
+    let r = s
+        .chip_update_record(&none, true, draft("card.chip.confirm"), NOW + 12)
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
+    // Any later change of the type (here a transition that sets it) makes it pending again at
+    // the next version; a transition that keeps the type records nothing.
+    let mut back = s.card_by_number(student).await.unwrap().unwrap();
+    back.version += 1;
+    back.updated_ms = NOW + 13;
+    s.card_apply(
+        &CardChange {
+            card: back.clone(),
+            successor: None,
+            events: vec![event(student, "active", "active")],
+            deny: vec![],
+            moves: vec![],
+        },
+        vec![draft("card.test")],
+        NOW + 13,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.chip_updates(student).await.unwrap()[0].version, 1);
+    back.version += 1;
+    back.card_type = "senior".into();
+    back.updated_ms = NOW + 14;
+    s.card_apply(
+        &CardChange {
+            card: back,
+            successor: None,
+            events: vec![event(student, "active", "active")],
+            deny: vec![],
+            moves: vec![],
+        },
+        vec![draft("card.test")],
+        NOW + 14,
+    )
+    .await
+    .unwrap();
+    let u = s.chip_updates(student).await.unwrap();
+    assert_eq!(
+        (
+            u[0].value.as_str(),
+            u[0].version,
+            u[0].pending,
+            u[0].updated_ms
+        ),
+        ("senior", 2, true, NOW + 14)
+    );
 }
