@@ -561,6 +561,8 @@ pub(crate) struct PaymentJob {
     transfer: Transfer,
     draft: audit::Draft,
     reply: tokio::sync::oneshot::Sender<Result<Recorded>>,
+    /// When the job was queued: the wait before its group's transaction is logged at debug.
+    queued: std::time::Instant,
 }
 
 /// Account ids remembered by the platform, at most.
@@ -590,10 +592,22 @@ async fn run_payment_queue(
             .map(|j| (j.movement.clone(), j.transfer.clone()))
             .collect();
         let audits: Vec<audit::Draft> = jobs.iter().map(|j| j.draft.clone()).collect();
-        match store
+        let began = std::time::Instant::now();
+        let waited = jobs
+            .iter()
+            .map(|j| began - j.queued)
+            .max()
+            .unwrap_or_default();
+        let recorded = store
             .money_record_many(&items, &audits, clock.now_ms())
-            .await
-        {
+            .await;
+        tracing::debug!(
+            payments = jobs.len(),
+            waited_us = waited.as_micros() as u64,
+            transaction_us = began.elapsed().as_micros() as u64,
+            "payment group recorded"
+        );
+        match recorded {
             Ok(answers) => {
                 for (j, a) in jobs.into_iter().zip(answers) {
                     let _ = j.reply.send(Ok(a));
@@ -1438,6 +1452,7 @@ impl Platform {
                 transfer,
                 draft,
                 reply,
+                queued: std::time::Instant::now(),
             })
             .await
             .map_err(|_| PlatformError::Unexpected("the payment queue stopped".into()))?;

@@ -26,7 +26,8 @@ both_backends!(
     topups_without_an_answer_stay_pending_until_the_sweep,
     loads_run_end_to_end_on_a_chip,
     loads_without_confirmation_are_resolved_by_the_next_contact,
-    payments_refunds_reversals_and_fees
+    payments_refunds_reversals_and_fees,
+    concurrent_payments_never_overdraw_and_a_repeated_key_posts_once
 );
 
 const ACCOUNT: &str = "6222000000000001";
@@ -694,5 +695,68 @@ async fn payments_refunds_reversals_and_fees(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 422, "{}", r.body);
+    books_hold(&m.app).await;
+}
+
+/// Forty payments from one account at once, ten of them one request sent ten times: they go
+/// through the group commit together, so several groups plan against the same balance. The
+/// account has money for ten: exactly ten distinct payments are taken, the account ends at
+/// zero and never below, the repeated request answers one payment every time (or is refused
+/// every time), and the books balance.
+async fn concurrent_payments_never_overdraw_and_a_repeated_key_posts_once(backend: Backend) {
+    let m = setup(backend).await;
+    funded(&m, 8, 1_000).await;
+    let officer = Caller {
+        operator_id: Some(2),
+        username: "officer".into(),
+        role: Role::ClearingOfficer,
+        department: None,
+        origin: "test".into(),
+    };
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (p, officer) = (m.app.tp.platform.clone(), officer.clone());
+        let key = if i % 4 == 0 {
+            "same".to_string()
+        } else {
+            format!("k-{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            let r = p
+                .pay(
+                    &officer,
+                    &platform::money::PaymentRequest {
+                        key: key.clone(),
+                        payer: platform::money::Payer::IdNumber(seeded_id(8)),
+                        merchant: "kiosk-3".into(),
+                        amount_fen: 100,
+                        reference: "snack".into(),
+                    },
+                )
+                .await;
+            (key, r.map(|v| v.id))
+        }));
+    }
+    let mut taken = std::collections::BTreeSet::new();
+    let mut same = Vec::new();
+    for t in tasks {
+        let (key, r) = t.await.unwrap();
+        match &r {
+            Ok(id) => {
+                taken.insert(*id);
+            }
+            Err(platform::PlatformError::Conflict(text)) => {
+                assert!(text.contains("available"), "{text}")
+            }
+            Err(e) => panic!("{key}: {e}"),
+        }
+        if key == "same" {
+            same.push(r.ok());
+        }
+    }
+    assert_eq!(taken.len(), 10, "{taken:?}");
+    assert_eq!(same.len(), 10);
+    assert!(same.iter().all(|r| *r == same[0]), "{same:?}");
+    assert_eq!(online_fen(&m.app, 8).await, (0, 0));
     books_hold(&m.app).await;
 }

@@ -156,11 +156,20 @@ async fn checkpointer(pool: SqlitePool, alive: std::sync::Weak<()>) {
         if alive.upgrade().is_none() {
             break;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
+        let began = std::time::Instant::now();
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
             .await
         {
-            tracing::warn!(error = %e, "SQLite checkpoint failed; the next round retries");
+            Ok((_, log, copied)) => tracing::debug!(
+                log_pages = log,
+                copied_pages = copied,
+                took_us = began.elapsed().as_micros() as u64,
+                "SQLite checkpoint"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "SQLite checkpoint failed; the next round retries")
+            }
         }
     }
     pool.close().await;

@@ -542,6 +542,7 @@ macro_rules! conformance_tests {
             terminal_fleet_binds_psams_and_answers_batches_once,
             money_movements_record_once_and_change_by_compare_and_set,
             money_group_commit_answers_each_item,
+            money_group_commit_of_fresh_keys_keeps_floors_and_posts_once,
             money_payments_enter_the_window_of_their_posting,
             money_payments_never_enter_a_closed_window,
             purchases_post_once_with_flags,

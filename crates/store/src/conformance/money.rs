@@ -473,6 +473,87 @@ pub async fn money_group_commit_answers_each_item(s: &dyn Store) {
     assert_eq!(s.ledger_check().await.unwrap().mismatch, None);
 }
 
+/// A group of keys never seen before (the usual group commit): a key twice in the group posts
+/// once and both answer the same row, a payment past the balance is refused while the ones
+/// around it are written, the account ends exactly at zero and never below, every written
+/// payment has its audit entry in one unbroken chain.
+pub async fn money_group_commit_of_fresh_keys_keeps_floors_and_posts_once(s: &dyn Store) {
+    let ids = accounts(s).await;
+    fund(s, &ids, 1_000).await;
+    let pay = |key: &str, fen: i64| {
+        (
+            movement(MovementKind::Payment, key, fen, "paid"),
+            t(
+                &format!("payment:{key}"),
+                TransferKind::Payment,
+                ids.online,
+                ids.metro,
+                fen,
+            ),
+        )
+    };
+    let head0 = s.audit_head().await.unwrap().map_or(0, |h| h.0);
+    let items = vec![
+        pay("f1", 400),
+        pay("f1", 400),
+        pay("f2", 700),
+        pay("f3", 600),
+        pay("f4", 1),
+    ];
+    let audits: Vec<audit::Draft> = (0..items.len()).map(|_| draft("money.payment")).collect();
+    let out = s.money_record_many(&items, &audits, NOW + 3).await.unwrap();
+    let Recorded::Created(f1) = &out[0] else {
+        panic!("{:?}", out[0])
+    };
+    assert_eq!((f1.amount, f1.request_key.as_str()), (400, "payment:f1"));
+    assert_eq!(out[1], Recorded::Existing(f1.clone()));
+    assert!(
+        matches!(
+            out[2],
+            Recorded::Rejected(BookError::BelowFloor { available: 600, .. })
+        ),
+        "{:?}",
+        out[2]
+    );
+    assert!(
+        matches!(&out[3], Recorded::Created(r) if r.amount == 600),
+        "{:?}",
+        out[3]
+    );
+    assert!(
+        matches!(
+            out[4],
+            Recorded::Rejected(BookError::BelowFloor { available: 0, .. })
+        ),
+        "{:?}",
+        out[4]
+    );
+    assert_eq!(balance(s, AccountKey::citizen_online(1)).await, (0, 0));
+    let metro = AccountKey::new(
+        AccountKind::MerchantPayable,
+        Owner::Merchant("metro".into()),
+        Unit::Cny,
+    )
+    .unwrap();
+    assert_eq!(balance(s, metro).await, (1_000, 0));
+    for (key, stored) in [
+        ("payment:f1", true),
+        ("payment:f2", false),
+        ("payment:f3", true),
+    ] {
+        assert_eq!(
+            s.money_by_key(key).await.unwrap().is_some(),
+            stored,
+            "{key}"
+        );
+        let transfer = s.ledger_transfer(key).await.unwrap();
+        assert_eq!(transfer.is_some(), stored, "{key}");
+    }
+    assert_eq!(s.audit_head().await.unwrap().unwrap().0, head0 + 2);
+    assert_eq!(crate::audit_verify(s).await.unwrap(), Ok(head0 as u64 + 2));
+    assert_eq!(s.ledger_check().await.unwrap().mismatch, None);
+}
+
 pub async fn money_payments_enter_the_window_of_their_posting(s: &dyn Store) {
     let ids = accounts(s).await;
     fund(s, &ids, 10_000).await;
