@@ -190,6 +190,9 @@ impl GroupSigner {
     }
 }
 
+/// A consumer's grants on a service, with when they were read.
+type CachedGrants = (Instant, Arc<Vec<exchange::Grant>>);
+
 /// Members, services and each consumer's grants on a service, as last read from storage, with
 /// when they were read. `generation` counts changes: a read that began before a change is not
 /// put in the cache after it.
@@ -198,7 +201,7 @@ pub(crate) struct CatalogCache {
     generation: u64,
     members: HashMap<String, (Instant, Option<MemberRow>)>,
     services: HashMap<String, (Instant, Option<Service>)>,
-    grants: HashMap<(String, String), (Instant, Arc<Vec<exchange::Grant>>)>,
+    grants: HashMap<(String, String), CachedGrants>,
 }
 
 /// The exchange's state in a process.
