@@ -6,13 +6,15 @@ use crate::bench::scratch;
 use crate::config::Config;
 use anyhow::Context;
 use crypto::{Key32, Sm2PublicKey, Sm2SigningKey};
-use exchange::{Envelope, MessageKind};
+use exchange::message::HEADER_BATCH;
+use exchange::{BatchCache, Envelope, MessageKind};
 use exchange_link::sim::{Kind, SimProvider, dev_key};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use platform::clock::{Clock, SystemClock};
+use platform::exchange::GroupSigner;
 use platform::{Caller, KeySource, StorageTarget};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,11 +87,13 @@ struct Run {
     p99_ms: f64,
 }
 
-/// A consumer calling either the provider directly or through the exchange: each call signed,
-/// each answer's signature checked.
+/// A consumer calling either the provider directly or through the exchange: each call signed
+/// (in groups: the calls of the connections that wait while one signature is computed share
+/// one batch signature), each answer's signature checked (a batch's root once).
 struct BenchClient {
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    key: Sm2SigningKey,
+    signer: GroupSigner,
+    batches: BatchCache,
     direct: bool,
     uri: String,
     /// Who signs the answer: the provider (direct) or the exchange.
@@ -120,7 +124,7 @@ impl BenchClient {
             )
         };
         let body = body.to_string().into_bytes();
-        let sig = Envelope {
+        let env = Envelope {
             kind,
             member: CONSUMER,
             time_s: now_s,
@@ -128,16 +132,22 @@ impl BenchClient {
             service: SERVICE,
             reply_to: "",
             body: &body,
-        }
-        .sign(&self.key);
-        let req = hyper::Request::builder()
+        };
+        let Ok(signed) = self.signer.sign(&env).await else {
+            return false;
+        };
+        let mut req = hyper::Request::builder()
             .method("POST")
             .uri(&self.uri)
             .header("content-type", "application/json")
             .header("x-exchange-member", CONSUMER)
             .header("x-exchange-time", now_s.to_string())
             .header("x-exchange-nonce", &nonce)
-            .header("x-exchange-signature", sig)
+            .header("x-exchange-signature", signed.signature);
+        if let Some(b) = signed.batch {
+            req = req.header(HEADER_BATCH, b);
+        }
+        let req = req
             .body(Full::new(Bytes::from(body)))
             .expect("a valid request");
         let Ok(resp) = self.client.request(req).await else {
@@ -160,6 +170,10 @@ impl BenchClient {
             h("x-exchange-reply-to"),
             h("x-exchange-signature"),
         );
+        let batch = resp
+            .headers()
+            .get(HEADER_BATCH)
+            .map(|v| v.to_str().unwrap_or("-").to_string());
         let Ok(bytes) = resp.into_body().collect().await.map(|b| b.to_bytes()) else {
             return false;
         };
@@ -178,7 +192,15 @@ impl BenchClient {
         };
         member == self.answer_member
             && reply_to == nonce
-            && env.verify(&self.answer_key, &sig, now_s).is_ok()
+            && env
+                .verify_batched(
+                    &self.answer_key,
+                    &sig,
+                    batch.as_deref(),
+                    now_s,
+                    &self.batches,
+                )
+                .is_ok()
     }
 }
 
@@ -346,7 +368,11 @@ async fn one(
             client: Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(a.connections)
                 .build_http(),
-            key: consumer.clone(),
+            signer: {
+                let k = consumer.clone();
+                GroupSigner::start(CONSUMER, move |m| k.sign(m))
+            },
+            batches: BatchCache::new(),
             direct,
             uri: if direct {
                 format!("{}{}", provider.url(), exchange_link::sim::QUERY_PATH)
@@ -385,8 +411,29 @@ async fn one(
         "{backend}: throughput, {} connections for {} s each …",
         a.connections, a.seconds
     );
-    let d_thr = throughput(direct, a.connections, a.seconds).await;
-    let t_thr = throughput(through, a.connections, a.seconds).await;
+    // Messages per SM2 signature of each signer during each throughput run.
+    let per_sig = |before: (u64, u64), after: (u64, u64)| {
+        let (sigs, msgs) = (after.0 - before.0, after.1 - before.1);
+        if sigs == 0 {
+            0.0
+        } else {
+            msgs as f64 / sigs as f64
+        }
+    };
+    let (c0, p0) = (direct.signer.counts(), sim.signing_counts());
+    let d_thr = throughput(direct.clone(), a.connections, a.seconds).await;
+    let (c1, p1, x1) = (
+        direct.signer.counts(),
+        sim.signing_counts(),
+        p.exchange_signing_counts(),
+    );
+    let t0 = through.signer.counts();
+    let t_thr = throughput(through.clone(), a.connections, a.seconds).await;
+    let (t2, p2, x2) = (
+        through.signer.counts(),
+        sim.signing_counts(),
+        p.exchange_signing_counts(),
+    );
     let _ = stop_tx.send(());
     let _ = server.await;
     drop(provider);
@@ -411,6 +458,14 @@ async fn one(
         t_thr.p50_ms,
         d_thr.errors,
         t_thr.errors
+    );
+    println!(
+        "  messages per SM2 signature: direct client {:.1}, provider {:.1} | through the exchange client {:.1}, exchange {:.1}, provider {:.1}",
+        per_sig(c0, c1),
+        per_sig(p0, p1),
+        per_sig(t0, t2),
+        per_sig(x1, x2),
+        per_sig(p1, p2),
     );
     Ok(())
 }

@@ -5,6 +5,9 @@
 //! request was signed by a member it trusts (normally only the exchange) within the clock
 //! window and with a fresh nonce; each answer is signed with the provider's member key
 //! (`exchange` crate's canonical form, kind `response`, bound to the request's nonce).
+//! Requests may come batch-signed (each batch's root verified once); answers are signed
+//! through a `platform::exchange::GroupSigner`, so those computed while the previous signature
+//! ran go out under one batch signature, each with its path.
 //!
 //! Switches make it misbehave the ways the exchange must catch: [`Mode::Forge`] signs with a
 //! key that is not the member's, [`Mode::Hang`] never answers, [`Mode::Huge`] answers more
@@ -22,10 +25,12 @@ use axum::routing::post;
 use crypto::{Key32, Sm2PublicKey, Sm2SigningKey};
 use exchange::catalog::{FieldSpec, MaskStyle, Sensitivity, Service};
 use exchange::message::{
-    HEADER_MEMBER, HEADER_NONCE, HEADER_REPLY_TO, HEADER_SIGNATURE, HEADER_TIME, ReplayCache,
+    HEADER_BATCH, HEADER_MEMBER, HEADER_NONCE, HEADER_REPLY_TO, HEADER_SIGNATURE, HEADER_TIME,
+    ReplayCache,
 };
-use exchange::{Envelope, MessageKind};
+use exchange::{BatchCache, Envelope, MessageKind};
 use platform::clock::Clock;
+use platform::exchange::GroupSigner;
 use serde_json::{Map, Value, json};
 use sm3::{Digest, Sm3};
 use std::net::SocketAddr;
@@ -301,6 +306,10 @@ struct Inner {
     register: Mutex<std::collections::HashMap<String, String>>,
     checkins: Mutex<std::collections::VecDeque<Checkin>>,
     key: Sm2SigningKey,
+    /// Signs the answers, in groups.
+    signer: GroupSigner,
+    /// Batch roots of requests verified.
+    batches: BatchCache,
     clock: Arc<dyn Clock>,
     trusted: Mutex<Vec<(String, Sm2PublicKey)>>,
     mode: Mutex<Mode>,
@@ -323,6 +332,11 @@ impl SimProvider {
                 kind,
                 register: Mutex::new(std::collections::HashMap::new()),
                 checkins: Mutex::new(std::collections::VecDeque::new()),
+                signer: {
+                    let k = key.clone();
+                    GroupSigner::start(kind.member(), move |m| k.sign(m))
+                },
+                batches: BatchCache::new(),
                 key,
                 clock,
                 trusted: Mutex::new(Vec::new()),
@@ -373,6 +387,11 @@ impl SimProvider {
 
     pub fn set_mode(&self, mode: Mode) {
         *self.inner.mode.lock().unwrap_or_else(|p| p.into_inner()) = mode;
+    }
+
+    /// The answers' SM2 signatures so far, and the answers they signed.
+    pub fn signing_counts(&self) -> (u64, u64) {
+        self.inner.signer.counts()
     }
 
     /// Queries answered and refused so far.
@@ -493,6 +512,9 @@ async fn query(State(p): State<SimProvider>, headers: HeaderMap, body: Bytes) ->
             .to_string()
     };
     let (member, nonce, sig) = (h(HEADER_MEMBER), h(HEADER_NONCE), h(HEADER_SIGNATURE));
+    let batch = headers
+        .get(HEADER_BATCH)
+        .map(|v| v.to_str().unwrap_or("-").to_string());
     let Ok(time_s) = h(HEADER_TIME).parse::<i64>() else {
         return refuse(&p, StatusCode::UNAUTHORIZED, "x-exchange-time missing");
     };
@@ -522,7 +544,7 @@ async fn query(State(p): State<SimProvider>, headers: HeaderMap, body: Bytes) ->
         body: &body,
     };
     let now_s = p.inner.clock.now_ms().div_euclid(1000);
-    if let Err(e) = env.verify(&key, &sig, now_s) {
+    if let Err(e) = env.verify_batched(&key, &sig, batch.as_deref(), now_s, &p.inner.batches) {
         return refuse(&p, StatusCode::UNAUTHORIZED, &e.to_string());
     }
     if let Err(e) = p
@@ -574,16 +596,19 @@ async fn query(State(p): State<SimProvider>, headers: HeaderMap, body: Bytes) ->
         reply_to,
         body: &out,
     };
-    let signature = if mode == Mode::Forge {
+    let (signature, batch) = if mode == Mode::Forge {
         let mut k = [0x5a; 32];
         k[0] = 0x01;
         let forger = Sm2SigningKey::from_secret(&Key32::from_bytes(k)).expect("a valid scalar");
-        renv.sign(&forger)
+        (renv.sign(&forger), None)
     } else {
-        renv.sign(&p.inner.key)
+        match p.inner.signer.sign(&renv).await {
+            Ok(s) => (s.signature, s.batch),
+            Err(_) => return refuse(&p, StatusCode::INTERNAL_SERVER_ERROR, "signer stopped"),
+        }
     };
     p.inner.answered.fetch_add(1, Ordering::Relaxed);
-    (
+    let mut r = (
         StatusCode::OK,
         [
             ("content-type", "application/json".to_string()),
@@ -595,12 +620,195 @@ async fn query(State(p): State<SimProvider>, headers: HeaderMap, body: Bytes) ->
         ],
         out,
     )
-        .into_response()
+        .into_response();
+    if let Some(b) = batch.and_then(|b| axum::http::HeaderValue::from_str(&b).ok()) {
+        r.headers_mut().insert(HEADER_BATCH, b);
+    }
+    r
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::HttpProviderTransport;
+    use exchange::message::{BatchProof, sign_group};
+    use platform::clock::ManualClock;
+    use platform::exchange::{ProviderReply, ProviderTransport};
+
+    const NOW_S: i64 = 1_795_665_600;
+
+    fn exchange_key() -> Sm2SigningKey {
+        Sm2SigningKey::from_secret(&Key32::from_bytes([0x51; 32])).unwrap()
+    }
+
+    /// Forwards `n` queries signed as one batch by the exchange's key.
+    fn batch(n: usize, first: u64) -> (Vec<Vec<u8>>, Vec<String>, Vec<exchange::Signed>) {
+        let bodies: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                json!({"service": "police.traffic-violations", "consumer": "card-company",
+                    "id_number": format!("41010519900101{:04}", i), "fields": [],
+                    "purpose": "test"})
+                .to_string()
+                .into_bytes()
+            })
+            .collect();
+        let nonces: Vec<String> = (0..n)
+            .map(|i| format!("{:032x}", first + i as u64))
+            .collect();
+        let inputs: Vec<Vec<u8>> = bodies
+            .iter()
+            .zip(&nonces)
+            .map(|(b, n)| {
+                Envelope {
+                    kind: MessageKind::Forward,
+                    member: "exchange",
+                    time_s: NOW_S,
+                    nonce: n,
+                    service: "police.traffic-violations",
+                    reply_to: "",
+                    body: b,
+                }
+                .signing_input()
+            })
+            .collect();
+        let signed = sign_group(&inputs, |m| exchange_key().sign(m));
+        (bodies, nonces, signed)
+    }
+
+    async fn post(
+        url: &str,
+        nonce: &str,
+        signature: &str,
+        batch: Option<&str>,
+        body: &[u8],
+    ) -> ProviderReply {
+        let mut headers = vec![
+            (HEADER_MEMBER, "exchange".to_string()),
+            (HEADER_TIME, NOW_S.to_string()),
+            (HEADER_NONCE, nonce.to_string()),
+            (HEADER_SIGNATURE, signature.to_string()),
+        ];
+        if let Some(b) = batch {
+            headers.push((HEADER_BATCH, b.to_string()));
+        }
+        HttpProviderTransport::new()
+            .post(url, headers, body.to_vec(), 5_000, 64 * 1024)
+            .await
+            .unwrap()
+    }
+
+    /// The provider's answer verifies with its key, as a reply to `nonce`.
+    fn check_answer(r: &ProviderReply, nonce: &str, cache: &BatchCache) {
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let h = |n: &str| r.header(n).unwrap_or("");
+        assert_eq!(h(HEADER_REPLY_TO), nonce);
+        Envelope {
+            kind: MessageKind::Response,
+            member: h(HEADER_MEMBER),
+            time_s: h(HEADER_TIME).parse().unwrap(),
+            nonce: h(HEADER_NONCE),
+            service: "police.traffic-violations",
+            reply_to: h(HEADER_REPLY_TO),
+            body: &r.body,
+        }
+        .verify_batched(
+            &dev_key(Kind::Police).public_key(),
+            h(HEADER_SIGNATURE),
+            r.header(HEADER_BATCH),
+            NOW_S,
+            cache,
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn batch_signed_forwards_are_answered_and_forged_or_replayed_ones_refused() {
+        let clock = Arc::new(ManualClock::new(NOW_S * 1000));
+        let sim = SimProvider::new(Kind::Police, dev_key(Kind::Police), clock);
+        sim.trust("exchange", exchange_key().public_key());
+        let server = sim.spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let url = format!("{}{QUERY_PATH}", server.url());
+        let (bodies, nonces, signed) = batch(4, 1);
+        let cache = BatchCache::new();
+        // Two of the batch at once: answered, each answer signed by the police (alone or in a
+        // batch of answers) and verifying.
+        let (a, b) = tokio::join!(
+            post(
+                &url,
+                &nonces[0],
+                &signed[0].signature,
+                signed[0].batch.as_deref(),
+                &bodies[0]
+            ),
+            post(
+                &url,
+                &nonces[1],
+                &signed[1].signature,
+                signed[1].batch.as_deref(),
+                &bodies[1]
+            )
+        );
+        check_answer(&a, &nonces[0], &cache);
+        check_answer(&b, &nonces[1], &cache);
+        // A replayed batch-signed forward.
+        let r = post(
+            &url,
+            &nonces[0],
+            &signed[0].signature,
+            signed[0].batch.as_deref(),
+            &bodies[0],
+        )
+        .await;
+        assert_eq!(r.status, 401);
+        // A forged path, another message's path, a malformed one, another body.
+        let mut p = BatchProof::parse(signed[2].batch.as_deref().unwrap()).unwrap();
+        p.steps[0].sibling[1] ^= 4;
+        for (batch, body) in [
+            (p.to_header(), &bodies[2]),
+            (signed[3].batch.clone().unwrap(), &bodies[2]),
+            ("r12".to_string(), &bodies[2]),
+            (signed[2].batch.clone().unwrap(), &bodies[3]),
+        ] {
+            let r = post(&url, &nonces[2], &signed[2].signature, Some(&batch), body).await;
+            assert_eq!(r.status, 401, "{batch}");
+        }
+        // The genuine one is still answered; so is a forward signed alone.
+        let r = post(
+            &url,
+            &nonces[2],
+            &signed[2].signature,
+            signed[2].batch.as_deref(),
+            &bodies[2],
+        )
+        .await;
+        check_answer(&r, &nonces[2], &cache);
+        let (bodies, nonces, signed) = batch(1, 100);
+        assert_eq!(signed[0].batch, None);
+        let r = post(&url, &nonces[0], &signed[0].signature, None, &bodies[0]).await;
+        check_answer(&r, &nonces[0], &cache);
+        assert_eq!(sim.counts(), (4, 5));
+        // Many at once: every answer verifies, whatever batches the provider made.
+        let (bodies, nonces, signed) = batch(16, 200);
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..16 {
+            let (url, n, s, b) = (
+                url.clone(),
+                nonces[i].clone(),
+                signed[i].clone(),
+                bodies[i].clone(),
+            );
+            tasks.spawn(async move {
+                (
+                    n.clone(),
+                    post(&url, &n, &s.signature, s.batch.as_deref(), &b).await,
+                )
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            let (n, r) = r.unwrap();
+            check_answer(&r, &n, &cache);
+        }
+    }
 
     #[test]
     fn synthetic_answers_are_stable_and_fit_their_catalog_entry() {

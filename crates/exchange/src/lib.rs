@@ -8,8 +8,10 @@
 //! - [`minimise`]: what of a provider's answer the consumer sees: only the granted fields,
 //!   personal ones masked (`410***********1234`) unless the grant allows the full value.
 //! - [`message`]: the canonical form every party signs (SM2 with SM3), bound to member, time,
-//!   nonce, service and the body's SM3; the digests written to the audit log; the signed head
-//!   record of the log's batch time-stamping.
+//!   nonce, service and the body's SM3; batch signatures (one SM2 signature over an SM3 hash
+//!   tree of several messages' digests, each message with its path) and the cache of verified
+//!   batch roots; the digests written to the audit log; the signed head record of the log's
+//!   batch time-stamping.
 
 pub mod catalog;
 pub mod decision;
@@ -18,7 +20,9 @@ pub mod minimise;
 
 pub use catalog::{Consent, FieldSpec, Grant, MaskStyle, Sensitivity, Service};
 pub use decision::{Allowed, CallAsk, Refusal, check};
-pub use message::{Envelope, MessageError, MessageKind, ReplayCache};
+pub use message::{
+    BatchCache, BatchProof, Envelope, MessageError, MessageKind, ReplayCache, Signed,
+};
 pub use minimise::minimise;
 
 use thiserror::Error;

@@ -12,18 +12,31 @@
 //! messages in the hash-chained audit log and an access row the citizen's data tracker lists.
 //! The audit log's head is stamped with the exchange's key once a minute
 //! ([`Platform::exchange_stamp_head`]), so a rewritten chain no longer matches its stamps.
+//!
+//! The exchange signs what it forwards and delivers through a [`GroupSigner`]: whatever waits
+//! while the previous signature is computed is signed together, with one SM2 signature over
+//! an SM3 hash tree (`exchange::message`'s batch signatures), a lone message alone. It accepts
+//! batch-signed requests and responses, verifying each batch's root once ([`BatchCache`]), and
+//! records the consumer's and the provider's signatures with their paths on the access row.
+//! Members, services and grants are kept in memory ([`CatalogCache`]), dropped on every change
+//! made through the platform and at most [`CATALOG_CACHE_TTL_MS`] old.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Caller, Platform, PlatformError, Result};
 use exchange::message::{
-    HEADER_MEMBER, HEADER_NONCE, HEADER_REPLY_TO, HEADER_SIGNATURE, HEADER_TIME, HeadStamp,
+    BATCH_SIGN_MAX, HEADER_BATCH, HEADER_MEMBER, HEADER_NONCE, HEADER_REPLY_TO, HEADER_SIGNATURE,
+    HEADER_TIME, HeadStamp,
 };
-use exchange::{Envelope, FieldSpec, MessageError, MessageKind, ReplayCache, Service};
+use exchange::{
+    BatchCache, Envelope, FieldSpec, MessageError, MessageKind, ReplayCache, Service, Signed,
+};
 use store::{
     AccessRow, ConsentRow, GrantRow, HeadStampRow, MemberRow, NonceClaim, Role, ServiceRow,
     StoreError,
@@ -102,9 +115,103 @@ pub const WRITE_QUEUE_MAX: usize = 4_096;
 /// Writes in one transaction of the group commit.
 pub const WRITE_BATCH_MAX: usize = 512;
 
+/// Messages that may wait for a [`GroupSigner`]; beyond this senders wait for room.
+pub const SIGN_QUEUE_MAX: usize = 4_096;
+/// How long a cached member, service or grant list is used without being read again: the
+/// bound on how late this process sees a change made by another process on the same database
+/// (changes made through this process drop the cache at once).
+pub const CATALOG_CACHE_TTL_MS: u64 = 2_000;
+/// Entries of each of the catalog cache's maps at most (the map is emptied when full).
+pub const CATALOG_CACHE_MAX: usize = 4_096;
+
+/// Group signing (batch signatures, as X-Road signs): messages are queued to one signing
+/// thread, which signs everything that queued while it signed the previous group together —
+/// one SM2 signature over the SM3 hash tree of their digests, each message with its path
+/// (`exchange::message::sign_group`). A message that finds the signer idle is signed alone at
+/// once, so a lone call waits for nothing. The thread ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct GroupSigner {
+    tx: mpsc::Sender<(Vec<u8>, oneshot::Sender<Signed>)>,
+    /// SM2 signatures made, and messages signed by them.
+    counts: Arc<(AtomicU64, AtomicU64)>,
+}
+
+impl GroupSigner {
+    /// Starts the signing thread with `sign` (raw SM2 over a message, `r || s`).
+    pub fn start(name: &str, sign: impl Fn(&[u8]) -> [u8; 64] + Send + 'static) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(Vec<u8>, oneshot::Sender<Signed>)>(SIGN_QUEUE_MAX);
+        let counts = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let c = counts.clone();
+        std::thread::Builder::new()
+            .name(format!("sign-{name}"))
+            .spawn(move || {
+                let mut inputs = Vec::with_capacity(BATCH_SIGN_MAX);
+                let mut replies = Vec::with_capacity(BATCH_SIGN_MAX);
+                while let Some((input, reply)) = rx.blocking_recv() {
+                    inputs.push(input);
+                    replies.push(reply);
+                    while inputs.len() < BATCH_SIGN_MAX {
+                        let Ok((input, reply)) = rx.try_recv() else {
+                            break;
+                        };
+                        inputs.push(input);
+                        replies.push(reply);
+                    }
+                    let signed = exchange::message::sign_group(&inputs, &sign);
+                    c.0.fetch_add(1, Ordering::Relaxed);
+                    c.1.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+                    for (reply, s) in replies.drain(..).zip(signed) {
+                        let _ = reply.send(s);
+                    }
+                    inputs.clear();
+                }
+            })
+            .expect("starting a signing thread");
+        GroupSigner { tx, counts }
+    }
+
+    /// SM2 signatures made so far, and the messages they signed.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.0.load(Ordering::Relaxed),
+            self.counts.1.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Signs one message, alone or with those queued beside it.
+    pub async fn sign(&self, env: &Envelope<'_>) -> Result<Signed> {
+        let (reply, wait) = oneshot::channel();
+        let stopped = || PlatformError::Unexpected("the group signer stopped".into());
+        self.tx
+            .send((env.signing_input(), reply))
+            .await
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())
+    }
+}
+
+/// A consumer's grants on a service, with when they were read.
+type CachedGrants = (Instant, Arc<Vec<exchange::Grant>>);
+
+/// Members, services and each consumer's grants on a service, as last read from storage, with
+/// when they were read. `generation` counts changes: a read that began before a change is not
+/// put in the cache after it.
+#[derive(Default)]
+pub(crate) struct CatalogCache {
+    generation: u64,
+    members: HashMap<String, (Instant, Option<MemberRow>)>,
+    services: HashMap<String, (Instant, Option<Service>)>,
+    grants: HashMap<(String, String), CachedGrants>,
+}
+
 /// The exchange's state in a process.
 pub struct ExchangeState {
-    pub(crate) signer: keys::Signer,
+    pub(crate) signer: Arc<keys::Signer>,
+    /// Signs what the exchange forwards and delivers, in groups.
+    group: GroupSigner,
+    /// Batch roots verified, of consumers' requests and providers' responses.
+    batches: BatchCache,
+    catalog: Mutex<CatalogCache>,
     pub(crate) replay: Mutex<ReplayCache>,
     pub(crate) transport: RwLock<Option<Arc<dyn ProviderTransport>>>,
     pub(crate) timeout_ms: AtomicU64,
@@ -120,8 +227,13 @@ impl ExchangeState {
         store: Arc<dyn store::Store>,
         clock: Arc<dyn crate::clock::Clock>,
     ) -> Self {
+        let signer = Arc::new(signer);
+        let s = signer.clone();
         ExchangeState {
+            group: GroupSigner::start("exchange", move |m| s.sign(m)),
             signer,
+            batches: BatchCache::new(),
+            catalog: Mutex::new(CatalogCache::default()),
             replay: Mutex::new(ReplayCache::new()),
             transport: RwLock::new(None),
             timeout_ms: AtomicU64::new(PROVIDER_TIMEOUT_MS_DEFAULT),
@@ -145,6 +257,50 @@ impl ExchangeState {
         }
         keys.insert(sec1.to_vec(), key.clone());
         Ok(key)
+    }
+
+    fn catalog(&self) -> std::sync::MutexGuard<'_, CatalogCache> {
+        self.catalog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops every cached member, service and grant list: called after each change through
+    /// the platform, once it is stored, so the next call reads it.
+    fn catalog_changed(&self) {
+        let mut c = self.catalog();
+        c.generation += 1;
+        c.members.clear();
+        c.services.clear();
+        c.grants.clear();
+    }
+
+    /// The value cached under `key` in the map `pick` chooses, if read less than
+    /// [`CATALOG_CACHE_TTL_MS`] ago; otherwise `load`ed and cached, unless the catalog changed
+    /// while it was being read.
+    async fn cached<K: Hash + Eq, V: Clone>(
+        &self,
+        pick: fn(&mut CatalogCache) -> &mut HashMap<K, (Instant, V)>,
+        key: K,
+        load: impl Future<Output = Result<V>>,
+    ) -> Result<V> {
+        let generation = {
+            let mut c = self.catalog();
+            if let Some((at, v)) = pick(&mut c).get(&key)
+                && at.elapsed() < Duration::from_millis(CATALOG_CACHE_TTL_MS)
+            {
+                return Ok(v.clone());
+            }
+            c.generation
+        };
+        let v = load.await?;
+        let mut c = self.catalog();
+        if c.generation == generation {
+            let map = pick(&mut c);
+            if map.len() >= CATALOG_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(key, (Instant::now(), v.clone()));
+        }
+        Ok(v)
     }
 }
 
@@ -258,6 +414,8 @@ pub struct SignedCall<'a> {
     pub time_s: i64,
     pub nonce: &'a str,
     pub signature: &'a str,
+    /// The `x-exchange-batch` header of a batch-signed call; `None` when signed alone.
+    pub batch: Option<&'a str>,
     pub body: &'a [u8],
     pub origin: &'a str,
 }
@@ -294,6 +452,8 @@ pub struct Delivered {
     pub nonce: String,
     pub reply_to: String,
     pub signature: String,
+    /// The `x-exchange-batch` header when the delivery was signed in a batch.
+    pub batch: Option<String>,
 }
 
 /// The audit chain and its stamps, checked.
@@ -387,6 +547,10 @@ pub(crate) struct CallLog {
     pub(crate) forward_digest: Option<String>,
     pub(crate) response_digest: Option<String>,
     pub(crate) delivery_digest: Option<String>,
+    pub(crate) request_signature: Option<String>,
+    pub(crate) request_batch: Option<String>,
+    pub(crate) response_signature: Option<String>,
+    pub(crate) response_batch: Option<String>,
 }
 
 pub(crate) fn message_code(e: &MessageError) -> &'static str {
@@ -397,6 +561,7 @@ pub(crate) fn message_code(e: &MessageError) -> &'static str {
         MessageError::Replay => "replay",
         MessageError::Signature => "signature",
         MessageError::ReplyTo => "reply_to",
+        MessageError::Batch(_) => "batch",
     }
 }
 
@@ -416,6 +581,12 @@ impl Platform {
     /// Empties the in-memory replay cache, as a restart does (storage still knows the nonces).
     pub fn exchange_forget_replay_cache(&self) {
         *self.exchange.replay.lock().expect("replay cache lock") = ReplayCache::new();
+    }
+
+    /// The exchange's group signer's counts: SM2 signatures made and the messages (forwards and
+    /// deliveries) they signed.
+    pub fn exchange_signing_counts(&self) -> (u64, u64) {
+        self.exchange.group.counts()
     }
 
     /// The exchange's SM2 public key (SEC1 compressed): providers verify forwarded requests and
@@ -459,6 +630,7 @@ impl Platform {
                 m.created_ms,
             )
             .await?;
+        self.exchange.catalog_changed();
         Ok(m)
     }
 
@@ -532,6 +704,7 @@ impl Platform {
                 now,
             )
             .await?;
+        self.exchange.catalog_changed();
         Ok(s.clone())
     }
 
@@ -620,12 +793,14 @@ impl Platform {
                 now,
             )
             .await?;
+        self.exchange.catalog_changed();
         Ok(g)
     }
 
     pub async fn exchange_grant_withdraw(&self, caller: &Caller, id: i64) -> Result<GrantRow> {
         admin_only(caller, "withdraw grants")?;
-        self.store
+        let g = self
+            .store
             .grant_withdraw(
                 id,
                 caller.draft("exchange.grant.withdraw", format!("grant:{id}"), ""),
@@ -635,7 +810,55 @@ impl Platform {
             .map_err(|e| match e {
                 StoreError::Conflict(m) => PlatformError::Conflict(m),
                 e => e.into(),
+            })?;
+        // Withdrawn means refused from the very next call on.
+        self.exchange.catalog_changed();
+        Ok(g)
+    }
+
+    /// A member as stored, through the catalog cache.
+    pub(crate) async fn exchange_member_cached(&self, code: &str) -> Result<Option<MemberRow>> {
+        self.exchange
+            .cached(|c| &mut c.members, code.to_string(), async {
+                Ok(self.store.member(code).await?)
             })
+            .await
+    }
+
+    /// A service of the catalog, through the catalog cache.
+    pub(crate) async fn exchange_service_cached(&self, code: &str) -> Result<Option<Service>> {
+        self.exchange
+            .cached(|c| &mut c.services, code.to_string(), async {
+                self.store
+                    .service(code)
+                    .await?
+                    .as_ref()
+                    .map(service_of_row)
+                    .transpose()
+            })
+            .await
+    }
+
+    /// A consumer's grants on a service, withdrawn and expired ones included (the decision
+    /// checks them against the clock at each call), through the catalog cache.
+    pub(crate) async fn exchange_grants_cached(
+        &self,
+        consumer: &str,
+        service: &str,
+    ) -> Result<Arc<Vec<exchange::Grant>>> {
+        let key = (consumer.to_string(), service.to_string());
+        self.exchange
+            .cached(|c| &mut c.grants, key, async {
+                Ok(Arc::new(
+                    self.store
+                        .grants_of(Some(consumer), Some(service))
+                        .await?
+                        .iter()
+                        .map(grant_of_row)
+                        .collect(),
+                ))
+            })
+            .await
     }
 
     pub async fn exchange_grants(&self, consumer: Option<&str>) -> Result<Vec<GrantRow>> {
@@ -844,6 +1067,10 @@ impl Platform {
                     reason: reason.map(str::to_string),
                     request_digest: log.request_digest.clone(),
                     response_digest: log.response_digest.clone(),
+                    request_signature: log.request_signature.clone(),
+                    request_batch: log.request_batch.clone(),
+                    response_signature: log.response_signature.clone(),
+                    response_batch: log.response_batch.clone(),
                     audit_seq: None,
                 },
             )
@@ -943,19 +1170,33 @@ impl Platform {
         };
         log.request_digest = Some(hex::encode_upper(env.digest()));
 
-        // The consumer: a member, its signature, its clock, its nonce.
-        let (member, now_s) = self.exchange_admit(call, &env, &log).await?;
+        // The consumer: a member, its signature, its clock, its nonce in memory; then, at the
+        // same time, its nonce in storage and the subject's record, both read before anything
+        // leaves the platform.
+        let (member, now_s) = self.exchange_verify_consumer(call, &env, &mut log).await?;
+        let (claimed, subject) = tokio::join!(
+            self.exchange
+                .writer
+                .claim(call.member, call.nonce, call.time_s * 1000),
+            self.resident_id_of(&body.id_number)
+        );
+        if !claimed? {
+            let e = MessageError::Replay;
+            return Err(self
+                .refuse(&log, message_code(&e), e.to_string(), origin)
+                .await);
+        }
 
         // The service, the subject, the grant and the consent.
-        let service = match self.store.service(&body.service).await? {
-            Some(s) => service_of_row(&s)?,
+        let service = match self.exchange_service_cached(&body.service).await? {
+            Some(s) => s,
             None => {
                 let msg = format!("no service {}", log.service);
                 return Err(self.refuse(&log, "unknown_service", msg, origin).await);
             }
         };
         log.provider = service.provider.clone();
-        let resident_id = match self.resident_id_of(&body.id_number).await {
+        let resident_id = match subject {
             Ok(id) => Some(id),
             Err(PlatformError::NotFound(_)) => None,
             Err(PlatformError::Invalid { message, .. }) => {
@@ -964,13 +1205,9 @@ impl Platform {
             Err(e) => return Err(e),
         };
         log.resident_id = resident_id;
-        let grants: Vec<exchange::Grant> = self
-            .store
-            .grants_of(Some(&member.code), Some(&service.code))
-            .await?
-            .iter()
-            .map(grant_of_row)
-            .collect();
+        let grants = self
+            .exchange_grants_cached(&member.code, &service.code)
+            .await?;
         let consents: Vec<exchange::Consent> = match (service.consent_required, resident_id) {
             (true, Some(r)) => self
                 .store
@@ -1022,10 +1259,35 @@ impl Platform {
         &self,
         call: &SignedCall<'_>,
         env: &Envelope<'_>,
-        log: &CallLog,
+        log: &mut CallLog,
+    ) -> Result<(MemberRow, i64)> {
+        let admitted = self.exchange_verify_consumer(call, env, log).await?;
+        if !self
+            .exchange
+            .writer
+            .claim(call.member, call.nonce, call.time_s * 1000)
+            .await?
+        {
+            let e = MessageError::Replay;
+            return Err(self
+                .refuse(log, message_code(&e), e.to_string(), call.origin)
+                .await);
+        }
+        Ok(admitted)
+    }
+
+    /// [`exchange_admit`](Self::exchange_admit) but for the nonce's claim in storage, which
+    /// the caller makes next: an active member, its signature (alone or batch-signed, the
+    /// batch's root verified once), its clock, its nonce unseen in memory. The signature and
+    /// batch path go on the call's log once they verify.
+    pub(crate) async fn exchange_verify_consumer(
+        &self,
+        call: &SignedCall<'_>,
+        env: &Envelope<'_>,
+        log: &mut CallLog,
     ) -> Result<(MemberRow, i64)> {
         let origin = call.origin;
-        let member = match self.store.member(&log.consumer).await? {
+        let member = match self.exchange_member_cached(&log.consumer).await? {
             Some(m) if m.status == "active" => m,
             _ => {
                 let msg = format!("{} is not an active exchange member", log.consumer);
@@ -1034,29 +1296,25 @@ impl Platform {
         };
         let key = self.exchange.member_key(&member.public_key)?;
         let now_s = self.clock.now_ms().div_euclid(1000);
-        if let Err(e) = env.verify(&key, call.signature, now_s) {
+        if let Err(e) = env.verify_batched(
+            &key,
+            call.signature,
+            call.batch,
+            now_s,
+            &self.exchange.batches,
+        ) {
             return Err(self
                 .refuse(log, message_code(&e), e.to_string(), origin)
                 .await);
         }
+        log.request_signature = Some(call.signature.to_ascii_uppercase());
+        log.request_batch = call.batch.map(str::to_string);
         let fresh = self
             .exchange
             .replay
             .lock()
             .expect("replay cache lock")
             .check_and_insert(call.member, call.nonce, call.time_s, now_s);
-        let fresh = match fresh {
-            Ok(()) => match self
-                .exchange
-                .writer
-                .claim(call.member, call.nonce, call.time_s * 1000)
-                .await?
-            {
-                true => Ok(()),
-                false => Err(MessageError::Replay),
-            },
-            Err(e) => Err(e),
-        };
         if let Err(e) = fresh {
             return Err(self
                 .refuse(log, message_code(&e), e.to_string(), origin)
@@ -1087,7 +1345,7 @@ impl Platform {
             body: &forward,
         };
         log.forward_digest = Some(hex::encode_upper(fwd.digest()));
-        let fwd_sig = fwd.sign_with(|m| self.exchange.signer.sign(m));
+        let fwd_signed = self.exchange.group.sign(&fwd).await?;
         let transport = self
             .exchange
             .transport
@@ -1098,12 +1356,15 @@ impl Platform {
             let msg = "no provider transport is attached to this process".to_string();
             return Err(self.fail(log, "provider_unreachable", msg, origin).await);
         };
-        let headers = vec![
+        let mut headers = vec![
             (HEADER_MEMBER, PLATFORM_MEMBER.to_string()),
             (HEADER_TIME, now_s.to_string()),
             (HEADER_NONCE, fwd_nonce.clone()),
-            (HEADER_SIGNATURE, fwd_sig),
+            (HEADER_SIGNATURE, fwd_signed.signature),
         ];
+        if let Some(batch) = fwd_signed.batch {
+            headers.push((HEADER_BATCH, batch));
+        }
         let timeout_ms = self.exchange.timeout_ms.load(Ordering::Relaxed);
         let reply = match transport
             .post(
@@ -1124,10 +1385,10 @@ impl Platform {
         }
 
         // The provider's answer: signed by the provider, for this forward.
-        let provider =
-            self.store.member(&service.provider).await?.ok_or_else(|| {
-                PlatformError::Unexpected("a service without its provider".into())
-            })?;
+        let provider = self
+            .exchange_member_cached(&service.provider)
+            .await?
+            .ok_or_else(|| PlatformError::Unexpected("a service without its provider".into()))?;
         let pkey = self.exchange.member_key(&provider.public_key)?;
         let h = |n: &str| reply.header(n).unwrap_or("");
         let r_time: i64 = h(HEADER_TIME).parse().unwrap_or(i64::MIN / 2);
@@ -1146,12 +1407,20 @@ impl Platform {
         } else if !renv.reply_to.eq_ignore_ascii_case(&fwd_nonce) {
             Err(MessageError::ReplyTo)
         } else {
-            renv.verify(&pkey, h(HEADER_SIGNATURE), now_s)
+            renv.verify_batched(
+                &pkey,
+                h(HEADER_SIGNATURE),
+                reply.header(HEADER_BATCH),
+                now_s,
+                &self.exchange.batches,
+            )
         };
         if let Err(e) = checked {
             let msg = format!("the provider's answer was refused: {e}");
             return Err(self.fail(log, "provider_signature", msg, origin).await);
         }
+        log.response_signature = Some(h(HEADER_SIGNATURE).to_ascii_uppercase());
+        log.response_batch = reply.header(HEADER_BATCH).map(str::to_string);
         match serde_json::from_slice(&reply.body) {
             Ok(a) => Ok(a),
             Err(e) => {
@@ -1202,15 +1471,20 @@ impl Platform {
             body: &delivery,
         };
         log.delivery_digest = Some(hex::encode_upper(denv.digest()));
-        let signature = denv.sign_with(|m| self.exchange.signer.sign(m));
-        self.exchange_log(log, "delivered", None, call.origin)
-            .await?;
+        // Signed while the log is written: both are awaited before anything is delivered.
+        let (signed, logged) = tokio::join!(
+            self.exchange.group.sign(&denv),
+            self.exchange_log(log, "delivered", None, call.origin)
+        );
+        logged?;
+        let signed = signed?;
         Ok(Delivered {
             body: delivery,
             time_s: now_s,
             nonce: d_nonce,
             reply_to: call.nonce.to_ascii_lowercase(),
-            signature,
+            signature: signed.signature,
+            batch: signed.batch,
         })
     }
 

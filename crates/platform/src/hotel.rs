@@ -95,7 +95,7 @@ impl Platform {
         log.request_digest = Some(hex::encode_upper(env.digest()));
 
         // The hotel: a member, its signature, its clock, its nonce.
-        let (member, now_s) = self.exchange_admit(call, &env, &log).await?;
+        let (member, now_s) = self.exchange_admit(call, &env, &mut log).await?;
         if body.service != IDENTITY_SERVICE {
             let msg = format!("a check-in goes to {IDENTITY_SERVICE}");
             return Err(self.refuse(&log, "unknown_service", msg, origin).await);

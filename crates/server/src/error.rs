@@ -73,7 +73,7 @@ impl ApiError {
                 ),
                 P::ExchangeRefused { code, .. } => (
                     match code.as_str() {
-                        "signature" | "replay" | "clock" | "nonce" | "member"
+                        "signature" | "batch" | "replay" | "clock" | "nonce" | "member"
                         | "unknown_member" | "unsigned" => StatusCode::UNAUTHORIZED,
                         _ => StatusCode::FORBIDDEN,
                     },

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use exchange::message::{
-    HEADER_MEMBER, HEADER_NONCE, HEADER_REPLY_TO, HEADER_SIGNATURE, HEADER_TIME,
+    HEADER_BATCH, HEADER_MEMBER, HEADER_NONCE, HEADER_REPLY_TO, HEADER_SIGNATURE, HEADER_TIME,
 };
 use platform::exchange::{CALL_BODY_MAX, PLATFORM_MEMBER, SignedCall};
 use platform::{Caller, PlatformError};
@@ -500,6 +500,31 @@ pub async fn consent_revoke(
     ))
 }
 
+/// A delivery signed by the exchange: the body with its `x-exchange-*` headers, the batch path
+/// among them when it was signed in a batch.
+pub(crate) fn signed_answer(d: platform::exchange::Delivered) -> Response {
+    let mut r = (
+        StatusCode::OK,
+        [
+            ("content-type", "application/json".to_string()),
+            (HEADER_MEMBER, PLATFORM_MEMBER.to_string()),
+            (HEADER_TIME, d.time_s.to_string()),
+            (HEADER_NONCE, d.nonce),
+            (HEADER_REPLY_TO, d.reply_to),
+            (HEADER_SIGNATURE, d.signature),
+        ],
+        d.body,
+    )
+        .into_response();
+    if let Some(b) = d
+        .batch
+        .and_then(|b| axum::http::HeaderValue::from_str(&b).ok())
+    {
+        r.headers_mut().insert(HEADER_BATCH, b);
+    }
+    r
+}
+
 fn header(h: &HeaderMap, name: &str) -> String {
     h.get(name)
         .and_then(|v| v.to_str().ok())
@@ -512,7 +537,8 @@ fn header(h: &HeaderMap, name: &str) -> String {
         ("x-exchange-member" = String, Header, description = "The consumer's member code"),
         ("x-exchange-time" = i64, Header, description = "Unix seconds"),
         ("x-exchange-nonce" = String, Header, description = "16 to 64 hex digits, never reused"),
-        ("x-exchange-signature" = String, Header, description = "SM2 signature (hex) over the canonical form (exchange crate), body included")),
+        ("x-exchange-batch" = Option<String>, Header, description = "A batch-signed message's path in its batch's SM3 hash tree (exchange crate); absent when signed alone"),
+        ("x-exchange-signature" = String, Header, description = "SM2 signature (hex) over the canonical form, or over the batch's root (exchange crate), body included")),
     request_body(content = Object, description = "`service`, `id_number`, `fields` (empty: all granted), `purpose`"),
     responses((status = 200, description = "The provider's answer, minimised and masked, signed by the exchange (x-exchange-* headers, kind delivery)"),
         (status = 401, body = Problem, description = "Unsigned, forged, replayed or out of the clock window"),
@@ -532,6 +558,9 @@ pub async fn call(
         header(&headers, HEADER_SIGNATURE),
     );
     let time_s = header(&headers, HEADER_TIME).parse::<i64>().ok();
+    let batch = headers
+        .get(HEADER_BATCH)
+        .map(|v| v.to_str().unwrap_or("-").to_string());
     let (Some(time_s), false, false, false) =
         (time_s, member.is_empty(), nonce.is_empty(), sig.is_empty())
     else {
@@ -548,23 +577,12 @@ pub async fn call(
             time_s,
             nonce: &nonce,
             signature: &sig,
+            batch: batch.as_deref(),
             body: &body,
             origin: &origin,
         })
         .await?;
-    Ok((
-        StatusCode::OK,
-        [
-            ("content-type", "application/json".to_string()),
-            (HEADER_MEMBER, PLATFORM_MEMBER.to_string()),
-            (HEADER_TIME, d.time_s.to_string()),
-            (HEADER_NONCE, d.nonce),
-            (HEADER_REPLY_TO, d.reply_to),
-            (HEADER_SIGNATURE, d.signature),
-        ],
-        d.body,
-    )
-        .into_response())
+    Ok(signed_answer(d))
 }
 
 #[utoipa::path(post, path = "/api/v1/residents/data-access", tag = "exchange",

@@ -6,13 +6,11 @@ use crate::error::{ApiResult, Problem};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::post;
-use exchange::message::{
-    HEADER_MEMBER, HEADER_NONCE, HEADER_REPLY_TO, HEADER_SIGNATURE, HEADER_TIME,
-};
-use platform::exchange::{CALL_BODY_MAX, PLATFORM_MEMBER, SignedCall};
+use exchange::message::{HEADER_BATCH, HEADER_MEMBER, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME};
+use platform::exchange::{CALL_BODY_MAX, SignedCall};
 use std::net::SocketAddr;
 
 pub fn routes() -> Router<AppState> {
@@ -34,7 +32,8 @@ fn header(h: &HeaderMap, name: &str) -> String {
         ("x-exchange-member" = String, Header, description = "The hotel's member code"),
         ("x-exchange-time" = i64, Header, description = "Unix seconds"),
         ("x-exchange-nonce" = String, Header, description = "16 to 64 hex digits, never reused"),
-        ("x-exchange-signature" = String, Header, description = "SM2 signature (hex) over the canonical form, body included")),
+        ("x-exchange-batch" = Option<String>, Header, description = "A batch-signed message's path in its batch's SM3 hash tree (exchange crate); absent when signed alone"),
+        ("x-exchange-signature" = String, Header, description = "SM2 signature (hex) over the canonical form, or over the batch's root, body included")),
     request_body(content = Object, description = "`service` (police.identity-checkin), `purpose`, `via` (`card` with `id_number` and `name` as read from the chip, or `ecode` with the scanned `ecode` text), `room`, `fields`"),
     responses((status = 200, description = "The police's answer as the hotel may see it (verified, name masked, check-in number), signed by the exchange"),
         (status = 401, body = Problem, description = "Unsigned, forged, replayed or out of the clock window"),
@@ -54,6 +53,9 @@ pub async fn checkin(
         header(&headers, HEADER_SIGNATURE),
     );
     let time_s = header(&headers, HEADER_TIME).parse::<i64>().ok();
+    let batch = headers
+        .get(HEADER_BATCH)
+        .map(|v| v.to_str().unwrap_or("-").to_string());
     let (Some(time_s), false, false, false) =
         (time_s, member.is_empty(), nonce.is_empty(), sig.is_empty())
     else {
@@ -70,21 +72,10 @@ pub async fn checkin(
             time_s,
             nonce: &nonce,
             signature: &sig,
+            batch: batch.as_deref(),
             body: &body,
             origin: &origin,
         })
         .await?;
-    Ok((
-        StatusCode::OK,
-        [
-            ("content-type", "application/json".to_string()),
-            (HEADER_MEMBER, PLATFORM_MEMBER.to_string()),
-            (HEADER_TIME, d.time_s.to_string()),
-            (HEADER_NONCE, d.nonce),
-            (HEADER_REPLY_TO, d.reply_to),
-            (HEADER_SIGNATURE, d.signature),
-        ],
-        d.body,
-    )
-        .into_response())
+    Ok(crate::exchange_api::signed_answer(d))
 }

@@ -9,7 +9,8 @@
 mod common;
 
 use crypto::{Key32, Sm2PublicKey, Sm2SigningKey};
-use exchange::{Envelope, MessageKind};
+use exchange::message::{BatchProof, HEADER_BATCH, sign_group, verify_recorded};
+use exchange::{BatchCache, Envelope, MessageKind};
 use exchange_link::sim::{Kind, Mode, SimProvider, SimServer, dev_key};
 use platform::clock::Clock;
 use platform::testing::{Backend, T0_MS};
@@ -245,9 +246,14 @@ async fn call(w: &World, service: &str, id_number: &str, fields: &[&str], purpos
     call_raw(w, &consumer_key(), "card-company", &body, &nonce(), false).await
 }
 
-/// Checks the exchange's signature on a delivery for the request `nonce`.
+/// Checks the exchange's signature on a delivery for the request `nonce` (signed alone, or in
+/// a batch with its path in `x-exchange-batch`).
 fn delivered_by_exchange(w: &World, a: &Answer, service: &str) {
     let h = |n: &str| a.headers.get(n).unwrap().to_str().unwrap().to_string();
+    let batch = a
+        .headers
+        .get(HEADER_BATCH)
+        .map(|v| v.to_str().unwrap().to_string());
     let env = Envelope {
         kind: MessageKind::Delivery,
         member: &h("x-exchange-member"),
@@ -257,8 +263,14 @@ fn delivered_by_exchange(w: &World, a: &Answer, service: &str) {
         reply_to: &h("x-exchange-reply-to"),
         body: &a.bytes,
     };
-    env.verify(&w.exchange_key, &h("x-exchange-signature"), NOW_S)
-        .unwrap();
+    env.verify_batched(
+        &w.exchange_key,
+        &h("x-exchange-signature"),
+        batch.as_deref(),
+        NOW_S,
+        &BatchCache::new(),
+    )
+    .unwrap();
     assert_eq!(h("x-exchange-reply-to"), a.body["call"].as_str().unwrap());
 }
 
@@ -829,6 +841,296 @@ async fn expired_consent_and_unknown_member_are_refused_and_logged(backend: Back
     assert_eq!(refusals.len(), 2);
 }
 
+/// A grant that served a call is withdrawn: the very next call is refused (the platform's
+/// cache of grants is dropped by the withdrawal), and a new grant is honoured at once.
+async fn a_grant_withdrawn_between_two_calls_refuses_the_next(backend: Backend) {
+    let w = world(backend).await;
+    let id1 = common::seeded_id(1);
+    let a = call(&w, "police.traffic-violations", &id1, &[], "credit-score").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let grants = w
+        .app
+        .get("/api/v1/exchange/grants", Some(&w.admin))
+        .await
+        .json();
+    let id = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["service"] == "police.traffic-violations" && g["consumer"] == "card-company")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let r = w
+        .app
+        .post_json(
+            &format!("/api/v1/exchange/grants/{id}/withdraw"),
+            Some(&w.admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let a = call(&w, "police.traffic-violations", &id1, &[], "credit-score").await;
+    refused(&a, 403, "grant_withdrawn");
+    // A fresh grant serves the next call.
+    let r = w
+        .app
+        .post_json(
+            "/api/v1/exchange/grants",
+            Some(&w.admin),
+            json!({"consumer": "card-company", "service": "police.traffic-violations",
+                "fields": ["violations"], "purpose": "credit-score", "legal_basis": "renewed",
+                "valid_from_ms": T0_MS - DAY_MS, "valid_until_ms": T0_MS + DAY_MS}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let a = call(&w, "police.traffic-violations", &id1, &[], "credit-score").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body["data"]["violations"].is_number(), "{}", a.body);
+    // Its validity is judged by the clock at each call, not when the grant was cached.
+    w.app.tp.clock.advance_ms(DAY_MS + 1);
+    let later_s = w.app.tp.clock.now_ms() / 1000;
+    let body = json!({"service": "police.traffic-violations", "id_number": id1, "fields": [],
+        "purpose": "credit-score"})
+    .to_string()
+    .into_bytes();
+    let n = nonce();
+    let sig = Envelope {
+        kind: MessageKind::Request,
+        member: "card-company",
+        time_s: later_s,
+        nonce: &n,
+        service: "police.traffic-violations",
+        reply_to: "",
+        body: &body,
+    }
+    .sign(&consumer_key());
+    let a = send(
+        &w,
+        &[
+            ("x-exchange-member", "card-company".to_string()),
+            ("x-exchange-time", later_s.to_string()),
+            ("x-exchange-nonce", n),
+            ("x-exchange-signature", sig),
+        ],
+        body,
+    )
+    .await;
+    // No grant is active any more: the new one lapsed (which a cache judging validity when it
+    // read the grant would miss), and the most telling reason is still the withdrawal.
+    refused(&a, 403, "grant_withdrawn");
+}
+
+/// Consumer calls signed in a batch (one SM2 signature over the hash tree of their digests,
+/// each call with its path): each is served; its signature and path are on the access row and
+/// prove the request from its digest alone; a forged or malformed proof, another key's batch
+/// signature, and a replay of a batch-signed call are refused and logged.
+async fn batch_signed_calls_are_served_and_forged_proofs_refused(backend: Backend) {
+    let w = world(backend).await;
+    let id1 = common::seeded_id(1);
+    let body = json!({"service": "police.traffic-violations", "id_number": id1, "fields": [],
+        "purpose": "credit-score"})
+    .to_string()
+    .into_bytes();
+    let nonces: Vec<String> = (0..5).map(|_| nonce()).collect();
+    let envs: Vec<Envelope<'_>> = nonces
+        .iter()
+        .map(|n| Envelope {
+            kind: MessageKind::Request,
+            member: "card-company",
+            time_s: NOW_S,
+            nonce: n,
+            service: "police.traffic-violations",
+            reply_to: "",
+            body: &body,
+        })
+        .collect();
+    let inputs: Vec<Vec<u8>> = envs.iter().map(Envelope::signing_input).collect();
+    let signed = sign_group(&inputs, |m| consumer_key().sign(m));
+    let headers = |i: usize, sig: &str, batch: &str| {
+        vec![
+            ("x-exchange-member", "card-company".to_string()),
+            ("x-exchange-time", NOW_S.to_string()),
+            ("x-exchange-nonce", nonces[i].clone()),
+            ("x-exchange-signature", sig.to_string()),
+            (HEADER_BATCH, batch.to_string()),
+        ]
+    };
+    let batch = |i: usize| signed[i].batch.clone().unwrap();
+
+    // Three of the batch, all at once: each served and signed by the exchange.
+    let (h0, h1, h2) = (
+        headers(0, &signed[0].signature, &batch(0)),
+        headers(1, &signed[1].signature, &batch(1)),
+        headers(2, &signed[2].signature, &batch(2)),
+    );
+    let (a0, a1, a2) = tokio::join!(
+        send(&w, &h0, body.clone()),
+        send(&w, &h1, body.clone()),
+        send(&w, &h2, body.clone())
+    );
+    for a in [&a0, &a1, &a2] {
+        assert_eq!(a.status, 200, "{}", a.body);
+        delivered_by_exchange(&w, a, "police.traffic-violations");
+    }
+    // The access rows keep the consumer's signature and path: with the request's digest
+    // alone, anyone holding the consumer's key checks what it asked.
+    let rows = w
+        .app
+        .tp
+        .platform
+        .store
+        .accesses_recent(Some("card-company"), Some("delivered"), 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        let digest: [u8; 32] = hex::decode(r.request_digest.as_ref().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let sig = hex::decode(r.request_signature.as_ref().unwrap()).unwrap();
+        let path = BatchProof::parse(r.request_batch.as_ref().unwrap()).unwrap();
+        verify_recorded(&consumer_key().public_key(), &digest, &sig, &path).unwrap();
+        assert!(envs.iter().any(|e| e.digest() == digest));
+        // The provider's answer is recorded with its signature too.
+        assert!(r.response_signature.is_some());
+        if let Some(b) = &r.response_batch {
+            let rd: [u8; 32] = hex::decode(r.response_digest.as_ref().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            let rs = hex::decode(r.response_signature.as_ref().unwrap()).unwrap();
+            verify_recorded(
+                &dev_key(Kind::Police).public_key(),
+                &rd,
+                &rs,
+                &BatchProof::parse(b).unwrap(),
+            )
+            .unwrap();
+        }
+    }
+
+    // A replay of a batch-signed call: refused from memory, and from storage after a restart.
+    let a = send(
+        &w,
+        &headers(0, &signed[0].signature, &batch(0)),
+        body.clone(),
+    )
+    .await;
+    refused(&a, 401, "replay");
+    w.app.tp.platform.exchange_forget_replay_cache();
+    let a = send(
+        &w,
+        &headers(1, &signed[1].signature, &batch(1)),
+        body.clone(),
+    )
+    .await;
+    refused(&a, 401, "replay");
+
+    // Forged proofs for message 3: a sibling changed, another message's path, a path that
+    // skips a level, a single-message signature presented with a path, another key's batch
+    // signature over the same tree, a malformed header; and message 4 signed but its body
+    // changed.
+    let mut p = BatchProof::parse(&batch(3)).unwrap();
+    p.steps[0].sibling[0] ^= 0x80;
+    let a = send(
+        &w,
+        &headers(3, &signed[3].signature, &p.to_header()),
+        body.clone(),
+    )
+    .await;
+    refused(&a, 401, "signature");
+    let a = send(
+        &w,
+        &headers(3, &signed[3].signature, &batch(2)),
+        body.clone(),
+    )
+    .await;
+    refused(&a, 401, "signature");
+    let mut p = BatchProof::parse(&batch(3)).unwrap();
+    p.steps.remove(0);
+    let a = send(
+        &w,
+        &headers(3, &signed[3].signature, &p.to_header()),
+        body.clone(),
+    )
+    .await;
+    refused(&a, 401, "signature");
+    let single = envs[3].sign(&consumer_key());
+    let a = send(&w, &headers(3, &single, &batch(3)), body.clone()).await;
+    refused(&a, 401, "signature");
+    let other = sign_group(&inputs, |m| bank_key().sign(m));
+    let a = send(
+        &w,
+        &headers(3, &other[3].signature, &batch(3)),
+        body.clone(),
+    )
+    .await;
+    refused(&a, 401, "signature");
+    let a = send(&w, &headers(3, &signed[3].signature, "l00"), body.clone()).await;
+    refused(&a, 401, "batch");
+    let changed = json!({"service": "police.traffic-violations", "id_number": common::seeded_id(2),
+        "fields": [], "purpose": "credit-score"})
+    .to_string()
+    .into_bytes();
+    let a = send(&w, &headers(4, &signed[4].signature, &batch(4)), changed).await;
+    refused(&a, 401, "signature");
+    // Message 3, genuine, is still served (the forgeries above used nothing up).
+    let a = send(
+        &w,
+        &headers(3, &signed[3].signature, &batch(3)),
+        body.clone(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    // Every refusal is on the access log with its reason.
+    let log = w
+        .app
+        .get(
+            "/api/v1/exchange/access?outcome=refused&limit=100",
+            Some(&w.admin),
+        )
+        .await
+        .json();
+    let mut reasons: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["reason"].as_str().unwrap())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            "batch",
+            "replay",
+            "replay",
+            "signature",
+            "signature",
+            "signature",
+            "signature",
+            "signature",
+            "signature"
+        ]
+    );
+}
+
+/// Calls at the same time get deliveries batch-signed by the exchange (what it forwards, the
+/// providers' answers, likewise): every one verifies.
+async fn concurrent_calls_are_delivered_with_verifiable_batch_signatures(backend: Backend) {
+    let w = world(backend).await;
+    let id1 = common::seeded_id(1);
+    let one = || call(&w, "police.traffic-violations", &id1, &[], "credit-score");
+    let (a, b, c, d, e, f) = tokio::join!(one(), one(), one(), one(), one(), one());
+    for a in [a, b, c, d, e, f] {
+        assert_eq!(a.status, 200, "{}", a.body);
+        delivered_by_exchange(&w, &a, "police.traffic-violations");
+    }
+    assert_eq!(w.provider(Kind::Police).counts(), (6, 0));
+}
+
 /// Runs `sql` on the test's database with the audit log's append-only trigger removed.
 async fn alter(tp: &platform::testing::TestPlatform, sql: &str) {
     match tp.backend {
@@ -867,4 +1169,7 @@ both_backends!(
     every_security_case_is_refused_and_logged,
     an_altered_audit_row_is_detected,
     expired_consent_and_unknown_member_are_refused_and_logged,
+    a_grant_withdrawn_between_two_calls_refuses_the_next,
+    batch_signed_calls_are_served_and_forged_proofs_refused,
+    concurrent_calls_are_delivered_with_verifiable_batch_signatures,
 );

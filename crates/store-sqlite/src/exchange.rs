@@ -95,6 +95,10 @@ pub(crate) fn access_row(r: &SqliteRow) -> Result<AccessRow> {
         reason: r.try_get("reason").map_err(db)?,
         request_digest: r.try_get("request_digest").map_err(db)?,
         response_digest: r.try_get("response_digest").map_err(db)?,
+        request_signature: r.try_get("request_signature").map_err(db)?,
+        request_batch: r.try_get("request_batch").map_err(db)?,
+        response_signature: r.try_get("response_signature").map_err(db)?,
+        response_batch: r.try_get("response_batch").map_err(db)?,
         audit_seq: r.try_get("audit_seq").map_err(db)?,
     })
 }
@@ -540,8 +544,9 @@ async fn insert_access(conn: &mut SqliteConnection, a: &AccessRow) -> Result<i64
     sqlx::query_scalar(
         "INSERT INTO exchange_access (at_ms, consumer, service, provider, resident_id, \
          fields, masked, purpose, legal_basis, grant_id, consent_id, outcome, reason, \
-         request_digest, response_digest, audit_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
-         ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) RETURNING id",
+         request_digest, response_digest, audit_seq, request_signature, request_batch, \
+         response_signature, response_batch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+         ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) RETURNING id",
     )
     .bind(a.at_ms)
     .bind(&a.consumer)
@@ -559,6 +564,10 @@ async fn insert_access(conn: &mut SqliteConnection, a: &AccessRow) -> Result<i64
     .bind(&a.request_digest)
     .bind(&a.response_digest)
     .bind(a.audit_seq)
+    .bind(&a.request_signature)
+    .bind(&a.request_batch)
+    .bind(&a.response_signature)
+    .bind(&a.response_batch)
     .fetch_one(&mut *conn)
     .await
     .map_err(db)

@@ -90,6 +90,14 @@ pub struct AccessRow {
     /// SM3 of the canonical forms (hex): the consumer's request, the provider's response.
     pub request_digest: Option<String>,
     pub response_digest: Option<String>,
+    /// The consumer's signature on the request (hex) and, when it was batch-signed, its path
+    /// in the batch (`x-exchange-batch`): with the request's digest, a proof anyone holding the
+    /// consumer's key can check. Recorded once the signature verified.
+    pub request_signature: Option<String>,
+    pub request_batch: Option<String>,
+    /// The same of the provider's response.
+    pub response_signature: Option<String>,
+    pub response_batch: Option<String>,
     /// The audit entry that records the call.
     pub audit_seq: Option<i64>,
 }

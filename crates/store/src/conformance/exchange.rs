@@ -34,6 +34,10 @@ fn access(resident: Option<i64>, consumer: &str, outcome: &str, at: i64) -> Acce
         reason: (outcome != "delivered").then(|| "no_grant".into()),
         request_digest: Some("AB".repeat(32)),
         response_digest: None,
+        request_signature: Some("CD".repeat(64)),
+        request_batch: Some(format!("l{}.r{}", "01".repeat(32), "02".repeat(32))),
+        response_signature: (outcome == "delivered").then(|| "EF".repeat(64)),
+        response_batch: None,
         audit_seq: Some(9),
     }
 }

@@ -28,6 +28,10 @@ fn access(
         reason: (outcome != "delivered").then(|| "no_grant".into()),
         request_digest: None,
         response_digest: None,
+        request_signature: None,
+        request_batch: None,
+        response_signature: None,
+        response_batch: None,
         audit_seq: None,
     }
 }
