@@ -153,7 +153,11 @@ impl Windows {
     /// a window's id.
     pub fn after(&self, window: &str) -> Option<(String, i64)> {
         let next = ::ledger::WindowId::parse(window).ok()?.next();
-        let start = self.0.read().unwrap_or_else(|e| e.into_inner()).start_ms(next);
+        let start = self
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .start_ms(next);
         Some((next.to_string(), start))
     }
 }

@@ -774,7 +774,13 @@ pub async fn money_payments_never_enter_a_closed_window(s: &dyn Store) {
         .unwrap();
     // The report was made from no postings, but the window holds one: refused, nothing kept.
     let refused = s
-        .clearing_close(&closing(w.to_string()), &[], 0, draft("clearing.close"), NOW)
+        .clearing_close(
+            &closing(w.to_string()),
+            &[],
+            0,
+            draft("clearing.close"),
+            NOW,
+        )
         .await;
     assert!(
         matches!(&refused, Err(StoreError::Conflict(why)) if why.contains("holds 1 postings")),
@@ -782,9 +788,15 @@ pub async fn money_payments_never_enter_a_closed_window(s: &dyn Store) {
     );
     assert!(s.clearing_window(&w.to_string()).await.unwrap().is_none());
     assert!(
-        s.clearing_close(&closing(w.to_string()), &[], 1, draft("clearing.close"), NOW)
-            .await
-            .unwrap()
+        s.clearing_close(
+            &closing(w.to_string()),
+            &[],
+            1,
+            draft("clearing.close"),
+            NOW
+        )
+        .await
+        .unwrap()
     );
     // Stamped in the closed window (they waited for the lock while it closed): the next one.
     let (m, tr) = pay("waited", 200);
@@ -806,7 +818,13 @@ pub async fn money_payments_never_enter_a_closed_window(s: &dyn Store) {
         Recorded::Created(row) => assert_eq!(row.window_id.as_deref(), Some(next.as_str())),
         r => panic!("{r:?}"),
     }
-    assert_eq!(s.money_of_window(&w.to_string(), 0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        s.money_of_window(&w.to_string(), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(s.money_of_window(&next, 0, 10).await.unwrap().len(), 2);
     let c = s.ledger_check().await.unwrap();
     assert_eq!(c.mismatch, None, "{c:?}");

@@ -364,7 +364,10 @@ pub async fn purchases_never_enter_a_closed_window(s: &dyn Store) {
     let refused = s
         .clearing_close(&closing, &[], 0, draft("clearing.close"), NOW)
         .await;
-    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
     assert!(
         s.clearing_close(&closing, &[], 1, draft("clearing.close"), NOW)
             .await
@@ -374,7 +377,11 @@ pub async fn purchases_never_enter_a_closed_window(s: &dyn Store) {
     match &out[0] {
         IngestOutcome::Posted { window, flags, .. } => {
             assert_eq!(window, W2);
-            assert_eq!(flags.bits(), Flags::LATE, "stamped in W1, posted in W2: late");
+            assert_eq!(
+                flags.bits(),
+                Flags::LATE,
+                "stamped in W1, posted in W2: late"
+            );
         }
         o => panic!("{o:?}"),
     }
