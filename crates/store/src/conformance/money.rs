@@ -47,6 +47,20 @@ struct Ids {
     owed: i64,
 }
 
+/// A payment of `fen` from the online account to the metro, keyed `key`.
+fn payment(ids: &Ids, key: &str, fen: i64) -> (NewMovement, Transfer) {
+    (
+        movement(MovementKind::Payment, key, fen, "paid"),
+        t(
+            &format!("payment:{key}"),
+            TransferKind::Payment,
+            ids.online,
+            ids.metro,
+            fen,
+        ),
+    )
+}
+
 async fn accounts(s: &dyn Store) -> Ids {
     let rows = s
         .ledger_open_accounts(
@@ -403,18 +417,7 @@ pub async fn money_refunds_never_exceed_the_payment(s: &'static dyn Store) {
 pub async fn money_group_commit_answers_each_item(s: &dyn Store) {
     let ids = accounts(s).await;
     fund(s, &ids, 1_000).await;
-    let pay = |key: &str, fen: i64| {
-        (
-            movement(MovementKind::Payment, key, fen, "paid"),
-            t(
-                &format!("payment:{key}"),
-                TransferKind::Payment,
-                ids.online,
-                ids.metro,
-                fen,
-            ),
-        )
-    };
+    let pay = |key: &str, fen: i64| payment(&ids, key, fen);
     // One recorded alone first: the batch finds it stored.
     let before = pay("before", 100);
     let Recorded::Created(stored) = s
@@ -480,18 +483,7 @@ pub async fn money_group_commit_answers_each_item(s: &dyn Store) {
 pub async fn money_group_commit_of_fresh_keys_keeps_floors_and_posts_once(s: &dyn Store) {
     let ids = accounts(s).await;
     fund(s, &ids, 1_000).await;
-    let pay = |key: &str, fen: i64| {
-        (
-            movement(MovementKind::Payment, key, fen, "paid"),
-            t(
-                &format!("payment:{key}"),
-                TransferKind::Payment,
-                ids.online,
-                ids.metro,
-                fen,
-            ),
-        )
-    };
+    let pay = |key: &str, fen: i64| payment(&ids, key, fen);
     let head0 = s.audit_head().await.unwrap().map_or(0, |h| h.0);
     let items = vec![
         pay("f1", 400),
@@ -561,18 +553,7 @@ pub async fn money_payments_enter_the_window_of_their_posting(s: &dyn Store) {
     let w = cal.window_of(NOW);
     // The last millisecond of NOW's window, and the first of the next.
     let (last, first) = (cal.end_ms(w) - 1, cal.end_ms(w));
-    let pay = |key: &str, fen: i64| {
-        (
-            movement(MovementKind::Payment, key, fen, "paid"),
-            t(
-                &format!("payment:{key}"),
-                TransferKind::Payment,
-                ids.online,
-                ids.metro,
-                fen,
-            ),
-        )
-    };
+    let pay = |key: &str, fen: i64| payment(&ids, key, fen);
     let created = |r: Recorded| match r {
         Recorded::Created(row) => row,
         r => panic!("{r:?}"),
@@ -750,18 +731,7 @@ pub async fn money_payments_never_enter_a_closed_window(s: &dyn Store) {
     let cal = ::ledger::WindowCalendar::default();
     let w = cal.window_of(NOW);
     let last = cal.end_ms(w) - 1;
-    let pay = |key: &str, fen: i64| {
-        (
-            movement(MovementKind::Payment, key, fen, "paid"),
-            t(
-                &format!("payment:{key}"),
-                TransferKind::Payment,
-                ids.online,
-                ids.metro,
-                fen,
-            ),
-        )
-    };
+    let pay = |key: &str, fen: i64| payment(&ids, key, fen);
     let closing = |id: String| ClearingWindowRow {
         window_id: id,
         closed_ms: NOW,

@@ -103,6 +103,22 @@ fn posted(o: &IngestOutcome) -> (i64, Option<i64>, Flags) {
     }
 }
 
+/// Ingests `batch` for the metro, stamped with window W1.
+async fn ingest_w1(s: &dyn Store, batch: Vec<NewPurchase>) -> Vec<IngestOutcome> {
+    s.purchases_ingest(
+        &PurchaseBatch {
+            merchant: "metro",
+            purchases: &batch,
+            window: W1,
+            window_start_ms: W1_START,
+        },
+        draft("purchase.ingest"),
+        NOW,
+    )
+    .await
+    .unwrap()
+}
+
 pub async fn purchases_post_once_with_flags(s: &dyn Store) {
     let (a, b, c) = (card(1), card(2), card(3));
     fund(s, &[a.clone(), b.clone()], 1_000).await;
@@ -290,21 +306,7 @@ pub async fn purchases_post_once_with_flags(s: &dyn Store) {
 pub async fn purchases_repeat_under_another_counter_posts_once(s: &dyn Store) {
     let (a, b) = (card(41), card(42));
     fund(s, &[a.clone(), b.clone()], 1_000).await;
-    let ingest = |batch: Vec<NewPurchase>| async move {
-        s.purchases_ingest(
-            &PurchaseBatch {
-                merchant: "metro",
-                purchases: &batch,
-                window: W1,
-                window_start_ms: W1_START,
-            },
-            draft("purchase.ingest"),
-            NOW,
-        )
-        .await
-        .unwrap()
-    };
-    let first = ingest(vec![purchase(&a, 0, 200), purchase(&b, 0, 100)]).await;
+    let first = ingest_w1(s, vec![purchase(&a, 0, 200), purchase(&b, 0, 100)]).await;
     let (a0, _, _) = posted(&first[0]);
     let metro0 = balance_of(s, &metro()).await;
     let head0 = s.audit_head().await.unwrap().unwrap().0;
@@ -312,7 +314,7 @@ pub async fn purchases_repeat_under_another_counter_posts_once(s: &dyn Store) {
     // The same tap (card a, terminal, serial 1) under counter 7, behind two fresh records.
     let mut replay = purchase(&a, 7, 200);
     replay.terminal_serial = 1;
-    let out = ingest(vec![purchase(&a, 1, 30), purchase(&b, 1, 40), replay]).await;
+    let out = ingest_w1(s, vec![purchase(&a, 1, 30), purchase(&b, 1, 40), replay]).await;
     posted(&out[0]);
     posted(&out[1]);
     assert_eq!(
@@ -340,21 +342,7 @@ pub async fn purchases_repeat_under_another_counter_posts_once(s: &dyn Store) {
 pub async fn purchases_never_enter_a_closed_window(s: &dyn Store) {
     let a = card(51);
     fund(s, std::slice::from_ref(&a), 1_000).await;
-    let ingest = |batch: Vec<NewPurchase>| async move {
-        s.purchases_ingest(
-            &PurchaseBatch {
-                merchant: "metro",
-                purchases: &batch,
-                window: W1,
-                window_start_ms: W1_START,
-            },
-            draft("purchase.ingest"),
-            NOW,
-        )
-        .await
-        .unwrap()
-    };
-    posted(&ingest(vec![purchase(&a, 0, 100)]).await[0]);
+    posted(&ingest_w1(s, vec![purchase(&a, 0, 100)]).await[0]);
     let closing = ClearingWindowRow {
         window_id: W1.into(),
         closed_ms: NOW,
@@ -373,7 +361,7 @@ pub async fn purchases_never_enter_a_closed_window(s: &dyn Store) {
             .await
             .unwrap()
     );
-    let out = ingest(vec![purchase(&a, 1, 50)]).await;
+    let out = ingest_w1(s, vec![purchase(&a, 1, 50)]).await;
     match &out[0] {
         IngestOutcome::Posted { window, flags, .. } => {
             assert_eq!(window, W2);
