@@ -284,6 +284,32 @@ fn refused(a: &Answer, status: u16, code: &str) {
     );
 }
 
+/// The administrator withdraws `consumer`'s grant on `service`.
+async fn withdraw_grant(w: &World, consumer: &str, service: &str) {
+    let grants = w
+        .app
+        .get("/api/v1/exchange/grants", Some(&w.admin))
+        .await
+        .json();
+    let id = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["service"] == service && g["consumer"] == consumer)
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let r = w
+        .app
+        .post_json(
+            &format!("/api/v1/exchange/grants/{id}/withdraw"),
+            Some(&w.admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 async fn tracker(w: &World, id_number: &str) -> Vec<Value> {
     let r = w
         .app
@@ -495,28 +521,7 @@ async fn every_security_case_is_refused_and_logged(backend: Backend) {
     let a = call(&w, "fund.balance", &id1, &[], "loan-check").await;
     refused(&a, 403, "consent_revoked");
     // A withdrawn grant.
-    let grants = w
-        .app
-        .get("/api/v1/exchange/grants", Some(&w.admin))
-        .await
-        .json();
-    let hr = grants
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["service"] == "hr.contributions")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let r = w
-        .app
-        .post_json(
-            &format!("/api/v1/exchange/grants/{hr}/withdraw"),
-            Some(&w.admin),
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    withdraw_grant(&w, "card-company", "hr.contributions").await;
     let a = call(&w, "hr.contributions", &id1, &[], "employment").await;
     refused(&a, 403, "grant_withdrawn");
     // An expired grant.
@@ -848,28 +853,7 @@ async fn a_grant_withdrawn_between_two_calls_refuses_the_next(backend: Backend) 
     let id1 = common::seeded_id(1);
     let a = call(&w, "police.traffic-violations", &id1, &[], "credit-score").await;
     assert_eq!(a.status, 200, "{}", a.body);
-    let grants = w
-        .app
-        .get("/api/v1/exchange/grants", Some(&w.admin))
-        .await
-        .json();
-    let id = grants
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["service"] == "police.traffic-violations" && g["consumer"] == "card-company")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let r = w
-        .app
-        .post_json(
-            &format!("/api/v1/exchange/grants/{id}/withdraw"),
-            Some(&w.admin),
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    withdraw_grant(&w, "card-company", "police.traffic-violations").await;
     let a = call(&w, "police.traffic-violations", &id1, &[], "credit-score").await;
     refused(&a, 403, "grant_withdrawn");
     // A fresh grant serves the next call.

@@ -20,6 +20,19 @@ use store::ledger::{
 };
 use store::{Result, StoreError};
 
+/// An account's balance from a row with its `id`, `unit`, `normal`, `floor`, `balance` and
+/// `reserved`.
+pub(crate) fn balance_row(r: &PgRow) -> Result<Balance> {
+    decode_balance(
+        r.try_get("id").map_err(db)?,
+        r.try_get("unit").map_err(db)?,
+        r.try_get("normal").map_err(db)?,
+        r.try_get("floor").map_err(db)?,
+        r.try_get("balance").map_err(db)?,
+        r.try_get("reserved").map_err(db)?,
+    )
+}
+
 fn account_row(r: &PgRow) -> Result<AccountRow> {
     decode_account(
         r.try_get("id").map_err(db)?,
@@ -109,14 +122,7 @@ async fn lock_balances(conn: &mut PgConnection, ids: &[i64]) -> Result<HashMap<i
     .await
     .map_err(db)?;
     for r in rows {
-        let b = decode_balance(
-            r.try_get("id").map_err(db)?,
-            r.try_get("unit").map_err(db)?,
-            r.try_get("normal").map_err(db)?,
-            r.try_get("floor").map_err(db)?,
-            r.try_get("balance").map_err(db)?,
-            r.try_get("reserved").map_err(db)?,
-        )?;
+        let b = balance_row(&r)?;
         out.insert(b.id, b);
     }
     Ok(out)

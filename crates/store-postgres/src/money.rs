@@ -4,7 +4,7 @@
 //! `returned <= amount` keep refunds within the payment under concurrency.
 
 use crate::clearing::open_window;
-use crate::ledger::{post_in, resolve_in};
+use crate::ledger::{balance_row, post_in, resolve_in};
 use crate::{PgStore, append_audit, append_audit_many, db, lock_head};
 use ::ledger::Balance;
 use ::ledger::Transfer;
@@ -13,8 +13,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 use std::collections::HashMap;
 use store::ledger::{
-    BatchPlan, PostOutcome, account_ids, decode_balance, decode_digest, initial_state,
-    plan_post_batch,
+    BatchPlan, PostOutcome, account_ids, decode_digest, initial_state, plan_post_batch,
 };
 use store::money::{
     MOVEMENTS_PAGE_MAX, MoneyStore, MovementKind, MovementRow, NewMovement, ParentChange, Recorded,
@@ -169,14 +168,7 @@ async fn group_fast(
         if seen > 0 {
             return Ok(None);
         }
-        let b = decode_balance(
-            r.try_get("id").map_err(db)?,
-            r.try_get("unit").map_err(db)?,
-            r.try_get("normal").map_err(db)?,
-            r.try_get("floor").map_err(db)?,
-            r.try_get("balance").map_err(db)?,
-            r.try_get("reserved").map_err(db)?,
-        )?;
+        let b = balance_row(r)?;
         before.insert(b.id, b);
     }
     if rows.is_empty() {

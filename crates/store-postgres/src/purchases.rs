@@ -12,7 +12,7 @@
 //! anyway.
 
 use crate::clearing::open_window;
-use crate::ledger::insert_planned;
+use crate::ledger::{balance_row, insert_planned};
 use crate::terminal_fleet::{batch_stored, batch_write};
 use crate::{PgStore, append_audit, append_audit_many, db, lock_head};
 use ::ledger::offline::{Accounts, Known, Prior, plan};
@@ -21,7 +21,6 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 use std::collections::HashMap;
-use store::ledger::decode_balance;
 use store::purchases::{
     IngestOutcome, KeptBatch, KeptIngest, KeptUpload, PURCHASE_BATCH_MAX, PurchaseBatch,
     PurchaseRow, PurchaseStore, batch_cards, check_group, decode_flags, finish_group, group_plan,
@@ -75,14 +74,7 @@ async fn find_accounts(
     .map_err(db)?;
     let mut out = HashMap::with_capacity(rows.len());
     for r in rows {
-        let b = decode_balance(
-            r.try_get("id").map_err(db)?,
-            r.try_get("unit").map_err(db)?,
-            r.try_get("normal").map_err(db)?,
-            r.try_get("floor").map_err(db)?,
-            r.try_get("balance").map_err(db)?,
-            r.try_get("reserved").map_err(db)?,
-        )?;
+        let b = balance_row(&r)?;
         out.insert(r.try_get("owner").map_err(db)?, b);
     }
     Ok(out)

@@ -20,6 +20,19 @@ use store::{Result, StoreError};
 /// SQLite allows 32,766 bound values per statement; stay well below.
 const KEYS_PER_QUERY: usize = 900;
 
+/// An account's balance from a row with its `id`, `unit`, `normal`, `floor`, `balance` and
+/// `reserved`.
+pub(crate) fn balance_row(r: &SqliteRow) -> Result<Balance> {
+    decode_balance(
+        r.try_get("id").map_err(db)?,
+        r.try_get("unit").map_err(db)?,
+        r.try_get("normal").map_err(db)?,
+        r.try_get("floor").map_err(db)?,
+        r.try_get("balance").map_err(db)?,
+        r.try_get("reserved").map_err(db)?,
+    )
+}
+
 fn account_row(r: &SqliteRow) -> Result<AccountRow> {
     decode_account(
         r.try_get("id").map_err(db)?,
@@ -73,14 +86,7 @@ pub(crate) async fn load_balances(
             q = q.bind(id);
         }
         for r in q.fetch_all(&mut *conn).await.map_err(db)? {
-            let b = decode_balance(
-                r.try_get("id").map_err(db)?,
-                r.try_get("unit").map_err(db)?,
-                r.try_get("normal").map_err(db)?,
-                r.try_get("floor").map_err(db)?,
-                r.try_get("balance").map_err(db)?,
-                r.try_get("reserved").map_err(db)?,
-            )?;
+            let b = balance_row(&r)?;
             out.insert(b.id, b);
         }
     }

@@ -5,7 +5,7 @@
 //! their postings, the balances, the purchase rows (multi-row inserts) and the audit entry.
 
 use crate::clearing::open_window;
-use crate::ledger::insert_planned;
+use crate::ledger::{balance_row, insert_planned};
 use crate::terminal_fleet::{batch_stored, batch_write};
 use crate::{SqliteStore, append_audit, append_audit_many, db, placeholders};
 use ::ledger::offline::{Accounts, Known, Prior, plan};
@@ -14,7 +14,6 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use std::collections::HashMap;
-use store::ledger::decode_balance;
 use store::purchases::{
     IngestOutcome, KeptBatch, KeptIngest, KeptUpload, PURCHASE_BATCH_MAX, PurchaseBatch,
     PurchaseRow, PurchaseStore, batch_cards, check_group, decode_flags, finish_group, group_plan,
@@ -68,14 +67,7 @@ async fn find_accounts(
             q = q.bind(o);
         }
         for r in q.fetch_all(&mut *conn).await.map_err(db)? {
-            let b = decode_balance(
-                r.try_get("id").map_err(db)?,
-                r.try_get("unit").map_err(db)?,
-                r.try_get("normal").map_err(db)?,
-                r.try_get("floor").map_err(db)?,
-                r.try_get("balance").map_err(db)?,
-                r.try_get("reserved").map_err(db)?,
-            )?;
+            let b = balance_row(&r)?;
             out.insert(r.try_get("owner").map_err(db)?, b);
         }
     }
