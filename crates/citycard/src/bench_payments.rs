@@ -35,6 +35,11 @@ pub struct Args {
     /// Residents whose online accounts pay (funded first).
     #[arg(long, default_value_t = 1_000)]
     pub residents: u64,
+    /// Seconds at the same rate before each measured run, not counted: the server's first
+    /// requests open pooled connections and prepare statements (PostgreSQL plans each new
+    /// statement on each connection), which a server that has been running has done long ago.
+    #[arg(long, default_value_t = 2)]
+    pub warmup_seconds: u64,
 }
 
 struct Run {
@@ -47,11 +52,11 @@ struct Run {
 
 type MakeBody = Arc<dyn Fn(u64) -> Option<Vec<u8>> + Send + Sync>;
 
-async fn paced(base: &str, path: &str, token: &str, a: &Args, body: MakeBody) -> Run {
+async fn paced(base: &str, path: &str, token: &str, a: &Args, seconds: u64, body: MakeBody) -> Run {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(a.connections)
         .build_http();
-    let total = a.rate * a.seconds;
+    let total = a.rate * seconds;
     let next = Arc::new(AtomicU64::new(0));
     let start = tokio::time::Instant::now() + Duration::from_millis(200);
     let step_ns = 1_000_000_000 / a.rate.max(1);
@@ -239,30 +244,38 @@ async fn one(
         "{backend}: {} requests/s for {} s over {} connections; baseline GET /healthz …",
         a.rate, a.seconds, a.connections
     );
-    let health = paced(&base, "/healthz", &token, a, Arc::new(|_| None)).await;
+    let health = |seconds| paced(&base, "/healthz", &token, a, seconds, Arc::new(|_| None));
+    health(a.warmup_seconds).await;
+    let health = health(a.seconds).await;
     eprintln!("{backend}: POST /api/v1/payments …");
     let ids = Arc::new(ids);
     let stamp = platform::clock::Clock::now_ms(&SystemClock);
-    let pay = paced(
-        &base,
-        "/api/v1/payments",
-        &token,
-        a,
-        Arc::new(move |i| {
-            Some(
-                serde_json::json!({
-                    "idempotency_key": format!("bench-{stamp}-{i}"),
-                    "id_number": ids[(i as usize) % ids.len()],
-                    "merchant": "bench-shop",
-                    "amount_fen": 1,
-                    "reference": "bench",
-                })
-                .to_string()
-                .into_bytes(),
-            )
-        }),
-    )
-    .await;
+    // Warm-up payments have keys of their own ("w"), so the measured ones are all new.
+    let payments = |round: &'static str, seconds| {
+        let ids = ids.clone();
+        paced(
+            &base,
+            "/api/v1/payments",
+            &token,
+            a,
+            seconds,
+            Arc::new(move |i| {
+                Some(
+                    serde_json::json!({
+                        "idempotency_key": format!("bench-{stamp}-{round}{i}"),
+                        "id_number": ids[(i as usize) % ids.len()],
+                        "merchant": "bench-shop",
+                        "amount_fen": 1,
+                        "reference": "bench",
+                    })
+                    .to_string()
+                    .into_bytes(),
+                )
+            }),
+        )
+    };
+    let warm = payments("w", a.warmup_seconds).await;
+    let pay = payments("", a.seconds).await;
     let _ = stop_tx.send(());
     let _ = server.await;
     let shop = p
@@ -280,20 +293,21 @@ async fn one(
         a.rate, a.seconds, a.connections
     );
     for (name, r) in [
+        ("warm-up payments (not counted)", &warm),
         ("GET /healthz (baseline)", &health),
         ("POST /api/v1/payments", &pay),
     ] {
         println!(
-            "{name:<26} achieved {:>7.0}/s  p50 {:>6.2} ms  p99 {:>7.2} ms  ({} sent, {} errors)",
+            "{name:<31} achieved {:>7.0}/s  p50 {:>6.2} ms  p99 {:>7.2} ms  ({} sent, {} errors)",
             r.achieved_rps, r.p50_ms, r.p99_ms, r.sent, r.errors
         );
     }
     println!(
-        "payments p50 {:.1}× and p99 {:.1}× the baseline's; merchant credited {} fen for {} accepted payments; books {}",
+        "payments p50 {:.1}× and p99 {:.1}× the baseline's; merchant credited {} fen for {} accepted payments (warm-up included); books {}",
         pay.p50_ms / health.p50_ms.max(1e-6),
         pay.p99_ms / health.p99_ms.max(1e-6),
         shop,
-        pay.sent - pay.errors,
+        pay.sent - pay.errors + warm.sent - warm.errors,
         if check.mismatch.is_none() {
             "balance"
         } else {

@@ -23,6 +23,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use store::{
     ApplicationRow, ApplyCounts, Backend, BalanceMoveRow, CardChange, CardEventRow, CardRow,
@@ -47,13 +48,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const READERS_MAX: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often the checkpointer copies the write-ahead log into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// Log pages (4 KiB) past which the writer checkpoints when it commits (64 MiB).
-const WAL_WRITER_PAGES: &str = "16384";
+/// How often the checkpointer copies the write-ahead log into the database file: often, so that
+/// each round has little to copy and sync.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Log pages (4 KiB) past which the log should start over (64 MiB): the checkpointer then asks
+/// the writer to finish the checkpoint between two transactions ([`Checkpoints`]).
+const WAL_RESTART_PAGES: i64 = 16_384;
+/// Log pages past which the writer checkpoints on its own when it commits (1 GiB): a backstop
+/// that bounds the log if the checkpointer cannot keep up; in normal running it never fires.
+const WAL_WRITER_PAGES: &str = "262144";
 /// The log file is cut back to this size when it restarts (it grows past it under bulk
-/// writes while readers hold old snapshots).
-const WAL_KEEP_BYTES: &str = "67108864";
+/// writes while readers hold old snapshots). Twice [`WAL_RESTART_PAGES`], so that a log that
+/// restarts on time is reused as it is, without a truncation inside the writer's next commit.
+const WAL_KEEP_BYTES: &str = "134217728";
 
 pub struct SqliteStore {
     write: SqlitePool,
@@ -62,6 +69,22 @@ pub struct SqliteStore {
     windows: store::money::Windows,
     /// Held while the store lives: the checkpointer stops when the last holder is gone.
     _alive: std::sync::Arc<()>,
+    /// Shared with the checkpointer and the writer pool's `before_acquire`.
+    checkpoints: std::sync::Arc<Checkpoints>,
+}
+
+/// Set by the checkpointer when the log has grown past [`WAL_RESTART_PAGES`]; taken by the
+/// writer connection when it is next acquired, which then checkpoints what was appended since
+/// the checkpointer's last round (a few milliseconds of commits, so little to copy and sync).
+/// The log is then wholly in the database file and the writer's next transaction starts it
+/// over. The log only starts over when a writer begins after a complete checkpoint, which a
+/// checkpointer on another connection never sees while commits follow each other closely;
+/// and a writer left to checkpoint by itself (`wal_autocheckpoint`) copies and syncs the whole
+/// log inside a commit — tens of milliseconds that every payment queued behind it waited
+/// (p99 24 ms against 9 ms without, at 2,000 payments/s).
+#[derive(Default)]
+struct Checkpoints {
+    restart_due: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
@@ -105,37 +128,61 @@ impl SqliteStore {
             // A checkpoint run by the writer when it commits holds up every transaction queued
             // behind it (tens of milliseconds for a large log, seconds under bulk feeds), so a
             // connection of the store's own checkpoints passively in the background
-            // (`checkpointer`) while the writer goes on appending. But the log only starts
-            // over when a writer begins after a complete checkpoint, which under a steady
-            // stream of commits the background never sees: past `WAL_WRITER_PAGES` the writer
-            // checkpoints too — by then only what was appended since the last background
-            // round is left to copy — and the log restarts, so it stays bounded.
+            // (`checkpointer`) while the writer goes on appending, and the writer finishes
+            // only the last few milliseconds' worth when the log should start over
+            // (`Checkpoints`). The writer's own checkpoint is a backstop far above that.
             .pragma("wal_autocheckpoint", WAL_WRITER_PAGES)
             .pragma("journal_size_limit", WAL_KEEP_BYTES);
+        let checkpoints = std::sync::Arc::new(Checkpoints::default());
+        let due = checkpoints.clone();
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            // A local file: nothing to ping before each use.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, _| {
+                let due = due.clone();
+                Box::pin(async move {
+                    if due.restart_due.swap(false, Ordering::AcqRel) {
+                        finish_checkpoint(conn).await;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(opts.clone())
             .await
             .map_err(db)?;
         MIGRATOR.run(&write).await.map_err(StoreError::database)?;
         let read = SqlitePoolOptions::new()
             .max_connections(READERS_MAX)
+            .test_before_acquire(false)
             .connect_with(opts.clone().read_only(true))
             .await
             .map_err(db)?;
-        let checkpoints = SqlitePoolOptions::new()
+        let background = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts)
             .await
             .map_err(db)?;
         let alive = std::sync::Arc::new(());
-        tokio::spawn(checkpointer(checkpoints, std::sync::Arc::downgrade(&alive)));
+        tokio::spawn(checkpointer(
+            background,
+            checkpoints.clone(),
+            std::sync::Arc::downgrade(&alive),
+        ));
         Ok(SqliteStore {
             write,
             read,
             windows: Default::default(),
             _alive: alive,
+            checkpoints,
         })
+    }
+
+    /// What the checkpointer does past [`WAL_RESTART_PAGES`] of log: the writer, before its
+    /// next transaction, checkpoints what is left, so that transaction starts the log over.
+    /// For tests, and before copying the files (a backup then finds a short log).
+    pub fn restart_log_soon(&self) {
+        self.checkpoints.restart_due.store(true, Ordering::Release);
     }
 
     /// The writer pool, for tests that tamper with rows the way an intruder with file access
@@ -147,8 +194,13 @@ impl SqliteStore {
 
 /// Copies the write-ahead log into the database file every [`CHECKPOINT_EVERY`] on a
 /// connection of its own, without waiting for readers or the writer (`PASSIVE`): what a
-/// reader still needs stays in the log for the next round. Stops with the store.
-async fn checkpointer(pool: SqlitePool, alive: std::sync::Weak<()>) {
+/// reader still needs stays in the log for the next round. Past [`WAL_RESTART_PAGES`] it asks
+/// the writer to finish the checkpoint ([`Checkpoints`]). Stops with the store.
+async fn checkpointer(
+    pool: SqlitePool,
+    checkpoints: std::sync::Arc<Checkpoints>,
+    alive: std::sync::Weak<()>,
+) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -161,18 +213,44 @@ async fn checkpointer(pool: SqlitePool, alive: std::sync::Weak<()>) {
             .fetch_one(&pool)
             .await
         {
-            Ok((_, log, copied)) => tracing::debug!(
-                log_pages = log,
-                copied_pages = copied,
-                took_us = began.elapsed().as_micros() as u64,
-                "SQLite checkpoint"
-            ),
+            Ok((_, log, copied)) => {
+                if log > WAL_RESTART_PAGES {
+                    checkpoints.restart_due.store(true, Ordering::Release);
+                }
+                if log > 0 {
+                    tracing::debug!(
+                        log_pages = log,
+                        copied_pages = copied,
+                        took_us = began.elapsed().as_micros() as u64,
+                        "SQLite checkpoint"
+                    );
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "SQLite checkpoint failed; the next round retries")
             }
         }
     }
     pool.close().await;
+}
+
+/// The writer's part of a log restart: checkpoints, on the writer connection between two
+/// transactions, what the checkpointer has not copied yet. A failure only delays the restart
+/// to a later round; the writer goes on.
+async fn finish_checkpoint(conn: &mut SqliteConnection) {
+    let began = std::time::Instant::now();
+    match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(&mut *conn)
+        .await
+    {
+        Ok((_, log, copied)) => tracing::debug!(
+            log_pages = log,
+            copied_pages = copied,
+            took_us = began.elapsed().as_micros() as u64,
+            "SQLite checkpoint by the writer, before the log starts over"
+        ),
+        Err(e) => tracing::warn!(error = %e, "SQLite checkpoint by the writer failed"),
+    }
 }
 
 pub(crate) fn blind(row: &SqliteRow, col: &str) -> Result<BlindIndex> {
