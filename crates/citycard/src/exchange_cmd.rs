@@ -65,8 +65,9 @@ pub struct BenchArgs {
     /// Seconds of each throughput run.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
-    /// Concurrent client connections of the throughput runs.
-    #[arg(long, default_value_t = 16)]
+    /// Concurrent client connections of the throughput runs: an exchange serves many
+    /// consumers at once (64, as the payments bench).
+    #[arg(long, default_value_t = 64)]
     pub connections: usize,
     /// Calls, one at a time, of the latency runs.
     #[arg(long, default_value_t = 1_000)]

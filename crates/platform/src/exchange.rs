@@ -117,6 +117,11 @@ pub const WRITE_BATCH_MAX: usize = 512;
 
 /// Messages that may wait for a [`GroupSigner`]; beyond this senders wait for room.
 pub const SIGN_QUEUE_MAX: usize = 4_096;
+/// A [`GroupSigner`] under load (its previous group had more than one message) looks again
+/// for more messages after this long, before it signs what it has…
+pub const SIGN_LINGER_STEP: std::time::Duration = std::time::Duration::from_micros(100);
+/// …as long as each look finds more, and for this long at most.
+pub const SIGN_LINGER_MAX: std::time::Duration = std::time::Duration::from_micros(400);
 /// How long a cached member, service or grant list is used without being read again: the
 /// bound on how late this process sees a change made by another process on the same database
 /// (changes made through this process drop the cache at once).
@@ -128,7 +133,11 @@ pub const CATALOG_CACHE_MAX: usize = 4_096;
 /// thread, which signs everything that queued while it signed the previous group together —
 /// one SM2 signature over the SM3 hash tree of their digests, each message with its path
 /// (`exchange::message::sign_group`). A message that finds the signer idle is signed alone at
-/// once, so a lone call waits for nothing. The thread ends when the last clone is dropped.
+/// once, so a lone call waits for nothing. Under load — the previous group was not alone — the
+/// signer lingers: it looks again for more messages every [`SIGN_LINGER_STEP`] while each look
+/// finds more, up to [`SIGN_LINGER_MAX`], so that one signature covers more messages (every
+/// signature saved is also a verification saved at the receiver). The thread ends when the
+/// last clone is dropped.
 #[derive(Clone)]
 pub struct GroupSigner {
     tx: mpsc::Sender<(Vec<u8>, oneshot::Sender<Signed>)>,
@@ -147,16 +156,32 @@ impl GroupSigner {
             .spawn(move || {
                 let mut inputs = Vec::with_capacity(BATCH_SIGN_MAX);
                 let mut replies = Vec::with_capacity(BATCH_SIGN_MAX);
+                let mut loaded = false;
                 while let Some((input, reply)) = rx.blocking_recv() {
                     inputs.push(input);
                     replies.push(reply);
-                    while inputs.len() < BATCH_SIGN_MAX {
-                        let Ok((input, reply)) = rx.try_recv() else {
-                            break;
-                        };
-                        inputs.push(input);
-                        replies.push(reply);
+                    let mut take_queued = |inputs: &mut Vec<_>, replies: &mut Vec<_>| {
+                        while inputs.len() < BATCH_SIGN_MAX {
+                            let Ok((input, reply)) = rx.try_recv() else {
+                                break;
+                            };
+                            inputs.push(input);
+                            replies.push(reply);
+                        }
+                    };
+                    take_queued(&mut inputs, &mut replies);
+                    if loaded || inputs.len() > 1 {
+                        let until = std::time::Instant::now() + SIGN_LINGER_MAX;
+                        while inputs.len() < BATCH_SIGN_MAX && std::time::Instant::now() < until {
+                            std::thread::sleep(SIGN_LINGER_STEP);
+                            let had = inputs.len();
+                            take_queued(&mut inputs, &mut replies);
+                            if inputs.len() == had {
+                                break;
+                            }
+                        }
                     }
+                    loaded = inputs.len() > 1;
                     let signed = exchange::message::sign_group(&inputs, &sign);
                     c.0.fetch_add(1, Ordering::Relaxed);
                     c.1.fetch_add(inputs.len() as u64, Ordering::Relaxed);
