@@ -280,12 +280,20 @@ pub fn plan(
             postings,
         };
         t.validate()?;
-        let mut refs: HashMap<i64, &mut Balance> = balances
-            .iter_mut()
-            .filter(|(id, _)| t.postings.iter().any(|p| p.account == **id))
-            .map(|(id, b)| (*id, b))
+        // The transfer's accounts are taken out of the map by key and put back after (going
+        // through the whole map for each transfer made a batch quadratic in its cards).
+        let mut taken: HashMap<i64, Balance> = t
+            .postings
+            .iter()
+            .filter_map(|p| balances.remove_entry(&p.account))
             .collect();
-        apply(|id| refs.remove(&id), &t.postings, Effect::Post)?;
+        let applied = {
+            let mut refs: HashMap<i64, &mut Balance> =
+                taken.iter_mut().map(|(id, b)| (*id, b)).collect();
+            apply(|id| refs.remove(&id), &t.postings, Effect::Post)
+        };
+        balances.extend(taken);
+        applied?;
         touched.extend(t.postings.iter().map(|p| p.account));
         for &i in group {
             if let Verdict::New { transfer, .. } = &mut verdicts[i] {
