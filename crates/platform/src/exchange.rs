@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit_writer::{Reply, group_writer, send};
 use crate::{Caller, Platform, PlatformError, Result};
 use exchange::message::{
     BATCH_SIGN_MAX, HEADER_BATCH, HEADER_MEMBER, HEADER_NONCE, HEADER_REPLY_TO, HEADER_SIGNATURE,
@@ -329,92 +330,36 @@ impl ExchangeState {
     }
 }
 
-enum WriteOp {
-    Claim(NonceClaim, oneshot::Sender<Result<bool>>),
-    Log(
-        Box<(audit::Draft, AccessRow)>,
-        oneshot::Sender<Result<audit::Entry>>,
-    ),
-}
-
 /// Group commit for the exchange's two writes per call, as [`crate::audit_writer`] does for
-/// the audit log: the nonces claimed while the previous transaction ran are claimed in one
-/// transaction, and the calls' audit entries with their access rows are written in one more.
-/// Each caller is answered when its write is durable.
+/// the audit log: the nonces claimed while the previous claim transaction ran are claimed in
+/// one transaction, and the calls' audit entries with their access rows are written in one
+/// more. The two are independent queues with a writer each, so a claim never waits for a log
+/// write to be flushed nor the reverse (on PostgreSQL the two flush side by side). Each caller
+/// is answered when its write is durable.
 #[derive(Clone)]
 struct ExchangeWriter {
-    tx: mpsc::Sender<WriteOp>,
+    claims: mpsc::Sender<(NonceClaim, Reply<bool>)>,
+    logs: mpsc::Sender<((audit::Draft, AccessRow), Reply<audit::Entry>)>,
 }
 
 impl ExchangeWriter {
     fn start(store: Arc<dyn store::Store>, clock: Arc<dyn crate::clock::Clock>) -> Self {
-        let (tx, mut rx) = mpsc::channel::<WriteOp>(WRITE_QUEUE_MAX);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(WRITE_BATCH_MAX);
-            while rx.recv_many(&mut batch, WRITE_BATCH_MAX).await > 0 {
-                let mut claims = vec![];
-                let mut claim_replies = vec![];
-                let mut logs = vec![];
-                let mut log_replies = vec![];
-                for op in batch.drain(..) {
-                    match op {
-                        WriteOp::Claim(c, r) => {
-                            claims.push(c);
-                            claim_replies.push(r);
-                        }
-                        WriteOp::Log(item, r) => {
-                            logs.push(*item);
-                            log_replies.push(r);
-                        }
-                    }
-                }
-                if !claims.is_empty() {
-                    match store.exchange_nonces_claim(&claims).await {
-                        Ok(fresh) => {
-                            for (r, f) in claim_replies.into_iter().zip(fresh) {
-                                let _ = r.send(Ok(f));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "exchange nonce claim failed");
-                            for r in claim_replies {
-                                let _ = r.send(Err(PlatformError::Unexpected(format!(
-                                    "nonce store unavailable: {e}"
-                                ))));
-                            }
-                        }
-                    }
-                }
-                if !logs.is_empty() {
-                    match store.exchange_log_batch(logs, clock.now_ms()).await {
-                        Ok(entries) => {
-                            for (r, e) in log_replies.into_iter().zip(entries) {
-                                let _ = r.send(Ok(e));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "exchange log write failed");
-                            for r in log_replies {
-                                let _ = r.send(Err(PlatformError::Unexpected(format!(
-                                    "audit log unavailable: {e}"
-                                ))));
-                            }
-                        }
-                    }
-                }
-            }
+        let s = store.clone();
+        let (queue, batch) = (WRITE_QUEUE_MAX, WRITE_BATCH_MAX);
+        let claims = group_writer(
+            "nonce store",
+            queue,
+            batch,
+            move |claims: Vec<NonceClaim>| {
+                let s = s.clone();
+                async move { s.exchange_nonces_claim(&claims).await }
+            },
+        );
+        let logs = group_writer("audit log", queue, batch, move |logs: Vec<_>| {
+            let (s, now) = (store.clone(), clock.now_ms());
+            async move { s.exchange_log_batch(logs, now).await }
         });
-        ExchangeWriter { tx }
-    }
-
-    async fn send<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteOp) -> Result<T> {
-        let (reply, wait) = oneshot::channel();
-        self.tx
-            .send(op(reply))
-            .await
-            .map_err(|_| PlatformError::Unexpected("exchange writer stopped".into()))?;
-        wait.await
-            .map_err(|_| PlatformError::Unexpected("exchange writer stopped".into()))?
+        ExchangeWriter { claims, logs }
     }
 
     /// True when the nonce was fresh (and is now recorded), false for a replay.
@@ -424,11 +369,11 @@ impl ExchangeWriter {
             nonce: nonce.into(),
             at_ms,
         };
-        self.send(|r| WriteOp::Claim(c, r)).await
+        send(&self.claims, c).await
     }
 
     async fn log(&self, draft: audit::Draft, row: AccessRow) -> Result<audit::Entry> {
-        self.send(|r| WriteOp::Log(Box::new((draft, row)), r)).await
+        send(&self.logs, (draft, row)).await
     }
 }
 
