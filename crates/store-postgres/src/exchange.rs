@@ -485,8 +485,8 @@ impl ExchangeStore for PgStore {
         let entries = append_audit_many(&mut tx, drafts, now_ms).await?;
         for (row, entry) in rows.iter_mut().zip(&entries) {
             row.audit_seq = Some(entry.seq);
-            insert_access(&mut tx, row).await?;
         }
+        insert_accesses(&mut tx, &rows).await?;
         tx.commit().await.map_err(db)?;
         Ok(entries)
     }
@@ -554,34 +554,56 @@ impl ExchangeStore for PgStore {
 }
 
 async fn insert_access(conn: &mut PgConnection, a: &AccessRow) -> Result<i64> {
+    insert_accesses(conn, std::slice::from_ref(a))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("an access row was not inserted".into()))
+}
+
+/// Access rows in one statement (a group commit's, all at once: one round trip while the
+/// audit head is locked instead of one per row); their ids in the given order.
+async fn insert_accesses(conn: &mut PgConnection, rows: &[AccessRow]) -> Result<Vec<i64>> {
+    fn col<T>(rows: &[AccessRow], f: impl Fn(&AccessRow) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
     sqlx::query_scalar(
         "INSERT INTO exchange_access (at_ms, consumer, service, provider, resident_id, \
          fields, masked, purpose, legal_basis, grant_id, consent_id, outcome, reason, \
          request_digest, response_digest, audit_seq, request_signature, request_batch, \
-         response_signature, response_batch) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-         $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING id",
+         response_signature, response_batch) \
+         SELECT at_ms, consumer, service, provider, resident_id, fields, masked, purpose, \
+         legal_basis, grant_id, consent_id, outcome, reason, request_digest, response_digest, \
+         audit_seq, request_signature, request_batch, response_signature, response_batch \
+         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], \
+         $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::text[], \
+         $18::text[], $19::text[], $20::text[]) WITH ORDINALITY AS r \
+         (at_ms, consumer, service, provider, resident_id, fields, masked, purpose, \
+         legal_basis, grant_id, consent_id, outcome, reason, request_digest, response_digest, \
+         audit_seq, request_signature, request_batch, response_signature, response_batch, n) \
+         ORDER BY n RETURNING id",
     )
-    .bind(a.at_ms)
-    .bind(&a.consumer)
-    .bind(&a.service)
-    .bind(&a.provider)
-    .bind(a.resident_id)
-    .bind(join(&a.fields))
-    .bind(join(&a.masked))
-    .bind(&a.purpose)
-    .bind(&a.legal_basis)
-    .bind(a.grant_id)
-    .bind(a.consent_id)
-    .bind(&a.outcome)
-    .bind(&a.reason)
-    .bind(&a.request_digest)
-    .bind(&a.response_digest)
-    .bind(a.audit_seq)
-    .bind(&a.request_signature)
-    .bind(&a.request_batch)
-    .bind(&a.response_signature)
-    .bind(&a.response_batch)
-    .fetch_one(&mut *conn)
+    .bind(col(rows, |a| a.at_ms))
+    .bind(col(rows, |a| a.consumer.clone()))
+    .bind(col(rows, |a| a.service.clone()))
+    .bind(col(rows, |a| a.provider.clone()))
+    .bind(col(rows, |a| a.resident_id))
+    .bind(col(rows, |a| join(&a.fields)))
+    .bind(col(rows, |a| join(&a.masked)))
+    .bind(col(rows, |a| a.purpose.clone()))
+    .bind(col(rows, |a| a.legal_basis.clone()))
+    .bind(col(rows, |a| a.grant_id))
+    .bind(col(rows, |a| a.consent_id))
+    .bind(col(rows, |a| a.outcome.clone()))
+    .bind(col(rows, |a| a.reason.clone()))
+    .bind(col(rows, |a| a.request_digest.clone()))
+    .bind(col(rows, |a| a.response_digest.clone()))
+    .bind(col(rows, |a| a.audit_seq))
+    .bind(col(rows, |a| a.request_signature.clone()))
+    .bind(col(rows, |a| a.request_batch.clone()))
+    .bind(col(rows, |a| a.response_signature.clone()))
+    .bind(col(rows, |a| a.response_batch.clone()))
+    .fetch_all(&mut *conn)
     .await
     .map_err(db)
 }
