@@ -122,6 +122,14 @@ pub enum Mismatch {
     Unbalanced { transfer: String, unit: String },
     /// A posting's unit is not its account's.
     UnitMismatch { transfer: String, account: i64 },
+    /// A posting names a transfer or an account that does not exist (PostgreSQL keeps no
+    /// per-row foreign key on postings: the check is here instead).
+    Dangling {
+        transfer_id: i64,
+        account: i64,
+        /// `"transfer"` or `"account"`.
+        missing: &'static str,
+    },
 }
 
 impl std::fmt::Display for Mismatch {
@@ -148,6 +156,15 @@ impl std::fmt::Display for Mismatch {
                     "transfer {transfer} posts to account {account} in another unit"
                 )
             }
+            Mismatch::Dangling {
+                transfer_id,
+                account,
+                missing,
+            } => write!(
+                f,
+                "a posting of transfer id {transfer_id} to account {account} names a {missing} \
+                 that does not exist"
+            ),
         }
     }
 }
