@@ -172,7 +172,8 @@ async fn write_balances(
     }
     let n = sqlx::query(
         "UPDATE ledger_accounts a SET balance = a.balance + v.db, reserved = a.reserved + v.dr \
-         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, db, dr) \
+         FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::bigint[]) AS db, \
+           unnest($3::bigint[]) AS dr) v \
          WHERE a.id = v.id AND (a.floor IS NULL OR v.db - v.dr >= 0 \
            OR a.balance + v.db - (a.reserved + v.dr) >= a.floor)",
     )
@@ -270,9 +271,9 @@ pub(crate) async fn insert_planned(
     }
     sqlx::query(
         "INSERT INTO ledger_transfers (id, key, kind, memo, mode, state, digest, created_ms, posted_ms) \
-         SELECT id, key, kind, memo, mode, state, digest, $8, posted_ms FROM unnest( \
-           $1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $9::bigint[]) \
-         AS v(id, key, kind, memo, mode, state, digest, posted_ms)",
+         SELECT unnest($1::bigint[]), unnest($2::text[]), unnest($3::text[]), \
+           unnest($4::text[]), unnest($5::text[]), unnest($6::text[]), unnest($7::bytea[]), $8, \
+           unnest($9::bigint[])",
     )
     .bind(&ids)
     .bind(&t_key)
@@ -288,7 +289,8 @@ pub(crate) async fn insert_planned(
     .map_err(db)?;
     sqlx::query(
         "INSERT INTO ledger_postings (transfer_id, idx, account_id, unit, side, amount) \
-         SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[])",
+         SELECT unnest($1::bigint[]), unnest($2::smallint[]), unnest($3::bigint[]), \
+           unnest($4::text[]), unnest($5::text[]), unnest($6::bigint[])",
     )
     .bind(&p_tid)
     .bind(&p_idx)

@@ -63,7 +63,7 @@ async fn find_accounts(
     // join: 9 s for 10,000 owners; this: 80 ms).
     let rows = sqlx::query(
         "SELECT a.id, o.owner, a.unit, a.normal, a.floor, a.balance, a.reserved \
-         FROM unnest($2::text[]) AS o(owner) CROSS JOIN LATERAL ( \
+         FROM (SELECT unnest($2::text[]) AS owner) o CROSS JOIN LATERAL ( \
            SELECT id, unit, normal, floor, balance, reserved FROM ledger_accounts \
            WHERE kind = $1 AND owner = o.owner AND unit = 'CNY' LIMIT 1) a",
     )
@@ -176,7 +176,7 @@ async fn known(
     // One backward index probe per card.
     let rows = sqlx::query(
         "SELECT c, (SELECT max(offline_counter) FROM purchases p WHERE p.card_number = c) AS m \
-         FROM unnest($1::text[]) AS c",
+         FROM (SELECT unnest($1::text[]) AS c) v",
     )
     .bind(cards)
     .fetch_all(&mut *conn)
@@ -218,7 +218,8 @@ async fn known(
         }
         let rows = sqlx::query(
             "SELECT p.id, v.c AS card_number, v.t AS terminal_id, v.n AS terminal_serial, \
-             p.window_id FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v(c, t, n) \
+             p.window_id FROM (SELECT unnest($1::text[]) AS c, unnest($2::text[]) AS t, \
+             unnest($3::bigint[]) AS n) v \
              CROSS JOIN LATERAL (SELECT id, window_id FROM purchases WHERE card_number = v.c \
              AND terminal_id = v.t AND terminal_serial = v.n LIMIT 1) p",
         )
@@ -262,7 +263,7 @@ async fn known(
     // LATERAL with LIMIT 1: one unique-index probe per record (see `find_accounts`).
     let rows = sqlx::query(
         "SELECT p.id, v.c AS card_number, v.n AS offline_counter, p.window_id \
-         FROM unnest($1::text[], $2::bigint[]) AS v(c, n) CROSS JOIN LATERAL ( \
+         FROM (SELECT unnest($1::text[]) AS c, unnest($2::bigint[]) AS n) v CROSS JOIN LATERAL ( \
            SELECT id, window_id FROM purchases \
            WHERE card_number = v.c AND offline_counter = v.n LIMIT 1) p",
     )
@@ -403,14 +404,12 @@ async fn post_planned(
              terminal_serial, amount_fen, tx_type, algorithm_id, tx_ms, balance_before_fen, \
              tac, window_id, transfer_id, flags, gap_first, gap_last, shortfall_fen, \
              ingested_ms) \
-             SELECT id, card, counter, $17, terminal, serial, amount, tx_type, alg, tx_ms, \
-             before, tac, $18, transfer, flags, gap_first, gap_last, shortfall, $19 \
-             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], \
-               $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
-               $11::bytea[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], \
-               $16::bigint[]) \
-             AS v(id, card, counter, terminal, serial, amount, tx_type, alg, tx_ms, before, \
-               tac, transfer, flags, gap_first, gap_last, shortfall)",
+             SELECT unnest($1::bigint[]), unnest($2::text[]), unnest($3::bigint[]), $17, \
+               unnest($4::text[]), unnest($5::bigint[]), unnest($6::bigint[]), \
+               unnest($7::bigint[]), unnest($8::bigint[]), unnest($9::bigint[]), \
+               unnest($10::bigint[]), unnest($11::bytea[]), $18, unnest($12::bigint[]), \
+               unnest($13::bigint[]), unnest($14::bigint[]), unnest($15::bigint[]), \
+               unnest($16::bigint[]), $19",
         )
         .bind(&c.id)
         .bind(&c.card)
