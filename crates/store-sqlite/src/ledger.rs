@@ -537,29 +537,16 @@ impl LedgerStore for SqliteStore {
             postings: counts.try_get::<i64, _>("p").map_err(db)? as u64,
             mismatch: None,
         };
-        let dangling = sqlx::query(
-            "SELECT p.transfer_id, p.account_id, \
-             CASE WHEN NOT EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.id = p.transfer_id) \
-             THEN 'transfer' ELSE 'account' END AS missing \
-             FROM ledger_postings p \
-             WHERE NOT EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.id = p.transfer_id) \
-             OR NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.id = p.account_id) \
-             ORDER BY p.transfer_id, p.idx LIMIT 1",
-        )
-        .fetch_optional(&self.read)
-        .await
-        .map_err(db)?;
+        let dangling = sqlx::query(store::ledger::DANGLING_POSTING_SQL)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?;
         if let Some(r) = dangling {
-            let missing: String = r.try_get("missing").map_err(db)?;
-            check.mismatch = Some(Mismatch::Dangling {
-                transfer_id: r.try_get("transfer_id").map_err(db)?,
-                account: r.try_get("account_id").map_err(db)?,
-                missing: if missing == "transfer" {
-                    "transfer"
-                } else {
-                    "account"
-                },
-            });
+            check.mismatch = Some(Mismatch::dangling(
+                r.try_get("transfer_id").map_err(db)?,
+                r.try_get("account_id").map_err(db)?,
+                r.try_get::<&str, _>("missing").map_err(db)?,
+            ));
             return Ok(check);
         }
         let bad = sqlx::query(

@@ -132,6 +132,31 @@ pub enum Mismatch {
     },
 }
 
+/// The first posting whose transfer or account does not exist, with `missing` naming which:
+/// the same statement on both backends (`transfer_id`, `account_id`, `missing`).
+pub const DANGLING_POSTING_SQL: &str = "SELECT p.transfer_id, p.account_id, \
+     CASE WHEN NOT EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.id = p.transfer_id) \
+     THEN 'transfer' ELSE 'account' END AS missing \
+     FROM ledger_postings p \
+     WHERE NOT EXISTS (SELECT 1 FROM ledger_transfers t WHERE t.id = p.transfer_id) \
+     OR NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.id = p.account_id) \
+     ORDER BY p.transfer_id, p.idx LIMIT 1";
+
+impl Mismatch {
+    /// A row of [`DANGLING_POSTING_SQL`] as a mismatch.
+    pub fn dangling(transfer_id: i64, account: i64, missing: &str) -> Self {
+        Mismatch::Dangling {
+            transfer_id,
+            account,
+            missing: if missing == "transfer" {
+                "transfer"
+            } else {
+                "account"
+            },
+        }
+    }
+}
+
 impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
