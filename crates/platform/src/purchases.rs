@@ -415,12 +415,14 @@ impl Platform {
                 answer: Vec::new(),
             });
         }
+        let began = std::time::Instant::now();
         let checked = if records.is_empty() {
             Vec::new()
         } else {
             let masters = self.master_keys()?.clone();
             self.check_records(masters, records).await?
         };
+        let tac_done = std::time::Instant::now();
 
         let good: Vec<(&UploadRecord, i64)> = checked
             .iter()
@@ -435,6 +437,7 @@ impl Platform {
             .collect();
         let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
         let denied = self.deny_listed_many(&refs).await?;
+        let deny_done = std::time::Instant::now();
         let purchases: Vec<NewPurchase> = good
             .iter()
             .zip(numbers)
@@ -549,9 +552,18 @@ impl Platform {
                 }
             }
         };
+        let stored = std::time::Instant::now();
         if out.is_ok() {
             self.rides_earned(caller, merchant, &rides).await;
         }
+        tracing::debug!(
+            records = rides.len(),
+            tac_us = (tac_done - began).as_micros() as u64,
+            deny_us = (deny_done - tac_done).as_micros() as u64,
+            store_us = (stored - deny_done).as_micros() as u64,
+            points_us = stored.elapsed().as_micros() as u64,
+            "upload ingested"
+        );
         out
     }
 

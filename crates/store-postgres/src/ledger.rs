@@ -170,26 +170,44 @@ async fn write_balances(
         d_balance.push(b.balance - old.balance);
         d_reserved.push(b.reserved - old.reserved);
     }
-    let n = sqlx::query(
+    // The new balances come back and must be the planned ones: a balance that moved since it
+    // was read (it cannot under the head lock; a carried one could) is refused as a conflict.
+    let rows = sqlx::query(
         "UPDATE ledger_accounts a SET balance = a.balance + v.db, reserved = a.reserved + v.dr \
          FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::bigint[]) AS db, \
            unnest($3::bigint[]) AS dr) v \
          WHERE a.id = v.id AND (a.floor IS NULL OR v.db - v.dr >= 0 \
-           OR a.balance + v.db - (a.reserved + v.dr) >= a.floor)",
+           OR a.balance + v.db - (a.reserved + v.dr) >= a.floor) \
+         RETURNING a.id, a.balance, a.reserved",
     )
     .bind(&ids)
     .bind(&d_balance)
     .bind(&d_reserved)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await
-    .map_err(db)?
-    .rows_affected();
-    if n != ids.len() as u64 {
+    .map_err(db)?;
+    if rows.len() != ids.len() {
         return Err(StoreError::Conflict(format!(
             "ledger floors: {} of {} balance updates refused",
-            ids.len() as u64 - n,
+            ids.len() - rows.len(),
             ids.len()
         )));
+    }
+    let planned: HashMap<i64, (i64, i64)> = after
+        .iter()
+        .map(|b| (b.id, (b.balance, b.reserved)))
+        .collect();
+    for r in rows {
+        let id: i64 = r.try_get(0).map_err(db)?;
+        let got = (
+            r.try_get::<i64, _>(1).map_err(db)?,
+            r.try_get::<i64, _>(2).map_err(db)?,
+        );
+        if planned.get(&id) != Some(&got) {
+            return Err(StoreError::Conflict(format!(
+                "ledger account {id} moved while its batch was planned"
+            )));
+        }
     }
     Ok(())
 }

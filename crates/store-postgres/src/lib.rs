@@ -45,6 +45,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Where clearing windows are cut for the money movements that enter them.
     windows: store::money::Windows,
+    /// What the last offline-purchase ingest left for the next (`store::carry`).
+    carry: store::carry::CarryOver,
 }
 
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
@@ -74,6 +76,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             windows: Default::default(),
+            carry: Default::default(),
         })
     }
 

@@ -10,6 +10,11 @@
 //! Accounts are read without `FOR UPDATE`: every ledger writer holds the head lock, so no
 //! other writer can change them meanwhile, and the delta update would refuse a floor breach
 //! anyway.
+//!
+//! Cards the store's previous ingest touched are not read again when the audit head shows that
+//! nothing was committed since (`store::carry`, stamp [`stamp`]); the balance update compares
+//! the balances it leaves with the plan's, and a difference plans the batch again from the
+//! database.
 
 use crate::clearing::open_window;
 use crate::ledger::{balance_row, insert_planned};
@@ -21,6 +26,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 use std::collections::HashMap;
+use store::carry::Carried;
 use store::purchases::{
     IngestOutcome, KeptBatch, KeptIngest, KeptUpload, PURCHASE_BATCH_MAX, PurchaseBatch,
     PurchaseRow, PurchaseStore, batch_cards, check_group, decode_flags, finish_group, group_plan,
@@ -129,6 +135,7 @@ async fn batch_accounts(
     conn: &mut PgConnection,
     cards: &[String],
     merchant: &str,
+    carried: &Carried,
     now_ms: i64,
 ) -> Result<(Accounts, HashMap<i64, Balance>)> {
     let bad = |e: ::ledger::KeyError| StoreError::Corrupt(format!("purchase account: {e}"));
@@ -147,9 +154,21 @@ async fn batch_accounts(
         shadows.insert(card, b.id);
         balances.insert(b.id, b);
     }
-    let m = open_accounts(conn, std::slice::from_ref(&merchant_key), now_ms).await?;
-    let s = open_accounts(conn, std::slice::from_ref(&suspense_key), now_ms).await?;
-    let (Some(m), Some(s)) = (m.into_values().next(), s.into_values().next()) else {
+    let m = match carried.merchant(merchant) {
+        Some(m) => Some(m),
+        None => open_accounts(conn, std::slice::from_ref(&merchant_key), now_ms)
+            .await?
+            .into_values()
+            .next(),
+    };
+    let s = match carried.suspense() {
+        Some(s) => Some(s),
+        None => open_accounts(conn, std::slice::from_ref(&suspense_key), now_ms)
+            .await?
+            .into_values()
+            .next(),
+    };
+    let (Some(m), Some(s)) = (m, s) else {
         return Err(StoreError::Corrupt(
             "merchant or suspense account missing".into(),
         ));
@@ -166,22 +185,32 @@ async fn batch_accounts(
     ))
 }
 
+/// What a batch repeats: the highest counter of each card of `cards` (added to the carried
+/// `counters_max` of the others), then the stored purchases at or below it.
 async fn known(
     conn: &mut PgConnection,
     batch: &PurchaseBatch<'_>,
     cards: &[String],
+    counters_max: HashMap<String, u16>,
     by_terminal: bool,
 ) -> Result<Known> {
-    let mut known = Known::default();
+    let mut known = Known {
+        counters_max,
+        ..Known::default()
+    };
     // One backward index probe per card.
-    let rows = sqlx::query(
-        "SELECT c, (SELECT max(offline_counter) FROM purchases p WHERE p.card_number = c) AS m \
-         FROM (SELECT unnest($1::text[]) AS c) v",
-    )
-    .bind(cards)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db)?;
+    let rows = if cards.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query(
+            "SELECT c, (SELECT max(offline_counter) FROM purchases p WHERE p.card_number = c) \
+             AS m FROM (SELECT unnest($1::text[]) AS c) v",
+        )
+        .bind(cards)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?
+    };
     for r in rows {
         if let Some(m) = r.try_get::<Option<i64>, _>("m").map_err(db)? {
             known
@@ -296,6 +325,7 @@ async fn post_batch(
     tx: &mut PgConnection,
     windows: &store::money::Windows,
     batch: &PurchaseBatch<'_>,
+    carried: &mut Carried,
     now_ms: i64,
 ) -> Result<Vec<IngestOutcome>> {
     let (window, start) =
@@ -309,21 +339,26 @@ async fn post_batch(
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    let posted = match post_planned(&mut *tx, batch, now_ms, false).await? {
-        Posted::Done(o) => o,
-        Posted::RepeatsByTerminal => {
-            sqlx::query("ROLLBACK TO purchases_post")
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            match post_planned(&mut *tx, batch, now_ms, true).await? {
-                Posted::Done(o) => o,
-                Posted::RepeatsByTerminal => {
-                    return Err(StoreError::Corrupt(
-                        "a purchase repeats a stored one by card, terminal and serial after \
-                         they were read"
-                            .into(),
-                    ));
+    let mut by_terminal = false;
+    // At most three plans: with the carry-over, from the database, with the repeats read.
+    let posted = loop {
+        match post_planned(&mut *tx, batch, carried, now_ms, by_terminal).await? {
+            Posted::Done(o) => break o,
+            again => {
+                sqlx::query("ROLLBACK TO purchases_post")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                match again {
+                    Posted::Stale if !carried.is_empty() => *carried = Carried::default(),
+                    Posted::RepeatsByTerminal if !by_terminal => by_terminal = true,
+                    _ => {
+                        return Err(StoreError::Corrupt(
+                            "a purchase repeats a stored one by card, terminal and serial \
+                             after they were read"
+                                .into(),
+                        ));
+                    }
                 }
             }
         }
@@ -339,6 +374,9 @@ enum Posted {
     Done(Vec<IngestOutcome>),
     /// The unique index on card, terminal and serial refused a record: plan again with them.
     RepeatsByTerminal,
+    /// The books differ from the carry-over (a balance moved, a counter is stored): plan again
+    /// from the database.
+    Stale,
 }
 
 /// Plans and writes one batch in the caller's transaction (which holds the head lock): reads
@@ -347,13 +385,28 @@ enum Posted {
 async fn post_planned(
     tx: &mut PgConnection,
     batch: &PurchaseBatch<'_>,
+    carried: &mut Carried,
     now_ms: i64,
     by_terminal: bool,
 ) -> Result<Posted> {
     let n = batch.purchases.len();
+    let began = std::time::Instant::now();
+    let stale_possible = !carried.is_empty();
     let cards = batch_cards(batch);
-    let known = known(&mut *tx, batch, &cards, by_terminal).await?;
-    let (accounts, before) = batch_accounts(&mut *tx, &cards, batch.merchant, now_ms).await?;
+    let read_cards = carried.missing(&cards);
+    let known = known(
+        &mut *tx,
+        batch,
+        &read_cards,
+        carried.counters(&cards),
+        by_terminal,
+    )
+    .await?;
+    let known_done = std::time::Instant::now();
+    let (mut accounts, mut before) =
+        batch_accounts(&mut *tx, &read_cards, batch.merchant, carried, now_ms).await?;
+    let mut unused = HashMap::new();
+    carried.fill(&cards, &mut unused, &mut accounts.shadows, &mut before);
     let mut balances = before.clone();
     // Ids for every record (those of repeats stay unused): the sequence never repeats, so
     // the first id also names this batch's transfers.
@@ -363,6 +416,7 @@ async fn post_planned(
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
+    let read = std::time::Instant::now();
     let plan = plan(
         &ledger_purchases(batch),
         &known,
@@ -373,9 +427,15 @@ async fn post_planned(
         &transfer_memo(batch),
     )
     .map_err(|e| StoreError::Corrupt(format!("offline purchases could not be planned: {e}")))?;
+    let planned = std::time::Instant::now();
     let transfers: Vec<&Transfer> = plan.transfers.iter().collect();
     let transfer_ids =
-        insert_planned(&mut *tx, &transfers, &before, &plan.balances, now_ms).await?;
+        match insert_planned(&mut *tx, &transfers, &before, &plan.balances, now_ms).await {
+            Ok(ids) => ids,
+            Err(StoreError::Conflict(_)) if stale_possible => return Ok(Posted::Stale),
+            Err(e) => return Err(e),
+        };
+    let ledger_done = std::time::Instant::now();
     let rows = new_rows(&plan.verdicts, &ids);
     let k = rows.len();
     let mut c = Cols::with_capacity(k);
@@ -439,15 +499,58 @@ async fn post_planned(
             {
                 return Ok(Posted::RepeatsByTerminal);
             }
+            Err(sqlx::Error::Database(d)) if stale_possible && d.is_unique_violation() => {
+                return Ok(Posted::Stale);
+            }
             Err(e) => return Err(db(e)),
         }
     }
+    tracing::debug!(
+        purchases = n,
+        cards = cards.len(),
+        carried = cards.len() - read_cards.len(),
+        known_us = (known_done - began).as_micros() as u64,
+        accounts_us = (read - known_done).as_micros() as u64,
+        plan_us = (planned - read).as_micros() as u64,
+        ledger_us = (ledger_done - planned).as_micros() as u64,
+        rows_us = ledger_done.elapsed().as_micros() as u64,
+        "purchases posted"
+    );
+    let records: Vec<(&str, u16)> = batch
+        .purchases
+        .iter()
+        .map(|p| (p.card_number.as_str(), p.offline_counter))
+        .collect();
+    carried.absorb(
+        batch.merchant,
+        &accounts,
+        &balances,
+        &known.counters_max,
+        &records,
+        &plan.verdicts,
+    );
     Ok(Posted::Done(outcomes(
         &plan.verdicts,
         &rows,
         &transfer_ids,
         batch.window,
     )))
+}
+
+/// The carry-over's stamp, read under the head lock: the audit head's sequence number and the
+/// transaction that last wrote the head row (`xmin`). Every transaction that writes purchases
+/// or balances appends to the audit chain under the head lock; and as transaction ids are not
+/// reused, a stamp left by a transaction whose commit failed never matches again.
+async fn stamp(conn: &mut PgConnection) -> Result<store::carry::Stamp> {
+    let r = sqlx::query("SELECT seq, xmin::text::bigint AS x FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok([
+        r.try_get("seq").map_err(db)?,
+        r.try_get("x").map_err(db)?,
+        0,
+    ])
 }
 
 impl PgStore {
@@ -468,11 +571,24 @@ impl PgStore {
         if n == 0 {
             return Ok(Vec::new());
         }
+        let asked = std::time::Instant::now();
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_head(&mut tx).await?;
-        let outcomes = post_batch(&mut tx, &self.windows, batch, now_ms).await?;
+        let locked = std::time::Instant::now();
+        let mut carried = self.carry.take(stamp(&mut tx).await?);
+        let outcomes = post_batch(&mut tx, &self.windows, batch, &mut carried, now_ms).await?;
         append_audit(&mut tx, audit, now_ms).await?;
+        // Left before the commit, so that the next batch, already waiting for the head lock,
+        // finds it; it matches only if this transaction commits.
+        self.carry.put(stamp(&mut tx).await?, carried);
+        let committing = std::time::Instant::now();
         tx.commit().await.map_err(db)?;
+        tracing::debug!(
+            wait_us = (locked - asked).as_micros() as u64,
+            post_us = (committing - locked).as_micros() as u64,
+            commit_us = committing.elapsed().as_micros() as u64,
+            "purchase batch committed"
+        );
         Ok(outcomes)
     }
 
@@ -489,6 +605,7 @@ impl PgStore {
         let mut tx = self.pool.begin().await.map_err(db)?;
         // The head lock serializes ingests, so the batch checks below cannot race a resend.
         lock_head(&mut tx).await?;
+        let mut carried = self.carry.take(stamp(&mut tx).await?);
         let mut answers: Vec<Option<KeptIngest>> = Vec::with_capacity(uploads.len());
         for u in uploads {
             answers.push(
@@ -510,7 +627,7 @@ impl PgStore {
                     purchases: &all,
                     ..*first
                 };
-                post_batch(&mut tx, &self.windows, &batch, now_ms).await?
+                post_batch(&mut tx, &self.windows, &batch, &mut carried, now_ms).await?
             };
             for (&i, start) in post.iter().zip(starts) {
                 let u = &uploads[i];
@@ -530,6 +647,7 @@ impl PgStore {
         let answers = finish_group(uploads, &group, answers, now_ms)?;
         if !drafts.is_empty() {
             append_audit_many(&mut tx, drafts, now_ms).await?;
+            self.carry.put(stamp(&mut tx).await?, carried);
             tx.commit().await.map_err(db)?;
         }
         Ok(answers)

@@ -12,6 +12,11 @@ fn test_url() -> String {
 }
 
 async fn fresh() -> PgStore {
+    PgStore::connect_with(fresh_schema().await).await.unwrap()
+}
+
+/// A new schema in the test database; the options to connect to it.
+async fn fresh_schema() -> PgConnectOptions {
     let url = test_url();
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
     let admin = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| {
@@ -26,13 +31,20 @@ async fn fresh() -> PgStore {
         .await
         .unwrap();
     admin.close().await;
-    let opts = PgConnectOptions::from_str(&url)
+    PgConnectOptions::from_str(&url)
         .unwrap()
-        .options([("search_path", schema.as_str())]);
-    PgStore::connect_with(opts).await.unwrap()
+        .options([("search_path", schema.as_str())])
 }
 
 store::conformance_tests!(fresh());
+
+#[tokio::test]
+async fn the_purchase_carry_over_follows_another_process() {
+    let opts = fresh_schema().await;
+    let first = PgStore::connect_with(opts.clone()).await.unwrap();
+    let second = PgStore::connect_with(opts).await.unwrap();
+    store::conformance::purchases_carry_over_follows_the_books(&first, &second).await;
+}
 
 #[tokio::test]
 async fn audit_tampering_is_detected() {

@@ -65,6 +65,8 @@ const WAL_KEEP_BYTES: &str = "134217728";
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    /// What the last offline-purchase ingest left for the next (`store::carry`).
+    carry: store::carry::CarryOver,
     /// Where clearing windows are cut for the money movements that enter them.
     windows: store::money::Windows,
     /// Held while the store lives: the checkpointer stops when the last holder is gone.
@@ -137,6 +139,10 @@ impl SqliteStore {
         let due = checkpoints.clone();
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            // One connection for the store's life: the purchase carry-over's stamp counts
+            // this connection's changes.
+            .max_lifetime(None)
+            .idle_timeout(None)
             // A local file: nothing to ping before each use.
             .test_before_acquire(false)
             .before_acquire(move |conn, _| {
@@ -173,6 +179,7 @@ impl SqliteStore {
             write,
             read,
             windows: Default::default(),
+            carry: Default::default(),
             _alive: alive,
             checkpoints,
         })

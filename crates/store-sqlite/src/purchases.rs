@@ -3,6 +3,10 @@
 //! read the highest counter of each card and the stored purchases the batch repeats, find or
 //! open the accounts, plan with `ledger::offline::plan`, then write the aggregated transfers,
 //! their postings, the balances, the purchase rows (multi-row inserts) and the audit entry.
+//!
+//! Cards the store's previous ingest touched are not read again when nothing was committed
+//! since (`store::carry`, stamp [`stamp`]); the balance update writes only where the carried
+//! balance still stands, and a difference plans the batch again from the database.
 
 use crate::clearing::open_window;
 use crate::ledger::{balance_row, insert_planned};
@@ -14,6 +18,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use std::collections::HashMap;
+use store::carry::Carried;
 use store::purchases::{
     IngestOutcome, KeptBatch, KeptIngest, KeptUpload, PURCHASE_BATCH_MAX, PurchaseBatch,
     PurchaseRow, PurchaseStore, batch_cards, check_group, decode_flags, finish_group, group_plan,
@@ -125,6 +130,7 @@ async fn batch_accounts(
     conn: &mut SqliteConnection,
     cards: &[String],
     merchant: &str,
+    carried: &Carried,
     now_ms: i64,
 ) -> Result<(Accounts, HashMap<i64, Balance>)> {
     let bad = |e: ::ledger::KeyError| StoreError::Corrupt(format!("purchase account: {e}"));
@@ -143,9 +149,21 @@ async fn batch_accounts(
         shadows.insert(card, b.id);
         balances.insert(b.id, b);
     }
-    let m = open_accounts(conn, std::slice::from_ref(&merchant_key), now_ms).await?;
-    let s = open_accounts(conn, std::slice::from_ref(&suspense_key), now_ms).await?;
-    let (Some(m), Some(s)) = (m.into_values().next(), s.into_values().next()) else {
+    let m = match carried.merchant(merchant) {
+        Some(m) => Some(m),
+        None => open_accounts(conn, std::slice::from_ref(&merchant_key), now_ms)
+            .await?
+            .into_values()
+            .next(),
+    };
+    let s = match carried.suspense() {
+        Some(s) => Some(s),
+        None => open_accounts(conn, std::slice::from_ref(&suspense_key), now_ms)
+            .await?
+            .into_values()
+            .next(),
+    };
+    let (Some(m), Some(s)) = (m, s) else {
         return Err(StoreError::Corrupt(
             "merchant or suspense account missing".into(),
         ));
@@ -162,16 +180,21 @@ async fn batch_accounts(
     ))
 }
 
-/// What the store knows of the batch's cards: each card's highest counter, the stored
-/// purchases the batch may repeat by card and counter, and — with `by_terminal` — by card,
-/// terminal and terminal serial.
+/// What the store knows of the batch's cards: the highest counter of each card of `cards`
+/// (added to the carried `counters_max` of the others), the stored purchases the batch may
+/// repeat by card and counter, and — with `by_terminal` — by card, terminal and terminal
+/// serial.
 async fn known(
     conn: &mut SqliteConnection,
     batch: &PurchaseBatch<'_>,
     cards: &[String],
+    counters_max: HashMap<String, u16>,
     by_terminal: bool,
 ) -> Result<Known> {
-    let mut known = Known::default();
+    let mut known = Known {
+        counters_max,
+        ..Known::default()
+    };
     for chunk in cards.chunks(KEYS_PER_QUERY) {
         // One backward probe of the (card, counter) index per card: `MAX … GROUP BY` would
         // read every stored purchase of the card, which grows with its history.
@@ -285,6 +308,7 @@ async fn post_batch(
     tx: &mut SqliteConnection,
     windows: &store::money::Windows,
     batch: &PurchaseBatch<'_>,
+    carried: &mut Carried,
     now_ms: i64,
 ) -> Result<Vec<IngestOutcome>> {
     let (window, start) =
@@ -298,21 +322,26 @@ async fn post_batch(
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    let posted = match post_planned(&mut *tx, batch, now_ms, false).await? {
-        Posted::Done(o) => o,
-        Posted::RepeatsByTerminal => {
-            sqlx::query("ROLLBACK TO purchases_post")
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            match post_planned(&mut *tx, batch, now_ms, true).await? {
-                Posted::Done(o) => o,
-                Posted::RepeatsByTerminal => {
-                    return Err(StoreError::Corrupt(
-                        "a purchase repeats a stored one by card, terminal and serial after \
-                         they were read"
-                            .into(),
-                    ));
+    let mut by_terminal = false;
+    // At most three plans: with the carry-over, from the database, with the repeats read.
+    let posted = loop {
+        match post_planned(&mut *tx, batch, carried, now_ms, by_terminal).await? {
+            Posted::Done(o) => break o,
+            again => {
+                sqlx::query("ROLLBACK TO purchases_post")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                match again {
+                    Posted::Stale if !carried.is_empty() => *carried = Carried::default(),
+                    Posted::RepeatsByTerminal if !by_terminal => by_terminal = true,
+                    _ => {
+                        return Err(StoreError::Corrupt(
+                            "a purchase repeats a stored one by card, terminal and serial \
+                             after they were read"
+                                .into(),
+                        ));
+                    }
                 }
             }
         }
@@ -328,6 +357,9 @@ enum Posted {
     Done(Vec<IngestOutcome>),
     /// The unique index on card, terminal and serial refused a record: plan again with them.
     RepeatsByTerminal,
+    /// The books differ from the carry-over (a balance moved, a counter is stored): plan again
+    /// from the database.
+    Stale,
 }
 
 /// Plans and writes one batch in the caller's transaction: reads what the plan needs, then the
@@ -335,17 +367,34 @@ enum Posted {
 async fn post_planned(
     tx: &mut SqliteConnection,
     batch: &PurchaseBatch<'_>,
+    carried: &mut Carried,
     now_ms: i64,
     by_terminal: bool,
 ) -> Result<Posted> {
     let n = batch.purchases.len();
+    let began = std::time::Instant::now();
+    let stale_possible = !carried.is_empty();
     let cards = batch_cards(batch);
-    let known = known(&mut *tx, batch, &cards, by_terminal).await?;
-    let (accounts, mut balances) = batch_accounts(&mut *tx, &cards, batch.merchant, now_ms).await?;
+    let read_cards = carried.missing(&cards);
+    let known = known(
+        &mut *tx,
+        batch,
+        &read_cards,
+        carried.counters(&cards),
+        by_terminal,
+    )
+    .await?;
+    let known_done = std::time::Instant::now();
+    let (mut accounts, mut before) =
+        batch_accounts(&mut *tx, &read_cards, batch.merchant, carried, now_ms).await?;
+    let mut unused = HashMap::new();
+    carried.fill(&cards, &mut unused, &mut accounts.shadows, &mut before);
+    let mut balances = before.clone();
     let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM purchases")
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
+    let read = std::time::Instant::now();
     let plan = plan(
         &ledger_purchases(batch),
         &known,
@@ -356,9 +405,16 @@ async fn post_planned(
         &transfer_memo(batch),
     )
     .map_err(|e| StoreError::Corrupt(format!("offline purchases could not be planned: {e}")))?;
+    let planned = std::time::Instant::now();
     let transfers: Vec<&Transfer> = plan.transfers.iter().collect();
-    let transfer_ids = insert_planned(&mut *tx, &transfers, &plan.balances, now_ms).await?;
+    let transfer_ids =
+        match insert_planned(&mut *tx, &transfers, Some(&before), &plan.balances, now_ms).await {
+            Ok(ids) => ids,
+            Err(StoreError::Conflict(_)) if stale_possible => return Ok(Posted::Stale),
+            Err(e) => return Err(e),
+        };
     let ids: Vec<i64> = (0..n as i64).map(|k| first + k).collect();
+    let ledger_done = std::time::Instant::now();
     let rows = new_rows(&plan.verdicts, &ids);
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = format!(
@@ -401,15 +457,60 @@ async fn post_planned(
             {
                 return Ok(Posted::RepeatsByTerminal);
             }
+            Err(sqlx::Error::Database(d)) if stale_possible && d.is_unique_violation() => {
+                return Ok(Posted::Stale);
+            }
             Err(e) => return Err(db(e)),
         }
     }
+    tracing::debug!(
+        purchases = n,
+        cards = cards.len(),
+        carried = cards.len() - read_cards.len(),
+        known_us = (known_done - began).as_micros() as u64,
+        accounts_us = (read - known_done).as_micros() as u64,
+        plan_us = (planned - read).as_micros() as u64,
+        ledger_us = (ledger_done - planned).as_micros() as u64,
+        rows_us = ledger_done.elapsed().as_micros() as u64,
+        "purchases posted"
+    );
+    let records: Vec<(&str, u16)> = batch
+        .purchases
+        .iter()
+        .map(|p| (p.card_number.as_str(), p.offline_counter))
+        .collect();
+    carried.absorb(
+        batch.merchant,
+        &accounts,
+        &balances,
+        &known.counters_max,
+        &records,
+        &plan.verdicts,
+    );
     Ok(Posted::Done(outcomes(
         &plan.verdicts,
         &rows,
         &transfer_ids,
         batch.window,
     )))
+}
+
+/// The carry-over's stamp, read in the writing transaction: the audit head, and for the write
+/// connection `data_version` (it moves when another connection commits) and `total_changes()`
+/// (it moves with every row this connection changes, committed or not).
+async fn stamp(conn: &mut SqliteConnection) -> Result<store::carry::Stamp> {
+    let r = sqlx::query(
+        "SELECT (SELECT seq FROM audit_head WHERE id = 1), \
+         (SELECT data_version FROM pragma_data_version), total_changes()",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok([
+        r.try_get::<Option<i64>, _>(0).map_err(db)?.unwrap_or(0),
+        r.try_get(1).map_err(db)?,
+        r.try_get(2).map_err(db)?,
+    ])
 }
 
 impl SqliteStore {
@@ -430,10 +531,22 @@ impl SqliteStore {
         if n == 0 {
             return Ok(Vec::new());
         }
+        let asked = std::time::Instant::now();
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let outcomes = post_batch(&mut tx, &self.windows, batch, now_ms).await?;
+        let locked = std::time::Instant::now();
+        let mut carried = self.carry.take(stamp(&mut tx).await?);
+        let outcomes = post_batch(&mut tx, &self.windows, batch, &mut carried, now_ms).await?;
         append_audit(&mut tx, audit, now_ms).await?;
+        let left = stamp(&mut tx).await?;
+        let committing = std::time::Instant::now();
         tx.commit().await.map_err(db)?;
+        self.carry.put(left, carried);
+        tracing::debug!(
+            wait_us = (locked - asked).as_micros() as u64,
+            post_us = (committing - locked).as_micros() as u64,
+            commit_us = committing.elapsed().as_micros() as u64,
+            "purchase batch committed"
+        );
         Ok(outcomes)
     }
 
@@ -448,6 +561,7 @@ impl SqliteStore {
             return Ok(Vec::new());
         }
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let mut carried = self.carry.take(stamp(&mut tx).await?);
         let mut answers: Vec<Option<KeptIngest>> = Vec::with_capacity(uploads.len());
         for u in uploads {
             answers.push(
@@ -469,7 +583,7 @@ impl SqliteStore {
                     purchases: &all,
                     ..*first
                 };
-                post_batch(&mut tx, &self.windows, &batch, now_ms).await?
+                post_batch(&mut tx, &self.windows, &batch, &mut carried, now_ms).await?
             };
             for (&i, start) in post.iter().zip(starts) {
                 let u = &uploads[i];
@@ -486,7 +600,9 @@ impl SqliteStore {
         let answers = finish_group(uploads, &group, answers, now_ms)?;
         if !drafts.is_empty() {
             append_audit_many(&mut tx, drafts, now_ms).await?;
+            let left = stamp(&mut tx).await?;
             tx.commit().await.map_err(db)?;
+            self.carry.put(left, carried);
         }
         Ok(answers)
     }

@@ -252,3 +252,12 @@ async fn a_dangling_posting_fails_the_check() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_purchase_carry_over_follows_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("citycard.db");
+    let first = SqliteStore::open(&path).await.unwrap();
+    let second = SqliteStore::open(&path).await.unwrap();
+    store::conformance::purchases_carry_over_follows_the_books(&first, &second).await;
+}

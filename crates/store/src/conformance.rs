@@ -567,6 +567,12 @@ macro_rules! conformance_tests {
             $crate::conformance::money_refunds_never_exceed_the_payment(s).await;
         }
 
+        #[tokio::test]
+        async fn purchases_carry_over_follows_the_books() {
+            let s = $make.await;
+            $crate::conformance::purchases_carry_over_follows_the_books(&s, &s).await;
+        }
+
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn purchases_hot_merchant_under_concurrency() {
             let s: &'static dyn $crate::Store = Box::leak(Box::new($make.await));

@@ -9,6 +9,7 @@
 mod applications;
 mod apps;
 mod bills;
+pub mod carry;
 pub mod citizens;
 mod clearing;
 pub mod credit;

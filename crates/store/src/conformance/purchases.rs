@@ -303,6 +303,83 @@ pub async fn purchases_post_once_with_flags(s: &dyn Store) {
 /// terminal and serial but not the counter) is answered with the stored purchase and moves no
 /// money, in a batch whose other records post — also when the repeat comes last, after fresh
 /// records of the same card were planned.
+/// A load between two ingests of the same cards, and another process (`other`, a second store
+/// on the same database; `s` itself when there is none) posting the next counters of a card:
+/// what the first ingest carried over must not be trusted past either. Each ingest must see
+/// the books as they are: the load covers a purchase (no shortfall), the other process's
+/// counters leave no gap and make a resend a duplicate.
+pub async fn purchases_carry_over_follows_the_books(s: &dyn Store, other: &dyn Store) {
+    let (a, b) = (card(41), card(42));
+    fund(s, &[a.clone(), b.clone()], 1_000).await;
+    // The first ingest reads both cards; the second would start from what the first left.
+    let out = ingest_w1(s, vec![purchase(&a, 0, 900), purchase(&b, 0, 100)]).await;
+    assert!(out.iter().all(|o| !posted(o).2.any()), "{out:?}");
+    // A load of 500 onto a's shadow (a: 100 + 500), by another path of the same store.
+    let float = s
+        .ledger_account(&key(AccountKind::BankFloat, Owner::Bank("ICBC".into())))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let shadow_a = s
+        .ledger_account(&AccountKey::epurse_shadow(&a))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let load = Transfer::simple(
+        IdempotencyKey::parse("second-load-a").unwrap(),
+        TransferKind::Load,
+        "test load",
+        float,
+        shadow_a,
+        Unit::Cny,
+        Amount(500),
+    );
+    let out = s
+        .ledger_post_batch(&[load], draft("ledger.post"), NOW)
+        .await
+        .unwrap();
+    assert!(matches!(out[0], PostOutcome::Applied { .. }), "{out:?}");
+    let out = ingest_w1(s, vec![purchase(&a, 1, 550), purchase(&b, 1, 100)]).await;
+    let (_, _, fa) = posted(&out[0]);
+    assert_eq!(fa.shortfall, Amount(0), "the load is seen: {fa:?}");
+    assert_eq!(balance_of(s, &AccountKey::epurse_shadow(&a)).await, 50);
+    // Another process posts b's counters 2 and 3: entry taps, which move no money, so only the
+    // counters say that the books changed.
+    let out = ingest_w1(other, vec![purchase(&b, 2, 0), purchase(&b, 3, 0)]).await;
+    assert!(out.iter().all(|o| !posted(o).2.any()), "{out:?}");
+    // The first process: b 4 follows 3 without a gap, and b 2 again is a duplicate.
+    let out = ingest_w1(s, vec![purchase(&b, 4, 100)]).await;
+    let (_, _, f4) = posted(&out[0]);
+    assert!(
+        !f4.any(),
+        "no gap after the other process's counters: {f4:?}"
+    );
+    let out = ingest_w1(s, vec![purchase(&b, 2, 0)]).await;
+    assert!(
+        matches!(out[0], IngestOutcome::Duplicate { .. }),
+        "a repeat of the other process's purchase: {:?}",
+        out[0]
+    );
+    assert_eq!(balance_of(s, &AccountKey::epurse_shadow(&b)).await, 700);
+    // And again, carried from the first process's own last ingest.
+    let out = ingest_w1(s, vec![purchase(&b, 6, 800), purchase(&a, 2, 50)]).await;
+    let (_, _, f6) = posted(&out[0]);
+    assert_eq!(f6.gap, Some((5, 5)));
+    assert_eq!(f6.shortfall, Amount(100));
+    assert!(!posted(&out[1]).2.any());
+    assert_eq!(balance_of(s, &AccountKey::epurse_shadow(&a)).await, 0);
+    assert_eq!(balance_of(s, &AccountKey::epurse_shadow(&b)).await, 0);
+    assert_eq!(balance_of(s, &suspense()).await, 100);
+    assert_eq!(
+        balance_of(s, &metro()).await,
+        900 + 100 + 550 + 100 + 100 + 800 + 50
+    );
+    let c = s.ledger_check().await.unwrap();
+    assert_eq!(c.mismatch, None, "{c:?}");
+}
+
 pub async fn purchases_repeat_under_another_counter_posts_once(s: &dyn Store) {
     let (a, b) = (card(41), card(42));
     fund(s, &[a.clone(), b.clone()], 1_000).await;
