@@ -11,10 +11,9 @@
 //! other writer can change them meanwhile, and the delta update would refuse a floor breach
 //! anyway.
 //!
-//! Cards the store's previous ingest touched are not read again when the audit head shows that
-//! nothing was committed since (`store::carry`, stamp [`stamp`]); the balance update compares
-//! the balances it leaves with the plan's, and a difference plans the batch again from the
-//! database.
+//! Cards the store's previous ingests touched are not looked up by number again, nor their
+//! highest counters, when the purchase head row shows that no other ingest committed since
+//! (`store::carry`, [`stamp`]); their balances are read by account id.
 
 use crate::clearing::open_window;
 use crate::ledger::{balance_row, insert_planned};
@@ -135,7 +134,6 @@ async fn batch_accounts(
     conn: &mut PgConnection,
     cards: &[String],
     merchant: &str,
-    carried: &Carried,
     now_ms: i64,
 ) -> Result<(Accounts, HashMap<i64, Balance>)> {
     let bad = |e: ::ledger::KeyError| StoreError::Corrupt(format!("purchase account: {e}"));
@@ -154,21 +152,9 @@ async fn batch_accounts(
         shadows.insert(card, b.id);
         balances.insert(b.id, b);
     }
-    let m = match carried.merchant(merchant) {
-        Some(m) => Some(m),
-        None => open_accounts(conn, std::slice::from_ref(&merchant_key), now_ms)
-            .await?
-            .into_values()
-            .next(),
-    };
-    let s = match carried.suspense() {
-        Some(s) => Some(s),
-        None => open_accounts(conn, std::slice::from_ref(&suspense_key), now_ms)
-            .await?
-            .into_values()
-            .next(),
-    };
-    let (Some(m), Some(s)) = (m, s) else {
+    let m = open_accounts(conn, std::slice::from_ref(&merchant_key), now_ms).await?;
+    let s = open_accounts(conn, std::slice::from_ref(&suspense_key), now_ms).await?;
+    let (Some(m), Some(s)) = (m.into_values().next(), s.into_values().next()) else {
         return Err(StoreError::Corrupt(
             "merchant or suspense account missing".into(),
         ));
@@ -374,7 +360,7 @@ enum Posted {
     Done(Vec<IngestOutcome>),
     /// The unique index on card, terminal and serial refused a record: plan again with them.
     RepeatsByTerminal,
-    /// The books differ from the carry-over (a balance moved, a counter is stored): plan again
+    /// A record meets a stored purchase that the carried counters did not show: plan again
     /// from the database.
     Stale,
 }
@@ -394,19 +380,24 @@ async fn post_planned(
     let stale_possible = !carried.is_empty();
     let cards = batch_cards(batch);
     let read_cards = carried.missing(&cards);
-    let known = known(
-        &mut *tx,
-        batch,
-        &read_cards,
-        carried.counters(&cards),
-        by_terminal,
-    )
-    .await?;
+    let (counters, carried_shadows) = carried.of(&cards);
+    let known = known(&mut *tx, batch, &read_cards, counters, by_terminal).await?;
     let known_done = std::time::Instant::now();
     let (mut accounts, mut before) =
-        batch_accounts(&mut *tx, &read_cards, batch.merchant, carried, now_ms).await?;
-    let mut unused = HashMap::new();
-    carried.fill(&cards, &mut unused, &mut accounts.shadows, &mut before);
+        batch_accounts(&mut *tx, &read_cards, batch.merchant, now_ms).await?;
+    if !carried_shadows.is_empty() {
+        let ids: Vec<i64> = carried_shadows.values().copied().collect();
+        let found = balances_by_id(&mut *tx, &ids).await?;
+        if found.len() != ids.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} of {} carried e-purse shadow accounts are missing",
+                ids.len() - found.len(),
+                ids.len()
+            )));
+        }
+        before.extend(found);
+        accounts.shadows.extend(carried_shadows);
+    }
     let mut balances = before.clone();
     // Ids for every record (those of repeats stay unused): the sequence never repeats, so
     // the first id also names this batch's transfers.
@@ -430,11 +421,7 @@ async fn post_planned(
     let planned = std::time::Instant::now();
     let transfers: Vec<&Transfer> = plan.transfers.iter().collect();
     let transfer_ids =
-        match insert_planned(&mut *tx, &transfers, &before, &plan.balances, now_ms).await {
-            Ok(ids) => ids,
-            Err(StoreError::Conflict(_)) if stale_possible => return Ok(Posted::Stale),
-            Err(e) => return Err(e),
-        };
+        insert_planned(&mut *tx, &transfers, &before, &plan.balances, now_ms).await?;
     let ledger_done = std::time::Instant::now();
     let rows = new_rows(&plan.verdicts, &ids);
     let k = rows.len();
@@ -521,14 +508,7 @@ async fn post_planned(
         .iter()
         .map(|p| (p.card_number.as_str(), p.offline_counter))
         .collect();
-    carried.absorb(
-        batch.merchant,
-        &accounts,
-        &balances,
-        &known.counters_max,
-        &records,
-        &plan.verdicts,
-    );
+    carried.absorb(&accounts, &known.counters_max, &records, &plan.verdicts);
     Ok(Posted::Done(outcomes(
         &plan.verdicts,
         &rows,
@@ -537,12 +517,12 @@ async fn post_planned(
     )))
 }
 
-/// The carry-over's stamp, read under the head lock: the audit head's sequence number and the
-/// transaction that last wrote the head row (`xmin`). Every transaction that writes purchases
-/// or balances appends to the audit chain under the head lock; and as transaction ids are not
-/// reused, a stamp left by a transaction whose commit failed never matches again.
+/// The carry-over's stamp, read under the head lock: the purchase head's sequence number and
+/// the transaction that last wrote it (`xmin`). Every ingest writes the row ([`advance`]), and
+/// as transaction ids are not reused, a stamp left by a transaction whose commit failed never
+/// matches again.
 async fn stamp(conn: &mut PgConnection) -> Result<store::carry::Stamp> {
-    let r = sqlx::query("SELECT seq, xmin::text::bigint AS x FROM audit_head WHERE id = 1")
+    let r = sqlx::query("SELECT seq, xmin::text::bigint AS x FROM purchases_head WHERE id = 1")
         .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
@@ -551,6 +531,40 @@ async fn stamp(conn: &mut PgConnection) -> Result<store::carry::Stamp> {
         r.try_get("x").map_err(db)?,
         0,
     ])
+}
+
+/// Marks an ingest in the purchase head row; the stamp the transaction leaves if it commits.
+async fn advance(conn: &mut PgConnection) -> Result<store::carry::Stamp> {
+    let r = sqlx::query(
+        "UPDATE purchases_head SET seq = seq + 1 WHERE id = 1 \
+         RETURNING seq, xmin::text::bigint AS x",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok([
+        r.try_get("seq").map_err(db)?,
+        r.try_get("x").map_err(db)?,
+        0,
+    ])
+}
+
+/// Balances by account id, read without a lock (the head lock keeps other writers out).
+async fn balances_by_id(conn: &mut PgConnection, ids: &[i64]) -> Result<HashMap<i64, Balance>> {
+    let rows = sqlx::query(
+        "SELECT id, unit, normal, floor, balance, reserved FROM ledger_accounts \
+         WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let b = balance_row(&r)?;
+        out.insert(b.id, b);
+    }
+    Ok(out)
 }
 
 impl PgStore {
@@ -580,7 +594,7 @@ impl PgStore {
         append_audit(&mut tx, audit, now_ms).await?;
         // Left before the commit, so that the next batch, already waiting for the head lock,
         // finds it; it matches only if this transaction commits.
-        self.carry.put(stamp(&mut tx).await?, carried);
+        self.carry.put(advance(&mut tx).await?, carried);
         let committing = std::time::Instant::now();
         tx.commit().await.map_err(db)?;
         tracing::debug!(
@@ -647,7 +661,7 @@ impl PgStore {
         let answers = finish_group(uploads, &group, answers, now_ms)?;
         if !drafts.is_empty() {
             append_audit_many(&mut tx, drafts, now_ms).await?;
-            self.carry.put(stamp(&mut tx).await?, carried);
+            self.carry.put(advance(&mut tx).await?, carried);
             tx.commit().await.map_err(db)?;
         }
         Ok(answers)

@@ -121,52 +121,24 @@ async fn load_existing(
     Ok(out)
 }
 
-/// Writes new balances. With `before` (balances not read in this transaction: the purchase
-/// ingest's carry-over), an account is written only where it still holds its `before` balance,
-/// and one that moved is refused as a conflict.
-async fn write_balances(
-    conn: &mut SqliteConnection,
-    before: Option<&HashMap<i64, Balance>>,
-    balances: &[Balance],
-) -> Result<()> {
-    for chunk in balances.chunks(KEYS_PER_QUERY / 5) {
+async fn write_balances(conn: &mut SqliteConnection, balances: &[Balance]) -> Result<()> {
+    for chunk in balances.chunks(KEYS_PER_QUERY) {
         let sql = format!(
-            "WITH v(id, balance, reserved, old_balance, old_reserved) AS (VALUES {}) \
+            "WITH v(id, balance, reserved) AS (VALUES {}) \
              UPDATE ledger_accounts SET balance = v.balance, reserved = v.reserved \
-             FROM v WHERE ledger_accounts.id = v.id AND (v.old_balance IS NULL OR \
-               (ledger_accounts.balance = v.old_balance \
-                AND ledger_accounts.reserved = v.old_reserved))",
-            placeholders(chunk.len(), 5)
+             FROM v WHERE ledger_accounts.id = v.id",
+            placeholders(chunk.len(), 3)
         );
         let mut q = sqlx::query(&sql);
         for b in chunk {
-            let old = match before {
-                None => None,
-                Some(m) => Some(m.get(&b.id).ok_or_else(|| {
-                    StoreError::Corrupt(format!("ledger account {} was not read", b.id))
-                })?),
-            };
-            q = q
-                .bind(b.id)
-                .bind(b.balance)
-                .bind(b.reserved)
-                .bind(old.map(|o| o.balance))
-                .bind(old.map(|o| o.reserved));
+            q = q.bind(b.id).bind(b.balance).bind(b.reserved);
         }
         let n = q.execute(&mut *conn).await.map_err(db)?.rows_affected();
         if n != chunk.len() as u64 {
-            return Err(if before.is_some() {
-                StoreError::Conflict(format!(
-                    "{} of {} ledger accounts moved while their batch was planned",
-                    chunk.len() as u64 - n,
-                    chunk.len()
-                ))
-            } else {
-                StoreError::Corrupt(format!(
-                    "ledger balance update touched {n} of {} accounts",
-                    chunk.len()
-                ))
-            });
+            return Err(StoreError::Corrupt(format!(
+                "ledger balance update touched {n} of {} accounts",
+                chunk.len()
+            )));
         }
     }
     Ok(())
@@ -187,7 +159,7 @@ pub(crate) async fn post_in(
         return Ok((plan.finish(&[]), 0));
     }
     let planned: Vec<&Transfer> = plan.inserts.iter().map(|i| &transfers[*i]).collect();
-    let ids = insert_planned(conn, &planned, None, &plan.balances, now_ms).await?;
+    let ids = insert_planned(conn, &planned, &plan.balances, now_ms).await?;
     Ok((plan.finish(&ids), n))
 }
 
@@ -197,7 +169,6 @@ pub(crate) async fn post_in(
 pub(crate) async fn insert_planned(
     conn: &mut SqliteConnection,
     transfers: &[&Transfer],
-    before: Option<&HashMap<i64, Balance>>,
     balances: &[Balance],
     now_ms: i64,
 ) -> Result<Vec<i64>> {
@@ -256,7 +227,7 @@ pub(crate) async fn insert_planned(
         }
         q.execute(&mut *conn).await.map_err(db)?;
     }
-    write_balances(conn, before, balances).await?;
+    write_balances(conn, balances).await?;
     Ok(ids)
 }
 
@@ -324,7 +295,7 @@ pub(crate) async fn resolve_in(
         .await
         .map_err(db)?;
     }
-    write_balances(conn, None, &changed).await?;
+    write_balances(conn, &changed).await?;
     Ok((outcomes, changes.len()))
 }
 

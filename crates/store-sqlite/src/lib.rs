@@ -139,10 +139,6 @@ impl SqliteStore {
         let due = checkpoints.clone();
         let write = SqlitePoolOptions::new()
             .max_connections(1)
-            // One connection for the store's life: the purchase carry-over's stamp counts
-            // this connection's changes.
-            .max_lifetime(None)
-            .idle_timeout(None)
             // A local file: nothing to ping before each use.
             .test_before_acquire(false)
             .before_acquire(move |conn, _| {

@@ -4,9 +4,9 @@
 //! open the accounts, plan with `ledger::offline::plan`, then write the aggregated transfers,
 //! their postings, the balances, the purchase rows (multi-row inserts) and the audit entry.
 //!
-//! Cards the store's previous ingest touched are not read again when nothing was committed
-//! since (`store::carry`, stamp [`stamp`]); the balance update writes only where the carried
-//! balance still stands, and a difference plans the batch again from the database.
+//! Cards the store's previous ingests touched are not looked up by number again, nor their
+//! highest counters, when the purchase head row shows that no other ingest committed since
+//! (`store::carry`, [`stamp`]); their balances are read by account id.
 
 use crate::clearing::open_window;
 use crate::ledger::{balance_row, insert_planned};
@@ -130,7 +130,6 @@ async fn batch_accounts(
     conn: &mut SqliteConnection,
     cards: &[String],
     merchant: &str,
-    carried: &Carried,
     now_ms: i64,
 ) -> Result<(Accounts, HashMap<i64, Balance>)> {
     let bad = |e: ::ledger::KeyError| StoreError::Corrupt(format!("purchase account: {e}"));
@@ -149,21 +148,9 @@ async fn batch_accounts(
         shadows.insert(card, b.id);
         balances.insert(b.id, b);
     }
-    let m = match carried.merchant(merchant) {
-        Some(m) => Some(m),
-        None => open_accounts(conn, std::slice::from_ref(&merchant_key), now_ms)
-            .await?
-            .into_values()
-            .next(),
-    };
-    let s = match carried.suspense() {
-        Some(s) => Some(s),
-        None => open_accounts(conn, std::slice::from_ref(&suspense_key), now_ms)
-            .await?
-            .into_values()
-            .next(),
-    };
-    let (Some(m), Some(s)) = (m, s) else {
+    let m = open_accounts(conn, std::slice::from_ref(&merchant_key), now_ms).await?;
+    let s = open_accounts(conn, std::slice::from_ref(&suspense_key), now_ms).await?;
+    let (Some(m), Some(s)) = (m.into_values().next(), s.into_values().next()) else {
         return Err(StoreError::Corrupt(
             "merchant or suspense account missing".into(),
         ));
@@ -357,7 +344,7 @@ enum Posted {
     Done(Vec<IngestOutcome>),
     /// The unique index on card, terminal and serial refused a record: plan again with them.
     RepeatsByTerminal,
-    /// The books differ from the carry-over (a balance moved, a counter is stored): plan again
+    /// A record meets a stored purchase that the carried counters did not show: plan again
     /// from the database.
     Stale,
 }
@@ -376,19 +363,24 @@ async fn post_planned(
     let stale_possible = !carried.is_empty();
     let cards = batch_cards(batch);
     let read_cards = carried.missing(&cards);
-    let known = known(
-        &mut *tx,
-        batch,
-        &read_cards,
-        carried.counters(&cards),
-        by_terminal,
-    )
-    .await?;
+    let (counters, carried_shadows) = carried.of(&cards);
+    let known = known(&mut *tx, batch, &read_cards, counters, by_terminal).await?;
     let known_done = std::time::Instant::now();
     let (mut accounts, mut before) =
-        batch_accounts(&mut *tx, &read_cards, batch.merchant, carried, now_ms).await?;
-    let mut unused = HashMap::new();
-    carried.fill(&cards, &mut unused, &mut accounts.shadows, &mut before);
+        batch_accounts(&mut *tx, &read_cards, batch.merchant, now_ms).await?;
+    if !carried_shadows.is_empty() {
+        let ids: Vec<i64> = carried_shadows.values().copied().collect();
+        let found = balances_packed(&mut *tx, &ids).await?;
+        if found.len() != ids.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} of {} carried e-purse shadow accounts are missing",
+                ids.len() - found.len(),
+                ids.len()
+            )));
+        }
+        before.extend(found);
+        accounts.shadows.extend(carried_shadows);
+    }
     let mut balances = before.clone();
     let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM purchases")
         .fetch_one(&mut *tx)
@@ -407,12 +399,7 @@ async fn post_planned(
     .map_err(|e| StoreError::Corrupt(format!("offline purchases could not be planned: {e}")))?;
     let planned = std::time::Instant::now();
     let transfers: Vec<&Transfer> = plan.transfers.iter().collect();
-    let transfer_ids =
-        match insert_planned(&mut *tx, &transfers, Some(&before), &plan.balances, now_ms).await {
-            Ok(ids) => ids,
-            Err(StoreError::Conflict(_)) if stale_possible => return Ok(Posted::Stale),
-            Err(e) => return Err(e),
-        };
+    let transfer_ids = insert_planned(&mut *tx, &transfers, &plan.balances, now_ms).await?;
     let ids: Vec<i64> = (0..n as i64).map(|k| first + k).collect();
     let ledger_done = std::time::Instant::now();
     let rows = new_rows(&plan.verdicts, &ids);
@@ -479,14 +466,7 @@ async fn post_planned(
         .iter()
         .map(|p| (p.card_number.as_str(), p.offline_counter))
         .collect();
-    carried.absorb(
-        batch.merchant,
-        &accounts,
-        &balances,
-        &known.counters_max,
-        &records,
-        &plan.verdicts,
-    );
+    carried.absorb(&accounts, &known.counters_max, &records, &plan.verdicts);
     Ok(Posted::Done(outcomes(
         &plan.verdicts,
         &rows,
@@ -495,22 +475,82 @@ async fn post_planned(
     )))
 }
 
-/// The carry-over's stamp, read in the writing transaction: the audit head, and for the write
-/// connection `data_version` (it moves when another connection commits) and `total_changes()`
-/// (it moves with every row this connection changes, committed or not).
+/// The carry-over's stamp, read in the writing transaction: the purchase head's sequence
+/// number. Every ingest, of any process, advances it ([`advance`]), and the carry-over is left
+/// only after a commit, so an equal number means that no ingest committed since.
 async fn stamp(conn: &mut SqliteConnection) -> Result<store::carry::Stamp> {
-    let r = sqlx::query(
-        "SELECT (SELECT seq FROM audit_head WHERE id = 1), \
-         (SELECT data_version FROM pragma_data_version), total_changes()",
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM purchases_head WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok([seq, 0, 0])
+}
+
+/// Balances by account id in one statement that answers one row: sqlx hands each row of a
+/// SQLite statement over a channel to the caller's task, which for the 10,000 accounts of an
+/// upload cost as much as the reads themselves, so the accounts come back packed in one text
+/// (`id balance reserved unit normal floor`, `,` between accounts; `-`: no floor), and the ids go
+/// in as one JSON array.
+async fn balances_packed(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+) -> Result<HashMap<i64, Balance>> {
+    let mut list = String::with_capacity(ids.len() * 8 + 2);
+    list.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(&id.to_string());
+    }
+    list.push(']');
+    let packed: Option<String> = sqlx::query_scalar(
+        "SELECT group_concat(id || ' ' || balance || ' ' || reserved || ' ' || unit || ' ' || \
+         normal || ' ' || coalesce(floor, '-'), ',') FROM ledger_accounts \
+         WHERE id IN (SELECT value FROM json_each(?))",
     )
+    .bind(list)
     .fetch_one(&mut *conn)
     .await
     .map_err(db)?;
-    Ok([
-        r.try_get::<Option<i64>, _>(0).map_err(db)?.unwrap_or(0),
-        r.try_get(1).map_err(db)?,
-        r.try_get(2).map_err(db)?,
-    ])
+    let bad = |what: &str| StoreError::Corrupt(format!("packed ledger balance: {what}"));
+    let mut out = HashMap::with_capacity(ids.len());
+    for one in packed
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|x| !x.is_empty())
+    {
+        let f: Vec<&str> = one.split(' ').collect();
+        let [id, balance, reserved, unit, normal, floor] = f[..] else {
+            return Err(bad(one));
+        };
+        let int = |x: &str| x.parse::<i64>().map_err(|_| bad(one));
+        let floor = if floor == "-" {
+            None
+        } else {
+            Some(int(floor)?)
+        };
+        let b = store::ledger::decode_balance(
+            int(id)?,
+            unit,
+            normal,
+            floor,
+            int(balance)?,
+            int(reserved)?,
+        )?;
+        out.insert(b.id, b);
+    }
+    Ok(out)
+}
+
+/// Marks an ingest in the purchase head row; the stamp the transaction leaves once committed.
+async fn advance(conn: &mut SqliteConnection) -> Result<store::carry::Stamp> {
+    sqlx::query("UPDATE purchases_head SET seq = seq + 1 WHERE id = 1")
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    stamp(conn).await
 }
 
 impl SqliteStore {
@@ -537,7 +577,7 @@ impl SqliteStore {
         let mut carried = self.carry.take(stamp(&mut tx).await?);
         let outcomes = post_batch(&mut tx, &self.windows, batch, &mut carried, now_ms).await?;
         append_audit(&mut tx, audit, now_ms).await?;
-        let left = stamp(&mut tx).await?;
+        let left = advance(&mut tx).await?;
         let committing = std::time::Instant::now();
         tx.commit().await.map_err(db)?;
         self.carry.put(left, carried);
@@ -600,7 +640,7 @@ impl SqliteStore {
         let answers = finish_group(uploads, &group, answers, now_ms)?;
         if !drafts.is_empty() {
             append_audit_many(&mut tx, drafts, now_ms).await?;
-            let left = stamp(&mut tx).await?;
+            let left = advance(&mut tx).await?;
             tx.commit().await.map_err(db)?;
             self.carry.put(left, carried);
         }
