@@ -9,7 +9,7 @@
 //! (`store::carry`, [`stamp`]); their balances are read by account id.
 
 use crate::clearing::open_window;
-use crate::ledger::{balance_row, insert_planned};
+use crate::ledger::insert_planned;
 use crate::terminal_fleet::{batch_stored, batch_write};
 use crate::{SqliteStore, append_audit, append_audit_many, db, placeholders};
 use ::ledger::offline::{Accounts, Known, Prior, plan};
@@ -54,29 +54,96 @@ fn purchase_row(r: &SqliteRow) -> Result<PurchaseRow> {
     })
 }
 
-/// Accounts of one kind (in CNY) by owner text: `owner → balance`.
+/// Accounts of one kind (in CNY) by owner text: `owner → balance`, in one statement answering
+/// one packed row (see [`packed`]).
 async fn find_accounts(
     conn: &mut SqliteConnection,
     kind: AccountKind,
     owners: &[String],
 ) -> Result<HashMap<String, Balance>> {
+    let packed: Option<String> = sqlx::query_scalar(
+        "SELECT group_concat(j.key || ' ' || a.id || ' ' || a.balance || ' ' || a.reserved \
+         || ' ' || a.unit || ' ' || a.normal || ' ' || coalesce(a.floor, '-'), ',') \
+         FROM json_each(?2) AS j JOIN ledger_accounts a \
+         ON a.kind = ?1 AND a.owner = j.value AND a.unit = 'CNY'",
+    )
+    .bind(kind.as_str())
+    .bind(json_strings(owners.iter().map(String::as_str)))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
     let mut out = HashMap::with_capacity(owners.len());
-    for chunk in owners.chunks(KEYS_PER_QUERY) {
-        let sql = format!(
-            "SELECT id, owner, unit, normal, floor, balance, reserved FROM ledger_accounts \
-             WHERE kind = ? AND unit = 'CNY' AND owner IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        );
-        let mut q = sqlx::query(&sql).bind(kind.as_str());
-        for o in chunk {
-            q = q.bind(o);
-        }
-        for r in q.fetch_all(&mut *conn).await.map_err(db)? {
-            let b = balance_row(&r)?;
-            out.insert(r.try_get("owner").map_err(db)?, b);
-        }
+    for f in packed_rows(packed.as_deref(), 7)? {
+        let owner = owners
+            .get(packed_int(f[0])? as usize)
+            .ok_or_else(|| StoreError::Corrupt(format!("packed account index {}", f[0])))?;
+        out.insert(owner.clone(), packed_balance(&f[1..])?);
     }
     Ok(out)
+}
+
+/// A JSON array of strings, for `json_each`: one bound value for any number of keys.
+fn json_strings<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for ch in item.chars() {
+            match ch {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push(']');
+    out
+}
+
+/// The rows of a packed answer: rows separated by `,`, fields by a space, each row `width`
+/// fields of digits or codes. sqlx hands each row of a SQLite statement over a channel to the
+/// caller's task, which for the 10,000 cards of an upload cost as much as the reads themselves;
+/// packed, an upload's reads answer one row each.
+fn packed_rows(packed: Option<&str>, width: usize) -> Result<Vec<Vec<&str>>> {
+    packed
+        .unwrap_or("")
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            let f: Vec<&str> = r.split(' ').collect();
+            if f.len() == width {
+                Ok(f)
+            } else {
+                Err(StoreError::Corrupt(format!("packed row {r:?}")))
+            }
+        })
+        .collect()
+}
+
+fn packed_int(x: &str) -> Result<i64> {
+    x.parse()
+        .map_err(|_| StoreError::Corrupt(format!("packed number {x:?}")))
+}
+
+/// `id balance reserved unit normal floor` (`-`: no floor).
+fn packed_balance(f: &[&str]) -> Result<Balance> {
+    let floor = if f[5] == "-" {
+        None
+    } else {
+        Some(packed_int(f[5])?)
+    };
+    store::ledger::decode_balance(
+        packed_int(f[0])?,
+        f[3],
+        f[4],
+        floor,
+        packed_int(f[1])?,
+        packed_int(f[2])?,
+    )
 }
 
 /// Finds the accounts of one kind, opening the missing ones.
@@ -182,24 +249,26 @@ async fn known(
         counters_max,
         ..Known::default()
     };
-    for chunk in cards.chunks(KEYS_PER_QUERY) {
+    if !cards.is_empty() {
         // One backward probe of the (card, counter) index per card: `MAX … GROUP BY` would
-        // read every stored purchase of the card, which grows with its history.
-        let sql = format!(
-            "WITH c(card) AS (VALUES {}) SELECT card, (SELECT MAX(offline_counter) FROM \
-             purchases WHERE card_number = card) AS m FROM c",
-            vec!["(?)"; chunk.len()].join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for c in chunk {
-            q = q.bind(c);
-        }
-        for r in q.fetch_all(&mut *conn).await.map_err(db)? {
-            if let Some(m) = r.try_get::<Option<i64>, _>("m").map_err(db)? {
-                known
-                    .counters_max
-                    .insert(r.try_get("card").map_err(db)?, m as u16);
-            }
+        // read every stored purchase of the card, which grows with its history. Packed: the
+        // card's index in `cards` and its highest counter.
+        let packed: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(k || ' ' || m, ',') FROM (SELECT j.key AS k, \
+             (SELECT MAX(offline_counter) FROM purchases WHERE card_number = j.value) AS m \
+             FROM json_each(?) AS j) WHERE m IS NOT NULL",
+        )
+        .bind(json_strings(cards.iter().map(String::as_str)))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+        for f in packed_rows(packed.as_deref(), 2)? {
+            let card = cards
+                .get(packed_int(f[0])? as usize)
+                .ok_or_else(|| StoreError::Corrupt(format!("packed card index {}", f[0])))?;
+            let m = u16::try_from(packed_int(f[1])?)
+                .map_err(|_| StoreError::Corrupt(format!("offline counter {}", f[1])))?;
+            known.counters_max.insert(card.clone(), m);
         }
     }
     // Only a record at or below its card's highest counter can repeat a stored one.
@@ -486,24 +555,15 @@ async fn stamp(conn: &mut SqliteConnection) -> Result<store::carry::Stamp> {
     Ok([seq, 0, 0])
 }
 
-/// Balances by account id in one statement that answers one row: sqlx hands each row of a
-/// SQLite statement over a channel to the caller's task, which for the 10,000 accounts of an
-/// upload cost as much as the reads themselves, so the accounts come back packed in one text
-/// (`id balance reserved unit normal floor`, `,` between accounts; `-`: no floor), and the ids go
-/// in as one JSON array.
+/// Balances by account id, in one statement answering one packed row (see [`packed_rows`]).
 async fn balances_packed(
     conn: &mut SqliteConnection,
     ids: &[i64],
 ) -> Result<HashMap<i64, Balance>> {
-    let mut list = String::with_capacity(ids.len() * 8 + 2);
-    list.push('[');
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            list.push(',');
-        }
-        list.push_str(&id.to_string());
-    }
-    list.push(']');
+    let list = format!(
+        "[{}]",
+        ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+    );
     let packed: Option<String> = sqlx::query_scalar(
         "SELECT group_concat(id || ' ' || balance || ' ' || reserved || ' ' || unit || ' ' || \
          normal || ' ' || coalesce(floor, '-'), ',') FROM ledger_accounts \
@@ -513,32 +573,9 @@ async fn balances_packed(
     .fetch_one(&mut *conn)
     .await
     .map_err(db)?;
-    let bad = |what: &str| StoreError::Corrupt(format!("packed ledger balance: {what}"));
     let mut out = HashMap::with_capacity(ids.len());
-    for one in packed
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .filter(|x| !x.is_empty())
-    {
-        let f: Vec<&str> = one.split(' ').collect();
-        let [id, balance, reserved, unit, normal, floor] = f[..] else {
-            return Err(bad(one));
-        };
-        let int = |x: &str| x.parse::<i64>().map_err(|_| bad(one));
-        let floor = if floor == "-" {
-            None
-        } else {
-            Some(int(floor)?)
-        };
-        let b = store::ledger::decode_balance(
-            int(id)?,
-            unit,
-            normal,
-            floor,
-            int(balance)?,
-            int(reserved)?,
-        )?;
+    for f in packed_rows(packed.as_deref(), 6)? {
+        let b = packed_balance(&f)?;
         out.insert(b.id, b);
     }
     Ok(out)
@@ -713,5 +750,44 @@ impl PurchaseStore for SqliteStore {
             .iter()
             .map(purchase_row)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection;
+
+    #[tokio::test]
+    async fn keys_go_through_json_each_as_they_are_and_packed_rows_come_back_whole() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        let keys = [
+            "card:4101000000000001",
+            "a \"quoted\" name, with a comma",
+            "back\\slash",
+            "tab\tand\nnewline",
+            "商户",
+            "",
+        ];
+        let back: Vec<String> = sqlx::query_scalar("SELECT value FROM json_each(?) ORDER BY key")
+            .bind(json_strings(keys.iter().copied()))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(back, keys);
+        assert_eq!(
+            packed_rows(Some("0 5,1 7"), 2).unwrap(),
+            vec![vec!["0", "5"], vec!["1", "7"]]
+        );
+        assert!(packed_rows(None, 2).unwrap().is_empty());
+        assert!(
+            packed_rows(Some("0 5 9"), 2).is_err(),
+            "a row of the wrong width"
+        );
+        assert!(packed_int("12a").is_err());
+        let b = packed_balance(&["7", "100", "20", "CNY", "credit", "-"]).unwrap();
+        assert_eq!((b.id, b.balance, b.reserved, b.floor), (7, 100, 20, None));
+        let b = packed_balance(&["7", "100", "20", "CNY", "debit", "0"]).unwrap();
+        assert_eq!(b.floor, Some(0));
     }
 }
