@@ -25,11 +25,12 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 use std::collections::HashMap;
-use store::carry::Carried;
+use store::carry::{Carried, add_carried};
 use store::purchases::{
     IngestOutcome, KeptBatch, KeptIngest, KeptUpload, PURCHASE_BATCH_MAX, PurchaseBatch,
-    PurchaseRow, PurchaseStore, batch_cards, check_group, decode_flags, finish_group, group_plan,
-    joined, kept_row, ledger_purchases, new_rows, outcomes, transfer_key_prefix, transfer_memo,
+    PurchaseRow, PurchaseStore, Replan, batch_cards, check_group, decode_flags, finish_group,
+    group_plan, joined, kept_row, ledger_purchases, new_rows, outcomes, replan,
+    transfer_key_prefix, transfer_memo,
 };
 use store::{Result, StoreError};
 
@@ -326,26 +327,15 @@ async fn post_batch(
         .await
         .map_err(db)?;
     let mut by_terminal = false;
-    // At most three plans: with the carry-over, from the database, with the repeats read.
     let posted = loop {
         match post_planned(&mut *tx, batch, carried, now_ms, by_terminal).await? {
             Posted::Done(o) => break o,
-            again => {
+            Posted::Again(why) => {
                 sqlx::query("ROLLBACK TO purchases_post")
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
-                match again {
-                    Posted::Stale if !carried.is_empty() => *carried = Carried::default(),
-                    Posted::RepeatsByTerminal if !by_terminal => by_terminal = true,
-                    _ => {
-                        return Err(StoreError::Corrupt(
-                            "a purchase repeats a stored one by card, terminal and serial \
-                             after they were read"
-                                .into(),
-                        ));
-                    }
-                }
+                replan(why, carried, &mut by_terminal)?;
             }
         }
     };
@@ -358,11 +348,7 @@ async fn post_batch(
 
 enum Posted {
     Done(Vec<IngestOutcome>),
-    /// The unique index on card, terminal and serial refused a record: plan again with them.
-    RepeatsByTerminal,
-    /// A record meets a stored purchase that the carried counters did not show: plan again
-    /// from the database.
-    Stale,
+    Again(Replan),
 }
 
 /// Plans and writes one batch in the caller's transaction (which holds the head lock): reads
@@ -388,15 +374,7 @@ async fn post_planned(
     if !carried_shadows.is_empty() {
         let ids: Vec<i64> = carried_shadows.values().copied().collect();
         let found = balances_by_id(&mut *tx, &ids).await?;
-        if found.len() != ids.len() {
-            return Err(StoreError::Corrupt(format!(
-                "{} of {} carried e-purse shadow accounts are missing",
-                ids.len() - found.len(),
-                ids.len()
-            )));
-        }
-        before.extend(found);
-        accounts.shadows.extend(carried_shadows);
+        add_carried(carried_shadows, found, &mut accounts, &mut before)?;
     }
     let mut balances = before.clone();
     // Ids for every record (those of repeats stay unused): the sequence never repeats, so
@@ -484,10 +462,10 @@ async fn post_planned(
             Err(sqlx::Error::Database(d))
                 if !by_terminal && d.constraint() == Some("purchases_terminal_serial") =>
             {
-                return Ok(Posted::RepeatsByTerminal);
+                return Ok(Posted::Again(Replan::RepeatsByTerminal));
             }
             Err(sqlx::Error::Database(d)) if stale_possible && d.is_unique_violation() => {
-                return Ok(Posted::Stale);
+                return Ok(Posted::Again(Replan::Stale));
             }
             Err(e) => return Err(db(e)),
         }

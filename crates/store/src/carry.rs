@@ -12,6 +12,7 @@
 //! counters are read again. A counter carried wrongly all the same would meet the purchase
 //! rows' unique index, and the backend then plans the batch again from the database.
 
+use ::ledger::Balance;
 use ::ledger::offline::{Accounts, Verdict};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -108,6 +109,27 @@ impl Carried {
     }
 }
 
+/// Adds the carried cards' shadows (`carried`, from [`Carried::of`]) with their balances read
+/// by id (`found`) to a plan's accounts and balances; a carried account that is gone is a
+/// corrupt store (accounts are never deleted).
+pub fn add_carried(
+    carried: HashMap<String, i64>,
+    found: HashMap<i64, Balance>,
+    accounts: &mut Accounts,
+    balances: &mut HashMap<i64, Balance>,
+) -> crate::Result<()> {
+    if found.len() != carried.len() {
+        return Err(crate::StoreError::Corrupt(format!(
+            "{} of {} carried e-purse shadow accounts are missing",
+            carried.len().saturating_sub(found.len()),
+            carried.len()
+        )));
+    }
+    balances.extend(found);
+    accounts.shadows.extend(carried);
+    Ok(())
+}
+
 /// The slot the carried state waits in between ingests.
 #[derive(Debug, Default)]
 pub struct CarryOver {
@@ -178,5 +200,18 @@ mod tests {
         assert_eq!(counters.get("C"), None);
         assert_eq!(shadows.get("B"), Some(&2));
         assert_eq!(shadows.len(), 2);
+    }
+
+    #[test]
+    fn a_batch_is_planned_again_at_most_once_for_each_reason() {
+        use crate::purchases::{Replan, replan};
+        let mut c = carried();
+        let mut by_terminal = false;
+        replan(Replan::Stale, &mut c, &mut by_terminal).unwrap();
+        assert!(c.is_empty(), "planned again from the database");
+        assert!(replan(Replan::Stale, &mut c, &mut by_terminal).is_err());
+        replan(Replan::RepeatsByTerminal, &mut c, &mut by_terminal).unwrap();
+        assert!(by_terminal);
+        assert!(replan(Replan::RepeatsByTerminal, &mut c, &mut by_terminal).is_err());
     }
 }

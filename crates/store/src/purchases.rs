@@ -273,6 +273,36 @@ pub trait PurchaseStore: Send + Sync {
     ) -> Result<Vec<PurchaseRow>>;
 }
 
+/// Why a planned batch must be planned again, after its savepoint is rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replan {
+    /// The unique index on card, terminal and serial refused a record: plan again with the
+    /// stored purchases read by card, terminal and serial.
+    RepeatsByTerminal,
+    /// A record meets a stored purchase that the carried counters did not show: plan again
+    /// from the database.
+    Stale,
+}
+
+/// What to change before planning a batch again (at most three plans: with the carry-over,
+/// from the database, with the repeats read); an error when nothing is left to change.
+pub fn replan(
+    why: Replan,
+    carried: &mut crate::carry::Carried,
+    by_terminal: &mut bool,
+) -> Result<()> {
+    match why {
+        Replan::Stale if !carried.is_empty() => *carried = Default::default(),
+        Replan::RepeatsByTerminal if !*by_terminal => *by_terminal = true,
+        _ => {
+            return Err(crate::StoreError::Corrupt(format!(
+                "a purchase repeats a stored one after they were read ({why:?})"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The ledger's view of a batch's records.
 pub fn ledger_purchases(batch: &PurchaseBatch<'_>) -> Vec<::ledger::offline::Purchase> {
     batch
