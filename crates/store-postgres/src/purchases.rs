@@ -481,12 +481,12 @@ async fn post_planned(
         rows_us = ledger_done.elapsed().as_micros() as u64,
         "purchases posted"
     );
-    let records: Vec<(&str, u16)> = batch
-        .purchases
-        .iter()
-        .map(|p| (p.card_number.as_str(), p.offline_counter))
-        .collect();
-    carried.absorb(&accounts, &known.counters_max, &records, &plan.verdicts);
+    carried.absorb(
+        &accounts,
+        &known.counters_max,
+        batch.purchases,
+        &plan.verdicts,
+    );
     Ok(Posted::Done(outcomes(
         &plan.verdicts,
         &rows,

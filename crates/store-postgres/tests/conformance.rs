@@ -125,47 +125,17 @@ async fn fee_rules_refuse_updates_and_deletes() {
 /// deleted, and `ledger check` names a posting whose account or transfer is missing.
 #[tokio::test]
 async fn a_dangling_posting_fails_the_check_and_accounts_are_never_deleted() {
-    use ledger::{AccountKey, AccountKind, Amount, IdempotencyKey, Owner, Transfer, Unit};
-    use store::LedgerStore;
-    use store::ledger::Mismatch;
+    use store::conformance::{ledger_check_names_dangling, ledger_dangling_posting};
     for missing in ["account", "transfer"] {
         let s = fresh().await;
-        let keys = [
-            AccountKey::new(
-                AccountKind::BankFloat,
-                Owner::Bank("ICBC".into()),
-                Unit::Cny,
-            )
-            .unwrap(),
-            AccountKey::citizen_online(1),
-        ];
-        let draft = || audit::Draft::new("t", "ledger.post", "x", "t", "");
-        let rows = s.ledger_open_accounts(&keys, draft(), 1).await.unwrap();
-        let t = Transfer::simple(
-            IdempotencyKey::parse("top-up-1").unwrap(),
-            ledger::TransferKind::TopUp,
-            "test",
-            rows[0].id,
-            rows[1].id,
-            Unit::Cny,
-            Amount(500),
-        );
-        s.ledger_post_batch(&[t], draft(), 2).await.unwrap();
-        assert_eq!(s.ledger_check().await.unwrap().mismatch, None);
-        let refused = sqlx::query("DELETE FROM ledger_accounts WHERE id = $1")
-            .bind(rows[1].id)
-            .execute(s.pool())
-            .await;
-        assert!(refused.is_err(), "an account was deleted");
-        let tid: i64 = sqlx::query_scalar("SELECT max(id) FROM ledger_transfers")
-            .fetch_one(s.pool())
-            .await
-            .unwrap();
-        let (transfer_id, account) = if missing == "account" {
-            (tid, rows[1].id + 1_000)
-        } else {
-            (tid + 1_000, rows[1].id)
-        };
+        let (transfer_id, account) = ledger_dangling_posting(&s, missing).await;
+        if missing == "transfer" {
+            let refused = sqlx::query("DELETE FROM ledger_accounts WHERE id = $1")
+                .bind(account)
+                .execute(s.pool())
+                .await;
+            assert!(refused.is_err(), "an account was deleted");
+        }
         sqlx::query(
             "INSERT INTO ledger_postings (transfer_id, idx, account_id, unit, side, amount) \
              VALUES ($1, 7, $2, 'CNY', 'credit', 1)",
@@ -175,17 +145,6 @@ async fn a_dangling_posting_fails_the_check_and_accounts_are_never_deleted() {
         .execute(s.pool())
         .await
         .unwrap();
-        assert_eq!(
-            s.ledger_check().await.unwrap().mismatch,
-            Some(Mismatch::Dangling {
-                transfer_id,
-                account,
-                missing: if missing == "account" {
-                    "account"
-                } else {
-                    "transfer"
-                },
-            })
-        );
+        ledger_check_names_dangling(&s, (transfer_id, account), missing).await;
     }
 }

@@ -175,42 +175,10 @@ async fn a_restart_asked_for_starts_the_log_over_at_the_next_write() {
 /// account or its transfer is missing.
 #[tokio::test]
 async fn a_dangling_posting_fails_the_check() {
-    use ledger::{AccountKey, AccountKind, Amount, IdempotencyKey, Owner, Transfer, Unit};
-    use store::LedgerStore;
-    use store::ledger::Mismatch;
+    use store::conformance::{ledger_check_names_dangling, ledger_dangling_posting};
     for missing in ["account", "transfer"] {
         let s = fresh().await;
-        let keys = [
-            AccountKey::new(
-                AccountKind::BankFloat,
-                Owner::Bank("ICBC".into()),
-                Unit::Cny,
-            )
-            .unwrap(),
-            AccountKey::citizen_online(1),
-        ];
-        let draft = || audit::Draft::new("t", "ledger.post", "x", "t", "");
-        let rows = s.ledger_open_accounts(&keys, draft(), 1).await.unwrap();
-        let t = Transfer::simple(
-            IdempotencyKey::parse("top-up-1").unwrap(),
-            ledger::TransferKind::TopUp,
-            "test",
-            rows[0].id,
-            rows[1].id,
-            Unit::Cny,
-            Amount(500),
-        );
-        s.ledger_post_batch(&[t], draft(), 2).await.unwrap();
-        assert_eq!(s.ledger_check().await.unwrap().mismatch, None);
-        let tid: i64 = sqlx::query_scalar("SELECT max(id) FROM ledger_transfers")
-            .fetch_one(s.pool())
-            .await
-            .unwrap();
-        let (transfer_id, account) = if missing == "account" {
-            (tid, rows[1].id + 1_000)
-        } else {
-            (tid + 1_000, rows[1].id)
-        };
+        let (transfer_id, account) = ledger_dangling_posting(&s, missing).await;
         let mut conn = s.pool().acquire().await.unwrap();
         let insert = "INSERT INTO ledger_postings (transfer_id, idx, account_id, unit, side, amount) \
                       VALUES (?, 7, ?, 'CNY', 'credit', 1)";
@@ -238,18 +206,7 @@ async fn a_dangling_posting_fails_the_check() {
             .await
             .unwrap();
         drop(conn);
-        assert_eq!(
-            s.ledger_check().await.unwrap().mismatch,
-            Some(Mismatch::Dangling {
-                transfer_id,
-                account,
-                missing: if missing == "account" {
-                    "account"
-                } else {
-                    "transfer"
-                },
-            })
-        );
+        ledger_check_names_dangling(&s, (transfer_id, account), missing).await;
     }
 }
 

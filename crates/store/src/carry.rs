@@ -12,6 +12,7 @@
 //! counters are read again. A counter carried wrongly all the same would meet the purchase
 //! rows' unique index, and the backend then plans the batch again from the database.
 
+use crate::purchases::NewPurchase;
 use ::ledger::Balance;
 use ::ledger::offline::{Accounts, Verdict};
 use std::collections::HashMap;
@@ -79,17 +80,19 @@ impl Carried {
         &mut self,
         accounts: &Accounts,
         counters_max: &HashMap<String, u16>,
-        records: &[(&str, u16)],
+        purchases: &[NewPurchase],
         verdicts: &[Verdict],
     ) {
         if self.cards.len() + accounts.shadows.len() > CARRIED_CARDS_MAX {
             self.cards.clear();
         }
         let mut highest: HashMap<&str, u16> = HashMap::with_capacity(accounts.shadows.len());
-        for ((card, counter), v) in records.iter().zip(verdicts) {
+        for (p, v) in purchases.iter().zip(verdicts) {
             if matches!(v, Verdict::New { .. }) {
-                let h = highest.entry(card).or_insert(*counter);
-                *h = (*h).max(*counter);
+                let h = highest
+                    .entry(p.card_number.as_str())
+                    .or_insert(p.offline_counter);
+                *h = (*h).max(p.offline_counter);
             }
         }
         for (card, id) in &accounts.shadows {
@@ -175,7 +178,25 @@ mod tests {
             suspense: 11,
         };
         let stored = HashMap::from([("A".to_string(), 7u16)]);
-        let records = [("A", 9u16), ("A", 8), ("B", 3), ("B", 4)];
+        let purchase = |card: &str, counter: u16| NewPurchase {
+            card_number: card.into(),
+            offline_counter: counter,
+            amount_fen: 100,
+            tx_type: 6,
+            algorithm_id: 4,
+            terminal_id: "112233445566".into(),
+            terminal_serial: u32::from(counter),
+            tx_ms: 0,
+            balance_before_fen: 1_000,
+            tac: [0; 4],
+            deny_listed: false,
+        };
+        let records = [
+            purchase("A", 9),
+            purchase("A", 8),
+            purchase("B", 3),
+            purchase("B", 4),
+        ];
         let verdicts = [new(), new(), new(), Verdict::SameAs(2)];
         c.absorb(&accounts, &stored, &records, &verdicts);
         c

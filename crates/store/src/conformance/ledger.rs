@@ -76,6 +76,48 @@ async fn assert_books_hold(s: &dyn Store) {
     assert_eq!(c.mismatch, None, "{c:?}");
 }
 
+/// For a backend's test of `ledger check` against postings written around the store: opens
+/// two accounts, posts one transfer between them (the book checks clean) and returns the
+/// `(transfer id, account id)` of a posting that dangles by its `missing` side ("account" or
+/// "transfer"), for the backend to write past its own guards; then
+/// [`ledger_check_names_dangling`].
+pub async fn ledger_dangling_posting(s: &dyn Store, missing: &str) -> (i64, i64) {
+    let a = open(s).await;
+    let out = s
+        .ledger_post_batch(
+            &[t("top-up-1", a.bank, a.alice, 500)],
+            draft("ledger.post"),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let PostOutcome::Applied { id, .. } = out[0] else {
+        panic!("not applied: {out:?}");
+    };
+    assert_eq!(s.ledger_check().await.unwrap().mismatch, None);
+    match missing {
+        "account" => (id, a.metro + 1_000),
+        "transfer" => (id + 1_000, a.alice),
+        other => panic!("no dangling side {other}"),
+    }
+}
+
+/// `ledger check` names the posting of [`ledger_dangling_posting`] once it is written.
+pub async fn ledger_check_names_dangling(
+    s: &dyn Store,
+    (transfer_id, account): (i64, i64),
+    missing: &'static str,
+) {
+    assert_eq!(
+        s.ledger_check().await.unwrap().mismatch,
+        Some(Mismatch::Dangling {
+            transfer_id,
+            account,
+            missing,
+        })
+    );
+}
+
 pub async fn ledger_accounts_open_by_natural_key(s: &dyn Store) {
     let head0 = s.audit_head().await.unwrap().map_or(0, |h| h.0);
     let a = open(s).await;
